@@ -1,0 +1,4 @@
+//! `xvs-tools`: shared code of the operator tools (`xvs-schedsim`,
+//! `xvs-replay`, `xvsadm`, load generators); each tool is a binary in
+//! `src/bin/`.
+#![forbid(unsafe_code)]
