@@ -43,6 +43,16 @@ impl FlowKey {
         }
     }
 
+    /// The same key with another destination.
+    #[must_use]
+    pub fn with_dst(&self, dst: IpAddr, dport: u16) -> Self {
+        Self {
+            dst,
+            dport,
+            ..*self
+        }
+    }
+
     /// True when both addresses are IPv6.
     #[must_use]
     pub fn is_ipv6(&self) -> bool {

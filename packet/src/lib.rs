@@ -7,13 +7,28 @@
 //! checked forms. Errors are small `Copy` enums that the director maps
 //! one-to-one onto drop reasons.
 #![forbid(unsafe_code)]
-#![no_std]
-
-#[cfg(test)]
-extern crate std;
+// Tests use std's prelude; the library itself needs only `core`.
+#![cfg_attr(not(test), no_std)]
 
 pub mod flow;
 pub mod ip;
 
 pub use flow::{FlowKey, FlowOrigin};
 pub use ip::IpProtocol;
+pub mod arp;
+pub mod checksum;
+pub mod ethernet;
+pub mod icmp;
+pub mod icmp_error;
+pub mod ipv4;
+pub mod ipv6;
+pub mod parse;
+pub mod rewrite;
+pub mod tcp;
+pub mod tunnel;
+pub mod udp;
+
+pub use parse::{IpFrame, ParseError, Parsed, parse};
+
+#[cfg(test)]
+mod testkit;

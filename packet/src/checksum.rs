@@ -1,0 +1,197 @@
+//! The Internet checksum: RFC 1071 full sum, RFC 1624 incremental update,
+//! IPv4/IPv6 pseudo-headers, and UDP's zero rule.
+//!
+//! Rewrites in this crate never recompute a checksum from scratch: they
+//! update it for the words they change (RFC 1624, eqn. 3:
+//! `HC' = ~(~HC + ~m + m')`), which costs a few adds however long the
+//! payload is. A property test in `rewrite` checks that the result always
+//! equals a full recompute.
+//!
+//! UDP's zero rule: over IPv4 a UDP checksum of 0 means "none was computed";
+//! such a datagram keeps 0 after a rewrite. A computed checksum of 0 is sent
+//! as 0xffff (the other one's-complement zero). Over IPv6 the checksum is
+//! mandatory, so the same 0 → 0xffff rule applies and 0 is never left alone.
+
+use core::net::{Ipv4Addr, Ipv6Addr};
+
+use crate::ip::IpProtocol;
+
+/// Adds `data` as big-endian 16-bit words (an odd last byte is padded with
+/// zero) to a running 32-bit partial sum. The sum is unfolded: fold it with
+/// [`fold`] when done. Safe for any frame size (carries are folded as we go).
+#[must_use]
+pub fn sum(data: &[u8]) -> u32 {
+    let mut acc: u64 = 0;
+    let mut chunks = data.chunks_exact(8);
+    for c in &mut chunks {
+        // Four words at a time; a u64 cannot overflow within one frame.
+        acc += u64::from(u16::from_be_bytes([c[0], c[1]]))
+            + u64::from(u16::from_be_bytes([c[2], c[3]]))
+            + u64::from(u16::from_be_bytes([c[4], c[5]]))
+            + u64::from(u16::from_be_bytes([c[6], c[7]]));
+    }
+    let mut words = chunks.remainder().chunks_exact(2);
+    for w in &mut words {
+        acc += u64::from(u16::from_be_bytes([w[0], w[1]]));
+    }
+    if let [last] = words.remainder() {
+        acc += u64::from(u16::from_be_bytes([*last, 0]));
+    }
+    fold64(acc)
+}
+
+fn fold64(mut acc: u64) -> u32 {
+    while acc > u64::from(u32::MAX) {
+        acc = (acc & 0xffff_ffff) + (acc >> 32);
+    }
+    acc as u32
+}
+
+/// Adds two partial sums.
+#[must_use]
+pub fn combine(a: u32, b: u32) -> u32 {
+    fold64(u64::from(a) + u64::from(b))
+}
+
+/// Folds a partial sum into 16 bits with end-around carry (not inverted).
+#[must_use]
+pub fn fold(mut acc: u32) -> u16 {
+    while acc > 0xffff {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    acc as u16
+}
+
+/// The checksum of `data` (RFC 1071): the inverted folded sum. Computing it
+/// over data that includes a correct checksum field gives 0.
+#[must_use]
+pub fn checksum(data: &[u8]) -> u16 {
+    !fold(sum(data))
+}
+
+/// Finishes a checksum from a partial sum: fold and invert.
+#[must_use]
+pub fn finish(acc: u32) -> u16 {
+    !fold(acc)
+}
+
+/// Partial sum of the IPv4 pseudo-header (RFC 793 / RFC 768).
+#[must_use]
+pub fn pseudo_header_v4(src: Ipv4Addr, dst: Ipv4Addr, proto: IpProtocol, length: u16) -> u32 {
+    let s = src.octets();
+    let d = dst.octets();
+    u32::from(u16::from_be_bytes([s[0], s[1]]))
+        + u32::from(u16::from_be_bytes([s[2], s[3]]))
+        + u32::from(u16::from_be_bytes([d[0], d[1]]))
+        + u32::from(u16::from_be_bytes([d[2], d[3]]))
+        + u32::from(u8::from(proto))
+        + u32::from(length)
+}
+
+/// Partial sum of the IPv6 pseudo-header (RFC 8200 §8.1).
+#[must_use]
+pub fn pseudo_header_v6(src: &Ipv6Addr, dst: &Ipv6Addr, proto: IpProtocol, length: u32) -> u32 {
+    let mut acc = sum(&src.octets());
+    acc = combine(acc, sum(&dst.octets()));
+    acc = combine(acc, (length >> 16) + (length & 0xffff));
+    combine(acc, u32::from(u8::from(proto)))
+}
+
+/// RFC 1624 eqn. 3 for one 16-bit word: the checksum after `old` became `new`.
+#[must_use]
+pub fn update_u16(check: u16, old: u16, new: u16) -> u16 {
+    let acc = u32::from(!check) + u32::from(!old) + u32::from(new);
+    !fold(acc)
+}
+
+/// RFC 1624 eqn. 3 for a run of bytes that changed from `old` to `new`
+/// (addresses, ports). Both runs have the same even length and start at the
+/// same even offset within the checksummed data.
+#[must_use]
+pub fn update_bytes(check: u16, old: &[u8], new: &[u8]) -> u16 {
+    debug_assert_eq!(old.len(), new.len());
+    // ~m summed word by word equals 0xffff*n - sum(m) in one's complement;
+    // add the complement of each old word instead to stay in u32.
+    let mut acc = u32::from(!check);
+    for (o, n) in old.chunks_exact(2).zip(new.chunks_exact(2)) {
+        acc += u32::from(!u16::from_be_bytes([o[0], o[1]]));
+        acc += u32::from(u16::from_be_bytes([n[0], n[1]]));
+    }
+    !fold(acc)
+}
+
+/// Applies UDP's rule to a freshly computed or updated checksum: a result
+/// of 0 is transmitted as 0xffff.
+#[must_use]
+pub fn udp_nonzero(check: u16) -> u16 {
+    if check == 0 { 0xffff } else { check }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // RFC 1071 §3 worked example: the words 0001 f203 f4f5 f6f7 sum to ddf2.
+    #[test]
+    fn rfc1071_example() {
+        let data = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
+        assert_eq!(fold(sum(&data)), 0xddf2);
+        assert_eq!(checksum(&data), !0xddf2);
+    }
+
+    #[test]
+    fn odd_length_pads_with_zero() {
+        assert_eq!(fold(sum(&[0x12, 0x34, 0x56])), 0x1234 + 0x5600);
+    }
+
+    #[test]
+    fn sum_is_independent_of_chunking() {
+        let data: std::vec::Vec<u8> = (0..1001u32).map(|i| (i * 37 % 251) as u8).collect();
+        let mut naive: u32 = 0;
+        for w in data.chunks(2) {
+            let hi = u32::from(w[0]) << 8;
+            let lo = w.get(1).map_or(0, |b| u32::from(*b));
+            naive += hi | lo;
+        }
+        assert_eq!(fold(sum(&data)), fold(naive));
+    }
+
+    // A real IPv4 header (from a capture): checksum field 0xb861.
+    #[test]
+    fn ipv4_header_from_capture() {
+        let mut hdr = [
+            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xb8, 0x61, 0xc0, 0xa8,
+            0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7,
+        ];
+        assert_eq!(checksum(&hdr), 0, "a correct header sums to zero");
+        hdr[10] = 0;
+        hdr[11] = 0;
+        assert_eq!(checksum(&hdr), 0xb861);
+    }
+
+    #[test]
+    fn incremental_update_matches_recompute() {
+        let mut data = [0x45u8, 0x00, 0x12, 0x34, 0xab, 0xcd, 0x00, 0x00, 0xff, 0x01];
+        let before = checksum(&data);
+        let old = [data[4], data[5]];
+        data[4] = 0x01;
+        data[5] = 0x02;
+        assert_eq!(update_bytes(before, &old, &data[4..6]), checksum(&data));
+        assert_eq!(update_u16(before, 0xabcd, 0x0102), checksum(&data));
+    }
+
+    #[test]
+    fn pseudo_header_v6_counts_length_high_bits() {
+        let a = Ipv6Addr::UNSPECIFIED;
+        assert_eq!(
+            fold(pseudo_header_v6(&a, &a, IpProtocol::Udp, 0x0001_0002)),
+            0x0001 + 0x0002 + 17
+        );
+    }
+
+    #[test]
+    fn udp_zero_becomes_ffff() {
+        assert_eq!(udp_nonzero(0), 0xffff);
+        assert_eq!(udp_nonzero(0x1234), 0x1234);
+    }
+}

@@ -1,0 +1,558 @@
+//! In-place rewrites for VS/NAT and VS/DR, and the TTL decrement that NAT
+//! forwarding needs. Each updates every checksum it touches incrementally
+//! (RFC 1624): the IPv4 header checksum, the TCP/UDP checksum through its
+//! pseudo-header, and the ICMPv6 checksum (which also covers a
+//! pseudo-header); ICMPv4's checksum covers no addresses and is left alone.
+//!
+//! All functions take the [`IpFrame`] that [`crate::parse`] returned for the
+//! same bytes; its offsets are trusted, so they must not be mixed up between
+//! frames. After a rewrite the `IpFrame`'s flow key describes the old packet.
+//!
+//! Fragments: a later fragment carries no transport header, so only its IP
+//! addresses change; the transport checksum (in the first fragment) is
+//! updated there, and covers the addresses of every fragment alike.
+//!
+//! ICMP echo keeps its identifier through NAT (`port` is ignored for ICMP):
+//! the identifier plays the client's port, and the client's side never
+//! changes.
+
+use core::net::IpAddr;
+
+use crate::checksum;
+use crate::ethernet::{self, MacAddr};
+use crate::ip::IpProtocol;
+use crate::ipv4;
+use crate::ipv6;
+use crate::parse::{Fragment, IpFrame, IpVersion};
+use crate::{icmp, tcp, udp};
+
+/// Why a rewrite was not done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RewriteError {
+    /// The new address is of the other IP family (IPVS cannot NAT across
+    /// families either).
+    FamilyMismatch,
+    /// TTL or hop limit would reach 0: the packet must not be forwarded.
+    TtlExpired,
+    /// Not enough headroom in front of the frame for an outer header.
+    NoHeadroom,
+    /// The output buffer is too small for what must be written.
+    BufferTooSmall,
+    /// The frame is not of the kind this rewrite needs (e.g. not an ICMP error).
+    WrongKind,
+}
+
+/// Which end of a packet a rewrite changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// Source address and port.
+    Source,
+    /// Destination address and port.
+    Destination,
+}
+
+impl Endpoint {
+    /// The other end.
+    #[must_use]
+    pub fn other(self) -> Self {
+        match self {
+            Self::Source => Self::Destination,
+            Self::Destination => Self::Source,
+        }
+    }
+
+    fn addr_offset(self, version: IpVersion) -> usize {
+        match (self, version) {
+            (Self::Source, IpVersion::V4) => ipv4::SRC_ADDR_OFFSET,
+            (Self::Destination, IpVersion::V4) => ipv4::DST_ADDR_OFFSET,
+            (Self::Source, IpVersion::V6) => ipv6::SRC_ADDR_OFFSET,
+            (Self::Destination, IpVersion::V6) => ipv6::DST_ADDR_OFFSET,
+        }
+    }
+
+    /// Offset of this end's port in a TCP or UDP header.
+    fn port_offset(self) -> usize {
+        match self {
+            Self::Source => 0,
+            Self::Destination => 2,
+        }
+    }
+}
+
+/// VS/NAT inbound: the destination (VIP:port) becomes the real server's
+/// address and port.
+pub fn nat_inbound(
+    frame: &mut [u8],
+    ip: &IpFrame,
+    rs: IpAddr,
+    rs_port: u16,
+) -> Result<(), RewriteError> {
+    rewrite_endpoint(frame, ip, Endpoint::Destination, rs, rs_port)
+}
+
+/// VS/NAT outbound: the source (real server) of a reply becomes the VIP and
+/// virtual port.
+pub fn nat_outbound(
+    frame: &mut [u8],
+    ip: &IpFrame,
+    vip: IpAddr,
+    vport: u16,
+) -> Result<(), RewriteError> {
+    rewrite_endpoint(frame, ip, Endpoint::Source, vip, vport)
+}
+
+/// Sets one end's address and port, updating every checksum that covers them.
+pub fn rewrite_endpoint(
+    frame: &mut [u8],
+    ip: &IpFrame,
+    end: Endpoint,
+    addr: IpAddr,
+    port: u16,
+) -> Result<(), RewriteError> {
+    let new_addr = AddrBytes::of(addr);
+    if new_addr.version() != ip.version {
+        return Err(RewriteError::FamilyMismatch);
+    }
+    let at = ip.l3_offset + end.addr_offset(ip.version);
+    let width = new_addr.len();
+    let mut old_addr = AddrBytes::zeroed(ip.version);
+    old_addr.bytes_mut().copy_from_slice(&frame[at..at + width]);
+    frame[at..at + width].copy_from_slice(new_addr.bytes());
+    if ip.version == IpVersion::V4 {
+        let csum = ip.l3_offset + ipv4::CHECKSUM_OFFSET;
+        update_field(frame, csum, old_addr.bytes(), new_addr.bytes());
+    }
+    if ip.fragment == Fragment::Later {
+        return Ok(());
+    }
+    let l4 = ip.l4_offset;
+    match ip.flow.proto {
+        IpProtocol::Tcp => {
+            let csum = l4 + tcp::CHECKSUM_OFFSET;
+            update_field(frame, csum, old_addr.bytes(), new_addr.bytes());
+            set_port(frame, l4 + end.port_offset(), port, Some(csum));
+        }
+        IpProtocol::Udp => {
+            let csum = l4 + udp::CHECKSUM_OFFSET;
+            // Over IPv4, 0 means "no checksum": it stays 0.
+            let has_checksum = ip.version == IpVersion::V6 || read16(frame, csum) != 0;
+            if has_checksum {
+                update_field(frame, csum, old_addr.bytes(), new_addr.bytes());
+            }
+            set_port(
+                frame,
+                l4 + end.port_offset(),
+                port,
+                has_checksum.then_some(csum),
+            );
+            if has_checksum {
+                let value = checksum::udp_nonzero(read16(frame, csum));
+                write16(frame, csum, value);
+            }
+        }
+        IpProtocol::Icmpv6 => {
+            let csum = l4 + icmp::CHECKSUM_OFFSET;
+            update_field(frame, csum, old_addr.bytes(), new_addr.bytes());
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// VS/DR: the frame goes to the real server's MAC from our interface; the IP
+/// packet is untouched.
+pub fn direct_route(frame: &mut [u8], rs_mac: MacAddr, our_mac: MacAddr) {
+    let mut eth = ethernet::Frame::new_unchecked(frame);
+    eth.set_dst_addr(rs_mac);
+    eth.set_src_addr(our_mac);
+}
+
+/// Decrements the TTL (IPv4, with the header checksum) or hop limit (IPv6)
+/// of a packet the director routes. A packet that arrived with 0 or 1 must
+/// not be forwarded: [`RewriteError::TtlExpired`].
+pub fn decrement_hop_limit(frame: &mut [u8], ip: &IpFrame) -> Result<(), RewriteError> {
+    if ip.hop_limit <= 1 {
+        return Err(RewriteError::TtlExpired);
+    }
+    match ip.version {
+        IpVersion::V4 => {
+            // TTL shares a 16-bit word with the protocol byte.
+            let at = ip.l3_offset + 8;
+            let old = [frame[at], frame[at + 1]];
+            frame[at] = ip.hop_limit - 1;
+            let new = [frame[at], frame[at + 1]];
+            update_field(frame, ip.l3_offset + ipv4::CHECKSUM_OFFSET, &old, &new);
+        }
+        IpVersion::V6 => frame[ip.l3_offset + 7] = ip.hop_limit - 1,
+    }
+    Ok(())
+}
+
+/// Writes a port and, when given, updates the checksum at `csum` for it.
+pub(crate) fn set_port(frame: &mut [u8], at: usize, port: u16, csum: Option<usize>) {
+    let old = read16(frame, at);
+    write16(frame, at, port);
+    if let Some(csum) = csum {
+        let value = checksum::update_u16(read16(frame, csum), old, port);
+        write16(frame, csum, value);
+    }
+}
+
+/// Updates the checksum stored at `csum` for bytes that changed from `old`
+/// to `new` (the bytes themselves are already written by the caller).
+pub(crate) fn update_field(frame: &mut [u8], csum: usize, old: &[u8], new: &[u8]) {
+    let value = checksum::update_bytes(read16(frame, csum), old, new);
+    write16(frame, csum, value);
+}
+
+pub(crate) fn read16(frame: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([frame[at], frame[at + 1]])
+}
+
+pub(crate) fn write16(frame: &mut [u8], at: usize, value: u16) {
+    frame[at..at + 2].copy_from_slice(&value.to_be_bytes());
+}
+
+/// An address as bytes on the stack (4 or 16 of them), so that rewrites
+/// can keep the old value without allocating.
+#[derive(Clone, Copy)]
+pub(crate) struct AddrBytes {
+    bytes: [u8; 16],
+    len: usize,
+}
+
+impl AddrBytes {
+    pub(crate) fn of(addr: IpAddr) -> Self {
+        let mut bytes = [0; 16];
+        match addr {
+            IpAddr::V4(a) => {
+                bytes[..4].copy_from_slice(&a.octets());
+                Self { bytes, len: 4 }
+            }
+            IpAddr::V6(a) => Self {
+                bytes: a.octets(),
+                len: 16,
+            },
+        }
+    }
+
+    pub(crate) fn zeroed(version: IpVersion) -> Self {
+        let len = match version {
+            IpVersion::V4 => 4,
+            IpVersion::V6 => 16,
+        };
+        Self {
+            bytes: [0; 16],
+            len,
+        }
+    }
+
+    pub(crate) fn version(&self) -> IpVersion {
+        if self.len == 4 {
+            IpVersion::V4
+        } else {
+            IpVersion::V6
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+
+    pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.bytes[..self.len]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::{Parsed, parse};
+    use crate::testkit::*;
+
+    fn ip(frame: &[u8]) -> IpFrame {
+        match parse(frame) {
+            Ok(Parsed::Ip(ip)) => ip,
+            other => panic!("expected an IP frame, got {other:?}"),
+        }
+    }
+
+    fn addr(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    /// Rewrites `frame` inbound to 192.0.2.11:8080 (or 2001:db8:2::11) and
+    /// checks fields and every checksum with etherparse.
+    fn check_inbound(mut frame: std::vec::Vec<u8>) {
+        let before = ip(&frame);
+        let rs = if before.version == IpVersion::V4 {
+            addr("192.0.2.11")
+        } else {
+            addr("2001:db8:2::11")
+        };
+        nat_inbound(&mut frame, &before, rs, 8080).unwrap();
+        verify_checksums(&frame).unwrap();
+        let after = ip(&frame);
+        assert_eq!(after.flow.dst, rs);
+        assert_eq!(after.flow.src, before.flow.src);
+        match before.flow.proto {
+            IpProtocol::Tcp | IpProtocol::Udp => {
+                assert_eq!(after.flow.dport, 8080);
+                assert_eq!(after.flow.sport, before.flow.sport);
+            }
+            _ => assert_eq!(
+                (after.flow.sport, after.flow.dport),
+                (before.flow.sport, before.flow.dport)
+            ),
+        }
+    }
+
+    #[test]
+    fn nat_inbound_every_protocol_and_family() {
+        let c4 = "198.51.100.7";
+        let c6 = "2001:db8:1::7";
+        check_inbound(frame4(
+            c4,
+            "203.0.113.10",
+            L4::Syn {
+                sport: 40000,
+                dport: 80,
+            },
+            b"",
+        ));
+        check_inbound(frame4(
+            c4,
+            "203.0.113.10",
+            L4::Ack {
+                sport: 40000,
+                dport: 80,
+            },
+            b"GET / HTTP/1.1\r\n",
+        ));
+        check_inbound(frame4(
+            c4,
+            "203.0.113.10",
+            L4::Udp {
+                sport: 5353,
+                dport: 53,
+            },
+            b"query",
+        ));
+        check_inbound(frame4(
+            c4,
+            "203.0.113.10",
+            L4::EchoRequest { ident: 7 },
+            b"ping",
+        ));
+        check_inbound(frame6(
+            c6,
+            "2001:db8::10",
+            L4::Syn {
+                sport: 40000,
+                dport: 80,
+            },
+            b"",
+        ));
+        check_inbound(frame6(
+            c6,
+            "2001:db8::10",
+            L4::Udp {
+                sport: 5353,
+                dport: 53,
+            },
+            b"odd",
+        ));
+        check_inbound(frame6(
+            c6,
+            "2001:db8::10",
+            L4::EchoRequest { ident: 7 },
+            b"ping6",
+        ));
+    }
+
+    #[test]
+    fn nat_outbound_restores_the_vip() {
+        let mut f = frame4(
+            "192.0.2.11",
+            "198.51.100.7",
+            L4::Ack {
+                sport: 8080,
+                dport: 40000,
+            },
+            b"HTTP/1.1 200 OK",
+        );
+        let p = ip(&f);
+        nat_outbound(&mut f, &p, addr("203.0.113.10"), 80).unwrap();
+        verify_checksums(&f).unwrap();
+        let after = ip(&f);
+        assert_eq!(
+            (after.flow.src, after.flow.sport),
+            (addr("203.0.113.10"), 80)
+        );
+        assert_eq!(
+            (after.flow.dst, after.flow.dport),
+            (addr("198.51.100.7"), 40000)
+        );
+    }
+
+    #[test]
+    fn udp_without_checksum_keeps_zero() {
+        let mut f = frame4(
+            "198.51.100.7",
+            "203.0.113.10",
+            L4::Udp {
+                sport: 1,
+                dport: 53,
+            },
+            b"x",
+        );
+        let csum_at = 14 + 20 + 6;
+        f[csum_at..csum_at + 2].copy_from_slice(&[0, 0]);
+        let p = ip(&f);
+        nat_inbound(&mut f, &p, addr("192.0.2.11"), 5353).unwrap();
+        assert_eq!(&f[csum_at..csum_at + 2], &[0, 0]);
+        assert_eq!(ip(&f).flow.dport, 5353);
+        verify_checksums(&f).unwrap();
+    }
+
+    #[test]
+    fn udp_checksum_that_becomes_zero_is_sent_as_ffff() {
+        // Search for a port whose rewrite makes the one's-complement sum come
+        // out as zero, and check that it is sent as 0xffff.
+        let f = frame4(
+            "198.51.100.7",
+            "203.0.113.10",
+            L4::Udp {
+                sport: 1,
+                dport: 53,
+            },
+            b"x",
+        );
+        let p = ip(&f);
+        let csum_at = 14 + 20 + 6;
+        let mut found = false;
+        for port in 0..=u16::MAX {
+            let mut g = f.clone();
+            nat_inbound(&mut g, &p, addr("192.0.2.11"), port).unwrap();
+            assert_ne!(read16(&g, csum_at), 0, "port {port}");
+            if read16(&g, csum_at) == 0xffff {
+                found = true;
+                verify_checksums(&g).unwrap();
+            }
+        }
+        assert!(found, "some port must produce the zero case");
+    }
+
+    #[test]
+    fn family_mismatch_is_refused_and_frame_untouched() {
+        let mut f = frame4(
+            "198.51.100.7",
+            "203.0.113.10",
+            L4::Syn {
+                sport: 1,
+                dport: 80,
+            },
+            b"",
+        );
+        let copy = f.clone();
+        let p = ip(&f);
+        assert_eq!(
+            nat_inbound(&mut f, &p, addr("2001:db8::1"), 80),
+            Err(RewriteError::FamilyMismatch)
+        );
+        assert_eq!(f, copy);
+    }
+
+    #[test]
+    fn later_fragment_changes_only_addresses() {
+        let mut f = frame4(
+            "198.51.100.7",
+            "203.0.113.10",
+            L4::Udp {
+                sport: 1,
+                dport: 53,
+            },
+            &[9; 16],
+        );
+        {
+            let mut p = ipv4::Packet::new_unchecked(&mut f[14..]);
+            p.set_flags_and_offset(false, false, 1480);
+            p.fill_checksum();
+        }
+        let p = ip(&f);
+        let payload = f[34..].to_vec();
+        nat_inbound(&mut f, &p, addr("192.0.2.11"), 8080).unwrap();
+        assert_eq!(
+            &f[34..],
+            &payload[..],
+            "the fragment's data is not a transport header"
+        );
+        let after = ipv4::Packet::new_checked(&f[14..]).unwrap();
+        assert!(after.verify_checksum());
+        assert_eq!(
+            after.dst_addr(),
+            "192.0.2.11".parse::<core::net::Ipv4Addr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn dr_changes_only_macs() {
+        let mut f = frame4(
+            "198.51.100.7",
+            "203.0.113.10",
+            L4::Syn {
+                sport: 1,
+                dport: 80,
+            },
+            b"",
+        );
+        let ip_part = f[14..].to_vec();
+        let rs = MacAddr([2, 0, 0, 0, 0, 0x11]);
+        let ours = MacAddr([2, 0, 0, 0, 0, 0x22]);
+        direct_route(&mut f, rs, ours);
+        assert_eq!(&f[..12], &[2, 0, 0, 0, 0, 0x11, 2, 0, 0, 0, 0, 0x22]);
+        assert_eq!(&f[14..], &ip_part[..]);
+    }
+
+    #[test]
+    fn ttl_decrement() {
+        let mut f = frame4(
+            "198.51.100.7",
+            "203.0.113.10",
+            L4::Syn {
+                sport: 1,
+                dport: 80,
+            },
+            b"",
+        );
+        let p = ip(&f);
+        decrement_hop_limit(&mut f, &p).unwrap();
+        verify_checksums(&f).unwrap();
+        assert_eq!(ip(&f).hop_limit, 63);
+        let mut f6 = frame6(
+            "2001:db8::7",
+            "2001:db8::10",
+            L4::Syn {
+                sport: 1,
+                dport: 80,
+            },
+            b"",
+        );
+        let p6 = ip(&f6);
+        decrement_hop_limit(&mut f6, &p6).unwrap();
+        assert_eq!(ip(&f6).hop_limit, 63);
+        let mut last = f.clone();
+        last[14 + 8] = 1;
+        let mut p = ipv4::Packet::new_unchecked(&mut last[14..]);
+        p.fill_checksum();
+        let p = ip(&last);
+        assert_eq!(
+            decrement_hop_limit(&mut last, &p),
+            Err(RewriteError::TtlExpired)
+        );
+    }
+}
