@@ -32,3 +32,6 @@ pub use parse::{IpFrame, ParseError, Parsed, parse};
 
 #[cfg(test)]
 mod testkit;
+
+#[cfg(test)]
+mod proptests;
