@@ -51,6 +51,8 @@ impl fmt::Display for MacParseError {
     }
 }
 
+impl core::error::Error for MacParseError {}
+
 impl FromStr for MacAddr {
     type Err = MacParseError;
 

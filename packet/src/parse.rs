@@ -50,6 +50,21 @@ pub enum ParseError {
     Quoted(QuotedError),
 }
 
+impl core::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Ethernet(e) => write!(f, "Ethernet header: {e:?}"),
+            Self::StackedVlan => f.write_str("more than one VLAN tag"),
+            Self::Ipv4(e) => write!(f, "IPv4 header: {e:?}"),
+            Self::Ipv6(e) => write!(f, "IPv6 header: {e:?}"),
+            Self::Tcp(e) => write!(f, "TCP header: {e:?}"),
+            Self::Udp(e) => write!(f, "UDP header: {e:?}"),
+            Self::Icmp(e) => write!(f, "ICMP header: {e:?}"),
+            Self::Quoted(e) => write!(f, "packet quoted in an ICMP error: {e:?}"),
+        }
+    }
+}
+
 /// Why the packet quoted inside an ICMP error was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QuotedError {

@@ -42,6 +42,18 @@ pub enum RewriteError {
     WrongKind,
 }
 
+impl core::fmt::Display for RewriteError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Self::FamilyMismatch => "the new address is of the other IP family",
+            Self::TtlExpired => "TTL or hop limit exhausted",
+            Self::NoHeadroom => "no headroom in front of the frame for an outer header",
+            Self::BufferTooSmall => "output buffer too small",
+            Self::WrongKind => "the frame is not of the kind this rewrite needs",
+        })
+    }
+}
+
 /// Which end of a packet a rewrite changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
