@@ -1,0 +1,45 @@
+# Shared helpers for the testbed scripts. Source it; it defines functions only.
+
+# The repository root, whatever directory the caller runs from.
+XVS_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+export XVS_ROOT
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+need_root() {
+    [ "$(id -u)" -eq 0 ] || die "$1 needs root (it installs packages and creates network namespaces): run it with sudo"
+}
+
+# System packages every build and test of xvs needs, in one list so that
+# demo.sh and test.sh agree. Installed only when missing: quiet and quick
+# on a machine that has them already.
+XVS_PACKAGES=(
+    build-essential   # cc and c++: -sys crates and libFuzzer (fuzz smoke run)
+)
+
+# ensure_packages PKG...: installs the ones dpkg does not know as installed.
+ensure_packages() {
+    local missing=() p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    say "installing system packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# ensure_rust: cargo with rustfmt and clippy.
+ensure_rust() {
+    if [ -f "$HOME/.cargo/env" ]; then
+        # shellcheck disable=SC1091
+        . "$HOME/.cargo/env"
+    fi
+    command -v cargo >/dev/null || die "cargo is not installed: install Rust with rustup (https://rustup.rs), then run this again"
+    local c
+    for c in rustfmt clippy; do
+        rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c" >/dev/null
+    done
+}
