@@ -2,3 +2,5 @@
 //! `xvs-replay`, `xvsadm`, load generators); each tool is a binary in
 //! `src/bin/`.
 #![forbid(unsafe_code)]
+
+pub mod schedsim;
