@@ -47,10 +47,18 @@ struct Args {
     #[arg(long, value_enum, default_value = "nat")]
     method: Method,
     /// Real server for IPv4 frames, ADDRESS:PORT (DR and TUN keep the port).
-    #[arg(long = "real-server", value_name = "ADDR:PORT", default_value = "192.0.2.11:8080")]
+    #[arg(
+        long = "real-server",
+        value_name = "ADDR:PORT",
+        default_value = "192.0.2.11:8080"
+    )]
     real_server: SocketAddr,
     /// Real server for IPv6 frames, [ADDRESS]:PORT.
-    #[arg(long = "real-server6", value_name = "[ADDR]:PORT", default_value = "[2001:db8:2::11]:8080")]
+    #[arg(
+        long = "real-server6",
+        value_name = "[ADDR]:PORT",
+        default_value = "[2001:db8:2::11]:8080"
+    )]
     real_server6: SocketAddr,
     /// DR: the real server's MAC address.
     #[arg(long = "rs-mac", default_value = "02:00:00:00:00:11")]
@@ -80,9 +88,14 @@ fn main() -> ExitCode {
 const HEADROOM: usize = 64;
 
 fn run(args: &Args) -> Result<(), String> {
-    let file = File::open(&args.input).map_err(|e| format!("cannot open {}: {e}", args.input.display()))?;
-    let mut reader = PcapReader::new(BufReader::new(file))
-        .map_err(|e| format!("{}: not a pcap file ({e}); pcapng is read by xvs-replay", args.input.display()))?;
+    let file = File::open(&args.input)
+        .map_err(|e| format!("cannot open {}: {e}", args.input.display()))?;
+    let mut reader = PcapReader::new(BufReader::new(file)).map_err(|e| {
+        format!(
+            "{}: not a pcap file ({e}); pcapng is read by xvs-replay",
+            args.input.display()
+        )
+    })?;
     if reader.header().datalink != DataLink::ETHERNET {
         return Err(format!(
             "{}: link type {:?} is not Ethernet: capture on an Ethernet interface (tcpdump -i IFACE)",
@@ -90,12 +103,15 @@ fn run(args: &Args) -> Result<(), String> {
             reader.header().datalink
         ));
     }
-    let out = File::create(&args.output).map_err(|e| format!("cannot create {}: {e}", args.output.display()))?;
-    let mut writer = PcapWriter::new(BufWriter::new(out)).map_err(|e| format!("{}: {e}", args.output.display()))?;
+    let out = File::create(&args.output)
+        .map_err(|e| format!("cannot create {}: {e}", args.output.display()))?;
+    let mut writer = PcapWriter::new(BufWriter::new(out))
+        .map_err(|e| format!("{}: {e}", args.output.display()))?;
     let mut buf = vec![0u8; HEADROOM + 65536];
     let (mut sent, mut total) = (0usize, 0usize);
     while let Some(packet) = reader.next_packet() {
-        let packet = packet.map_err(|e| format!("{}: frame {}: {e}", args.input.display(), total + 1))?;
+        let packet =
+            packet.map_err(|e| format!("{}: frame {}: {e}", args.input.display(), total + 1))?;
         total += 1;
         let len = packet.data.len();
         buf[HEADROOM..HEADROOM + len].copy_from_slice(&packet.data);
@@ -124,7 +140,10 @@ fn run(args: &Args) -> Result<(), String> {
             Err(why) => println!("      not forwarded: {why}"),
         }
     }
-    println!("{total} frames read, {sent} rewritten frames written to {}", args.output.display());
+    println!(
+        "{total} frames read, {sent} rewritten frames written to {}",
+        args.output.display()
+    );
     Ok(())
 }
 
@@ -132,16 +151,26 @@ fn describe(ip: &IpFrame) -> String {
     let mut text = ip.flow.to_string();
     let f = ip.tcp_flags;
     if ip.flow.proto == xvs_packet::IpProtocol::Tcp {
-        let names: Vec<&str> = [(f.syn(), "SYN"), (f.ack(), "ACK"), (f.fin(), "FIN"), (f.rst(), "RST")]
-            .iter()
-            .filter_map(|(on, name)| on.then_some(*name))
-            .collect();
+        let names: Vec<&str> = [
+            (f.syn(), "SYN"),
+            (f.ack(), "ACK"),
+            (f.fin(), "FIN"),
+            (f.rst(), "RST"),
+        ]
+        .iter()
+        .filter_map(|(on, name)| on.then_some(*name))
+        .collect();
         text.push_str(&format!(" [{}]", names.join(",")));
     }
     match ip.icmp {
-        Some(IcmpKind::EchoRequest { ident }) => text.push_str(&format!(" echo request id {ident}")),
+        Some(IcmpKind::EchoRequest { ident }) => {
+            text.push_str(&format!(" echo request id {ident}"))
+        }
         Some(IcmpKind::Error { msg_type, code }) => {
-            text = format!("ICMP error type {msg_type} code {code} about the connection {}", ip.flow)
+            text = format!(
+                "ICMP error type {msg_type} code {code} about the connection {}",
+                ip.flow
+            )
         }
         _ => {}
     }
@@ -155,7 +184,11 @@ fn describe(ip: &IpFrame) -> String {
 }
 
 fn checksums(frame: &[u8], ip: &IpFrame) -> String {
-    let read = |at: usize| frame.get(at..at + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+    let read = |at: usize| {
+        frame
+            .get(at..at + 2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]))
+    };
     let mut parts = Vec::new();
     if ip.version == IpVersion::V4 {
         parts.push(format!("ip {:#06x}", read(ip.l3_offset + 10).unwrap_or(0)));
@@ -169,13 +202,25 @@ fn checksums(frame: &[u8], ip: &IpFrame) -> String {
         _ => None,
     };
     if let Some((name, off)) = l4.filter(|_| ip.fragment != Fragment::Later) {
-        parts.push(format!("{name} {:#06x}", read(ip.l4_offset + off).unwrap_or(0)));
+        parts.push(format!(
+            "{name} {:#06x}",
+            read(ip.l4_offset + off).unwrap_or(0)
+        ));
     }
     parts.join(" ")
 }
 
-fn rewrite(args: &Args, buf: &mut [u8], len: usize, ip: &IpFrame) -> Result<(usize, usize, String), String> {
-    let rs = if ip.version == IpVersion::V4 { args.real_server } else { args.real_server6 };
+fn rewrite(
+    args: &Args,
+    buf: &mut [u8],
+    len: usize,
+    ip: &IpFrame,
+) -> Result<(usize, usize, String), String> {
+    let rs = if ip.version == IpVersion::V4 {
+        args.real_server
+    } else {
+        args.real_server6
+    };
     if rs.is_ipv4() != (ip.version == IpVersion::V4) {
         return Err(format!("real server {rs} is of the other IP family"));
     }
@@ -191,19 +236,55 @@ fn rewrite(args: &Args, buf: &mut [u8], len: usize, ip: &IpFrame) -> Result<(usi
                 nat_inbound(frame, ip, rs.ip(), rs.port()).map_err(|e| e.to_string())?;
             }
             let after = reparse_checksums(frame)?;
-            let target = if ip.icmp.is_some() && !is_error { rs.ip().to_string() } else { rs.to_string() };
-            let what = if is_error { "NAT: error and its quote now name" } else { "NAT: destination now" };
-            Ok((HEADROOM, len, format!("{what} {target}, TTL -1; checksums {before} -> {after}")))
+            let target = if ip.icmp.is_some() && !is_error {
+                rs.ip().to_string()
+            } else {
+                rs.to_string()
+            };
+            let what = if is_error {
+                "NAT: error and its quote now name"
+            } else {
+                "NAT: destination now"
+            };
+            Ok((
+                HEADROOM,
+                len,
+                format!("{what} {target}, TTL -1; checksums {before} -> {after}"),
+            ))
         }
         Method::Dr => {
             direct_route(frame, args.rs_mac, args.our_mac);
-            Ok((HEADROOM, len, format!("DR: MAC {} -> {}, IP packet untouched", args.our_mac, args.rs_mac)))
+            Ok((
+                HEADROOM,
+                len,
+                format!(
+                    "DR: MAC {} -> {}, IP packet untouched",
+                    args.our_mac, args.rs_mac
+                ),
+            ))
         }
         Method::Tun => {
-            let src = if rs.is_ipv4() { args.tunnel_source } else { args.tunnel_source6 };
-            let tunnel = Tunnel { dst: rs.ip(), src: OuterSource::Fixed(src), ttl: 64 };
-            let (start, out_len) = encapsulate(buf, HEADROOM, len, ip, &tunnel, 0).map_err(|e| e.to_string())?;
-            Ok((start, out_len, format!("TUN: encapsulated {src} -> {} (+{} bytes)", rs.ip(), out_len - len)))
+            let src = if rs.is_ipv4() {
+                args.tunnel_source
+            } else {
+                args.tunnel_source6
+            };
+            let tunnel = Tunnel {
+                dst: rs.ip(),
+                src: OuterSource::Fixed(src),
+                ttl: 64,
+            };
+            let (start, out_len) =
+                encapsulate(buf, HEADROOM, len, ip, &tunnel, 0).map_err(|e| e.to_string())?;
+            Ok((
+                start,
+                out_len,
+                format!(
+                    "TUN: encapsulated {src} -> {} (+{} bytes)",
+                    rs.ip(),
+                    out_len - len
+                ),
+            ))
         }
     }
 }
