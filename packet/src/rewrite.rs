@@ -20,6 +20,7 @@ use core::net::IpAddr;
 
 use crate::checksum;
 use crate::ethernet::{self, MacAddr};
+use crate::flow::FlowOrigin;
 use crate::ip::IpProtocol;
 use crate::ipv4;
 use crate::ipv6;
@@ -114,6 +115,9 @@ pub fn nat_outbound(
 }
 
 /// Sets one end's address and port, updating every checksum that covers them.
+///
+/// An ICMP error is refused ([`RewriteError::WrongKind`]): its flow key
+/// names the quoted packet, and its rewrite is [`crate::icmp_error`]'s.
 pub fn rewrite_endpoint(
     frame: &mut [u8],
     ip: &IpFrame,
@@ -121,6 +125,9 @@ pub fn rewrite_endpoint(
     addr: IpAddr,
     port: u16,
 ) -> Result<(), RewriteError> {
+    if ip.origin == FlowOrigin::IcmpError {
+        return Err(RewriteError::WrongKind);
+    }
     let new_addr = AddrBytes::of(addr);
     if new_addr.version() != ip.version {
         return Err(RewriteError::FamilyMismatch);
@@ -477,6 +484,33 @@ mod tests {
             Err(RewriteError::FamilyMismatch)
         );
         assert_eq!(f, copy);
+    }
+
+    #[test]
+    fn icmp_errors_are_refused_and_left_untouched() {
+        // Found by the nat_rewrite fuzz target: the error's flow key names the
+        // quoted UDP packet, and writing a "port" garbled the ICMP checksum.
+        let sent = frame4(
+            "198.51.100.7",
+            "192.0.2.11",
+            L4::Udp {
+                sport: 5000,
+                dport: 53,
+            },
+            b"query",
+        );
+        let mut err = icmp4_error("192.0.2.11", "198.51.100.7", 3, 3, [0; 4], &sent[14..]);
+        let copy = err.clone();
+        let p = ip(&err);
+        assert_eq!(
+            nat_inbound(&mut err, &p, addr("192.0.2.99"), 8080),
+            Err(RewriteError::WrongKind)
+        );
+        assert_eq!(
+            nat_outbound(&mut err, &p, addr("192.0.2.99"), 8080),
+            Err(RewriteError::WrongKind)
+        );
+        assert_eq!(err, copy);
     }
 
     #[test]
