@@ -21,23 +21,25 @@ use crate::ip::IpProtocol;
 /// [`fold`] when done. Safe for any frame size (carries are folded as we go).
 #[must_use]
 pub fn sum(data: &[u8]) -> u32 {
+    // Adding big-endian 32-bit words and folding later gives the same
+    // one's-complement sum as adding 16-bit words (end-around carry), in
+    // half the additions; a u64 cannot overflow within any frame.
     let mut acc: u64 = 0;
-    let mut chunks = data.chunks_exact(8);
-    for c in &mut chunks {
-        // Four words at a time; a u64 cannot overflow within one frame.
-        acc += u64::from(u16::from_be_bytes([c[0], c[1]]))
-            + u64::from(u16::from_be_bytes([c[2], c[3]]))
-            + u64::from(u16::from_be_bytes([c[4], c[5]]))
-            + u64::from(u16::from_be_bytes([c[6], c[7]]));
-    }
-    let mut words = chunks.remainder().chunks_exact(2);
+    let mut words = data.chunks_exact(4);
     for w in &mut words {
-        acc += u64::from(u16::from_be_bytes([w[0], w[1]]));
+        acc += u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
     }
-    if let [last] = words.remainder() {
-        acc += u64::from(u16::from_be_bytes([*last, 0]));
+    match *words.remainder() {
+        [a, b, c] => acc += u64::from(u32::from_be_bytes([a, b, c, 0])),
+        [a, b] => acc += u64::from(u16::from_be_bytes([a, b])) << 16,
+        [a] => acc += u64::from(a) << 24,
+        _ => {}
     }
-    fold64(acc)
+    // The sum of 32-bit words is congruent (mod 0xffff) to the 16-bit sum
+    // only after the high half is folded into the low one.
+    let folded = (acc & 0xffff_ffff) + (acc >> 32);
+    let folded = (folded & 0xffff) + (folded >> 16);
+    fold64(folded)
 }
 
 fn fold64(mut acc: u64) -> u32 {
@@ -97,11 +99,63 @@ pub fn pseudo_header_v6(src: &Ipv6Addr, dst: &Ipv6Addr, proto: IpProtocol, lengt
     combine(acc, u32::from(u8::from(proto)))
 }
 
+/// The change an edit makes to a one's-complement sum, computed once and
+/// applied to every checksum that covers the edited bytes (an address is
+/// covered by the IPv4 header checksum and by the transport checksum
+/// through its pseudo-header). RFC 1624 eqn. 3: `HC' = ~(~HC + ~m + m')`;
+/// a `Delta` is the `~m + m'` part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Delta(u32);
+
+impl Delta {
+    /// A 16-bit word changed from `old` to `new`.
+    #[must_use]
+    pub fn of_u16(old: u16, new: u16) -> Self {
+        Self(u32::from(!old) + u32::from(new))
+    }
+
+    /// A 32-bit word (an IPv4 address) changed from `old` to `new`.
+    #[must_use]
+    pub fn of_u32(old: u32, new: u32) -> Self {
+        // ~old complements both 16-bit halves at once.
+        Self(fold64(u64::from(!old) + u64::from(new)))
+    }
+
+    /// A run of bytes at an even offset changed from `old` to `new`
+    /// (same, even length).
+    #[must_use]
+    pub fn of_bytes(old: &[u8], new: &[u8]) -> Self {
+        debug_assert_eq!(old.len(), new.len());
+        let mut acc: u64 = 0;
+        for (o, n) in old.chunks_exact(4).zip(new.chunks_exact(4)) {
+            acc += u64::from(!u32::from_be_bytes([o[0], o[1], o[2], o[3]]));
+            acc += u64::from(u32::from_be_bytes([n[0], n[1], n[2], n[3]]));
+        }
+        if old.len() % 4 == 2 {
+            let (o, n) = (&old[old.len() - 2..], &new[new.len() - 2..]);
+            acc += u64::from(!u16::from_be_bytes([o[0], o[1]]));
+            acc += u64::from(u16::from_be_bytes([n[0], n[1]]));
+        }
+        Self(fold64(acc))
+    }
+
+    /// Both edits.
+    #[must_use]
+    pub fn plus(self, other: Self) -> Self {
+        Self(combine(self.0, other.0))
+    }
+
+    /// The checksum after the edit, given the one before.
+    #[must_use]
+    pub fn apply(self, check: u16) -> u16 {
+        !fold(combine(u32::from(!check), self.0))
+    }
+}
+
 /// RFC 1624 eqn. 3 for one 16-bit word: the checksum after `old` became `new`.
 #[must_use]
 pub fn update_u16(check: u16, old: u16, new: u16) -> u16 {
-    let acc = u32::from(!check) + u32::from(!old) + u32::from(new);
-    !fold(acc)
+    Delta::of_u16(old, new).apply(check)
 }
 
 /// RFC 1624 eqn. 3 for a run of bytes that changed from `old` to `new`
@@ -109,15 +163,7 @@ pub fn update_u16(check: u16, old: u16, new: u16) -> u16 {
 /// same even offset within the checksummed data.
 #[must_use]
 pub fn update_bytes(check: u16, old: &[u8], new: &[u8]) -> u16 {
-    debug_assert_eq!(old.len(), new.len());
-    // ~m summed word by word equals 0xffff*n - sum(m) in one's complement;
-    // add the complement of each old word instead to stay in u32.
-    let mut acc = u32::from(!check);
-    for (o, n) in old.chunks_exact(2).zip(new.chunks_exact(2)) {
-        acc += u32::from(!u16::from_be_bytes([o[0], o[1]]));
-        acc += u32::from(u16::from_be_bytes([n[0], n[1]]));
-    }
-    !fold(acc)
+    Delta::of_bytes(old, new).apply(check)
 }
 
 /// Applies UDP's rule to a freshly computed or updated checksum: a result
@@ -178,6 +224,24 @@ mod tests {
         data[5] = 0x02;
         assert_eq!(update_bytes(before, &old, &data[4..6]), checksum(&data));
         assert_eq!(update_u16(before, 0xabcd, 0x0102), checksum(&data));
+    }
+
+    #[test]
+    fn deltas_compose() {
+        let mut data = [
+            0x45u8, 0x00, 0x12, 0x34, 0xab, 0xcd, 0xef, 0x01, 0xff, 0x01, 0x77, 0x88,
+        ];
+        let before = checksum(&data);
+        let old_addr = u32::from_be_bytes([data[4], data[5], data[6], data[7]]);
+        let old_port = u16::from_be_bytes([data[10], data[11]]);
+        data[4..8].copy_from_slice(&[192, 0, 2, 11]);
+        data[10..12].copy_from_slice(&8080u16.to_be_bytes());
+        let delta = Delta::of_u32(old_addr, u32::from_be_bytes([192, 0, 2, 11]))
+            .plus(Delta::of_u16(old_port, 8080));
+        assert_eq!(delta.apply(before), checksum(&data));
+        let bytes = Delta::of_bytes(&old_addr.to_be_bytes(), &[192, 0, 2, 11])
+            .plus(Delta::of_u16(old_port, 8080));
+        assert_eq!(bytes.apply(before), checksum(&data));
     }
 
     #[test]

@@ -259,7 +259,7 @@ pub(crate) fn be16(b: &[u8]) -> u16 {
 }
 
 fn addr(b: &[u8]) -> Ipv4Addr {
-    Ipv4Addr::new(b[0], b[1], b[2], b[3])
+    Ipv4Addr::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
 }
 
 #[cfg(test)]

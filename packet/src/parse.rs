@@ -172,6 +172,32 @@ pub struct IpFrame {
 }
 
 impl IpFrame {
+    /// A frame with nothing read yet beyond its link layer.
+    fn empty(vlan: Option<u16>, l3_offset: usize) -> Self {
+        let none = IpAddr::V4(core::net::Ipv4Addr::UNSPECIFIED);
+        Self {
+            vlan,
+            l3_offset,
+            version: IpVersion::V4,
+            ip_end: l3_offset,
+            l4_offset: l3_offset,
+            fragment: Fragment::None,
+            dont_frag: false,
+            hop_limit: 0,
+            flow: FlowKey {
+                proto: IpProtocol::Unknown(255),
+                src: none,
+                dst: none,
+                sport: 0,
+                dport: 0,
+            },
+            origin: FlowOrigin::Packet,
+            tcp_flags: TcpFlags(0),
+            icmp: None,
+            quoted: None,
+        }
+    }
+
     /// Length of the IP packet (header and payload, no padding).
     #[must_use]
     pub fn ip_len(&self) -> usize {
@@ -195,7 +221,12 @@ pub enum Parsed {
 
 /// Parses a received Ethernet frame.
 pub fn parse(frame: &[u8]) -> Result<Parsed, ParseError> {
-    let eth = ethernet::Frame::new_checked(frame).map_err(ParseError::Ethernet)?;
+    // Views over fixed-size array references: the compiler knows their
+    // length, so the accessors' indexing needs no bounds checks.
+    let eth = ethernet::Frame::new_unchecked(
+        fixed::<{ ethernet::HEADER_LEN }>(frame, 0)
+            .ok_or(ParseError::Ethernet(EthernetError::Truncated))?,
+    );
     let mut ethertype = eth.ethertype();
     let mut l3_offset = ethernet::HEADER_LEN;
     let mut vlan_id = None;
@@ -208,9 +239,13 @@ pub fn parse(frame: &[u8]) -> Result<Parsed, ParseError> {
             return Err(ParseError::StackedVlan);
         }
     }
+    // The frame is built once, here, and filled in by reference below: it is
+    // ~100 bytes, and returning it by value through each level cost more
+    // than the parse itself.
+    let mut out = IpFrame::empty(vlan_id, l3_offset);
     match ethertype {
-        EtherType::Ipv4 => parse_ipv4(frame, l3_offset, vlan_id).map(Parsed::Ip),
-        EtherType::Ipv6 => parse_ipv6(frame, l3_offset, vlan_id).map(Parsed::Ip),
+        EtherType::Ipv4 => parse_ipv4(frame, &mut out).map(|()| Parsed::Ip(out)),
+        EtherType::Ipv6 => parse_ipv6(frame, &mut out).map(|()| Parsed::Ip(out)),
         other => Ok(Parsed::NotIp {
             ethertype: other,
             vlan: vlan_id,
@@ -218,9 +253,28 @@ pub fn parse(frame: &[u8]) -> Result<Parsed, ParseError> {
     }
 }
 
-fn parse_ipv4(frame: &[u8], l3: usize, vlan: Option<u16>) -> Result<IpFrame, ParseError> {
-    let ip = ipv4::Packet::new_checked(&frame[l3..]).map_err(ParseError::Ipv4)?;
-    if !ip.verify_checksum() {
+/// The `N` bytes of `frame` at `at`, as an array reference.
+#[inline]
+fn fixed<const N: usize>(frame: &[u8], at: usize) -> Option<&[u8; N]> {
+    frame.get(at..at.checked_add(N)?)?.try_into().ok()
+}
+
+fn parse_ipv4(frame: &[u8], out: &mut IpFrame) -> Result<(), ParseError> {
+    let l3 = out.l3_offset;
+    ipv4::Packet::new_unchecked(&frame[l3..])
+        .check_len()
+        .map_err(ParseError::Ipv4)?;
+    let ip = ipv4::Packet::new_unchecked(
+        fixed::<{ ipv4::HEADER_LEN }>(frame, l3).ok_or(ParseError::Ipv4(Ipv4Error::Truncated))?,
+    );
+    let header_len = ip.header_len();
+    // Options are rare: the common 20-byte header is summed at a fixed length.
+    let sum_ok = if header_len == ipv4::HEADER_LEN {
+        ip.verify_checksum()
+    } else {
+        ipv4::Packet::new_unchecked(&frame[l3..]).verify_checksum()
+    };
+    if !sum_ok {
         return Err(ParseError::Ipv4(Ipv4Error::BadChecksum));
     }
     let fragment = match (ip.frag_offset(), ip.more_frags()) {
@@ -229,18 +283,21 @@ fn parse_ipv4(frame: &[u8], l3: usize, vlan: Option<u16>) -> Result<IpFrame, Par
         _ => Fragment::Later,
     };
     let header = Header {
-        l3,
-        l4: l3 + ip.header_len(),
+        l4: l3 + header_len,
         end: l3 + usize::from(ip.total_len()),
         protocol: ip.protocol(),
         src: IpAddr::V4(ip.src_addr()),
         dst: IpAddr::V4(ip.dst_addr()),
         fragment,
     };
-    finish(frame, header, IpVersion::V4, vlan, ip.dont_frag(), ip.ttl())
+    out.version = IpVersion::V4;
+    out.dont_frag = ip.dont_frag();
+    out.hop_limit = ip.ttl();
+    finish(frame, header, out)
 }
 
-fn parse_ipv6(frame: &[u8], l3: usize, vlan: Option<u16>) -> Result<IpFrame, ParseError> {
+fn parse_ipv6(frame: &[u8], out: &mut IpFrame) -> Result<(), ParseError> {
+    let l3 = out.l3_offset;
     let packet = &frame[l3..];
     let ip = ipv6::Packet::new_checked(packet).map_err(ParseError::Ipv6)?;
     let upper = ipv6::walk_extensions(packet, ip.total_len()).map_err(ParseError::Ipv6)?;
@@ -251,7 +308,6 @@ fn parse_ipv6(frame: &[u8], l3: usize, vlan: Option<u16>) -> Result<IpFrame, Par
         Some(_) => Fragment::None,
     };
     let header = Header {
-        l3,
         l4: l3 + upper.offset,
         end: l3 + ip.total_len(),
         protocol: upper.protocol,
@@ -259,12 +315,14 @@ fn parse_ipv6(frame: &[u8], l3: usize, vlan: Option<u16>) -> Result<IpFrame, Par
         dst: IpAddr::V6(ip.dst_addr()),
         fragment,
     };
-    finish(frame, header, IpVersion::V6, vlan, true, ip.hop_limit())
+    out.version = IpVersion::V6;
+    out.dont_frag = true;
+    out.hop_limit = ip.hop_limit();
+    finish(frame, header, out)
 }
 
 /// The facts of an IP header that the transport layer needs.
 struct Header {
-    l3: usize,
     l4: usize,
     end: usize,
     protocol: IpProtocol,
@@ -273,42 +331,30 @@ struct Header {
     fragment: Fragment,
 }
 
-fn finish(
-    frame: &[u8],
-    h: Header,
-    version: IpVersion,
-    vlan: Option<u16>,
-    dont_frag: bool,
-    hop_limit: u8,
-) -> Result<IpFrame, ParseError> {
-    let mut out = IpFrame {
-        vlan,
-        l3_offset: h.l3,
-        version,
-        ip_end: h.end,
-        l4_offset: h.l4,
-        fragment: h.fragment,
-        dont_frag,
-        hop_limit,
-        flow: FlowKey {
-            proto: h.protocol,
-            src: h.src,
-            dst: h.dst,
-            sport: 0,
-            dport: 0,
-        },
-        origin: FlowOrigin::Packet,
-        tcp_flags: TcpFlags::default(),
-        icmp: None,
-        quoted: None,
+fn finish(frame: &[u8], h: Header, out: &mut IpFrame) -> Result<(), ParseError> {
+    out.ip_end = h.end;
+    out.l4_offset = h.l4;
+    out.fragment = h.fragment;
+    out.flow = FlowKey {
+        proto: h.protocol,
+        src: h.src,
+        dst: h.dst,
+        sport: 0,
+        dport: 0,
     };
+    let version = out.version;
     if h.fragment == Fragment::Later {
-        return Ok(out);
+        return Ok(());
     }
     let l4 = &frame[h.l4..h.end];
     match (h.protocol, version) {
         (IpProtocol::Tcp, _) => {
-            let tcp = tcp::Packet::new_checked(l4).map_err(ParseError::Tcp)?;
+            tcp::Packet::new_unchecked(l4)
+                .check_len()
+                .map_err(ParseError::Tcp)?;
+            let tcp = tcp::Packet::new_unchecked(
+                fixed::<{ tcp::HEADER_LEN }>(l4, 0).ok_or(ParseError::Tcp(TcpError::Truncated))?,
+            );
             out.flow.sport = tcp.src_port();
             out.flow.dport = tcp.dst_port();
             out.tcp_flags = tcp.flags();
@@ -328,14 +374,14 @@ fn finish(
             out.flow.dport = udp.dst_port();
         }
         (IpProtocol::Icmp, IpVersion::V4) | (IpProtocol::Icmpv6, IpVersion::V6) => {
-            icmp_message(frame, &h, version, &mut out)?;
+            icmp_message(frame, &h, version, out)?;
         }
         (IpProtocol::Icmp | IpProtocol::Icmpv6, _) => {
             return Err(ParseError::Icmp(IcmpError::Truncated));
         }
         _ => {}
     }
-    Ok(out)
+    Ok(())
 }
 
 fn icmp_message(

@@ -128,50 +128,58 @@ pub fn rewrite_endpoint(
     if ip.origin == FlowOrigin::IcmpError {
         return Err(RewriteError::WrongKind);
     }
-    let new_addr = AddrBytes::of(addr);
-    if new_addr.version() != ip.version {
-        return Err(RewriteError::FamilyMismatch);
-    }
     let at = ip.l3_offset + end.addr_offset(ip.version);
-    let width = new_addr.len();
-    let mut old_addr = AddrBytes::zeroed(ip.version);
-    old_addr.bytes_mut().copy_from_slice(&frame[at..at + width]);
-    frame[at..at + width].copy_from_slice(new_addr.bytes());
-    if ip.version == IpVersion::V4 {
-        let csum = ip.l3_offset + ipv4::CHECKSUM_OFFSET;
-        update_field(frame, csum, old_addr.bytes(), new_addr.bytes());
-    }
+    // One delta for the address, applied to every checksum that covers it.
+    let addr_delta = match (addr, ip.version) {
+        (IpAddr::V4(new), IpVersion::V4) => {
+            let slot: &mut [u8; 4] = (&mut frame[at..at + 4])
+                .try_into()
+                .map_err(|_| RewriteError::BufferTooSmall)?;
+            let old = u32::from_be_bytes(*slot);
+            *slot = new.octets();
+            let delta = checksum::Delta::of_u32(old, u32::from(new));
+            let csum = ip.l3_offset + ipv4::CHECKSUM_OFFSET;
+            write16(frame, csum, delta.apply(read16(frame, csum)));
+            delta
+        }
+        (IpAddr::V6(new), IpVersion::V6) => {
+            let slot: &mut [u8; 16] = (&mut frame[at..at + 16])
+                .try_into()
+                .map_err(|_| RewriteError::BufferTooSmall)?;
+            let old = *slot;
+            *slot = new.octets();
+            checksum::Delta::of_bytes(&old, &new.octets())
+        }
+        _ => return Err(RewriteError::FamilyMismatch),
+    };
     if ip.fragment == Fragment::Later {
         return Ok(());
     }
     let l4 = ip.l4_offset;
+    let set_port = |frame: &mut [u8]| {
+        let at = l4 + end.port_offset();
+        let old = read16(frame, at);
+        write16(frame, at, port);
+        checksum::Delta::of_u16(old, port)
+    };
     match ip.flow.proto {
         IpProtocol::Tcp => {
+            let delta = addr_delta.plus(set_port(frame));
             let csum = l4 + tcp::CHECKSUM_OFFSET;
-            update_field(frame, csum, old_addr.bytes(), new_addr.bytes());
-            set_port(frame, l4 + end.port_offset(), port, Some(csum));
+            write16(frame, csum, delta.apply(read16(frame, csum)));
         }
         IpProtocol::Udp => {
+            let delta = addr_delta.plus(set_port(frame));
             let csum = l4 + udp::CHECKSUM_OFFSET;
+            let old = read16(frame, csum);
             // Over IPv4, 0 means "no checksum": it stays 0.
-            let has_checksum = ip.version == IpVersion::V6 || read16(frame, csum) != 0;
-            if has_checksum {
-                update_field(frame, csum, old_addr.bytes(), new_addr.bytes());
-            }
-            set_port(
-                frame,
-                l4 + end.port_offset(),
-                port,
-                has_checksum.then_some(csum),
-            );
-            if has_checksum {
-                let value = checksum::udp_nonzero(read16(frame, csum));
-                write16(frame, csum, value);
+            if ip.version == IpVersion::V6 || old != 0 {
+                write16(frame, csum, checksum::udp_nonzero(delta.apply(old)));
             }
         }
         IpProtocol::Icmpv6 => {
             let csum = l4 + icmp::CHECKSUM_OFFSET;
-            update_field(frame, csum, old_addr.bytes(), new_addr.bytes());
+            write16(frame, csum, addr_delta.apply(read16(frame, csum)));
         }
         _ => {}
     }
@@ -195,26 +203,18 @@ pub fn decrement_hop_limit(frame: &mut [u8], ip: &IpFrame) -> Result<(), Rewrite
     }
     match ip.version {
         IpVersion::V4 => {
-            // TTL shares a 16-bit word with the protocol byte.
+            // TTL is the high byte of the 16-bit word it shares with the
+            // protocol: decrementing it takes 0x0100 off that word.
             let at = ip.l3_offset + 8;
-            let old = [frame[at], frame[at + 1]];
+            let old = read16(frame, at);
             frame[at] = ip.hop_limit - 1;
-            let new = [frame[at], frame[at + 1]];
-            update_field(frame, ip.l3_offset + ipv4::CHECKSUM_OFFSET, &old, &new);
+            let csum = ip.l3_offset + ipv4::CHECKSUM_OFFSET;
+            let value = checksum::update_u16(read16(frame, csum), old, old - 0x0100);
+            write16(frame, csum, value);
         }
         IpVersion::V6 => frame[ip.l3_offset + 7] = ip.hop_limit - 1,
     }
     Ok(())
-}
-
-/// Writes a port and, when given, updates the checksum at `csum` for it.
-pub(crate) fn set_port(frame: &mut [u8], at: usize, port: u16, csum: Option<usize>) {
-    let old = read16(frame, at);
-    write16(frame, at, port);
-    if let Some(csum) = csum {
-        let value = checksum::update_u16(read16(frame, csum), old, port);
-        write16(frame, csum, value);
-    }
 }
 
 /// Updates the checksum stored at `csum` for bytes that changed from `old`
