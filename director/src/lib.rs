@@ -2,6 +2,12 @@
 //! table, forwarding, AF_XDP and AF_PACKET I/O) and control plane (state,
 //! config and reload, health checks, HA, state sync, metrics).
 //!
-//! Not built yet: the data-plane issue starts it. All `unsafe` of the
+//! Built so far: the cluster configuration file ([`config`]) and the
+//! connection state machine and table ([`conn`]). All `unsafe` of the
 //! workspace will live under `src/io/`; everything else forbids it.
 #![deny(unsafe_code)]
+
+pub mod config;
+pub mod conn;
+
+pub use conn::ForwardMethod;

@@ -1,0 +1,1905 @@
+//! The connection table that every worker shares: fixed capacity, indexed
+//! both ways, lock-free to read, with no stop-the-world anywhere.
+//!
+//! # Contract
+//! * **Capacity** is fixed when the table is built (`[conn_table] capacity`
+//!   in the config); nothing allocates afterwards. Each connection costs
+//!   [`ConnTable::bytes_per_entry`] bytes *including both indexes*: 72 for
+//!   the entry and 16 per index at full load, 104 in all.
+//! * **Indexes.** *Inbound* — (proto, client, client port, VIP, virtual
+//!   port) → entry, for every packet from a client (persistence templates
+//!   live here too, flagged [`ConnFlags::TEMPLATE`], and only
+//!   [`ConnTable::lookup_template`] sees them). *Reply* — (proto, real
+//!   server, real port, client, client port) → entry, for NAT connections
+//!   only, since only NAT replies pass through the director.
+//! * **Lookups never block and never wait.** They take no lock, write no
+//!   shared memory and retry nothing: a candidate entry that is being
+//!   recycled while it is read is simply skipped. Two workers looking up
+//!   concurrently share only read-only cache lines, so lookups scale with
+//!   cores. A lookup returns a [`Connection`] copy valid at one instant.
+//! * **Updates are lock-free.** A connection's mutable part (deadline, TCP
+//!   state, flags) is one 64-bit word changed by compare-and-swap, so the
+//!   two directions of a NAT connection, seen by two workers, are
+//!   serialised without a lock and every active/inactive change is reported
+//!   to exactly one caller ([`ConnTable::on_tcp_segment`]).
+//! * **Inserts are lock-free**: a free-list pop (Treiber stack with an ABA
+//!   tag) and a compare-and-swap per index slot. Inserts do not check for
+//!   duplicates: the caller inserts after a lookup missed, and a flow is
+//!   steered to one worker by RSS, so a duplicate needs two workers to see
+//!   the first packet of the same flow at once; it is then harmless (lookups
+//!   find one of the two, the other expires on its own timer).
+//! * **Time** is an argument ([`Millis`], monotonic); the table never reads
+//!   a clock.
+//! * **Expiry** is lazy and incremental. A connection whose deadline has
+//!   passed is invisible to lookups at once, whether or not it has been
+//!   reclaimed yet. Reclaiming (unlinking it from both indexes and freeing
+//!   its slot) is done by [`ConnTable::expire`], which examines a bounded
+//!   number of entries per call from a shared cursor and hands each expired
+//!   connection to a callback, where the caller unbinds it from its real
+//!   server (active/inactive counters). The control thread calls it
+//!   periodically; any thread may (the cursor is shared, so concurrent
+//!   sweepers examine disjoint ranges). A sweep of the whole table every few
+//!   seconds keeps reclaiming timely: at 1M entries a budget of 64k entries
+//!   every 100 ms does it in 1.6 s.
+//! * **Full table policy.** When no entry is free, [`ConnTable::insert`]
+//!   returns [`InsertError::Full`] and counts it
+//!   ([`ConnTable::refused_full`]); nothing is evicted, so established
+//!   connections never make room for a SYN flood. The pipeline then
+//!   forwards the packet statelessly — it schedules by a hash of the flow
+//!   (as sh/mh would) so that later packets of the same flow land on the
+//!   same real server while the table stays full — and counts it as such.
+//!   Expired entries are reclaimed by the sweeper only; a worker that meets
+//!   a full table may run a small [`ConnTable::expire`] itself.
+//!
+//! # Layout and memory ordering
+//! An entry is nine `AtomicU64` words: client, VIP and real-server address
+//! (two words each, IPv4 stored in the low word with a family bit in the
+//! ports word), ports + protocol + method, real-server id (the free-list
+//! link while free), and the *life* word: deadline (40 bits of ms), TCP
+//! state (4), flags (8), generation (12). The key words are written only
+//! while an entry is not live, so the life word doubles as a seqlock: a
+//! reader loads life (Acquire), the other words (Relaxed), fences (Acquire)
+//! and loads life again; a changed generation or a dead entry means the
+//! entry was recycled under it and the candidate is skipped. A freed entry's
+//! life is cleared before it goes back on the free list and the next insert
+//! fences (Release) before writing, which is the seqlock writer's protocol
+//! spread over the remover and the inserter.
+//!
+//! Each index is an array of 64-byte buckets of seven slots plus an
+//! overflow count (folly F14's scheme): a slot holds a 32-bit hash tag and
+//! the entry number. An insert that finds its home bucket full increments
+//! the bucket's overflow count before using the next bucket, and a removal
+//! decrements the counts it passed; a lookup goes on to the next bucket only
+//! while the count is non-zero. Slots are emptied on removal — no tombstones
+//! that would slowly lengthen every probe. Buckets are sized for four
+//! entries each at full capacity (57% slot load), so a lookup reads one
+//! bucket line and the entry's lines. The hash is keyed with a seed
+//! (a folded multiply over the key words) so that an attacker who cannot
+//! see the seed cannot aim flows at one bucket.
+//!
+//! No `unsafe`: everything is `AtomicU64`.
+//!
+//! # Speed
+//! A lookup in a table far larger than the caches costs two dependent
+//! cache misses (the bucket, then the entry), and on a 4 KiB-page guest two
+//! TLB misses as well; that, not the code, sets the time of one lookup.
+//! Workers receive frames in bursts, so [`ConnTable::lookup_inbound_batch`]
+//! and [`ConnTable::lookup_reply_batch`] first issue the bucket and entry
+//! reads of a whole burst ([`ConnTable::BATCH`]) and only then run the
+//! lookups, so that the misses overlap. `benches/conntable.rs` measures
+//! both, on one and two threads.
+
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering, fence};
+
+use xvs_packet::{FlowKey, IpProtocol};
+
+use super::ForwardMethod;
+use super::state::{
+    Millis, PacketDirection, ProtoState, TcpEvent, TcpState, Timeouts, Transition, tcp_transition,
+};
+
+// ---- entry layout --------------------------------------------------------
+
+const WORDS: usize = 9;
+const W_CLIENT: usize = 0; // and 1
+const W_VIP: usize = 2; // and 3
+const W_SERVER: usize = 4; // and 5
+const W_PORTS: usize = 6;
+const W_SERVER_ID: usize = 7;
+const W_LIFE: usize = 8;
+
+// Ports word: cport | vport << 16 | rport << 32 | proto << 48 | kind << 56.
+const KIND_METHOD_MASK: u64 = 0b11;
+const KIND_CLIENT_V6: u64 = 1 << 2;
+const KIND_SERVER_V6: u64 = 1 << 3;
+/// The ports-word bits an inbound key decides: cport, vport, proto, client family.
+const INBOUND_PORTS_MASK: u64 = 0xffff_ffff | (0xff << 48) | (KIND_CLIENT_V6 << 56);
+/// The ports-word bits a reply key decides: cport, rport, proto, both families.
+const REPLY_PORTS_MASK: u64 =
+    0xffff | (0xffff << 32) | (0xff << 48) | ((KIND_CLIENT_V6 | KIND_SERVER_V6) << 56);
+
+// Life word: deadline | state << 40 | flags << 44 | gen << 52.
+const DEADLINE_BITS: u32 = 40;
+const DEADLINE_MASK: u64 = (1 << DEADLINE_BITS) - 1;
+const STATE_SHIFT: u32 = 40;
+const FLAGS_SHIFT: u32 = 44;
+const GEN_SHIFT: u32 = 52;
+const GEN_MASK: u64 = 0xfff;
+
+const LIFE_LIVE: u64 = 1 << FLAGS_SHIFT;
+const LIFE_DYING: u64 = 2 << FLAGS_SHIFT;
+
+/// The latest deadline the table can hold: 2^40 ms ≈ 34.8 years of
+/// monotonic time; later deadlines are clamped to it.
+pub const MAX_DEADLINE: Millis = DEADLINE_MASK;
+
+/// Per-connection flags a caller can see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct ConnFlags(u8);
+
+impl ConnFlags {
+    /// Counted in the real server's `activeconns` (else `inactconns`).
+    pub const ACTIVE: Self = Self(1 << 2);
+    /// No reply seen yet on a connection whose replies bypass the director
+    /// (DR/TUN): the kernel's NO_OUTPUT; cleared by the first reply.
+    pub const NO_OUTPUT: Self = Self(1 << 3);
+    /// A persistence template, not a connection.
+    pub const TEMPLATE: Self = Self(1 << 4);
+
+    /// No flags.
+    pub const EMPTY: Self = Self(0);
+
+    /// Whether every flag of `other` is set.
+    #[must_use]
+    pub const fn contains(self, other: Self) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// Both sets.
+    #[must_use]
+    pub const fn union(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
+
+    const fn life_bits(self) -> u64 {
+        (self.0 as u64) << FLAGS_SHIFT
+    }
+
+    const fn from_life(life: u64) -> Self {
+        // Only the public bits; LIVE/DYING are the table's own.
+        Self(
+            ((life >> FLAGS_SHIFT) as u8) & (Self::ACTIVE.0 | Self::NO_OUTPUT.0 | Self::TEMPLATE.0),
+        )
+    }
+}
+
+const fn life_deadline(life: u64) -> Millis {
+    life & DEADLINE_MASK
+}
+
+const fn life_gen(life: u64) -> u16 {
+    ((life >> GEN_SHIFT) & GEN_MASK) as u16
+}
+
+const fn life_state(life: u64) -> TcpState {
+    match TcpState::from_code(((life >> STATE_SHIFT) & 0xf) as u8) {
+        Some(s) => s,
+        None => TcpState::None,
+    }
+}
+
+const fn life_visible(life: u64) -> bool {
+    life & (LIFE_LIVE | LIFE_DYING) == LIFE_LIVE
+}
+
+const fn make_life(deadline: Millis, state: TcpState, flags: ConnFlags, gen_: u16) -> u64 {
+    let deadline = if deadline > DEADLINE_MASK {
+        DEADLINE_MASK
+    } else {
+        deadline
+    };
+    deadline
+        | ((state.code() as u64) << STATE_SHIFT)
+        | flags.life_bits()
+        | LIFE_LIVE
+        | (((gen_ as u64) & GEN_MASK) << GEN_SHIFT)
+}
+
+fn addr_words(addr: IpAddr) -> (u64, u64, bool) {
+    match addr {
+        IpAddr::V4(a) => (0, u64::from(u32::from(a)), false),
+        IpAddr::V6(a) => {
+            let v = u128::from(a);
+            ((v >> 64) as u64, v as u64, true)
+        }
+    }
+}
+
+fn words_addr(hi: u64, lo: u64, v6: bool) -> IpAddr {
+    if v6 {
+        IpAddr::V6(Ipv6Addr::from((u128::from(hi) << 64) | u128::from(lo)))
+    } else {
+        IpAddr::V4(Ipv4Addr::from(lo as u32))
+    }
+}
+
+#[derive(Debug, Default)]
+struct Entry([AtomicU64; WORDS]);
+
+// ---- hashing ---------------------------------------------------------------
+
+/// A folded 64×64→128 multiply: the high and low halves xor'ed.
+#[inline(always)]
+fn fold(a: u64, b: u64) -> u64 {
+    let p = u128::from(a) * u128::from(b);
+    (p as u64) ^ ((p >> 64) as u64)
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Hasher {
+    seed: [u64; 4],
+}
+
+impl Hasher {
+    fn new(seed: u64) -> Self {
+        let mut s = seed;
+        let mut next = || {
+            // SplitMix64: spreads one seed into four independent keys.
+            s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = s;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        };
+        Self {
+            seed: [next(), next(), next(), next()],
+        }
+    }
+
+    /// Five key words → 64 bits.
+    #[inline(always)]
+    fn hash(&self, w: [u64; 5]) -> u64 {
+        let [s0, s1, s2, s3] = self.seed;
+        let a = fold(w[0] ^ s0, w[1] ^ s1);
+        let b = fold(w[2] ^ s2, w[3] ^ s3);
+        let c = fold(w[4] ^ s1, a ^ s2);
+        fold(b ^ s0, c ^ s3)
+    }
+}
+
+// ---- index -----------------------------------------------------------------
+
+const SLOTS: usize = 7;
+/// Entries per bucket at full capacity: 4 of 7 slots.
+const ENTRIES_PER_BUCKET: usize = 4;
+
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct Bucket {
+    slots: [AtomicU64; SLOTS],
+    /// How many entries whose probe passed this bucket sit further on.
+    overflow: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Index {
+    buckets: Box<[Bucket]>,
+}
+
+#[inline(always)]
+fn slot_value(hash: u64, idx: usize) -> u64 {
+    (hash << 32) | (idx as u64 + 1)
+}
+
+impl Index {
+    fn new(capacity: usize) -> Self {
+        let n = capacity.div_ceil(ENTRIES_PER_BUCKET).max(1);
+        Self {
+            buckets: (0..n).map(|_| Bucket::default()).collect(),
+        }
+    }
+
+    #[inline(always)]
+    fn home(&self, hash: u64) -> usize {
+        // Lemire's multiply-shift range reduction: any bucket count, no modulo.
+        ((u128::from(hash) * self.buckets.len() as u128) >> 64) as usize
+    }
+
+    #[inline(always)]
+    fn next(&self, b: usize) -> usize {
+        if b + 1 == self.buckets.len() {
+            0
+        } else {
+            b + 1
+        }
+    }
+
+    fn insert(&self, hash: u64, idx: usize) -> bool {
+        let value = slot_value(hash, idx);
+        let home = self.home(hash);
+        let mut b = home;
+        for _ in 0..self.buckets.len() {
+            for slot in &self.buckets[b].slots {
+                if slot.load(Ordering::Relaxed) == 0
+                    && slot
+                        .compare_exchange(0, value, Ordering::Release, Ordering::Relaxed)
+                        .is_ok()
+                {
+                    return true;
+                }
+            }
+            // Announce the overflow before the entry appears further on, so
+            // that a lookup which sees the entry's absence here goes on.
+            self.buckets[b].overflow.fetch_add(1, Ordering::AcqRel);
+            b = self.next(b);
+        }
+        // Every slot taken: impossible while slots outnumber entries, but
+        // undo the counts rather than leave them wrong.
+        self.unwind_overflow(home, self.buckets.len());
+        false
+    }
+
+    /// Takes back the overflow counts an entry added on its way from `home`
+    /// past `passed` buckets.
+    fn unwind_overflow(&self, home: usize, passed: usize) {
+        let mut b = home;
+        for _ in 0..passed {
+            self.buckets[b].overflow.fetch_sub(1, Ordering::AcqRel);
+            b = self.next(b);
+        }
+    }
+
+    fn remove(&self, hash: u64, idx: usize) -> bool {
+        let value = slot_value(hash, idx);
+        let home = self.home(hash);
+        let mut b = home;
+        for passed in 0..self.buckets.len() {
+            for slot in &self.buckets[b].slots {
+                if slot.load(Ordering::Relaxed) == value
+                    && slot
+                        .compare_exchange(value, 0, Ordering::AcqRel, Ordering::Relaxed)
+                        .is_ok()
+                {
+                    self.unwind_overflow(home, passed);
+                    return true;
+                }
+            }
+            if self.buckets[b].overflow.load(Ordering::Acquire) == 0 {
+                return false;
+            }
+            b = self.next(b);
+        }
+        false
+    }
+
+    /// Calls `check` with every entry number whose tag matches, in probe
+    /// order, until it returns `Some`.
+    #[inline(always)]
+    fn find<R>(&self, hash: u64, mut check: impl FnMut(usize) -> Option<R>) -> Option<R> {
+        let tag = hash << 32;
+        let mut b = self.home(hash);
+        for _ in 0..self.buckets.len() {
+            let bucket = &self.buckets[b];
+            for slot in &bucket.slots {
+                let v = slot.load(Ordering::Acquire);
+                if v != 0
+                    && (v & 0xffff_ffff_0000_0000) == tag
+                    && let Some(r) = check((v as u32 - 1) as usize)
+                {
+                    return Some(r);
+                }
+            }
+            if bucket.overflow.load(Ordering::Acquire) == 0 {
+                return None;
+            }
+            b = self.next(b);
+        }
+        None
+    }
+}
+
+// ---- public types ------------------------------------------------------------
+
+/// A live connection's slot and incarnation: what a worker keeps after a
+/// lookup to update the same connection. Stale handles (the connection
+/// expired and its slot was reused) are refused with [`Gone`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnHandle {
+    index: u32,
+    gen_: u16,
+}
+
+impl ConnHandle {
+    /// The entry number (stable for the connection's life; useful for
+    /// per-connection side tables of the same capacity).
+    #[must_use]
+    pub const fn index(self) -> u32 {
+        self.index
+    }
+}
+
+/// A connection handle no longer names a live connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the connection expired or was removed")]
+pub struct Gone;
+
+/// Why an insert was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InsertError {
+    /// Every entry is in use. Nothing is evicted (see the module docs for
+    /// what the pipeline does instead).
+    #[error("connection table full: the new connection is forwarded without an entry")]
+    Full,
+}
+
+/// What a new connection is made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct NewConnection {
+    /// Transport protocol.
+    pub proto: IpProtocol,
+    /// The client's address (a masked network for a template).
+    pub client: IpAddr,
+    /// The client's port (0 for a template; the echo id for ICMP).
+    pub cport: u16,
+    /// The virtual address.
+    pub vip: IpAddr,
+    /// The virtual port (the packet's destination port for port-0 services).
+    pub vport: u16,
+    /// The real server's address.
+    pub real_server: IpAddr,
+    /// The real server's port.
+    pub rport: u16,
+    /// The real server's id in its service (`xvs_sched::RealServerId`).
+    pub server_id: u32,
+    /// How packets reach the real server.
+    pub method: ForwardMethod,
+    /// A persistence template rather than a connection.
+    pub template: bool,
+}
+
+/// A copy of one connection, taken at one instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Connection {
+    /// Names this connection for updates.
+    pub handle: ConnHandle,
+    /// Transport protocol.
+    pub proto: IpProtocol,
+    /// Client address.
+    pub client: IpAddr,
+    /// Client port.
+    pub cport: u16,
+    /// Virtual address.
+    pub vip: IpAddr,
+    /// Virtual port.
+    pub vport: u16,
+    /// Real server address.
+    pub real_server: IpAddr,
+    /// Real server port.
+    pub rport: u16,
+    /// Real server id.
+    pub server_id: u32,
+    /// Forwarding method, decided when the connection was created.
+    pub method: ForwardMethod,
+    /// TCP state (NONE for UDP and ICMP).
+    pub tcp_state: TcpState,
+    /// Flags.
+    pub flags: ConnFlags,
+    /// When the connection expires unless a packet re-arms it.
+    pub deadline: Millis,
+}
+
+impl Connection {
+    /// Counted in `activeconns`.
+    #[must_use]
+    pub const fn is_active(&self) -> bool {
+        self.flags.contains(ConnFlags::ACTIVE)
+    }
+
+    /// A persistence template.
+    #[must_use]
+    pub const fn is_template(&self) -> bool {
+        self.flags.contains(ConnFlags::TEMPLATE)
+    }
+}
+
+/// The connection table (see the module docs).
+#[derive(Debug)]
+pub struct ConnTable {
+    entries: Box<[Entry]>,
+    inbound: Index,
+    reply: Index,
+    inbound_hash: Hasher,
+    reply_hash: Hasher,
+    /// Treiber stack of free entries: ABA tag << 32 | (index + 1).
+    free_head: AtomicU64,
+    sweep_cursor: AtomicUsize,
+    live: AtomicUsize,
+    refused_full: AtomicU64,
+}
+
+/// Raw words of an entry read consistently.
+struct Raw {
+    w: [u64; WORDS],
+}
+
+impl Raw {
+    fn ports(&self) -> u64 {
+        self.w[W_PORTS]
+    }
+}
+
+impl ConnTable {
+    /// The largest capacity (entry numbers are 32-bit with 0 reserved).
+    pub const MAX_CAPACITY: u32 = u32::MAX - 1;
+
+    /// A table for `capacity` connections (clamped to
+    /// [`ConnTable::MAX_CAPACITY`]); `seed` keys the index hashes. A
+    /// capacity of 0 gives a table that refuses every insert.
+    #[must_use]
+    pub fn new(capacity: u32, seed: u64) -> Self {
+        let capacity = capacity.min(Self::MAX_CAPACITY) as usize;
+        let entries: Box<[Entry]> = (0..capacity).map(|_| Entry::default()).collect();
+        // Thread the free list through the entries: 0 → 1 → … → last.
+        for (i, e) in entries.iter().enumerate() {
+            let next = if i + 1 < capacity { i as u64 + 2 } else { 0 };
+            e.0[W_SERVER_ID].store(next, Ordering::Relaxed);
+        }
+        let head = if capacity > 0 { 1 } else { 0 };
+        Self {
+            entries,
+            inbound: Index::new(capacity),
+            reply: Index::new(capacity),
+            inbound_hash: Hasher::new(seed),
+            reply_hash: Hasher::new(seed ^ 0x5265_706c_7920_6964),
+            free_head: AtomicU64::new(head),
+            sweep_cursor: AtomicUsize::new(0),
+            live: AtomicUsize::new(0),
+            refused_full: AtomicU64::new(0),
+        }
+    }
+
+    /// How many connections the table can hold.
+    #[must_use]
+    pub fn capacity(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Connections (and templates) in the table, expired-but-unreclaimed
+    /// ones included.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.live.load(Ordering::Relaxed)
+    }
+
+    /// No entry in use.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Inserts refused because the table was full, since it was built.
+    #[must_use]
+    pub fn refused_full(&self) -> u64 {
+        self.refused_full.load(Ordering::Relaxed)
+    }
+
+    /// Bytes the table holds, entries and both indexes.
+    #[must_use]
+    pub fn memory_bytes(&self) -> usize {
+        size_of_val(&*self.entries)
+            + size_of_val(&*self.inbound.buckets)
+            + size_of_val(&*self.reply.buckets)
+    }
+
+    /// Bytes per connection at full capacity, both indexes included.
+    #[must_use]
+    pub fn bytes_per_entry(&self) -> f64 {
+        self.memory_bytes() as f64 / self.capacity().max(1) as f64
+    }
+
+    // -- keys --
+
+    #[inline(always)]
+    fn inbound_hash_of(
+        &self,
+        proto: u8,
+        client: (u64, u64, bool),
+        cport: u16,
+        vip: (u64, u64),
+        vport: u16,
+    ) -> u64 {
+        let ports = u64::from(cport)
+            | (u64::from(vport) << 16)
+            | (u64::from(proto) << 48)
+            | (u64::from(client.2) << 58);
+        self.inbound_hash
+            .hash([client.0, client.1, vip.0, vip.1, ports])
+    }
+
+    #[inline(always)]
+    fn reply_hash_of(
+        &self,
+        proto: u8,
+        server: (u64, u64, bool),
+        rport: u16,
+        client: (u64, u64, bool),
+        cport: u16,
+    ) -> u64 {
+        let ports = u64::from(cport)
+            | (u64::from(rport) << 32)
+            | (u64::from(proto) << 48)
+            | (u64::from(client.2) << 58)
+            | (u64::from(server.2) << 59);
+        self.reply_hash
+            .hash([server.0, server.1, client.0, client.1, ports])
+    }
+
+    fn entry_hashes(&self, w: &[u64; WORDS]) -> (u64, u64) {
+        let ports = w[W_PORTS];
+        let kind = ports >> 56;
+        let proto = (ports >> 48) as u8;
+        let client = (w[W_CLIENT], w[W_CLIENT + 1], kind & KIND_CLIENT_V6 != 0);
+        let server = (w[W_SERVER], w[W_SERVER + 1], kind & KIND_SERVER_V6 != 0);
+        let cport = ports as u16;
+        let vport = (ports >> 16) as u16;
+        let rport = (ports >> 32) as u16;
+        (
+            self.inbound_hash_of(proto, client, cport, (w[W_VIP], w[W_VIP + 1]), vport),
+            self.reply_hash_of(proto, server, rport, client, cport),
+        )
+    }
+
+    // -- reading --
+
+    /// Reads entry `idx` if it is visible, consistently (seqlock on life).
+    #[inline(always)]
+    fn read(&self, idx: usize) -> Option<Raw> {
+        let e = &self.entries[idx].0;
+        let l1 = e[W_LIFE].load(Ordering::Acquire);
+        if !life_visible(l1) {
+            return None;
+        }
+        let mut w = [0u64; WORDS];
+        for (i, word) in e.iter().enumerate().take(W_LIFE) {
+            w[i] = word.load(Ordering::Relaxed);
+        }
+        fence(Ordering::Acquire);
+        let l2 = e[W_LIFE].load(Ordering::Relaxed);
+        if !life_visible(l2) || life_gen(l1) != life_gen(l2) {
+            return None;
+        }
+        w[W_LIFE] = l2;
+        Some(Raw { w })
+    }
+
+    fn decode(idx: usize, raw: &Raw) -> Connection {
+        let w = &raw.w;
+        let ports = raw.ports();
+        let kind = ports >> 56;
+        let life = w[W_LIFE];
+        Connection {
+            handle: ConnHandle {
+                index: idx as u32,
+                gen_: life_gen(life),
+            },
+            proto: IpProtocol::from((ports >> 48) as u8),
+            client: words_addr(w[W_CLIENT], w[W_CLIENT + 1], kind & KIND_CLIENT_V6 != 0),
+            cport: ports as u16,
+            vip: words_addr(w[W_VIP], w[W_VIP + 1], kind & KIND_CLIENT_V6 != 0),
+            vport: (ports >> 16) as u16,
+            real_server: words_addr(w[W_SERVER], w[W_SERVER + 1], kind & KIND_SERVER_V6 != 0),
+            rport: (ports >> 32) as u16,
+            server_id: w[W_SERVER_ID] as u32,
+            method: ForwardMethod::from_code((kind & KIND_METHOD_MASK) as u8),
+            tcp_state: life_state(life),
+            flags: ConnFlags::from_life(life),
+            deadline: life_deadline(life),
+        }
+    }
+
+    #[inline(always)]
+    fn lookup_inbound_kind(
+        &self,
+        key: &FlowKey,
+        now: Millis,
+        template: bool,
+    ) -> Option<Connection> {
+        let proto = u8::from(key.proto);
+        let client = addr_words(key.src);
+        let vip = addr_words(key.dst);
+        let hash = self.inbound_hash_of(proto, client, key.sport, (vip.0, vip.1), key.dport);
+        let want_ports = u64::from(key.sport)
+            | (u64::from(key.dport) << 16)
+            | (u64::from(proto) << 48)
+            | (u64::from(client.2) << 58);
+        self.inbound.find(hash, |idx| {
+            let raw = self.read(idx)?;
+            let w = &raw.w;
+            let life = w[W_LIFE];
+            let matches = w[W_CLIENT] == client.0
+                && w[W_CLIENT + 1] == client.1
+                && w[W_VIP] == vip.0
+                && w[W_VIP + 1] == vip.1
+                && raw.ports() & INBOUND_PORTS_MASK == want_ports
+                && ConnFlags::from_life(life).contains(ConnFlags::TEMPLATE) == template
+                && life_deadline(life) > now;
+            matches.then(|| Self::decode(idx, &raw))
+        })
+    }
+
+    /// The connection a client's packet belongs to: `key.src` = client,
+    /// `key.dst` = VIP. Expired connections are not returned; templates
+    /// never are.
+    #[must_use]
+    pub fn lookup_inbound(&self, key: &FlowKey, now: Millis) -> Option<Connection> {
+        self.lookup_inbound_kind(key, now, false)
+    }
+
+    /// A persistence template: `key.src` = the client's masked address,
+    /// `key.sport` = 0, `key.dst`/`key.dport` = VIP and the template's port.
+    #[must_use]
+    pub fn lookup_template(&self, key: &FlowKey, now: Millis) -> Option<Connection> {
+        self.lookup_inbound_kind(key, now, true)
+    }
+
+    /// The NAT connection a real server's reply belongs to: `key.src` =
+    /// real server, `key.dst` = client. Expired connections are not returned.
+    #[must_use]
+    pub fn lookup_reply(&self, key: &FlowKey, now: Millis) -> Option<Connection> {
+        let proto = u8::from(key.proto);
+        let server = addr_words(key.src);
+        let client = addr_words(key.dst);
+        let hash = self.reply_hash_of(proto, server, key.sport, client, key.dport);
+        let want_ports = u64::from(key.dport)
+            | (u64::from(key.sport) << 32)
+            | (u64::from(proto) << 48)
+            | (u64::from(client.2) << 58)
+            | (u64::from(server.2) << 59);
+        self.reply.find(hash, |idx| {
+            let raw = self.read(idx)?;
+            let w = &raw.w;
+            let matches = w[W_SERVER] == server.0
+                && w[W_SERVER + 1] == server.1
+                && w[W_CLIENT] == client.0
+                && w[W_CLIENT + 1] == client.1
+                && raw.ports() & REPLY_PORTS_MASK == want_ports
+                && life_deadline(w[W_LIFE]) > now;
+            matches.then(|| Self::decode(idx, &raw))
+        })
+    }
+
+    /// How many lookups [`ConnTable::lookup_inbound_batch`] overlaps at once.
+    pub const BATCH: usize = 32;
+
+    fn inbound_hash_of_key(&self, key: &FlowKey) -> u64 {
+        let vip = addr_words(key.dst);
+        self.inbound_hash_of(
+            u8::from(key.proto),
+            addr_words(key.src),
+            key.sport,
+            (vip.0, vip.1),
+            key.dport,
+        )
+    }
+
+    fn reply_hash_of_key(&self, key: &FlowKey) -> u64 {
+        self.reply_hash_of(
+            u8::from(key.proto),
+            addr_words(key.src),
+            key.sport,
+            addr_words(key.dst),
+            key.dport,
+        )
+    }
+
+    /// Issues the memory reads of up to [`ConnTable::BATCH`] lookups before
+    /// doing any of them: first every home bucket, then the entry of every
+    /// bucket's first tag match. The loads are independent, so their cache
+    /// (and TLB) misses overlap instead of queueing one behind the other;
+    /// the lookups that follow find their lines in cache. Only loads, no
+    /// `unsafe` prefetch intrinsics.
+    fn warm(&self, index: &Index, hashes: &[u64]) {
+        let mut sink = 0u64;
+        for &h in hashes {
+            sink ^= index.buckets[index.home(h)].slots[0].load(Ordering::Relaxed);
+        }
+        for &h in hashes {
+            let bucket = &index.buckets[index.home(h)];
+            let tag = h << 32;
+            for slot in &bucket.slots {
+                let v = slot.load(Ordering::Relaxed);
+                if v != 0 && (v & 0xffff_ffff_0000_0000) == tag {
+                    let e = &self.entries[(v as u32 - 1) as usize].0;
+                    sink ^= e[W_CLIENT].load(Ordering::Relaxed) ^ e[W_LIFE].load(Ordering::Relaxed);
+                    break;
+                }
+            }
+        }
+        core::hint::black_box(sink);
+    }
+
+    /// [`ConnTable::lookup_inbound`] for a batch of packets (a receive
+    /// burst): `out[i]` gets the answer for `keys[i]` (the shorter of the
+    /// two slices decides how many). Same answers, much less time per key
+    /// on a table larger than the caches, because the misses of
+    /// [`ConnTable::BATCH`] lookups overlap.
+    pub fn lookup_inbound_batch(
+        &self,
+        keys: &[FlowKey],
+        now: Millis,
+        out: &mut [Option<Connection>],
+    ) {
+        for (keys, out) in keys.chunks(Self::BATCH).zip(out.chunks_mut(Self::BATCH)) {
+            let mut hashes = [0u64; Self::BATCH];
+            for (h, k) in hashes.iter_mut().zip(keys) {
+                *h = self.inbound_hash_of_key(k);
+            }
+            self.warm(&self.inbound, &hashes[..keys.len()]);
+            for (o, k) in out.iter_mut().zip(keys) {
+                *o = self.lookup_inbound(k, now);
+            }
+        }
+    }
+
+    /// [`ConnTable::lookup_reply`] for a batch of packets, as
+    /// [`ConnTable::lookup_inbound_batch`].
+    pub fn lookup_reply_batch(
+        &self,
+        keys: &[FlowKey],
+        now: Millis,
+        out: &mut [Option<Connection>],
+    ) {
+        for (keys, out) in keys.chunks(Self::BATCH).zip(out.chunks_mut(Self::BATCH)) {
+            let mut hashes = [0u64; Self::BATCH];
+            for (h, k) in hashes.iter_mut().zip(keys) {
+                *h = self.reply_hash_of_key(k);
+            }
+            self.warm(&self.reply, &hashes[..keys.len()]);
+            for (o, k) in out.iter_mut().zip(keys) {
+                *o = self.lookup_reply(k, now);
+            }
+        }
+    }
+
+    /// The connection behind a handle, if it is still the same live
+    /// connection (expired or not).
+    #[must_use]
+    pub fn get(&self, handle: ConnHandle) -> Option<Connection> {
+        let idx = handle.index as usize;
+        if idx >= self.entries.len() {
+            return None;
+        }
+        let raw = self.read(idx)?;
+        (life_gen(raw.w[W_LIFE]) == handle.gen_).then(|| Self::decode(idx, &raw))
+    }
+
+    // -- free list --
+
+    fn pop_free(&self) -> Option<usize> {
+        let mut head = self.free_head.load(Ordering::Acquire);
+        loop {
+            let top = head as u32;
+            if top == 0 {
+                return None;
+            }
+            let idx = (top - 1) as usize;
+            // May be stale if another thread pops `idx` meanwhile; the tag
+            // in the head then differs and the exchange fails.
+            let next = self.entries[idx].0[W_SERVER_ID].load(Ordering::Relaxed) as u32;
+            let new = (((head >> 32) + 1) << 32) | u64::from(next);
+            match self.free_head.compare_exchange_weak(
+                head,
+                new,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Some(idx),
+                Err(h) => head = h,
+            }
+        }
+    }
+
+    fn push_free(&self, idx: usize) {
+        let mut head = self.free_head.load(Ordering::Acquire);
+        loop {
+            self.entries[idx].0[W_SERVER_ID].store(head & 0xffff_ffff, Ordering::Relaxed);
+            let new = (((head >> 32) + 1) << 32) | (idx as u64 + 1);
+            match self.free_head.compare_exchange_weak(
+                head,
+                new,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return,
+                Err(h) => head = h,
+            }
+        }
+    }
+
+    // -- writing --
+
+    /// Adds a connection in state NONE, inactive, expiring at `now +
+    /// timeout` (the kernel gives a new connection a short timer until its
+    /// first packet runs the state machine: call [`ConnTable::on_tcp_segment`]
+    /// or [`ConnTable::on_packet`] next). DR/TUN connections start with
+    /// NO_OUTPUT. The caller binds it to its real server (`inactconns`).
+    ///
+    /// # Errors
+    /// [`InsertError::Full`] when every entry is in use (counted).
+    pub fn insert(
+        &self,
+        conn: &NewConnection,
+        now: Millis,
+        timeout: Millis,
+    ) -> Result<ConnHandle, InsertError> {
+        let Some(idx) = self.pop_free() else {
+            self.refused_full.fetch_add(1, Ordering::Relaxed);
+            return Err(InsertError::Full);
+        };
+        let e = &self.entries[idx].0;
+        let gen_ = (life_gen(e[W_LIFE].load(Ordering::Relaxed)) + 1) & GEN_MASK as u16;
+        // Seqlock writer: the entry is not live (its remover cleared life
+        // before freeing it); order that before the new key words.
+        fence(Ordering::Release);
+        let client = addr_words(conn.client);
+        let vip = addr_words(conn.vip);
+        let server = addr_words(conn.real_server);
+        let kind = u64::from(conn.method.code())
+            | if client.2 { KIND_CLIENT_V6 } else { 0 }
+            | if server.2 { KIND_SERVER_V6 } else { 0 };
+        let ports = u64::from(conn.cport)
+            | (u64::from(conn.vport) << 16)
+            | (u64::from(conn.rport) << 32)
+            | (u64::from(u8::from(conn.proto)) << 48)
+            | (kind << 56);
+        let words = [
+            client.0,
+            client.1,
+            vip.0,
+            vip.1,
+            server.0,
+            server.1,
+            ports,
+            u64::from(conn.server_id),
+        ];
+        for (word, v) in e.iter().zip(words) {
+            word.store(v, Ordering::Relaxed);
+        }
+        let mut flags = ConnFlags::EMPTY;
+        if conn.template {
+            flags = flags.union(ConnFlags::TEMPLATE);
+        } else if !conn.method.sees_replies() {
+            flags = flags.union(ConnFlags::NO_OUTPUT);
+        }
+        let mut w = [0; WORDS];
+        w[..W_LIFE].copy_from_slice(&words);
+        let (h_in, h_reply) = self.entry_hashes(&w);
+        let in_reply = conn.method.sees_replies() && !conn.template;
+        // Publish in the indexes first and go live last: until then readers
+        // that reach the entry skip it and the sweeper leaves it alone.
+        let indexed =
+            self.inbound.insert(h_in, idx) && (!in_reply || self.reply.insert(h_reply, idx));
+        if !indexed {
+            // Cannot happen (indexes have more slots than the table has
+            // entries); give the entry back rather than lose it.
+            self.inbound.remove(h_in, idx);
+            self.push_free(idx);
+            self.refused_full.fetch_add(1, Ordering::Relaxed);
+            return Err(InsertError::Full);
+        }
+        let life = make_life(now.saturating_add(timeout), TcpState::None, flags, gen_);
+        e[W_LIFE].store(life, Ordering::Release);
+        self.live.fetch_add(1, Ordering::Relaxed);
+        Ok(ConnHandle {
+            index: idx as u32,
+            gen_,
+        })
+    }
+
+    /// Applies `change` to a connection's life word atomically: `change`
+    /// gets the current (state, flags, deadline) and returns the new ones
+    /// plus a result; it may run more than once under contention.
+    fn update<R>(
+        &self,
+        handle: ConnHandle,
+        mut change: impl FnMut(TcpState, ConnFlags, Millis) -> (TcpState, ConnFlags, Millis, R),
+    ) -> Result<R, Gone> {
+        let idx = handle.index as usize;
+        let word = &self.entries.get(idx).ok_or(Gone)?.0[W_LIFE];
+        let mut life = word.load(Ordering::Acquire);
+        loop {
+            if !life_visible(life) || life_gen(life) != handle.gen_ {
+                return Err(Gone);
+            }
+            let (state, flags, deadline, r) = change(
+                life_state(life),
+                ConnFlags::from_life(life),
+                life_deadline(life),
+            );
+            let new = make_life(deadline, state, flags, handle.gen_);
+            match word.compare_exchange_weak(life, new, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Ok(r),
+                Err(l) => life = l,
+            }
+        }
+    }
+
+    /// Runs one TCP segment through the state machine atomically and
+    /// re-arms the timer with the new state's timeout. The returned
+    /// [`Transition`] says whether to move the connection between the real
+    /// server's `activeconns` and `inactconns`; exactly one caller sees each
+    /// change.
+    ///
+    /// # Errors
+    /// [`Gone`] when the connection was removed (expired and reclaimed).
+    pub fn on_tcp_segment(
+        &self,
+        handle: ConnHandle,
+        direction: PacketDirection,
+        event: TcpEvent,
+        now: Millis,
+        timeouts: &Timeouts,
+    ) -> Result<Transition, Gone> {
+        self.update(handle, |state, flags, _| {
+            let current = ProtoState {
+                tcp: state,
+                active: flags.contains(ConnFlags::ACTIVE),
+                no_output: flags.contains(ConnFlags::NO_OUTPUT),
+            };
+            let (next, transition) = tcp_transition(current, direction, event);
+            let mut bits = flags.0 & !(ConnFlags::ACTIVE.0 | ConnFlags::NO_OUTPUT.0);
+            if next.active {
+                bits |= ConnFlags::ACTIVE.0;
+            }
+            if next.no_output {
+                bits |= ConnFlags::NO_OUTPUT.0;
+            }
+            let deadline = now.saturating_add(timeouts.tcp_ms(next.tcp));
+            (next.tcp, ConnFlags(bits), deadline, transition)
+        })
+    }
+
+    /// A packet of a connection without TCP states (UDP, ICMP, templates):
+    /// re-arms the timer to `now + timeout`; a reply clears NO_OUTPUT.
+    ///
+    /// # Errors
+    /// [`Gone`] when the connection was removed.
+    pub fn on_packet(
+        &self,
+        handle: ConnHandle,
+        direction: PacketDirection,
+        now: Millis,
+        timeout: Millis,
+    ) -> Result<(), Gone> {
+        self.update(handle, |state, flags, _| {
+            let flags = match direction {
+                PacketDirection::FromServer => ConnFlags(flags.0 & !ConnFlags::NO_OUTPUT.0),
+                PacketDirection::FromClient => flags,
+            };
+            (state, flags, now.saturating_add(timeout), ())
+        })
+    }
+
+    /// Sets a connection's deadline (templates are re-armed this way; a
+    /// controlling template whose timer fires gets 60 s more).
+    ///
+    /// # Errors
+    /// [`Gone`] when the connection was removed.
+    pub fn set_deadline(&self, handle: ConnHandle, deadline: Millis) -> Result<(), Gone> {
+        self.update(handle, |state, flags, _| (state, flags, deadline, ()))
+    }
+
+    /// Unlinks a claimed entry from both indexes and frees it.
+    fn reclaim(&self, idx: usize, life: u64) -> Connection {
+        let e = &self.entries[idx].0;
+        let mut w = [0u64; WORDS];
+        for (i, word) in e.iter().enumerate().take(W_LIFE) {
+            w[i] = word.load(Ordering::Relaxed);
+        }
+        w[W_LIFE] = life;
+        let raw = Raw { w };
+        let conn = Self::decode(idx, &raw);
+        let (h_in, h_reply) = self.entry_hashes(&raw.w);
+        self.inbound.remove(h_in, idx);
+        if conn.method.sees_replies() && !conn.is_template() {
+            self.reply.remove(h_reply, idx);
+        }
+        // Not live any more, generation kept (the next insert bumps it).
+        e[W_LIFE].store(life & (GEN_MASK << GEN_SHIFT), Ordering::Release);
+        self.push_free(idx);
+        self.live.fetch_sub(1, Ordering::Relaxed);
+        conn
+    }
+
+    /// Removes a connection now, expired or not (the kernel's connection
+    /// reuse on a SYN in TIME_WAIT/CLOSE, or a one-packet connection). The
+    /// returned copy says which counter the caller must decrement.
+    pub fn remove(&self, handle: ConnHandle) -> Option<Connection> {
+        let idx = handle.index as usize;
+        let word = &self.entries.get(idx)?.0[W_LIFE];
+        let mut life = word.load(Ordering::Acquire);
+        loop {
+            if !life_visible(life) || life_gen(life) != handle.gen_ {
+                return None;
+            }
+            match word.compare_exchange_weak(
+                life,
+                life | LIFE_DYING,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Some(self.reclaim(idx, life)),
+                Err(l) => life = l,
+            }
+        }
+    }
+
+    /// The incremental sweeper: examines the next `budget` entries (from a
+    /// cursor shared by all callers, wrapping around) and reclaims those
+    /// whose deadline is at or before `now`, calling `on_expired` for each
+    /// after it left both indexes (unbind it from its real server there).
+    /// Returns how many were reclaimed. Never blocks other threads; a
+    /// packet that re-arms a connection concurrently wins or loses cleanly
+    /// (compare-and-swap on the life word).
+    pub fn expire(
+        &self,
+        now: Millis,
+        budget: usize,
+        mut on_expired: impl FnMut(&Connection),
+    ) -> usize {
+        let n = self.entries.len();
+        if n == 0 {
+            return 0;
+        }
+        let budget = budget.min(n);
+        let start = self.sweep_cursor.fetch_add(budget, Ordering::Relaxed) % n;
+        let mut reclaimed = 0;
+        for i in 0..budget {
+            let idx = (start + i) % n;
+            let word = &self.entries[idx].0[W_LIFE];
+            let life = word.load(Ordering::Acquire);
+            if life_visible(life)
+                && life_deadline(life) <= now
+                && word
+                    .compare_exchange(life, life | LIFE_DYING, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+            {
+                let conn = self.reclaim(idx, life);
+                on_expired(&conn);
+                reclaimed += 1;
+            }
+        }
+        reclaimed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+
+    use std::collections::HashMap;
+    use std::sync::atomic::AtomicBool;
+
+    use super::*;
+    use crate::conn::state::{ActivityChange, TcpEvent};
+
+    /// Seeded randomness for tests (SplitMix64).
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    fn v4(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(a, b, c, d))
+    }
+
+    fn v6(last: u16) -> IpAddr {
+        IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, last))
+    }
+
+    fn conn(client: IpAddr, cport: u16, method: ForwardMethod) -> NewConnection {
+        let (vip, rs) = if client.is_ipv6() {
+            (v6(0x10), v6(0x11))
+        } else {
+            (v4(203, 0, 113, 10), v4(192, 0, 2, 11))
+        };
+        NewConnection {
+            proto: IpProtocol::Tcp,
+            client,
+            cport,
+            vip,
+            vport: 80,
+            real_server: rs,
+            rport: 8080,
+            server_id: 7,
+            method,
+            template: false,
+        }
+    }
+
+    fn inbound_key(c: &NewConnection) -> FlowKey {
+        FlowKey {
+            proto: c.proto,
+            src: c.client,
+            dst: c.vip,
+            sport: c.cport,
+            dport: c.vport,
+        }
+    }
+
+    fn reply_key(c: &NewConnection) -> FlowKey {
+        FlowKey {
+            proto: c.proto,
+            src: c.real_server,
+            dst: c.client,
+            sport: c.rport,
+            dport: c.cport,
+        }
+    }
+
+    #[test]
+    fn nat_connection_is_found_both_ways_with_every_field() {
+        for client in [v4(198, 51, 100, 7), v6(0x7)] {
+            let t = ConnTable::new(16, 1);
+            let c = conn(client, 40000, ForwardMethod::Nat);
+            let h = t.insert(&c, 1_000, 2_000).unwrap();
+            let got = t.lookup_inbound(&inbound_key(&c), 1_500).unwrap();
+            assert_eq!(got.handle, h);
+            assert_eq!(
+                (got.proto, got.client, got.cport, got.vip, got.vport),
+                (c.proto, c.client, c.cport, c.vip, c.vport)
+            );
+            assert_eq!(
+                (got.real_server, got.rport, got.server_id),
+                (c.real_server, 8080, 7)
+            );
+            assert_eq!(got.method, ForwardMethod::Nat);
+            assert_eq!(got.tcp_state, TcpState::None);
+            assert_eq!(got.flags, ConnFlags::EMPTY);
+            assert_eq!(got.deadline, 3_000);
+            assert_eq!(t.lookup_reply(&reply_key(&c), 1_500).unwrap().handle, h);
+            // Neither direction matches the other's key.
+            assert!(t.lookup_inbound(&reply_key(&c), 1_500).is_none());
+            assert!(t.lookup_reply(&inbound_key(&c), 1_500).is_none());
+            // Every key field matters.
+            let mut k = inbound_key(&c);
+            k.sport += 1;
+            assert!(t.lookup_inbound(&k, 1_500).is_none());
+            let mut k = inbound_key(&c);
+            k.dport += 1;
+            assert!(t.lookup_inbound(&k, 1_500).is_none());
+            let mut k = inbound_key(&c);
+            k.proto = IpProtocol::Udp;
+            assert!(t.lookup_inbound(&k, 1_500).is_none());
+            assert_eq!(t.len(), 1);
+        }
+    }
+
+    #[test]
+    fn batch_lookups_answer_like_single_lookups() {
+        let t = ConnTable::new(256, 17);
+        let conns: Vec<_> = (0..40u16)
+            .map(|p| {
+                conn(
+                    if p % 2 == 0 {
+                        v4(198, 51, 100, 7)
+                    } else {
+                        v6(7)
+                    },
+                    p,
+                    ForwardMethod::Nat,
+                )
+            })
+            .collect();
+        for c in conns.iter().step_by(3) {
+            t.insert(c, 0, 1_000).unwrap();
+        }
+        let inbound: Vec<_> = conns.iter().map(inbound_key).collect();
+        let reply: Vec<_> = conns.iter().map(reply_key).collect();
+        let mut out = vec![None; conns.len()];
+        t.lookup_inbound_batch(&inbound, 5, &mut out);
+        for (k, o) in inbound.iter().zip(&out) {
+            assert_eq!(*o, t.lookup_inbound(k, 5));
+        }
+        assert_eq!(out.iter().filter(|o| o.is_some()).count(), 14);
+        let mut out = vec![None; conns.len()];
+        t.lookup_reply_batch(&reply, 5, &mut out);
+        for (k, o) in reply.iter().zip(&out) {
+            assert_eq!(*o, t.lookup_reply(k, 5));
+        }
+        assert_eq!(out.iter().filter(|o| o.is_some()).count(), 14);
+    }
+
+    #[test]
+    fn ipv4_and_v4_mapped_ipv6_are_different_clients() {
+        let t = ConnTable::new(16, 2);
+        let c = conn(v4(198, 51, 100, 7), 1, ForwardMethod::Nat);
+        t.insert(&c, 0, 1_000).unwrap();
+        let mut k = inbound_key(&c);
+        k.src = IpAddr::V6(Ipv4Addr::new(198, 51, 100, 7).to_ipv6_mapped());
+        k.dst = IpAddr::V6(Ipv4Addr::new(203, 0, 113, 10).to_ipv6_mapped());
+        assert!(t.lookup_inbound(&k, 0).is_none());
+    }
+
+    #[test]
+    fn dr_and_tun_connections_have_no_reply_entry_and_start_no_output() {
+        for method in [ForwardMethod::DirectRouting, ForwardMethod::Tunnel] {
+            let t = ConnTable::new(16, 3);
+            let mut c = conn(v4(198, 51, 100, 7), 40000, method);
+            c.rport = 80;
+            t.insert(&c, 0, 1_000).unwrap();
+            let got = t.lookup_inbound(&inbound_key(&c), 0).unwrap();
+            assert_eq!(got.method, method);
+            assert!(got.flags.contains(ConnFlags::NO_OUTPUT));
+            assert!(t.lookup_reply(&reply_key(&c), 0).is_none());
+        }
+    }
+
+    #[test]
+    fn templates_are_seen_only_as_templates() {
+        let t = ConnTable::new(16, 4);
+        let mut tpl = conn(v4(198, 51, 100, 0), 0, ForwardMethod::Nat);
+        tpl.template = true;
+        let h = t.insert(&tpl, 0, 360_000).unwrap();
+        let key = inbound_key(&tpl);
+        assert!(t.lookup_inbound(&key, 0).is_none());
+        let got = t.lookup_template(&key, 0).unwrap();
+        assert_eq!(got.handle, h);
+        assert!(got.is_template());
+        assert!(!got.flags.contains(ConnFlags::NO_OUTPUT));
+        assert!(t.lookup_reply(&reply_key(&tpl), 0).is_none());
+        // A connection with the same key is a different entry.
+        let real = conn(v4(198, 51, 100, 0), 0, ForwardMethod::Nat);
+        let hc = t.insert(&real, 0, 1_000).unwrap();
+        assert_eq!(t.lookup_inbound(&key, 0).unwrap().handle, hc);
+        assert_eq!(t.lookup_template(&key, 0).unwrap().handle, h);
+    }
+
+    #[test]
+    fn expired_connections_vanish_at_once_and_are_reclaimed_by_the_sweeper() {
+        let t = ConnTable::new(8, 5);
+        let c = conn(v4(198, 51, 100, 7), 40000, ForwardMethod::Nat);
+        let h = t.insert(&c, 1_000, 2_000).unwrap();
+        assert!(t.lookup_inbound(&inbound_key(&c), 2_999).is_some());
+        assert!(t.lookup_inbound(&inbound_key(&c), 3_000).is_none());
+        assert!(t.lookup_reply(&reply_key(&c), 3_000).is_none());
+        assert_eq!(t.len(), 1, "lazy: still holds its entry");
+        // Not yet due: the sweeper leaves it.
+        assert_eq!(t.expire(2_999, 8, |_| panic!("not due")), 0);
+        let mut seen = Vec::new();
+        assert_eq!(t.expire(3_000, 8, |c| seen.push(*c)), 1);
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].handle, h);
+        assert!(t.is_empty());
+        assert!(t.get(h).is_none());
+        assert_eq!(t.on_packet(h, PacketDirection::FromClient, 0, 1), Err(Gone));
+    }
+
+    #[test]
+    fn the_sweeper_examines_only_its_budget_and_walks_on() {
+        let t = ConnTable::new(8, 6);
+        for p in 0..8 {
+            t.insert(&conn(v4(198, 51, 100, 7), p, ForwardMethod::Nat), 0, 10)
+                .unwrap();
+        }
+        assert_eq!(t.expire(10, 3, |_| {}), 3);
+        assert_eq!(t.len(), 5);
+        assert_eq!(t.expire(10, 3, |_| {}), 3);
+        assert_eq!(t.expire(10, 3, |_| {}), 2);
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn a_full_table_refuses_and_counts_without_evicting() {
+        let t = ConnTable::new(4, 7);
+        let mut handles = Vec::new();
+        for p in 0..4 {
+            let h = t.insert(
+                &conn(v4(198, 51, 100, 7), p, ForwardMethod::Nat),
+                0,
+                900_000,
+            );
+            handles.push(h.unwrap());
+        }
+        let syn = conn(v4(198, 51, 100, 66), 5, ForwardMethod::Nat);
+        for _ in 0..3 {
+            assert_eq!(t.insert(&syn, 10, 60_000), Err(InsertError::Full));
+        }
+        assert_eq!(t.refused_full(), 3);
+        for h in handles {
+            assert!(t.get(h).is_some(), "an existing connection was evicted");
+        }
+        // One reclaimed entry makes room again.
+        let first = conn(v4(198, 51, 100, 7), 0, ForwardMethod::Nat);
+        let h = t.lookup_inbound(&inbound_key(&first), 0).unwrap().handle;
+        t.remove(h).unwrap();
+        assert!(t.insert(&syn, 10, 60_000).is_ok());
+        let empty = ConnTable::new(0, 0);
+        assert_eq!(empty.insert(&syn, 0, 1), Err(InsertError::Full));
+        assert_eq!(empty.expire(0, 10, |_| {}), 0);
+    }
+
+    #[test]
+    fn tcp_segments_run_the_state_machine_and_report_activity_once() {
+        let t = ConnTable::new(8, 8);
+        let timeouts = Timeouts::default();
+        let c = conn(v4(198, 51, 100, 7), 40000, ForwardMethod::Nat);
+        let h = t.insert(&c, 0, 3_000).unwrap();
+        let tr = t
+            .on_tcp_segment(h, PacketDirection::FromClient, TcpEvent::Syn, 10, &timeouts)
+            .unwrap();
+        assert_eq!(
+            (tr.to, tr.activity),
+            (TcpState::SynRecv, ActivityChange::BecameActive)
+        );
+        let got = t.get(h).unwrap();
+        assert!(got.is_active());
+        assert_eq!(got.deadline, 10 + 60_000);
+        let tr = t
+            .on_tcp_segment(h, PacketDirection::FromClient, TcpEvent::Ack, 20, &timeouts)
+            .unwrap();
+        assert_eq!(
+            (tr.to, tr.activity),
+            (TcpState::Established, ActivityChange::Unchanged)
+        );
+        assert_eq!(t.get(h).unwrap().deadline, 20 + 900_000);
+        let tr = t
+            .on_tcp_segment(h, PacketDirection::FromClient, TcpEvent::Rst, 30, &timeouts)
+            .unwrap();
+        assert_eq!(
+            (tr.to, tr.activity),
+            (TcpState::Close, ActivityChange::BecameInactive)
+        );
+        let got = t.get(h).unwrap();
+        assert!(!got.is_active());
+        assert_eq!(got.deadline, 30 + 10_000);
+        assert_eq!(got.tcp_state, TcpState::Close);
+    }
+
+    #[test]
+    fn a_reply_clears_no_output_on_dr() {
+        let t = ConnTable::new(8, 9);
+        let c = conn(v4(198, 51, 100, 7), 40000, ForwardMethod::DirectRouting);
+        let h = t.insert(&c, 0, 3_000).unwrap();
+        let timeouts = Timeouts::default();
+        let tr = t
+            .on_tcp_segment(h, PacketDirection::FromServer, TcpEvent::Ack, 1, &timeouts)
+            .unwrap();
+        assert!(tr.first_reply);
+        assert!(!t.get(h).unwrap().flags.contains(ConnFlags::NO_OUTPUT));
+        let u = ConnTable::new(8, 9);
+        let h = u.insert(&c, 0, 3_000).unwrap();
+        u.on_packet(h, PacketDirection::FromServer, 5, 300_000)
+            .unwrap();
+        let got = u.get(h).unwrap();
+        assert!(!got.flags.contains(ConnFlags::NO_OUTPUT));
+        assert_eq!(got.deadline, 300_005);
+        u.set_deadline(h, 42).unwrap();
+        assert_eq!(u.get(h).unwrap().deadline, 42);
+    }
+
+    #[test]
+    fn a_stale_handle_cannot_touch_the_slots_next_connection() {
+        let t = ConnTable::new(1, 10);
+        let a = conn(v4(198, 51, 100, 7), 1, ForwardMethod::Nat);
+        let ha = t.insert(&a, 0, 1_000).unwrap();
+        assert!(t.remove(ha).is_some());
+        assert!(t.remove(ha).is_none(), "removed twice");
+        let b = conn(v4(198, 51, 100, 8), 2, ForwardMethod::Nat);
+        let hb = t.insert(&b, 0, 1_000).unwrap();
+        assert_eq!(ha.index(), hb.index(), "capacity 1 reuses the slot");
+        assert_ne!(ha, hb);
+        assert!(t.get(ha).is_none());
+        assert_eq!(t.set_deadline(ha, 5), Err(Gone));
+        assert!(t.remove(ha).is_none());
+        assert_eq!(t.get(hb).unwrap().deadline, 1_000);
+        assert!(t.lookup_inbound(&inbound_key(&a), 0).is_none());
+    }
+
+    #[test]
+    fn memory_per_entry_meets_the_target() {
+        let t = ConnTable::new(1 << 16, 11);
+        assert_eq!(size_of::<Entry>(), 72);
+        assert_eq!(size_of::<Bucket>(), 64);
+        assert!(
+            (t.bytes_per_entry() - 104.0).abs() < 0.01,
+            "{}",
+            t.bytes_per_entry()
+        );
+        assert!(ConnTable::new(1_000_003, 0).bytes_per_entry() <= 128.0);
+    }
+
+    /// Fills a table to capacity so that buckets overflow, then removes
+    /// every other connection: the overflow counts must keep every
+    /// remaining connection reachable and fall back to zero at the end.
+    #[test]
+    fn overflowing_buckets_stay_reachable_through_removals() {
+        let cap = 4096;
+        let t = ConnTable::new(cap, 12);
+        let conns: Vec<_> = (0..cap)
+            .map(|i| {
+                conn(
+                    v4(10, (i >> 8) as u8, i as u8, 1),
+                    i as u16,
+                    ForwardMethod::Nat,
+                )
+            })
+            .collect();
+        let handles: Vec<_> = conns
+            .iter()
+            .map(|c| t.insert(c, 0, 1_000).unwrap())
+            .collect();
+        let overflowed = t
+            .inbound
+            .buckets
+            .iter()
+            .filter(|b| b.overflow.load(Ordering::Relaxed) > 0)
+            .count();
+        assert!(overflowed > 0, "the test must exercise overflow");
+        for (i, h) in handles.iter().enumerate() {
+            if i % 2 == 0 {
+                t.remove(*h).unwrap();
+            }
+        }
+        for (i, c) in conns.iter().enumerate() {
+            assert_eq!(
+                t.lookup_inbound(&inbound_key(c), 0).is_some(),
+                i % 2 == 1,
+                "{i}"
+            );
+            assert_eq!(
+                t.lookup_reply(&reply_key(c), 0).is_some(),
+                i % 2 == 1,
+                "{i}"
+            );
+        }
+        assert_eq!(t.expire(1_000, cap as usize, |_| {}), cap as usize / 2);
+        for index in [&t.inbound, &t.reply] {
+            for b in index.buckets.iter() {
+                assert_eq!(b.overflow.load(Ordering::Relaxed), 0);
+                for s in &b.slots {
+                    assert_eq!(s.load(Ordering::Relaxed), 0);
+                }
+            }
+        }
+    }
+
+    /// Readers on two threads look up while a writer inserts, updates and
+    /// removes: every connection a reader gets back must be the one it
+    /// asked for (real server id derived from the key), never a torn mix.
+    #[test]
+    fn concurrent_readers_never_see_torn_or_foreign_entries() {
+        let t = ConnTable::new(512, 13);
+        let stop = AtomicBool::new(false);
+        let make = |i: u64| {
+            let mut c = conn(
+                v4(10, 0, (i >> 8) as u8, i as u8),
+                (i % 7) as u16 + 1,
+                ForwardMethod::Nat,
+            );
+            c.server_id = (i * 31 + 5) as u32;
+            c.rport = (i % 1000) as u16;
+            c
+        };
+        std::thread::scope(|s| {
+            for r in 0..2 {
+                let (t, stop) = (&t, &stop);
+                s.spawn(move || {
+                    let mut rng = Rng(r);
+                    let mut found = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        let i = rng.below(2048);
+                        let c = make(i);
+                        if let Some(got) = t.lookup_inbound(&inbound_key(&c), 0) {
+                            assert_eq!(got.server_id, c.server_id);
+                            assert_eq!((got.client, got.cport), (c.client, c.cport));
+                            assert_eq!(got.rport, c.rport);
+                            found += 1;
+                        }
+                        if let Some(got) = t.lookup_reply(&reply_key(&c), 0) {
+                            assert_eq!(got.server_id, c.server_id);
+                        }
+                    }
+                    assert!(found > 0);
+                });
+            }
+            let mut rng = Rng(99);
+            let mut live: Vec<ConnHandle> = Vec::new();
+            for _ in 0..200_000 {
+                if live.len() < 400 && rng.below(2) == 0 {
+                    if let Ok(h) = t.insert(&make(rng.below(2048)), 0, 1_000_000) {
+                        live.push(h);
+                    }
+                } else if !live.is_empty() {
+                    let h = live.swap_remove(rng.below(live.len() as u64) as usize);
+                    t.remove(h).unwrap();
+                }
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+    }
+
+    /// Two threads insert and remove at once: the free list and the
+    /// indexes must come out whole.
+    #[test]
+    fn concurrent_writers_keep_free_list_and_indexes_whole() {
+        let cap = 1024u32;
+        let t = ConnTable::new(cap, 14);
+        std::thread::scope(|s| {
+            for w in 0..2u16 {
+                let t = &t;
+                s.spawn(move || {
+                    let mut rng = Rng(u64::from(w));
+                    let mut mine = Vec::new();
+                    for i in 0..100_000u32 {
+                        if mine.len() < 400 && rng.below(3) != 0 {
+                            let c = conn(v4(10, w as u8, 0, 1), i as u16, ForwardMethod::Nat);
+                            mine.push(t.insert(&c, 0, 1_000).unwrap());
+                        } else if let Some(h) = mine.pop() {
+                            t.remove(h).unwrap();
+                        }
+                    }
+                    for h in mine {
+                        t.remove(h).unwrap();
+                    }
+                });
+            }
+        });
+        assert!(t.is_empty());
+        // Every entry is free exactly once: the table fills to capacity again.
+        for i in 0..cap {
+            t.insert(&conn(v4(10, 9, 9, 9), i as u16, ForwardMethod::Nat), 0, 1)
+                .unwrap();
+        }
+        assert_eq!(
+            t.insert(&conn(v4(1, 1, 1, 1), 1, ForwardMethod::Nat), 0, 1),
+            Err(InsertError::Full)
+        );
+    }
+
+    /// The issue's simulation: 100k random connections across 5 real
+    /// servers, TCP and UDP, NAT and DR, opened, driven, closed or left to
+    /// time out, with the sweeper running as the control thread would. At
+    /// the end no entry is left and every active/inactive counter is 0.
+    #[test]
+    fn simulation_100k_connections_leave_no_entry_and_zero_counters() {
+        const SERVERS: usize = 5;
+        let t = ConnTable::new(4_096, 15);
+        let timeouts = Timeouts::default();
+        let mut rng = Rng(2026);
+        let mut active = [0i64; SERVERS];
+        let mut inactive = [0i64; SERVERS];
+        let mut peak_active = 0i64;
+        let mut peak_len = 0usize;
+        let mut now: Millis = 0;
+        let mut opened = 0u32;
+        let mut full = 0u32;
+        let mut open: Vec<(ConnHandle, NewConnection)> = Vec::new();
+        let apply = |a: &mut [i64; SERVERS], i: &mut [i64; SERVERS], s: usize, ch| match ch {
+            ActivityChange::BecameActive => {
+                a[s] += 1;
+                i[s] -= 1;
+            }
+            ActivityChange::BecameInactive => {
+                a[s] -= 1;
+                i[s] += 1;
+            }
+            ActivityChange::Unchanged => {}
+        };
+        let unbind = |c: &Connection, a: &mut [i64; SERVERS], i: &mut [i64; SERVERS]| {
+            let s = c.server_id as usize;
+            if c.is_active() { a[s] -= 1 } else { i[s] -= 1 }
+        };
+        while opened < 100_000 {
+            now += rng.below(40);
+            match rng.below(10) {
+                0..=3 => {
+                    let server = rng.below(SERVERS as u64) as usize;
+                    let udp = rng.below(4) == 0;
+                    let method = if rng.below(3) == 0 {
+                        ForwardMethod::DirectRouting
+                    } else {
+                        ForwardMethod::Nat
+                    };
+                    let c = NewConnection {
+                        proto: if udp {
+                            IpProtocol::Udp
+                        } else {
+                            IpProtocol::Tcp
+                        },
+                        client: v4(198, 51, (opened >> 16) as u8, (opened >> 8) as u8),
+                        cport: opened as u16,
+                        vip: v4(203, 0, 113, 10),
+                        vport: 80,
+                        real_server: v4(192, 0, 2, 11 + server as u8),
+                        rport: 80,
+                        server_id: server as u32,
+                        method,
+                        template: false,
+                    };
+                    opened += 1;
+                    let Ok(h) = t.insert(&c, now, 3_000) else {
+                        full += 1;
+                        continue;
+                    };
+                    inactive[server] += 1;
+                    if udp {
+                        t.on_packet(h, PacketDirection::FromClient, now, timeouts.udp_ms())
+                            .unwrap();
+                    } else {
+                        let tr = t
+                            .on_tcp_segment(
+                                h,
+                                PacketDirection::FromClient,
+                                TcpEvent::Syn,
+                                now,
+                                &timeouts,
+                            )
+                            .unwrap();
+                        apply(&mut active, &mut inactive, server, tr.activity);
+                    }
+                    open.push((h, c));
+                }
+                4..=8 if !open.is_empty() => {
+                    let k = rng.below(open.len() as u64) as usize;
+                    let (h, c) = open[k];
+                    let dir = if rng.below(2) == 0 {
+                        PacketDirection::FromClient
+                    } else {
+                        PacketDirection::FromServer
+                    };
+                    let res = if c.proto == IpProtocol::Udp {
+                        t.on_packet(h, dir, now, timeouts.udp_ms())
+                            .map(|()| ActivityChange::Unchanged)
+                    } else {
+                        let event = [
+                            TcpEvent::Ack,
+                            TcpEvent::Ack,
+                            TcpEvent::Fin,
+                            TcpEvent::Rst,
+                            TcpEvent::Syn,
+                        ][rng.below(5) as usize];
+                        t.on_tcp_segment(h, dir, event, now, &timeouts)
+                            .map(|tr| tr.activity)
+                    };
+                    match res {
+                        Ok(ch) => {
+                            apply(&mut active, &mut inactive, c.server_id as usize, ch);
+                            // A live, unexpired connection is found by key.
+                            let got = t.lookup_inbound(&inbound_key(&c), now).unwrap();
+                            assert_eq!(got.handle, h);
+                            if c.method == ForwardMethod::Nat {
+                                assert_eq!(t.lookup_reply(&reply_key(&c), now).unwrap().handle, h);
+                            }
+                        }
+                        Err(Gone) => {
+                            open.swap_remove(k);
+                        }
+                    }
+                }
+                _ => {}
+            }
+            if opened.is_multiple_of(64) {
+                t.expire(now, 512, |c| unbind(c, &mut active, &mut inactive));
+            }
+            peak_active = peak_active.max(active.iter().sum());
+            peak_len = peak_len.max(t.len());
+            assert!(active.iter().chain(&inactive).all(|&n| n >= 0));
+        }
+        assert!(
+            peak_active > 100,
+            "the simulation must hold active connections"
+        );
+        assert_eq!(peak_len, t.capacity(), "the table must fill up");
+        assert!(full > 0, "the simulation must exercise a full table");
+        // Let everything time out and sweep the whole table.
+        now += 3_600_000;
+        let mut rounds = 0;
+        while !t.is_empty() {
+            t.expire(now, 4096, |c| unbind(c, &mut active, &mut inactive));
+            rounds += 1;
+            assert!(rounds < 100, "the sweeper must make progress");
+        }
+        assert_eq!(active, [0; SERVERS]);
+        assert_eq!(inactive, [0; SERVERS]);
+        assert_eq!(t.len(), 0);
+        for (h, _) in open {
+            assert!(t.get(h).is_none());
+        }
+        for index in [&t.inbound, &t.reply] {
+            assert!(
+                index
+                    .buckets
+                    .iter()
+                    .all(|b| b.overflow.load(Ordering::Relaxed) == 0
+                        && b.slots.iter().all(|s| s.load(Ordering::Relaxed) == 0))
+            );
+        }
+    }
+
+    mod model {
+        use super::*;
+        use proptest::prelude::*;
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            Insert { client: u8, port: u16, timeout: u16 },
+            Lookup { client: u8, port: u16 },
+            Remove { client: u8, port: u16 },
+            Advance(u16),
+            Expire(u8),
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                (0..4u8, 0..6u16, 1..500u16).prop_map(|(client, port, timeout)| Op::Insert {
+                    client,
+                    port,
+                    timeout
+                }),
+                (0..4u8, 0..6u16).prop_map(|(client, port)| Op::Lookup { client, port }),
+                (0..4u8, 0..6u16).prop_map(|(client, port)| Op::Remove { client, port }),
+                (0..300u16).prop_map(Op::Advance),
+                (1..20u8).prop_map(Op::Expire),
+            ]
+        }
+
+        proptest! {
+            /// The table against a `HashMap` model: same answers for every
+            /// lookup, same refusals, nothing lost through the indexes.
+            #[test]
+            fn behaves_like_a_map(ops in proptest::collection::vec(op(), 1..200)) {
+                let t = ConnTable::new(12, 16);
+                let mut model: HashMap<(u8, u16), (ConnHandle, Millis)> = HashMap::new();
+                let mut now: Millis = 0;
+                let key = |client: u8, port: u16| conn(v4(10, 0, 0, client), port, ForwardMethod::Nat);
+                for op in ops {
+                    match op {
+                        Op::Insert { client, port, timeout } => {
+                            let visible = model.get(&(client, port)).is_some_and(|&(_, d)| d > now);
+                            if visible { continue; } // the pipeline inserts only after a miss
+                            if let Some((h, _)) = model.remove(&(client, port)) {
+                                t.remove(h); // an expired duplicate the sweeper has not reached
+                            }
+                            let in_use = t.len();
+                            match t.insert(&key(client, port), now, u64::from(timeout)) {
+                                Ok(h) => { model.insert((client, port), (h, now + u64::from(timeout))); }
+                                Err(InsertError::Full) => prop_assert_eq!(in_use, 12),
+                            }
+                        }
+                        Op::Lookup { client, port } => {
+                            let c = key(client, port);
+                            let want = model.get(&(client, port)).filter(|&&(_, d)| d > now).map(|&(h, _)| h);
+                            prop_assert_eq!(t.lookup_inbound(&inbound_key(&c), now).map(|c| c.handle), want);
+                            prop_assert_eq!(t.lookup_reply(&reply_key(&c), now).map(|c| c.handle), want);
+                        }
+                        Op::Remove { client, port } => {
+                            if let Some((h, _)) = model.remove(&(client, port)) {
+                                prop_assert!(t.remove(h).is_some());
+                            }
+                        }
+                        Op::Advance(ms) => now += u64::from(ms),
+                        Op::Expire(budget) => {
+                            t.expire(now, usize::from(budget), |c| {
+                                let k = match c.client { IpAddr::V4(a) => a.octets()[3], IpAddr::V6(_) => 255 };
+                                let gone = model.remove(&(k, c.cport));
+                                assert!(gone.is_some_and(|(h, d)| h == c.handle && d <= now));
+                            });
+                        }
+                    }
+                    prop_assert_eq!(t.len(), model.len());
+                }
+            }
+        }
+    }
+}
