@@ -201,44 +201,97 @@ impl RealServer {
     }
 }
 
-/// TCP connection states as IPVS names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// TCP connection states as IPVS names them (`ipvsadm -Lnc` shows these).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
 pub enum TcpState {
-    /// `NONE`: created, no packet processed yet.
-    None,
+    /// `NONE`: created, no segment processed yet.
+    None = 0,
     /// `ESTABLISHED`.
-    Established,
-    /// `SYN_SENT`.
-    SynSent,
-    /// `SYN_RECV`: the state a new connection enters on its SYN.
-    SynRecv,
+    Established = 1,
+    /// `SYN_SENT`: a SYN was seen from the server side.
+    SynSent = 2,
+    /// `SYN_RECV`: the state a new connection enters on the client's SYN.
+    SynRecv = 3,
     /// `FIN_WAIT`.
-    FinWait,
+    FinWait = 4,
     /// `TIME_WAIT`.
-    TimeWait,
+    TimeWait = 5,
     /// `CLOSE`.
-    Close,
+    Close = 6,
     /// `CLOSE_WAIT`.
-    CloseWait,
+    CloseWait = 7,
     /// `LAST_ACK`.
-    LastAck,
+    LastAck = 8,
     /// `LISTEN`.
-    Listen,
+    Listen = 9,
     /// `SYNACK`.
-    SynAck,
+    SynAck = 10,
 }
 
 impl TcpState {
-    /// Whether a connection in this state counts in `activeconns`
-    /// (`tcp_state_active_table` of current kernels: the pre-established
-    /// states count as active since 2016, so a half-open connection already
-    /// weighs 256 in the overhead).
+    /// Every state, in the kernel's column order (NO ES SS SR FW TW CL CW LA LI SA).
+    pub const ALL: [Self; 11] = [
+        Self::None,
+        Self::Established,
+        Self::SynSent,
+        Self::SynRecv,
+        Self::FinWait,
+        Self::TimeWait,
+        Self::Close,
+        Self::CloseWait,
+        Self::LastAck,
+        Self::Listen,
+        Self::SynAck,
+    ];
+
+    /// The state with this code (the `repr(u8)` value), if any.
+    #[must_use]
+    pub const fn from_code(code: u8) -> Option<Self> {
+        if (code as usize) < Self::ALL.len() {
+            Some(Self::ALL[code as usize])
+        } else {
+            None
+        }
+    }
+
+    /// The compact code stored in a connection entry.
+    #[must_use]
+    pub const fn code(self) -> u8 {
+        self as u8
+    }
+
+    /// Whether a TCP connection in this state counts in `activeconns`.
     #[must_use]
     pub const fn is_active(self) -> bool {
         matches!(
             self,
             Self::Established | Self::SynSent | Self::SynRecv | Self::SynAck
         )
+    }
+
+    /// The name ipvsadm prints.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::None => "NONE",
+            Self::Established => "ESTABLISHED",
+            Self::SynSent => "SYN_SENT",
+            Self::SynRecv => "SYN_RECV",
+            Self::FinWait => "FIN_WAIT",
+            Self::TimeWait => "TIME_WAIT",
+            Self::Close => "CLOSE",
+            Self::CloseWait => "CLOSE_WAIT",
+            Self::LastAck => "LAST_ACK",
+            Self::Listen => "LISTEN",
+            Self::SynAck => "SYNACK",
+        }
+    }
+}
+
+impl core::fmt::Display for TcpState {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
     }
 }
 

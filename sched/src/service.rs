@@ -216,7 +216,7 @@ impl Service {
     #[must_use]
     pub fn template_key(&self, persist: &PersistConfig, flow: &FlowKey) -> TemplateKey {
         let c = &self.config;
-        let mut proto = ip_proto_number(flow.proto);
+        let mut proto = u8::from(flow.proto);
         let mut vaddr = TemplateVaddr::Addr(flow.dst);
         let mut vport = 0;
         if flow.dport == c.vport {
@@ -284,25 +284,6 @@ impl Service {
             server,
             template: None,
         })
-    }
-}
-
-fn ip_proto_number(p: IpProtocol) -> u8 {
-    match p {
-        IpProtocol::HopByHop => 0,
-        IpProtocol::Icmp => 1,
-        IpProtocol::Ipip => 4,
-        IpProtocol::Tcp => 6,
-        IpProtocol::Udp => 17,
-        IpProtocol::Ipv6 => 41,
-        IpProtocol::Ipv6Route => 43,
-        IpProtocol::Ipv6Frag => 44,
-        IpProtocol::Esp => 50,
-        IpProtocol::Ah => 51,
-        IpProtocol::Icmpv6 => 58,
-        IpProtocol::Ipv6NoNxt => 59,
-        IpProtocol::Ipv6Opts => 60,
-        IpProtocol::Unknown(n) => n,
     }
 }
 

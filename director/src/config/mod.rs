@@ -77,6 +77,7 @@ pub struct Interface {
     /// Kernel name (`eth0`).
     pub name: String,
     /// Its MAC address.
+    #[serde(with = "mac_text")]
     pub mac: MacAddr,
     /// Client side or server side.
     pub role: InterfaceRole,
@@ -356,59 +357,25 @@ pub struct Neighbour {
     /// Its IP address.
     pub address: IpAddr,
     /// Its MAC address.
+    #[serde(with = "mac_text")]
     pub mac: MacAddr,
 }
 
-/// An Ethernet MAC address, written `02:00:5e:00:53:01`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct MacAddr(pub [u8; 6]);
+/// MAC addresses are the packet layer's type, written as text
+/// (`02:00:5e:00:53:01`) in the file.
+pub use xvs_packet::ethernet::MacAddr;
 
-impl fmt::Display for MacAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let m = self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            m[0], m[1], m[2], m[3], m[4], m[5]
-        )
+mod mac_text {
+    use super::{Deserialize, Deserializer, MacAddr, Serializer, de};
+
+    pub fn serialize<S: Serializer>(mac: &MacAddr, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(mac)
     }
-}
 
-impl core::str::FromStr for MacAddr {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || {
-            format!(
-                "\"{s}\" is not a MAC address: write six two-digit hex bytes separated by colons, like \"02:00:00:00:00:01\""
-            )
-        };
-        let mut mac = [0u8; 6];
-        let mut parts = s.split(':');
-        for byte in &mut mac {
-            let part = parts.next().ok_or_else(bad)?;
-            if part.len() != 2 {
-                return Err(bad());
-            }
-            *byte = u8::from_str_radix(part, 16).map_err(|_| bad())?;
-        }
-        if parts.next().is_some() {
-            return Err(bad());
-        }
-        Ok(Self(mac))
-    }
-}
-
-impl Serialize for MacAddr {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for MacAddr {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(de::Error::custom)
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<MacAddr, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse()
+            .map_err(|e| de::Error::custom(format!("\"{text}\" is {e}")))
     }
 }
 
@@ -1329,17 +1296,21 @@ method = "Route"
         let (line, field, _, msg) = fail(&text);
         assert_eq!((line, field.as_str()), (9, "interfaces[1].mac"), "{msg}");
         assert!(
-            msg.contains("is not a MAC address: write six two-digit hex bytes"),
+            msg.contains("\"02:00:00:00:02\" is not a MAC address: write six hex pairs"),
             "{msg}"
         );
         for bad in [
             "02:00:00:00:02:0g",
-            "02-00-00-00-02-01",
             "02:00:00:00:02:01:03",
             "2:00:00:00:02:01",
         ] {
             assert!(bad.parse::<MacAddr>().is_err(), "{bad}");
         }
+        // The packet layer's parser also takes '-' separators.
+        assert_eq!(
+            "02-00-00-00-02-01".parse::<MacAddr>(),
+            "02:00:00:00:02:01".parse::<MacAddr>()
+        );
         assert_eq!(
             "02:AB:cd:00:00:01".parse::<MacAddr>().unwrap().to_string(),
             "02:ab:cd:00:00:01"

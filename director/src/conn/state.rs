@@ -26,108 +26,12 @@
 //!   A new connection starts inactive (state NONE), exactly like the kernel's
 //!   INACTIVE conn flag, so its first SYN moves it inactive → active.
 
-use core::fmt;
-
 use xvs_packet::IpProtocol;
 use xvs_packet::tcp::TcpFlags;
 
-/// Milliseconds on a monotonic clock whose epoch the caller chooses. The
-/// connection code never reads a clock: time is always an argument.
-pub type Millis = u64;
-
-/// TCP connection states as IPVS names them (`ipvsadm -Lnc` shows these).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[repr(u8)]
-pub enum TcpState {
-    /// `NONE`: created, no segment processed yet.
-    None = 0,
-    /// `ESTABLISHED`.
-    Established = 1,
-    /// `SYN_SENT`: a SYN was seen from the server side.
-    SynSent = 2,
-    /// `SYN_RECV`: the state a new connection enters on the client's SYN.
-    SynRecv = 3,
-    /// `FIN_WAIT`.
-    FinWait = 4,
-    /// `TIME_WAIT`.
-    TimeWait = 5,
-    /// `CLOSE`.
-    Close = 6,
-    /// `CLOSE_WAIT`.
-    CloseWait = 7,
-    /// `LAST_ACK`.
-    LastAck = 8,
-    /// `LISTEN`.
-    Listen = 9,
-    /// `SYNACK`.
-    SynAck = 10,
-}
-
-impl TcpState {
-    /// Every state, in the kernel's column order (NO ES SS SR FW TW CL CW LA LI SA).
-    pub const ALL: [Self; 11] = [
-        Self::None,
-        Self::Established,
-        Self::SynSent,
-        Self::SynRecv,
-        Self::FinWait,
-        Self::TimeWait,
-        Self::Close,
-        Self::CloseWait,
-        Self::LastAck,
-        Self::Listen,
-        Self::SynAck,
-    ];
-
-    /// The state with this code (the `repr(u8)` value), if any.
-    #[must_use]
-    pub const fn from_code(code: u8) -> Option<Self> {
-        if (code as usize) < Self::ALL.len() {
-            Some(Self::ALL[code as usize])
-        } else {
-            None
-        }
-    }
-
-    /// The compact code stored in a connection entry.
-    #[must_use]
-    pub const fn code(self) -> u8 {
-        self as u8
-    }
-
-    /// Whether a TCP connection in this state counts in `activeconns`.
-    #[must_use]
-    pub const fn is_active(self) -> bool {
-        matches!(
-            self,
-            Self::Established | Self::SynSent | Self::SynRecv | Self::SynAck
-        )
-    }
-
-    /// The name ipvsadm prints.
-    #[must_use]
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::None => "NONE",
-            Self::Established => "ESTABLISHED",
-            Self::SynSent => "SYN_SENT",
-            Self::SynRecv => "SYN_RECV",
-            Self::FinWait => "FIN_WAIT",
-            Self::TimeWait => "TIME_WAIT",
-            Self::Close => "CLOSE",
-            Self::CloseWait => "CLOSE_WAIT",
-            Self::LastAck => "LAST_ACK",
-            Self::Listen => "LISTEN",
-            Self::SynAck => "SYNACK",
-        }
-    }
-}
-
-impl fmt::Display for TcpState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+// One definition of the states and of time for the scheduler and the
+// connection table: the scheduler's counts depend on them.
+pub use xvs_sched::{Millis, TcpState, counts_as_active};
 
 /// Which table of the state machine a segment is read with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -316,13 +220,6 @@ pub fn tcp_transition(
             first_reply,
         },
     )
-}
-
-/// Whether a connection of `proto` in `tcp_state` counts as active: only
-/// TCP connections do; UDP and ICMP stay in `inactconns` for life.
-#[must_use]
-pub const fn counts_as_active(proto: IpProtocol, tcp_state: TcpState) -> bool {
-    matches!(proto, IpProtocol::Tcp) && tcp_state.is_active()
 }
 
 /// Per-state timeouts, in seconds as ipvsadm shows them.
