@@ -2,12 +2,14 @@
 //! table, forwarding, AF_XDP and AF_PACKET I/O) and control plane (state,
 //! config and reload, health checks, HA, state sync, metrics).
 //!
-//! Built so far: the cluster configuration file ([`config`]) and the
-//! connection state machine and table ([`conn`]). All `unsafe` of the
+//! Built so far: the cluster configuration file ([`config`]), the
+//! connection state machine and table ([`conn`]) and the per-frame
+//! pipeline ([`pipeline`]) that live workers and `xvs-replay` share. All `unsafe` of the
 //! workspace will live under `src/io/`; everything else forbids it.
 #![deny(unsafe_code)]
 
 pub mod config;
 pub mod conn;
+pub mod pipeline;
 
 pub use conn::ForwardMethod;

@@ -87,6 +87,11 @@ pub struct Interface {
     /// MTU in bytes (68–65535, default 1500).
     #[serde(default = "default_mtu", deserialize_with = "de_mtu")]
     pub mtu: u16,
+    /// Next hops (at most one per address family) for destinations that
+    /// are on no interface's subnet: the router towards clients, or towards
+    /// real servers on other subnets (VS/TUN).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gateways: Vec<IpAddr>,
 }
 
 const fn default_mtu() -> u16 {

@@ -1,0 +1,841 @@
+//! The per-frame pipeline: (frame, receiving interface, time, state,
+//! worker) → [`Verdict`]. Live workers and `xvs-replay` call the same
+//! [`Director::process`], so captures exercise exactly the production code.
+//!
+//! # What happens to a frame
+//! 1. It is parsed ([`xvs_packet::parse`]); a malformed frame is dropped
+//!    with the parse error's own [`DropReason`], a non-IP frame goes to the
+//!    kernel.
+//! 2. An ICMP error is steered by the packet it quotes to that packet's
+//!    connection (NAT rewrites the quote too); an error for no connection
+//!    of ours goes to the kernel when it is addressed to the director
+//!    itself, and is dropped otherwise.
+//! 3. On a server-side interface a packet that matches a NAT connection's
+//!    reply index is a reply: rewritten back to the VIP and sent towards the
+//!    client. Anything else from the server side (health-check replies,
+//!    the real servers' own traffic) goes to the kernel.
+//! 4. A packet that matches a connection follows it: the TCP state machine
+//!    moves, the real server's active/inactive counts follow, and the
+//!    packet is forwarded by the method stored with the connection.
+//! 5. Otherwise, a packet for a virtual service that may open a connection
+//!    (a TCP SYN without RST — any segment without RST for a `sloppy`
+//!    service —, any UDP datagram) is scheduled; others are dropped
+//!    (`no_connection`). Packets for no service go to the kernel: ICMP echo
+//!    to a VIP among them, answered by the director's own stack.
+//!
+//! # Decisions
+//! - **Later fragments** carry no ports: they are dropped and counted
+//!   (`later_fragment`) when addressed to a VIP. First fragments follow
+//!   their flow. Reassembly is left to the endpoints' path MTU discovery.
+//! - **Too big**: when a packet (plus the tunnel header for VS/TUN) exceeds
+//!   the egress MTU and may not be fragmented (IPv4 DF, or IPv6), the
+//!   director answers with ICMP fragmentation-needed / packet-too-big,
+//!   rate-limited per worker to [`TOO_BIG_PER_SECOND`]; without DF it drops
+//!   the packet (`too_big_without_df`): the director never fragments.
+//! - **TTL**: every forwarded packet has its TTL / hop limit decremented
+//!   (IPVS does the same for every method); one that would reach 0 is
+//!   dropped (`ttl_expired`).
+//! - **Full table**: nothing is evicted. A new flow is forwarded without an
+//!   entry to a real server chosen by a hash of the flow among the usable
+//!   ones, and so are its later packets while the table stays full; both
+//!   are counted (`stateless`).
+//! - **Persistence templates** live in the scheduler crate's [`Templates`],
+//!   one per persistent service behind a mutex taken only when a
+//!   persistent service schedules a new connection or the control thread
+//!   expires templates.
+
+pub mod snapshot;
+pub mod verdict;
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use parking_lot::Mutex;
+use xvs_packet::ethernet::{self, MacAddr};
+use xvs_packet::icmp_error::{build_too_big, nat_error_inbound, nat_error_outbound};
+use xvs_packet::parse::{Fragment, IcmpKind, IpFrame, IpVersion};
+use xvs_packet::rewrite::{RewriteError, decrement_hop_limit, nat_inbound, nat_outbound};
+use xvs_packet::tunnel::{OuterSource, Tunnel, encapsulate, outer_len};
+use xvs_packet::{FlowOrigin, IpProtocol, Parsed, parse};
+use xvs_sched::{NotScheduled, SchedContext, SplitMix64, TemplateId, Templates};
+
+use crate::config::ClusterConfig;
+use crate::conn::{
+    ActivityChange, ConnTable, Connection, ForwardMethod, InsertError, Millis, NewConnection,
+    PacketDirection, TcpEvent, TcpState,
+};
+pub use snapshot::{BuildError, Dest, DestIndex, Iface, InterfaceRole, Snapshot};
+pub use verdict::{DropReason, IfaceId, Verdict};
+
+/// Bytes a caller must leave free in front of every frame: room for the
+/// largest outer header (IPv6, 40 bytes), rounded up.
+pub const HEADROOM: usize = 64;
+
+/// ICMP too-big replies a worker sends per second at most.
+pub const TOO_BIG_PER_SECOND: u32 = 100;
+
+/// How long a new connection lives before its first state change (IPVS's
+/// NONE state).
+const NEW_CONN_TIMEOUT_MS: Millis = 2_000;
+
+/// Marks "no template" in the per-connection template side table.
+const NO_TEMPLATE: u32 = u32::MAX;
+
+/// Counters ipvsadm shows for a service or a real server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TrafficCounters {
+    /// Connections scheduled.
+    pub conns: u64,
+    /// Packets client → server.
+    pub packets_in: u64,
+    /// Packets server → client (NAT only: DR/TUN replies bypass us).
+    pub packets_out: u64,
+    /// Bytes client → server (IP length).
+    pub bytes_in: u64,
+    /// Bytes server → client.
+    pub bytes_out: u64,
+}
+
+impl TrafficCounters {
+    fn add(&mut self, other: &Self) {
+        self.conns += other.conns;
+        self.packets_in += other.packets_in;
+        self.packets_out += other.packets_out;
+        self.bytes_in += other.bytes_in;
+        self.bytes_out += other.bytes_out;
+    }
+}
+
+/// One worker's counters: plain integers, summed by the control plane.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkerCounters {
+    /// Frames seen.
+    pub frames: u64,
+    /// Frames transmitted (rewritten, or an ICMP reply).
+    pub transmitted: u64,
+    /// Frames handed to the kernel.
+    pub passed: u64,
+    /// Drops, by [`DropReason`] index.
+    pub drops: Vec<u64>,
+    /// Packets forwarded without a connection entry (full table).
+    pub stateless: u64,
+    /// ICMP fragmentation-needed / packet-too-big replies sent.
+    pub too_big_sent: u64,
+    /// Per destination, by [`DestIndex`].
+    pub dests: Vec<TrafficCounters>,
+}
+
+impl WorkerCounters {
+    fn new(dests: usize) -> Self {
+        Self {
+            drops: vec![0; DropReason::COUNT],
+            dests: vec![TrafficCounters::default(); dests],
+            ..Self::default()
+        }
+    }
+
+    /// Drops for one reason.
+    #[must_use]
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.drops[reason as usize]
+    }
+
+    /// Adds another worker's counters to these.
+    pub fn merge(&mut self, other: &Self) {
+        self.frames += other.frames;
+        self.transmitted += other.transmitted;
+        self.passed += other.passed;
+        self.stateless += other.stateless;
+        self.too_big_sent += other.too_big_sent;
+        for (a, b) in self.drops.iter_mut().zip(&other.drops) {
+            *a += b;
+        }
+        for (a, b) in self.dests.iter_mut().zip(&other.dests) {
+            a.add(b);
+        }
+    }
+}
+
+/// What one worker owns: counters, a scratch buffer for ICMP replies, the
+/// random source for `twos`, the too-big rate limiter.
+#[derive(Debug)]
+pub struct Worker {
+    /// This worker's counters.
+    pub counters: WorkerCounters,
+    scratch: Vec<u8>,
+    random: SplitMix64,
+    too_big_tokens: u32,
+    too_big_refill: Millis,
+    ip_ident: u16,
+    /// The time of the frame being processed.
+    now: Millis,
+}
+
+/// What happened to one frame, for logs and `--verdicts` files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    /// The decision.
+    pub verdict: Verdict,
+    /// The destination the frame went to, when it went to one.
+    pub dest: Option<DestIndex>,
+}
+
+impl Outcome {
+    fn of(verdict: Verdict) -> Self {
+        Self {
+            verdict,
+            dest: None,
+        }
+    }
+}
+
+/// The director's data plane: state, connection table, templates.
+#[derive(Debug)]
+pub struct Director {
+    state: Snapshot,
+    table: ConnTable,
+    templates: Vec<Option<Mutex<Templates>>>,
+    conn_template: Vec<AtomicU32>,
+}
+
+/// The connection a frame belongs to, whichever way it was found.
+#[derive(Debug, Clone, Copy)]
+struct Target {
+    dest: DestIndex,
+    addr: IpAddr,
+    port: u16,
+    method: ForwardMethod,
+}
+
+impl Director {
+    /// Builds the data plane for `config` at time `now`. `seed` keys the
+    /// connection table's hash (use a random one in production).
+    ///
+    /// # Errors
+    /// See [`Snapshot::build`].
+    pub fn new(config: &ClusterConfig, now: Millis, seed: u64) -> Result<Self, BuildError> {
+        let state = Snapshot::build(config, now)?;
+        let capacity = config.conn_table.capacity;
+        let templates = state
+            .services
+            .iter()
+            .map(|s| {
+                s.sched
+                    .config()
+                    .persistence
+                    .map(|_| Mutex::new(Templates::new()))
+            })
+            .collect();
+        let conn_template = (0..capacity).map(|_| AtomicU32::new(NO_TEMPLATE)).collect();
+        Ok(Self {
+            state,
+            table: ConnTable::new(capacity, seed),
+            templates,
+            conn_template,
+        })
+    }
+
+    /// The state workers read.
+    #[must_use]
+    pub fn state(&self) -> &Snapshot {
+        &self.state
+    }
+
+    /// The connection table.
+    #[must_use]
+    pub fn table(&self) -> &ConnTable {
+        &self.table
+    }
+
+    /// A new worker context. `seed` feeds the `twos` scheduler's draws.
+    #[must_use]
+    pub fn worker(&self, seed: u64) -> Worker {
+        Worker {
+            counters: WorkerCounters::new(self.state.dests.len()),
+            scratch: vec![0; HEADROOM + 2048],
+            random: SplitMix64::new(seed),
+            too_big_tokens: TOO_BIG_PER_SECOND,
+            too_big_refill: 0,
+            ip_ident: 0,
+            now: 0,
+        }
+    }
+
+    /// The control thread's periodic work at `now`: reclaims up to `budget`
+    /// expired connections (unbinding each from its real server and
+    /// template), expires persistence templates, runs scheduler timers.
+    /// Returns how many connections were reclaimed.
+    pub fn housekeeping(&self, now: Millis, budget: usize) -> usize {
+        let reclaimed = self.table.expire(now, budget, |conn| self.unbind(conn));
+        for (svc, templates) in self.state.services.iter().zip(&self.templates) {
+            if let Some(templates) = templates {
+                templates.lock().expire(now, svc.sched.servers());
+            }
+            svc.sched.run_timers(now);
+        }
+        reclaimed
+    }
+
+    fn unbind(&self, conn: &Connection) {
+        let Some(dest) = self.state.dests.get(conn.server_id as usize) else {
+            return;
+        };
+        let svc = &self.state.services[dest.service as usize];
+        if let Some(server) = dest.server {
+            svc.sched.servers().unbind_conn(server, conn.is_active());
+        }
+        let slot = &self.conn_template[conn.handle.index() as usize];
+        let tpl = slot.swap(NO_TEMPLATE, Ordering::Relaxed);
+        if tpl != NO_TEMPLATE
+            && let Some(templates) = &self.templates[dest.service as usize]
+        {
+            templates.lock().release(TemplateId(tpl));
+        }
+    }
+
+    /// Decides the fate of the frame at `buf[start..start + len]`, received
+    /// on `rx` at `now`, rewriting it in place. `start` must leave
+    /// [`HEADROOM`] bytes in front of the frame for VS/TUN.
+    pub fn process(
+        &self,
+        worker: &mut Worker,
+        buf: &mut [u8],
+        start: usize,
+        len: usize,
+        rx: IfaceId,
+        now: Millis,
+    ) -> Outcome {
+        worker.counters.frames += 1;
+        worker.now = now;
+        let outcome = self.decide(worker, buf, start, len, rx, now);
+        match outcome.verdict {
+            Verdict::Transmit { .. } => worker.counters.transmitted += 1,
+            Verdict::PassToKernel => worker.counters.passed += 1,
+            Verdict::Drop(reason) => worker.counters.drops[reason as usize] += 1,
+        }
+        outcome
+    }
+
+    fn decide(
+        &self,
+        w: &mut Worker,
+        buf: &mut [u8],
+        start: usize,
+        len: usize,
+        rx: IfaceId,
+        now: Millis,
+    ) -> Outcome {
+        let Some(frame) = buf.get(start..start + len) else {
+            return Outcome::of(Verdict::Drop(DropReason::EthernetTruncated));
+        };
+        let ip = match parse(frame) {
+            Ok(Parsed::Ip(ip)) => ip,
+            Ok(Parsed::NotIp { .. }) => return Outcome::of(Verdict::PassToKernel),
+            Err(e) => return Outcome::of(Verdict::Drop(e.into())),
+        };
+        let st = &self.state;
+        if ip.fragment == Fragment::Later {
+            let verdict = if st.is_vip(ip.flow.dst) {
+                Verdict::Drop(DropReason::LaterFragment)
+            } else {
+                Verdict::PassToKernel
+            };
+            return Outcome::of(verdict);
+        }
+        if ip.origin == FlowOrigin::IcmpError {
+            return self.icmp_error(w, buf, start, len, &ip, rx, now);
+        }
+        if st.iface(rx).role == InterfaceRole::Server
+            && let Some(conn) = self.table.lookup_reply(&ip.flow, now)
+        {
+            self.track(&conn, &ip, PacketDirection::FromServer, now);
+            let c = &mut w.counters.dests[conn.server_id as usize];
+            c.packets_out += 1;
+            c.bytes_out += ip.ip_len() as u64;
+            return self.forward_reply(w, buf, start, len, &ip, &conn, rx);
+        }
+        if let Some(conn) = self.table.lookup_inbound(&ip.flow, now) {
+            let reuse = ip.tcp_flags.syn()
+                && !ip.tcp_flags.rst()
+                && matches!(conn.tcp_state, TcpState::TimeWait | TcpState::Close);
+            if !reuse {
+                return self.established(w, buf, start, len, &ip, &conn, rx, now);
+            }
+            // A new SYN on a closing connection (a reused client port):
+            // the old entry goes, the SYN is scheduled afresh (IPVS's
+            // conn_reuse_mode).
+            if let Some(old) = self.table.remove(conn.handle) {
+                self.unbind(&old);
+            }
+        }
+        let Some(service) = st.find_service(ip.flow.proto, ip.flow.dst, ip.flow.dport) else {
+            return Outcome::of(Verdict::PassToKernel);
+        };
+        let svc = &st.services[service as usize];
+        let opens = match ip.flow.proto {
+            IpProtocol::Tcp => {
+                let f = ip.tcp_flags;
+                !f.rst() && (f.syn() || svc.sloppy)
+            }
+            _ => true,
+        };
+        if !opens {
+            if self.table.len() >= self.table.capacity() {
+                return self.stateless(w, buf, start, len, &ip, service, rx);
+            }
+            return Outcome::of(Verdict::Drop(DropReason::NoConnection));
+        }
+        self.new_connection(w, buf, start, len, &ip, service, rx, now)
+    }
+
+    /// Moves a connection's state for a packet in `direction`; reports
+    /// active/inactive changes to its real server.
+    fn track(&self, conn: &Connection, ip: &IpFrame, direction: PacketDirection, now: Millis) {
+        let timeouts = &self.state.timeouts;
+        if conn.proto == IpProtocol::Tcp && ip.icmp.is_none() {
+            let event = TcpEvent::from_flags(ip.tcp_flags);
+            if let Ok(t) = self
+                .table
+                .on_tcp_segment(conn.handle, direction, event, now, timeouts)
+            {
+                let (was, is) = match t.activity {
+                    ActivityChange::Unchanged => return,
+                    ActivityChange::BecameActive => (false, true),
+                    ActivityChange::BecameInactive => (true, false),
+                };
+                let dest = &self.state.dests[conn.server_id as usize];
+                if let Some(server) = dest.server {
+                    let svc = &self.state.services[dest.service as usize];
+                    svc.sched.servers().conn_activity_changed(server, was, is);
+                }
+            }
+        } else {
+            let timeout = timeouts.for_conn_ms(conn.proto, conn.tcp_state);
+            let _ = self.table.on_packet(conn.handle, direction, now, timeout);
+        }
+    }
+
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the frame, its parse and where it came from"
+    )]
+    fn established(
+        &self,
+        w: &mut Worker,
+        buf: &mut [u8],
+        start: usize,
+        len: usize,
+        ip: &IpFrame,
+        conn: &Connection,
+        rx: IfaceId,
+        now: Millis,
+    ) -> Outcome {
+        self.track(conn, ip, PacketDirection::FromClient, now);
+        let target = Target {
+            dest: conn.server_id,
+            addr: conn.real_server,
+            port: conn.rport,
+            method: conn.method,
+        };
+        self.forward_inbound(w, buf, start, len, ip, target, rx)
+    }
+
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the frame, its parse and where it came from"
+    )]
+    fn new_connection(
+        &self,
+        w: &mut Worker,
+        buf: &mut [u8],
+        start: usize,
+        len: usize,
+        ip: &IpFrame,
+        service: u32,
+        rx: IfaceId,
+        now: Millis,
+    ) -> Outcome {
+        let st = &self.state;
+        let svc = &st.services[service as usize];
+        let mut ctx = SchedContext {
+            now,
+            random: &mut w.random,
+        };
+        let scheduled = match &self.templates[service as usize] {
+            Some(templates) => {
+                svc.sched
+                    .schedule_connection(&mut templates.lock(), &ip.flow, &mut ctx)
+            }
+            None => svc
+                .sched
+                .schedule_connection(&mut Templates::new(), &ip.flow, &mut ctx),
+        };
+        let (dest_index, template) = match scheduled {
+            Ok(s) => (svc.dest_of[s.server.0 as usize], s.template),
+            Err(NotScheduled::NoServer) => match svc.fallback {
+                Some(fb) => (fb, None),
+                None => return Outcome::of(Verdict::Drop(DropReason::NoRealServer)),
+            },
+            Err(NotScheduled::FtpData) => return Outcome::of(Verdict::Drop(DropReason::FtpData)),
+            Err(_) => return Outcome::of(Verdict::Drop(DropReason::PortMismatch)),
+        };
+        let dest = &st.dests[dest_index as usize];
+        let port = if dest.port == 0 {
+            ip.flow.dport
+        } else {
+            dest.port
+        };
+        let new = NewConnection {
+            proto: ip.flow.proto,
+            client: ip.flow.src,
+            cport: ip.flow.sport,
+            vip: ip.flow.dst,
+            vport: ip.flow.dport,
+            real_server: dest.addr,
+            rport: port,
+            server_id: dest_index,
+            method: dest.method,
+            template: false,
+        };
+        match self.table.insert(&new, now, NEW_CONN_TIMEOUT_MS) {
+            Ok(handle) => {
+                if let Some(tpl) = template {
+                    self.conn_template[handle.index() as usize].store(tpl.0, Ordering::Relaxed);
+                }
+                if let Some(conn) = self.table.get(handle) {
+                    self.track(&conn, ip, PacketDirection::FromClient, now);
+                }
+            }
+            Err(InsertError::Full) => {
+                // Undo the binding the scheduler made: no entry will ever
+                // unbind it. The flow goes where a hash sends it.
+                if let Some(server) = dest.server {
+                    svc.sched.servers().unbind_conn(server, false);
+                }
+                if let (Some(tpl), Some(templates)) = (template, &self.templates[service as usize])
+                {
+                    templates.lock().release(tpl);
+                }
+                return self.stateless(w, buf, start, len, ip, service, rx);
+            }
+        }
+        w.counters.dests[dest_index as usize].conns += 1;
+        let target = Target {
+            dest: dest_index,
+            addr: dest.addr,
+            port,
+            method: dest.method,
+        };
+        self.forward_inbound(w, buf, start, len, ip, target, rx)
+    }
+
+    /// Forwards without a connection entry, to the usable real server a
+    /// hash of the flow picks (so every packet of the flow goes there).
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the frame, its parse and where it came from"
+    )]
+    fn stateless(
+        &self,
+        w: &mut Worker,
+        buf: &mut [u8],
+        start: usize,
+        len: usize,
+        ip: &IpFrame,
+        service: u32,
+        rx: IfaceId,
+    ) -> Outcome {
+        let svc = &self.state.services[service as usize];
+        // Two passes over the list rather than collecting: no allocation.
+        let servers = svc.sched.servers();
+        let usable = servers.iter().filter(|s| s.is_usable()).count();
+        let h = xvs_packet::tunnel::flow_hash(ip.flow.src, ip.flow.sport) as usize;
+        let picked = servers
+            .iter()
+            .filter(|s| s.is_usable())
+            .nth(h % usable.max(1));
+        let dest_index = match (picked, svc.fallback) {
+            (Some(server), _) => svc.dest_of[server.id().0 as usize],
+            (None, Some(fb)) => fb,
+            (None, None) => return Outcome::of(Verdict::Drop(DropReason::NoRealServer)),
+        };
+        w.counters.stateless += 1;
+        let dest = &self.state.dests[dest_index as usize];
+        let target = Target {
+            dest: dest_index,
+            addr: dest.addr,
+            port: if dest.port == 0 {
+                ip.flow.dport
+            } else {
+                dest.port
+            },
+            method: dest.method,
+        };
+        self.forward_inbound(w, buf, start, len, ip, target, rx)
+    }
+
+    /// Client → real server, by the connection's method.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the frame, its parse and where it came from"
+    )]
+    fn forward_inbound(
+        &self,
+        w: &mut Worker,
+        buf: &mut [u8],
+        start: usize,
+        len: usize,
+        ip: &IpFrame,
+        target: Target,
+        rx: IfaceId,
+    ) -> Outcome {
+        let st = &self.state;
+        let c = &mut w.counters.dests[target.dest as usize];
+        c.packets_in += 1;
+        c.bytes_in += ip.ip_len() as u64;
+        let Some((egress, next_hop)) = st.route(target.addr) else {
+            return Outcome::of(Verdict::Drop(DropReason::NoRoute));
+        };
+        let iface = st.iface(egress);
+        let overhead = match target.method {
+            ForwardMethod::Tunnel => outer_len(target.addr),
+            _ => 0,
+        };
+        if ip.ip_len() + overhead > usize::from(iface.mtu) {
+            let mtu = usize::from(iface.mtu).saturating_sub(overhead) as u16;
+            // Answered from the address the client sent to (the VIP), as
+            // the kernel answers for a local address.
+            return self.too_big(w, buf, start, len, ip, mtu, ip.flow.dst, rx);
+        }
+        let Some(mac) = st.neighbour(egress, next_hop) else {
+            return Outcome::of(Verdict::Drop(DropReason::NoNeighbour));
+        };
+        let frame = &mut buf[start..start + len];
+        if let Err(e) = decrement_hop_limit(frame, ip) {
+            return Outcome::of(Verdict::Drop(rewrite_drop(e)));
+        }
+        let is_error = ip.origin == FlowOrigin::IcmpError;
+        let (start, len) = match target.method {
+            ForwardMethod::Nat => {
+                let done = if is_error {
+                    nat_error_inbound(frame, ip, target.addr, target.port)
+                } else {
+                    nat_inbound(frame, ip, target.addr, target.port)
+                };
+                if let Err(e) = done {
+                    return Outcome::of(Verdict::Drop(rewrite_drop(e)));
+                }
+                (start, len)
+            }
+            ForwardMethod::DirectRouting => (start, len),
+            ForwardMethod::Tunnel => {
+                let Some(src) = iface.address_like(target.addr) else {
+                    return Outcome::of(Verdict::Drop(DropReason::NoRoute));
+                };
+                // The outer TTL is the inner one, already decremented (IPVS).
+                let tunnel = Tunnel {
+                    dst: target.addr,
+                    src: OuterSource::Fixed(src),
+                    ttl: ip.hop_limit.saturating_sub(1),
+                };
+                w.ip_ident = w.ip_ident.wrapping_add(1);
+                match encapsulate(buf, start, len, ip, &tunnel, w.ip_ident) {
+                    Ok(moved) => moved,
+                    Err(e) => return Outcome::of(Verdict::Drop(rewrite_drop(e))),
+                }
+            }
+        };
+        set_macs(&mut buf[start..start + len], mac, iface.mac);
+        Outcome {
+            verdict: Verdict::Transmit {
+                iface: egress,
+                start,
+                len,
+            },
+            dest: Some(target.dest),
+        }
+    }
+
+    /// Real server → client (NAT): back to the VIP, towards the client.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the frame, its parse and where it came from"
+    )]
+    fn forward_reply(
+        &self,
+        w: &mut Worker,
+        buf: &mut [u8],
+        start: usize,
+        len: usize,
+        ip: &IpFrame,
+        conn: &Connection,
+        rx: IfaceId,
+    ) -> Outcome {
+        let st = &self.state;
+        let Some((egress, next_hop)) = st.route(conn.client) else {
+            return Outcome::of(Verdict::Drop(DropReason::NoRoute));
+        };
+        let iface = st.iface(egress);
+        if ip.ip_len() > usize::from(iface.mtu) {
+            // The director routes this packet: it answers from its own
+            // address on the side the packet came from.
+            let Some(src) = st.iface(rx).address_like(ip.flow.src) else {
+                return Outcome::of(Verdict::Drop(DropReason::NoRoute));
+            };
+            return self.too_big(w, buf, start, len, ip, iface.mtu, src, rx);
+        }
+        let Some(mac) = st.neighbour(egress, next_hop) else {
+            return Outcome::of(Verdict::Drop(DropReason::NoNeighbour));
+        };
+        let frame = &mut buf[start..start + len];
+        if let Err(e) = decrement_hop_limit(frame, ip) {
+            return Outcome::of(Verdict::Drop(rewrite_drop(e)));
+        }
+        let done = if ip.origin == FlowOrigin::IcmpError {
+            nat_error_outbound(frame, ip, conn.vip, conn.vport)
+        } else {
+            nat_outbound(frame, ip, conn.vip, conn.vport)
+        };
+        if let Err(e) = done {
+            return Outcome::of(Verdict::Drop(rewrite_drop(e)));
+        }
+        set_macs(frame, mac, iface.mac);
+        Outcome {
+            verdict: Verdict::Transmit {
+                iface: egress,
+                start,
+                len,
+            },
+            dest: Some(conn.server_id),
+        }
+    }
+
+    /// An ICMP error: to the connection its quote names, or to the kernel
+    /// when it is about the director's own traffic.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the frame, its parse and where it came from"
+    )]
+    fn icmp_error(
+        &self,
+        w: &mut Worker,
+        buf: &mut [u8],
+        start: usize,
+        len: usize,
+        ip: &IpFrame,
+        rx: IfaceId,
+        now: Millis,
+    ) -> Outcome {
+        // The key is the direction the error travels: towards a real
+        // server it matches the inbound index, towards a client (from the
+        // server side, NAT only) the reply index.
+        if self.state.iface(rx).role == InterfaceRole::Server
+            && let Some(conn) = self.table.lookup_reply(&ip.flow, now)
+        {
+            return self.forward_reply(w, buf, start, len, ip, &conn, rx);
+        }
+        if let Some(conn) = self.table.lookup_inbound(&ip.flow, now) {
+            let target = Target {
+                dest: conn.server_id,
+                addr: conn.real_server,
+                port: conn.rport,
+                method: conn.method,
+            };
+            return self.forward_inbound(w, buf, start, len, ip, target, rx);
+        }
+        let outer_dst = outer_destination(&buf[start..start + len], ip);
+        if outer_dst.is_some_and(|d| self.state.is_local(d)) {
+            Outcome::of(Verdict::PassToKernel)
+        } else {
+            Outcome::of(Verdict::Drop(DropReason::IcmpErrorNoConnection))
+        }
+    }
+
+    /// Answers a too-big packet with ICMP fragmentation-needed (IPv4 with
+    /// DF) or packet-too-big (IPv6) on the interface it came from.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the frame, its parse and where it came from"
+    )]
+    fn too_big(
+        &self,
+        w: &mut Worker,
+        buf: &mut [u8],
+        start: usize,
+        len: usize,
+        ip: &IpFrame,
+        mtu: u16,
+        src: IpAddr,
+        rx: IfaceId,
+    ) -> Outcome {
+        let may_fragment = ip.version == IpVersion::V4 && !ip.dont_frag;
+        if may_fragment {
+            return Outcome::of(Verdict::Drop(DropReason::TooBigNoDf));
+        }
+        if matches!(ip.icmp, Some(IcmpKind::Error { .. })) {
+            // Never an error about an error.
+            return Outcome::of(Verdict::Drop(DropReason::TooBigNoDf));
+        }
+        if !w.take_too_big_token() {
+            return Outcome::of(Verdict::Drop(DropReason::TooBigRateLimited));
+        }
+        let frame = &buf[start..start + len];
+        let Ok(reply_len) = build_too_big(&mut w.scratch, frame, ip, mtu, src) else {
+            return Outcome::of(Verdict::Drop(DropReason::TooBigNoDf));
+        };
+        buf[start..start + reply_len].copy_from_slice(&w.scratch[..reply_len]);
+        w.counters.too_big_sent += 1;
+        Outcome::of(Verdict::Transmit {
+            iface: rx,
+            start,
+            len: reply_len,
+        })
+    }
+}
+
+impl Worker {
+    /// Refills the too-big bucket by the time elapsed and takes one token.
+    fn take_too_big_token(&mut self) -> bool {
+        if self.now >= self.too_big_refill + 1000 {
+            self.too_big_tokens = TOO_BIG_PER_SECOND;
+            self.too_big_refill = self.now;
+        }
+        if self.too_big_tokens == 0 {
+            return false;
+        }
+        self.too_big_tokens -= 1;
+        true
+    }
+}
+
+fn set_macs(frame: &mut [u8], dst: MacAddr, src: MacAddr) {
+    let mut eth = ethernet::Frame::new_unchecked(frame);
+    eth.set_dst_addr(dst);
+    eth.set_src_addr(src);
+}
+
+fn rewrite_drop(e: RewriteError) -> DropReason {
+    match e {
+        RewriteError::TtlExpired => DropReason::TtlExpired,
+        RewriteError::NoHeadroom | RewriteError::BufferTooSmall => DropReason::NoHeadroom,
+        RewriteError::FamilyMismatch | RewriteError::WrongKind => DropReason::FamilyMismatch,
+    }
+}
+
+/// The outer destination address of an IP frame.
+fn outer_destination(frame: &[u8], ip: &IpFrame) -> Option<IpAddr> {
+    let l3 = frame.get(ip.l3_offset..)?;
+    match ip.version {
+        IpVersion::V4 => {
+            let b: [u8; 4] = l3.get(16..20)?.try_into().ok()?;
+            Some(IpAddr::from(b))
+        }
+        IpVersion::V6 => {
+            let b: [u8; 16] = l3.get(24..40)?.try_into().ok()?;
+            Some(IpAddr::from(b))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

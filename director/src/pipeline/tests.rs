@@ -1,0 +1,828 @@
+//! Fixture tests: `{description, input frame, expected verdict, expected
+//! output frame}`, run in order through one director so that later frames
+//! meet the connections earlier ones opened. Expected frames are built by
+//! etherparse (an independent implementation, checksums included) and
+//! compared byte for byte.
+
+use etherparse::PacketBuilder;
+
+use super::*;
+use crate::config::ClusterConfig;
+
+const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x07];
+const CLIENT_IF_MAC: [u8; 6] = [2, 0, 0, 0, 1, 1];
+const SERVER_IF_MAC: [u8; 6] = [2, 0, 0, 0, 2, 1];
+const RS1_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x11];
+const RS2_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x12];
+const RS3_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x13];
+const RS6_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x61];
+const FALLBACK_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x99];
+
+const CONFIG: &str = r#"
+[conn_table]
+capacity = 64
+
+[[interfaces]]
+name = "client0"
+role = "client"
+mac = "02:00:00:00:01:01"
+addresses = ["198.51.100.1/24", "2001:db8:1::1/64"]
+
+[[interfaces]]
+name = "server0"
+role = "server"
+mac = "02:00:00:00:02:01"
+mtu = 1400
+addresses = ["192.0.2.1/24", "2001:db8:2::1/64"]
+
+[[services]]
+proto = "tcp"
+vip = "203.0.113.10"
+port = 80
+scheduler = "rr"
+[[services.real_servers]]
+address = "192.0.2.11"
+port = 8080
+method = "nat"
+
+[[services]]
+proto = "udp"
+vip = "203.0.113.10"
+port = 53
+scheduler = "rr"
+[[services.real_servers]]
+address = "192.0.2.11"
+port = 5353
+method = "nat"
+
+[[services]]
+proto = "tcp"
+vip = "203.0.113.20"
+port = 80
+scheduler = "rr"
+[[services.real_servers]]
+address = "192.0.2.12"
+method = "dr"
+
+[[services]]
+proto = "tcp"
+vip = "203.0.113.30"
+port = 80
+scheduler = "rr"
+[[services.real_servers]]
+address = "192.0.2.13"
+method = "tun"
+
+[[services]]
+proto = "tcp"
+vip = "2001:db8::10"
+port = 80
+scheduler = "rr"
+[[services.real_servers]]
+address = "2001:db8:2::11"
+port = 8080
+method = "nat"
+
+[[services]]
+proto = "tcp"
+vip = "203.0.113.40"
+port = 80
+scheduler = "wlc"
+fallback = { address = "192.0.2.99", port = 80, method = "nat" }
+[[services.real_servers]]
+address = "192.0.2.14"
+method = "nat"
+weight = 0
+
+[[neighbours]]
+interface = "client0"
+address = "198.51.100.7"
+mac = "02:00:00:00:00:07"
+[[neighbours]]
+interface = "client0"
+address = "2001:db8:1::7"
+mac = "02:00:00:00:00:07"
+[[neighbours]]
+interface = "server0"
+address = "192.0.2.11"
+mac = "02:00:00:00:00:11"
+[[neighbours]]
+interface = "server0"
+address = "192.0.2.12"
+mac = "02:00:00:00:00:12"
+[[neighbours]]
+interface = "server0"
+address = "192.0.2.13"
+mac = "02:00:00:00:00:13"
+[[neighbours]]
+interface = "server0"
+address = "2001:db8:2::11"
+mac = "02:00:00:00:00:61"
+[[neighbours]]
+interface = "server0"
+address = "192.0.2.99"
+mac = "02:00:00:00:00:99"
+"#;
+
+const CLIENT: IfaceId = IfaceId(0);
+const SERVER: IfaceId = IfaceId(1);
+
+fn ip4(s: &str) -> [u8; 4] {
+    s.parse::<std::net::Ipv4Addr>().unwrap().octets()
+}
+
+fn ip6(s: &str) -> [u8; 16] {
+    s.parse::<std::net::Ipv6Addr>().unwrap().octets()
+}
+
+/// TCP flags in tcpdump's letters: S, A, F, R, P.
+fn tcp4(
+    macs: ([u8; 6], [u8; 6]),
+    src: &str,
+    dst: &str,
+    ports: (u16, u16),
+    flags: &str,
+    ttl: u8,
+    payload: &[u8],
+) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(macs.0, macs.1).ipv4(ip4(src), ip4(dst), ttl);
+    let mut t = b.tcp(ports.0, ports.1, 1000, 64240);
+    for f in flags.chars() {
+        t = match f {
+            'S' => t.syn(),
+            'A' => t.ack(5000),
+            'F' => t.fin(),
+            'R' => t.rst(),
+            'P' => t.psh(),
+            _ => panic!("flag {f}"),
+        };
+    }
+    let mut out = Vec::new();
+    t.write(&mut out, payload).unwrap();
+    out
+}
+
+fn tcp6(
+    macs: ([u8; 6], [u8; 6]),
+    src: &str,
+    dst: &str,
+    ports: (u16, u16),
+    flags: &str,
+    hop: u8,
+    payload: &[u8],
+) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(macs.0, macs.1).ipv6(ip6(src), ip6(dst), hop);
+    let mut t = b.tcp(ports.0, ports.1, 1000, 64240);
+    for f in flags.chars() {
+        t = match f {
+            'S' => t.syn(),
+            'A' => t.ack(5000),
+            'F' => t.fin(),
+            _ => panic!("flag {f}"),
+        };
+    }
+    let mut out = Vec::new();
+    t.write(&mut out, payload).unwrap();
+    out
+}
+
+fn udp4(
+    macs: ([u8; 6], [u8; 6]),
+    src: &str,
+    dst: &str,
+    ports: (u16, u16),
+    ttl: u8,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    PacketBuilder::ethernet2(macs.0, macs.1)
+        .ipv4(ip4(src), ip4(dst), ttl)
+        .udp(ports.0, ports.1)
+        .write(&mut out, payload)
+        .unwrap();
+    out
+}
+
+fn icmp4(
+    macs: ([u8; 6], [u8; 6]),
+    src: &str,
+    dst: &str,
+    ttl: u8,
+    t: (u8, u8, [u8; 4]),
+    quoted: &[u8],
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    PacketBuilder::ethernet2(macs.0, macs.1)
+        .ipv4(ip4(src), ip4(dst), ttl)
+        .icmpv4_raw(t.0, t.1, t.2)
+        .write(&mut out, quoted)
+        .unwrap();
+    out
+}
+
+/// An expected transmission: the interface and the exact frame.
+enum Expect {
+    Transmit(IfaceId, Vec<u8>),
+    Pass,
+    Drop(DropReason),
+}
+
+struct Fixture {
+    description: &'static str,
+    rx: IfaceId,
+    input: Vec<u8>,
+    expect: Expect,
+}
+
+fn director() -> (Director, Worker) {
+    let config = ClusterConfig::parse("fixtures.toml", CONFIG).unwrap();
+    let d = Director::new(&config, 0, 7).unwrap();
+    let w = d.worker(1);
+    (d, w)
+}
+
+fn run(fixtures: &[Fixture]) -> (Director, Worker) {
+    let (d, mut w) = director();
+    for (i, f) in fixtures.iter().enumerate() {
+        let mut buf = vec![0u8; HEADROOM + f.input.len()];
+        buf[HEADROOM..].copy_from_slice(&f.input);
+        let out = d.process(
+            &mut w,
+            &mut buf,
+            HEADROOM,
+            f.input.len(),
+            f.rx,
+            1000 + i as u64,
+        );
+        match (&f.expect, out.verdict) {
+            (
+                Expect::Transmit(iface, frame),
+                Verdict::Transmit {
+                    iface: got,
+                    start,
+                    len,
+                },
+            ) => {
+                assert_eq!(got, *iface, "#{i} {}: interface", f.description);
+                let sent = &buf[start..start + len];
+                assert_eq!(
+                    sent,
+                    &frame[..],
+                    "#{i} {}: frame\n got  {sent:02x?}\n want {frame:02x?}",
+                    f.description
+                );
+            }
+            (Expect::Pass, Verdict::PassToKernel) => {}
+            (Expect::Drop(want), Verdict::Drop(got)) => {
+                assert_eq!(got, *want, "#{i} {}", f.description)
+            }
+            (_, got) => panic!("#{i} {}: unexpected verdict {got:?}", f.description),
+        }
+    }
+    (d, w)
+}
+
+const C4: &str = "198.51.100.7";
+const C6: &str = "2001:db8:1::7";
+
+#[test]
+fn nat_tcp_connection_both_ways_and_teardown() {
+    let (in_macs, out_macs) = ((CLIENT_MAC, CLIENT_IF_MAC), (SERVER_IF_MAC, RS1_MAC));
+    let (rs_in, to_client) = ((RS1_MAC, SERVER_IF_MAC), (CLIENT_IF_MAC, CLIENT_MAC));
+    let vip = "203.0.113.10";
+    let rs = "192.0.2.11";
+    let fixtures = [
+        Fixture {
+            description: "SYN to the VIP opens a connection: NAT to rs1:8080, TTL 64 -> 63",
+            rx: CLIENT,
+            input: tcp4(in_macs, C4, vip, (40000, 80), "S", 64, b""),
+            expect: Expect::Transmit(SERVER, tcp4(out_macs, C4, rs, (40000, 8080), "S", 63, b"")),
+        },
+        Fixture {
+            description: "SYN+ACK from rs1 goes back to the client as from the VIP",
+            rx: SERVER,
+            input: tcp4(rs_in, rs, C4, (8080, 40000), "SA", 64, b""),
+            expect: Expect::Transmit(CLIENT, tcp4(to_client, vip, C4, (80, 40000), "SA", 63, b"")),
+        },
+        Fixture {
+            description: "data from the client follows the connection",
+            rx: CLIENT,
+            input: tcp4(
+                in_macs,
+                C4,
+                vip,
+                (40000, 80),
+                "PA",
+                64,
+                b"GET / HTTP/1.1\r\n\r\n",
+            ),
+            expect: Expect::Transmit(
+                SERVER,
+                tcp4(
+                    out_macs,
+                    C4,
+                    rs,
+                    (40000, 8080),
+                    "PA",
+                    63,
+                    b"GET / HTTP/1.1\r\n\r\n",
+                ),
+            ),
+        },
+        Fixture {
+            description: "FIN from the client",
+            rx: CLIENT,
+            input: tcp4(in_macs, C4, vip, (40000, 80), "FA", 64, b""),
+            expect: Expect::Transmit(SERVER, tcp4(out_macs, C4, rs, (40000, 8080), "FA", 63, b"")),
+        },
+        Fixture {
+            description: "FIN from rs1",
+            rx: SERVER,
+            input: tcp4(rs_in, rs, C4, (8080, 40000), "FA", 64, b""),
+            expect: Expect::Transmit(CLIENT, tcp4(to_client, vip, C4, (80, 40000), "FA", 63, b"")),
+        },
+        Fixture {
+            description: "an ACK of another flow with no connection is dropped",
+            rx: CLIENT,
+            input: tcp4(in_macs, C4, vip, (40001, 80), "A", 64, b""),
+            expect: Expect::Drop(DropReason::NoConnection),
+        },
+        Fixture {
+            description: "a segment from a real server that is no reply of ours goes to the kernel",
+            rx: SERVER,
+            input: tcp4(rs_in, rs, "192.0.2.1", (80, 50000), "SA", 64, b""),
+            expect: Expect::Pass,
+        },
+    ];
+    let (d, w) = run(&fixtures);
+    let dest = d.state().services[0].dest_of[0] as usize;
+    let c = w.counters.dests[dest];
+    assert_eq!((c.conns, c.packets_in, c.packets_out), (1, 3, 2));
+    let servers = d.state().services[0].sched.servers();
+    let rs1 = servers.iter().next().unwrap();
+    assert_eq!(
+        (rs1.active_conns(), rs1.inactive_conns()),
+        (0, 1),
+        "after FIN both ways the connection is inactive"
+    );
+}
+
+#[test]
+fn udp_and_an_icmp_error_from_the_real_server() {
+    let vip = "203.0.113.10";
+    let rs = "192.0.2.11";
+    let query = udp4(
+        (CLIENT_MAC, CLIENT_IF_MAC),
+        C4,
+        vip,
+        (5000, 53),
+        64,
+        b"query",
+    );
+    let forwarded = udp4((SERVER_IF_MAC, RS1_MAC), C4, rs, (5000, 5353), 63, b"query");
+    // rs1 answers port unreachable, quoting what it received.
+    let unreachable = icmp4(
+        (RS1_MAC, SERVER_IF_MAC),
+        rs,
+        C4,
+        64,
+        (3, 3, [0; 4]),
+        &forwarded[14..],
+    );
+    // The client must see an error from the VIP about the datagram it sent
+    // (the quote as the client sent it, but with the TTL rs1 saw).
+    let mut quoted_as_sent = query[14..].to_vec();
+    quoted_as_sent[8] = 63;
+    let mut q = xvs_packet::ipv4::Packet::new_unchecked(&mut quoted_as_sent[..]);
+    q.fill_checksum();
+    let to_client = icmp4(
+        (CLIENT_IF_MAC, CLIENT_MAC),
+        vip,
+        C4,
+        63,
+        (3, 3, [0; 4]),
+        &quoted_as_sent,
+    );
+    let fixtures = [
+        Fixture {
+            description: "a UDP datagram opens a connection",
+            rx: CLIENT,
+            input: query,
+            expect: Expect::Transmit(SERVER, forwarded),
+        },
+        Fixture {
+            description: "port unreachable from rs1 reaches the client from the VIP, quote rewritten",
+            rx: SERVER,
+            input: unreachable,
+            expect: Expect::Transmit(CLIENT, to_client),
+        },
+        Fixture {
+            description: "an ICMP error about no connection of ours, to someone else, is dropped",
+            rx: CLIENT,
+            input: icmp4(
+                (CLIENT_MAC, CLIENT_IF_MAC),
+                C4,
+                "203.0.113.10",
+                64,
+                (3, 3, [0; 4]),
+                &udp4(
+                    (CLIENT_MAC, CLIENT_IF_MAC),
+                    "203.0.113.10",
+                    C4,
+                    (9, 9),
+                    64,
+                    b"x",
+                )[14..],
+            ),
+            expect: Expect::Drop(DropReason::IcmpErrorNoConnection),
+        },
+    ];
+    run(&fixtures);
+}
+
+#[test]
+fn dr_changes_only_macs_and_ttl() {
+    let vip = "203.0.113.20";
+    let fixtures = [Fixture {
+        description: "DR: the IP packet keeps the VIP; MACs to rs2; TTL decremented",
+        rx: CLIENT,
+        input: tcp4(
+            (CLIENT_MAC, CLIENT_IF_MAC),
+            C4,
+            vip,
+            (40000, 80),
+            "S",
+            64,
+            b"",
+        ),
+        expect: Expect::Transmit(
+            SERVER,
+            tcp4((SERVER_IF_MAC, RS2_MAC), C4, vip, (40000, 80), "S", 63, b""),
+        ),
+    }];
+    run(&fixtures);
+}
+
+#[test]
+fn tun_encapsulates_to_the_real_server() {
+    let vip = "203.0.113.30";
+    let inner = tcp4(
+        (CLIENT_MAC, CLIENT_IF_MAC),
+        C4,
+        vip,
+        (40000, 80),
+        "S",
+        63,
+        b"",
+    );
+    // Outer IPv4: server0's address -> rs3, protocol 4, TTL = inner's (63),
+    // DF as the inner packet (etherparse sets DF), ident 1.
+    let mut outer = Vec::new();
+    let mut h = etherparse::Ipv4Header::new(
+        (inner.len() - 14) as u16,
+        63,
+        etherparse::IpNumber::IPV4,
+        ip4("192.0.2.1"),
+        ip4("192.0.2.13"),
+    )
+    .unwrap();
+    h.identification = 1;
+    h.dont_fragment = true;
+    h.header_checksum = h.calc_header_checksum();
+    etherparse::Ethernet2Header {
+        source: SERVER_IF_MAC,
+        destination: RS3_MAC,
+        ether_type: etherparse::EtherType::IPV4,
+    }
+    .write(&mut outer)
+    .unwrap();
+    h.write(&mut outer).unwrap();
+    outer.extend_from_slice(&inner[14..]);
+    let fixtures = [Fixture {
+        description: "TUN: IPIP from server0's address to rs3, inner TTL decremented",
+        rx: CLIENT,
+        input: tcp4(
+            (CLIENT_MAC, CLIENT_IF_MAC),
+            C4,
+            vip,
+            (40000, 80),
+            "S",
+            64,
+            b"",
+        ),
+        expect: Expect::Transmit(SERVER, outer),
+    }];
+    run(&fixtures);
+}
+
+#[test]
+fn ipv6_nat() {
+    let fixtures = [Fixture {
+        description: "NAT66: [2001:db8::10]:80 -> [2001:db8:2::11]:8080, hop limit decremented",
+        rx: CLIENT,
+        input: tcp6(
+            (CLIENT_MAC, CLIENT_IF_MAC),
+            C6,
+            "2001:db8::10",
+            (40000, 80),
+            "S",
+            64,
+            b"",
+        ),
+        expect: Expect::Transmit(
+            SERVER,
+            tcp6(
+                (SERVER_IF_MAC, RS6_MAC),
+                C6,
+                "2001:db8:2::11",
+                (40000, 8080),
+                "S",
+                63,
+                b"",
+            ),
+        ),
+    }];
+    run(&fixtures);
+}
+
+#[test]
+fn fallback_when_every_real_server_is_quiesced() {
+    let fixtures = [Fixture {
+        description: "the only real server has weight 0: the fallback gets the connection",
+        rx: CLIENT,
+        input: tcp4(
+            (CLIENT_MAC, CLIENT_IF_MAC),
+            C4,
+            "203.0.113.40",
+            (40000, 80),
+            "S",
+            64,
+            b"",
+        ),
+        expect: Expect::Transmit(
+            SERVER,
+            tcp4(
+                (SERVER_IF_MAC, FALLBACK_MAC),
+                C4,
+                "192.0.2.99",
+                (40000, 80),
+                "S",
+                63,
+                b"",
+            ),
+        ),
+    }];
+    run(&fixtures);
+}
+
+#[test]
+fn too_big_with_df_gets_frag_needed_from_the_vip() {
+    // server0's MTU is 1400: a 1500-byte DF packet cannot pass.
+    let vip = "203.0.113.10";
+    let (syn, big) = (
+        tcp4(
+            (CLIENT_MAC, CLIENT_IF_MAC),
+            C4,
+            vip,
+            (40000, 80),
+            "S",
+            64,
+            b"",
+        ),
+        tcp4(
+            (CLIENT_MAC, CLIENT_IF_MAC),
+            C4,
+            vip,
+            (40000, 80),
+            "PA",
+            64,
+            &[0x55; 1460],
+        ),
+    );
+    let (d, mut w) = director();
+    for (i, frame) in [syn, big.clone()].iter().enumerate() {
+        let mut buf = vec![0u8; HEADROOM + 1600];
+        buf[HEADROOM..HEADROOM + frame.len()].copy_from_slice(frame);
+        let out = d.process(
+            &mut w,
+            &mut buf,
+            HEADROOM,
+            frame.len(),
+            CLIENT,
+            10 + i as u64,
+        );
+        if i == 0 {
+            continue;
+        }
+        let Verdict::Transmit { iface, start, len } = out.verdict else {
+            panic!("expected an ICMP reply, got {:?}", out.verdict);
+        };
+        assert_eq!(iface, CLIENT);
+        let reply = &buf[start..start + len];
+        let quote_len = 576 - 28;
+        let expected = {
+            let mut out = Vec::new();
+            // The kernel's ICMP uses internetwork-control precedence, no DF.
+            let mut h =
+                etherparse::Ipv4Header::new(0, 64, etherparse::IpNumber::ICMP, ip4(vip), ip4(C4))
+                    .unwrap();
+            h.dscp = etherparse::IpDscp::try_new(0x30).unwrap();
+            h.dont_fragment = false;
+            let b = PacketBuilder::ethernet2(CLIENT_IF_MAC, CLIENT_MAC)
+                .ip(etherparse::IpHeaders::Ipv4(h, Default::default()));
+            b.icmpv4_raw(3, 4, [0, 0, 0x05, 0x78])
+                .write(&mut out, &big[14..14 + quote_len])
+                .unwrap();
+            out
+        };
+        assert_eq!(reply, &expected[..]);
+    }
+    assert_eq!(w.counters.too_big_sent, 1);
+}
+
+#[test]
+fn malformed_and_foreign_frames() {
+    let vip = "203.0.113.10";
+    let good = tcp4(
+        (CLIENT_MAC, CLIENT_IF_MAC),
+        C4,
+        vip,
+        (40000, 80),
+        "S",
+        64,
+        b"",
+    );
+    let mut bad_sum = good.clone();
+    bad_sum[24] ^= 0xff;
+    let mut ihl4 = good.clone();
+    ihl4[14] = 0x44;
+    let truncated_tcp = good[..14 + 20 + 10].to_vec();
+    let mut arp = vec![0xff; 6];
+    arp.extend_from_slice(&CLIENT_MAC);
+    arp.extend_from_slice(&[0x08, 0x06]);
+    arp.extend_from_slice(&[0; 28]);
+    let fixtures = [
+        Fixture {
+            description: "bad IPv4 header checksum",
+            rx: CLIENT,
+            input: bad_sum,
+            expect: Expect::Drop(DropReason::Ipv4BadChecksum),
+        },
+        Fixture {
+            description: "IHL below 5",
+            rx: CLIENT,
+            input: ihl4,
+            expect: Expect::Drop(DropReason::Ipv4BadHeaderLen),
+        },
+        Fixture {
+            description: "frame cut inside the TCP header",
+            rx: CLIENT,
+            input: truncated_tcp,
+            expect: Expect::Drop(DropReason::Ipv4BadTotalLen),
+        },
+        Fixture {
+            description: "a runt frame",
+            rx: CLIENT,
+            input: vec![0; 10],
+            expect: Expect::Drop(DropReason::EthernetTruncated),
+        },
+        Fixture {
+            description: "ARP goes to the kernel",
+            rx: CLIENT,
+            input: arp,
+            expect: Expect::Pass,
+        },
+        Fixture {
+            description: "traffic to the director's own address goes to the kernel",
+            rx: CLIENT,
+            input: tcp4(
+                (CLIENT_MAC, CLIENT_IF_MAC),
+                C4,
+                "198.51.100.1",
+                (40000, 22),
+                "S",
+                64,
+                b"",
+            ),
+            expect: Expect::Pass,
+        },
+        Fixture {
+            description: "ICMP echo to the VIP is the director's own to answer",
+            rx: CLIENT,
+            input: {
+                let mut out = Vec::new();
+                PacketBuilder::ethernet2(CLIENT_MAC, CLIENT_IF_MAC)
+                    .ipv4(ip4(C4), ip4(vip), 64)
+                    .icmpv4_echo_request(1, 1)
+                    .write(&mut out, b"ping")
+                    .unwrap();
+                out
+            },
+            expect: Expect::Pass,
+        },
+        Fixture {
+            description: "a TTL of 1 cannot be forwarded",
+            rx: CLIENT,
+            input: tcp4(
+                (CLIENT_MAC, CLIENT_IF_MAC),
+                C4,
+                vip,
+                (40009, 80),
+                "S",
+                1,
+                b"",
+            ),
+            expect: Expect::Drop(DropReason::TtlExpired),
+        },
+    ];
+    let (_, w) = run(&fixtures);
+    assert_eq!(w.counters.dropped(DropReason::Ipv4BadChecksum), 1);
+    assert_eq!(w.counters.passed, 3);
+}
+
+#[test]
+fn full_table_forwards_statelessly_and_consistently() {
+    let config = ClusterConfig::parse(
+        "fixtures.toml",
+        &CONFIG.replace("capacity = 64", "capacity = 1"),
+    )
+    .unwrap();
+    let d = Director::new(&config, 0, 7).unwrap();
+    let mut w = d.worker(1);
+    let vip = "203.0.113.10";
+    let mut send = |frame: Vec<u8>| {
+        let mut buf = vec![0u8; HEADROOM + frame.len()];
+        buf[HEADROOM..].copy_from_slice(&frame);
+        d.process(&mut w, &mut buf, HEADROOM, frame.len(), CLIENT, 5)
+            .verdict
+    };
+    let first = send(tcp4(
+        (CLIENT_MAC, CLIENT_IF_MAC),
+        C4,
+        vip,
+        (40000, 80),
+        "S",
+        64,
+        b"",
+    ));
+    assert!(matches!(first, Verdict::Transmit { .. }));
+    // The table holds one connection: the next flow is forwarded without
+    // an entry, and so is its next segment.
+    let second = send(tcp4(
+        (CLIENT_MAC, CLIENT_IF_MAC),
+        C4,
+        vip,
+        (40001, 80),
+        "S",
+        64,
+        b"",
+    ));
+    let third = send(tcp4(
+        (CLIENT_MAC, CLIENT_IF_MAC),
+        C4,
+        vip,
+        (40001, 80),
+        "A",
+        64,
+        b"",
+    ));
+    assert!(matches!(second, Verdict::Transmit { .. }));
+    assert!(matches!(third, Verdict::Transmit { .. }));
+    assert_eq!(w.counters.stateless, 2);
+    assert_eq!(d.table().len(), 1);
+    let rs1 = d.state().services[0].sched.servers().iter().next().unwrap();
+    assert_eq!(
+        rs1.active_conns() + rs1.inactive_conns(),
+        1,
+        "the stateless flow is not counted on the server"
+    );
+}
+
+#[test]
+fn expired_connections_release_their_real_server() {
+    let (d, mut w) = director();
+    let frame = tcp4(
+        (CLIENT_MAC, CLIENT_IF_MAC),
+        C4,
+        "203.0.113.10",
+        (40000, 80),
+        "S",
+        64,
+        b"",
+    );
+    let mut buf = vec![0u8; HEADROOM + frame.len()];
+    buf[HEADROOM..].copy_from_slice(&frame);
+    d.process(&mut w, &mut buf, HEADROOM, frame.len(), CLIENT, 0);
+    let servers = d.state().services[0].sched.servers();
+    assert_eq!(
+        servers.iter().next().unwrap().active_conns(),
+        1,
+        "SYN_RECV counts as active"
+    );
+    // SYN_RECV times out after 60 s.
+    assert_eq!(d.housekeeping(59_000, 1024), 0);
+    assert_eq!(d.housekeeping(61_000, 1024), 1);
+    assert_eq!(d.table().len(), 0);
+    let rs1 = servers.iter().next().unwrap();
+    assert_eq!((rs1.active_conns(), rs1.inactive_conns()), (0, 0));
+}

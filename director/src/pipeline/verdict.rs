@@ -1,0 +1,177 @@
+//! What the pipeline decides for a frame, and why a frame was dropped.
+//!
+//! Every [`DropReason`] is counted per worker; the packet layer's parse
+//! errors map onto them one to one, so a counter names the exact fault.
+
+use xvs_packet::ParseError;
+use xvs_packet::ethernet::EthernetError;
+use xvs_packet::icmp::IcmpError;
+use xvs_packet::ipv4::Ipv4Error;
+use xvs_packet::ipv6::Ipv6Error;
+use xvs_packet::parse::QuotedError;
+use xvs_packet::tcp::TcpError;
+use xvs_packet::udp::UdpError;
+
+/// An interface, by its position in the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IfaceId(pub u16);
+
+/// The pipeline's decision for one frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Send `buf[start..start + len]` out of `iface`. `start` moves back
+    /// from where the frame arrived when an outer header was prepended.
+    Transmit {
+        /// Where it leaves.
+        iface: IfaceId,
+        /// First byte of the frame in the buffer.
+        start: usize,
+        /// Length of the frame.
+        len: usize,
+    },
+    /// Not the director's business (ARP, traffic to the host itself):
+    /// hand it to the kernel unchanged.
+    PassToKernel,
+    /// Dropped, for this reason.
+    Drop(DropReason),
+}
+
+macro_rules! drop_reasons {
+    ($($name:ident => $text:literal,)*) => {
+        /// Why a frame was dropped. Each has a per-worker counter.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[repr(u8)]
+        pub enum DropReason {
+            $(
+                #[doc = $text]
+                $name,
+            )*
+        }
+
+        impl DropReason {
+            /// Every reason, in counter order.
+            pub const ALL: &'static [DropReason] = &[$(DropReason::$name,)*];
+            /// How many reasons there are.
+            pub const COUNT: usize = Self::ALL.len();
+
+            /// A short snake_case name, for metrics labels and logs.
+            #[must_use]
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(DropReason::$name => $text,)*
+                }
+            }
+        }
+    };
+}
+
+drop_reasons! {
+    EthernetTruncated => "ethernet_truncated",
+    StackedVlan => "stacked_vlan",
+    Ipv4Truncated => "ipv4_truncated",
+    Ipv4BadVersion => "ipv4_bad_version",
+    Ipv4BadHeaderLen => "ipv4_bad_header_len",
+    Ipv4BadTotalLen => "ipv4_bad_total_len",
+    Ipv4BadChecksum => "ipv4_bad_checksum",
+    Ipv6Truncated => "ipv6_truncated",
+    Ipv6BadVersion => "ipv6_bad_version",
+    Ipv6BadPayloadLen => "ipv6_bad_payload_len",
+    Ipv6ExtensionTruncated => "ipv6_extension_truncated",
+    Ipv6TooManyExtensions => "ipv6_too_many_extensions",
+    TcpTruncated => "tcp_truncated",
+    TcpBadHeaderLen => "tcp_bad_header_len",
+    UdpTruncated => "udp_truncated",
+    UdpBadLength => "udp_bad_length",
+    IcmpTruncated => "icmp_truncated",
+    QuotedIpv4 => "quoted_ipv4_bad",
+    QuotedIpv6 => "quoted_ipv6_bad",
+    QuotedTruncated => "quoted_truncated",
+    QuotedFragment => "quoted_fragment",
+    QuotedErrorInError => "quoted_error_in_error",
+    NoConnection => "no_connection",
+    NoRealServer => "no_real_server",
+    PortMismatch => "port_mismatch",
+    FtpData => "ftp_data_port",
+    LaterFragment => "later_fragment",
+    IcmpErrorNoConnection => "icmp_error_no_connection",
+    TtlExpired => "ttl_expired",
+    TooBigNoDf => "too_big_without_df",
+    TooBigRateLimited => "too_big_rate_limited",
+    NoRoute => "no_route",
+    NoNeighbour => "no_neighbour",
+    FamilyMismatch => "family_mismatch",
+    NoHeadroom => "no_headroom",
+}
+
+impl From<ParseError> for DropReason {
+    fn from(e: ParseError) -> Self {
+        match e {
+            ParseError::Ethernet(EthernetError::Truncated) => Self::EthernetTruncated,
+            ParseError::StackedVlan => Self::StackedVlan,
+            ParseError::Ipv4(e) => match e {
+                Ipv4Error::Truncated => Self::Ipv4Truncated,
+                Ipv4Error::BadVersion => Self::Ipv4BadVersion,
+                Ipv4Error::BadHeaderLen => Self::Ipv4BadHeaderLen,
+                Ipv4Error::BadTotalLen => Self::Ipv4BadTotalLen,
+                Ipv4Error::BadChecksum => Self::Ipv4BadChecksum,
+            },
+            ParseError::Ipv6(e) => match e {
+                Ipv6Error::Truncated => Self::Ipv6Truncated,
+                Ipv6Error::BadVersion => Self::Ipv6BadVersion,
+                Ipv6Error::BadPayloadLen => Self::Ipv6BadPayloadLen,
+                Ipv6Error::ExtensionTruncated => Self::Ipv6ExtensionTruncated,
+                Ipv6Error::TooManyExtensions => Self::Ipv6TooManyExtensions,
+            },
+            ParseError::Tcp(TcpError::Truncated) => Self::TcpTruncated,
+            ParseError::Tcp(TcpError::BadHeaderLen) => Self::TcpBadHeaderLen,
+            ParseError::Udp(UdpError::Truncated) => Self::UdpTruncated,
+            ParseError::Udp(UdpError::BadLength) => Self::UdpBadLength,
+            ParseError::Icmp(IcmpError::Truncated) => Self::IcmpTruncated,
+            ParseError::Quoted(e) => match e {
+                QuotedError::Ipv4(_) => Self::QuotedIpv4,
+                QuotedError::Ipv6(_) => Self::QuotedIpv6,
+                QuotedError::Truncated => Self::QuotedTruncated,
+                QuotedError::Fragment => Self::QuotedFragment,
+                QuotedError::ErrorInError => Self::QuotedErrorInError,
+            },
+        }
+    }
+}
+
+impl core::fmt::Display for DropReason {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_indexes_dense() {
+        let mut names: Vec<&str> = DropReason::ALL.iter().map(|r| r.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), DropReason::COUNT);
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i, "{r}");
+        }
+    }
+
+    #[test]
+    fn parse_errors_map_one_to_one() {
+        let errors = [
+            ParseError::Ipv4(Ipv4Error::BadChecksum),
+            ParseError::Ipv4(Ipv4Error::Truncated),
+            ParseError::Ipv6(Ipv6Error::ExtensionTruncated),
+            ParseError::Tcp(TcpError::BadHeaderLen),
+            ParseError::Quoted(QuotedError::Fragment),
+        ];
+        let reasons: Vec<DropReason> = errors.iter().map(|e| DropReason::from(*e)).collect();
+        let mut unique = reasons.clone();
+        unique.dedup();
+        assert_eq!(reasons.len(), unique.len());
+        assert_eq!(reasons[0], DropReason::Ipv4BadChecksum);
+    }
+}
