@@ -534,13 +534,6 @@ mod tests {
     use crate::testkit::*;
     use core::net::Ipv4Addr;
 
-    fn ip(frame: &[u8]) -> IpFrame {
-        match parse(frame) {
-            Ok(Parsed::Ip(ip)) => ip,
-            other => panic!("expected an IP frame, got {other:?}"),
-        }
-    }
-
     fn key(proto: IpProtocol, src: &str, sport: u16, dst: &str, dport: u16) -> FlowKey {
         FlowKey {
             proto,

@@ -9,17 +9,10 @@ use std::vec::Vec;
 use proptest::prelude::*;
 
 use crate::icmp_error::{build_too_big, nat_error_inbound, nat_error_outbound};
-use crate::parse::{IpFrame, IpVersion, Parsed, parse};
+use crate::parse::{IpVersion, Parsed, parse};
 use crate::rewrite::{decrement_hop_limit, nat_inbound, nat_outbound};
 use crate::testkit::*;
 use crate::tunnel::{OuterSource, Tunnel, decapsulate, encapsulate};
-
-fn ip(frame: &[u8]) -> IpFrame {
-    match parse(frame) {
-        Ok(Parsed::Ip(ip)) => ip,
-        other => panic!("expected an IP frame, got {other:?}"),
-    }
-}
 
 fn l4() -> impl Strategy<Value = L4> {
     prop_oneof![

@@ -290,15 +290,7 @@ impl AddrBytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parse::{Parsed, parse};
     use crate::testkit::*;
-
-    fn ip(frame: &[u8]) -> IpFrame {
-        match parse(frame) {
-            Ok(Parsed::Ip(ip)) => ip,
-            other => panic!("expected an IP frame, got {other:?}"),
-        }
-    }
 
     fn addr(s: &str) -> IpAddr {
         s.parse().unwrap()

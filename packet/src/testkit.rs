@@ -8,6 +8,14 @@ use std::vec::Vec;
 
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 
+/// Parses a frame that must be IP.
+pub fn ip(frame: &[u8]) -> crate::parse::IpFrame {
+    match crate::parse::parse(frame) {
+        Ok(crate::parse::Parsed::Ip(ip)) => ip,
+        other => panic!("expected an IP frame, got {other:?}"),
+    }
+}
+
 pub const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 pub const DIRECTOR_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
 

@@ -209,15 +209,7 @@ pub fn decapsulate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parse::{Parsed, parse};
     use crate::testkit::*;
-
-    fn ip(frame: &[u8]) -> IpFrame {
-        match parse(frame) {
-            Ok(Parsed::Ip(ip)) => ip,
-            other => panic!("expected an IP frame, got {other:?}"),
-        }
-    }
 
     const HEADROOM: usize = 64;
 
