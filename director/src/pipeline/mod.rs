@@ -589,14 +589,13 @@ impl Director {
         target: Target,
         rx: IfaceId,
     ) -> Outcome {
-        let st = &self.state;
         let c = &mut w.counters.dests[target.dest as usize];
         c.packets_in += 1;
         c.bytes_in += ip.ip_len() as u64;
-        let Some((egress, next_hop)) = st.route(target.addr) else {
-            return Outcome::of(Verdict::Drop(DropReason::NoRoute));
+        let (iface, mac) = match self.next_hop(target.addr) {
+            Ok(found) => found,
+            Err(reason) => return Outcome::of(Verdict::Drop(reason)),
         };
-        let iface = st.iface(egress);
         let overhead = match target.method {
             ForwardMethod::Tunnel => outer_len(target.addr),
             _ => 0,
@@ -607,9 +606,6 @@ impl Director {
             // the kernel answers for a local address.
             return self.too_big(w, buf, start, len, ip, mtu, ip.flow.dst, rx);
         }
-        let Some(mac) = st.neighbour(egress, next_hop) else {
-            return Outcome::of(Verdict::Drop(DropReason::NoNeighbour));
-        };
         let frame = &mut buf[start..start + len];
         if let Err(e) = decrement_hop_limit(frame, ip) {
             return Outcome::of(Verdict::Drop(rewrite_drop(e)));
@@ -645,15 +641,17 @@ impl Director {
                 }
             }
         };
-        set_macs(&mut buf[start..start + len], mac, iface.mac);
-        Outcome {
-            verdict: Verdict::Transmit {
-                iface: egress,
-                start,
-                len,
-            },
-            dest: Some(target.dest),
-        }
+        transmit(buf, start, len, iface, mac, target.dest)
+    }
+
+    /// Where a packet to `dst` leaves: the interface and the next hop's MAC.
+    fn next_hop(&self, dst: IpAddr) -> Result<(&Iface, MacAddr), DropReason> {
+        let (egress, hop) = self.state.route(dst).ok_or(DropReason::NoRoute)?;
+        let mac = self
+            .state
+            .neighbour(egress, hop)
+            .ok_or(DropReason::NoNeighbour)?;
+        Ok((self.state.iface(egress), mac))
     }
 
     /// Real server → client (NAT): back to the VIP, towards the client.
@@ -671,22 +669,18 @@ impl Director {
         conn: &Connection,
         rx: IfaceId,
     ) -> Outcome {
-        let st = &self.state;
-        let Some((egress, next_hop)) = st.route(conn.client) else {
-            return Outcome::of(Verdict::Drop(DropReason::NoRoute));
+        let (iface, mac) = match self.next_hop(conn.client) {
+            Ok(found) => found,
+            Err(reason) => return Outcome::of(Verdict::Drop(reason)),
         };
-        let iface = st.iface(egress);
         if ip.ip_len() > usize::from(iface.mtu) {
             // The director routes this packet: it answers from its own
             // address on the side the packet came from.
-            let Some(src) = st.iface(rx).address_like(ip.flow.src) else {
+            let Some(src) = self.state.iface(rx).address_like(ip.flow.src) else {
                 return Outcome::of(Verdict::Drop(DropReason::NoRoute));
             };
             return self.too_big(w, buf, start, len, ip, iface.mtu, src, rx);
         }
-        let Some(mac) = st.neighbour(egress, next_hop) else {
-            return Outcome::of(Verdict::Drop(DropReason::NoNeighbour));
-        };
         let frame = &mut buf[start..start + len];
         if let Err(e) = decrement_hop_limit(frame, ip) {
             return Outcome::of(Verdict::Drop(rewrite_drop(e)));
@@ -699,15 +693,7 @@ impl Director {
         if let Err(e) = done {
             return Outcome::of(Verdict::Drop(rewrite_drop(e)));
         }
-        set_macs(frame, mac, iface.mac);
-        Outcome {
-            verdict: Verdict::Transmit {
-                iface: egress,
-                start,
-                len,
-            },
-            dest: Some(conn.server_id),
-        }
+        transmit(buf, start, len, iface, mac, conn.server_id)
     }
 
     /// An ICMP error: to the connection its quote names, or to the kernel
@@ -808,10 +794,26 @@ impl Worker {
     }
 }
 
-fn set_macs(frame: &mut [u8], dst: MacAddr, src: MacAddr) {
-    let mut eth = ethernet::Frame::new_unchecked(frame);
-    eth.set_dst_addr(dst);
-    eth.set_src_addr(src);
+/// Addresses the frame to the next hop from `iface` and sends it there.
+fn transmit(
+    buf: &mut [u8],
+    start: usize,
+    len: usize,
+    iface: &Iface,
+    next_hop: MacAddr,
+    dest: DestIndex,
+) -> Outcome {
+    let mut eth = ethernet::Frame::new_unchecked(&mut buf[start..start + len]);
+    eth.set_dst_addr(next_hop);
+    eth.set_src_addr(iface.mac);
+    Outcome {
+        verdict: Verdict::Transmit {
+            iface: iface.id,
+            start,
+            len,
+        },
+        dest: Some(dest),
+    }
 }
 
 fn rewrite_drop(e: RewriteError) -> DropReason {
