@@ -35,18 +35,14 @@ pub fn sum(data: &[u8]) -> u32 {
         [a] => acc += u64::from(a) << 24,
         _ => {}
     }
-    // The sum of 32-bit words is congruent (mod 0xffff) to the 16-bit sum
-    // only after the high half is folded into the low one.
-    let folded = (acc & 0xffff_ffff) + (acc >> 32);
-    let folded = (folded & 0xffff) + (folded >> 16);
-    fold64(folded)
+    fold64(acc)
 }
 
-fn fold64(mut acc: u64) -> u32 {
-    while acc > u64::from(u32::MAX) {
-        acc = (acc & 0xffff_ffff) + (acc >> 32);
-    }
-    acc as u32
+/// Folds a 64-bit partial sum into a 32-bit one of the same one's-complement
+/// value (at most 0x2fffd), in fixed steps: no loop, no branch.
+fn fold64(acc: u64) -> u32 {
+    let a = (acc & 0xffff_ffff) + (acc >> 32);
+    ((a & 0xffff) + ((a >> 16) & 0xffff) + (a >> 32)) as u32
 }
 
 /// Adds two partial sums.
@@ -57,11 +53,11 @@ pub fn combine(a: u32, b: u32) -> u32 {
 
 /// Folds a partial sum into 16 bits with end-around carry (not inverted).
 #[must_use]
-pub fn fold(mut acc: u32) -> u16 {
-    while acc > 0xffff {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    acc as u16
+pub fn fold(acc: u32) -> u16 {
+    // Two end-around-carry steps always suffice for 32 bits: the first
+    // leaves at most 0x1fffe, the second at most 0xffff.
+    let a = (acc & 0xffff) + (acc >> 16);
+    ((a & 0xffff) + (a >> 16)) as u16
 }
 
 /// The checksum of `data` (RFC 1071): the inverted folded sum. Computing it
@@ -183,6 +179,27 @@ mod tests {
         let data = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
         assert_eq!(fold(sum(&data)), 0xddf2);
         assert_eq!(checksum(&data), !0xddf2);
+    }
+
+    #[test]
+    fn folds_take_the_largest_sums() {
+        // 2^32 - 1 and 2^64 - 1 are both multiples of 0xffff: one's
+        // complement zero, which folds to 0xffff (never to 0 for a nonzero sum).
+        assert_eq!(fold(u32::MAX), 0xffff);
+        assert_eq!(fold(fold64(u64::MAX)), 0xffff);
+        assert_eq!(fold(0x0001_ffff), 0x0001);
+        assert_eq!(fold(fold64(0x0000_0001_0000_0000)), 0x0001);
+        // Long runs of 0xff bytes take every carry path: compare with a
+        // naive word-by-word sum with end-around carry.
+        for len in [4096usize, 4097, 65535] {
+            let data = std::vec![0xffu8; len];
+            let mut naive: u32 = 0;
+            for w in data.chunks(2) {
+                naive += (u32::from(w[0]) << 8) | w.get(1).map_or(0, |b| u32::from(*b));
+                naive = (naive & 0xffff) + (naive >> 16);
+            }
+            assert_eq!(fold(sum(&data)), naive as u16, "{len} bytes");
+        }
     }
 
     #[test]

@@ -28,7 +28,7 @@ pub mod tcp;
 pub mod tunnel;
 pub mod udp;
 
-pub use parse::{IpFrame, ParseError, Parsed, parse};
+pub use parse::{FrameKind, IpFrame, ParseError, Parsed, parse, parse_into};
 
 #[cfg(test)]
 mod testkit;

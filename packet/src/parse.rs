@@ -171,16 +171,16 @@ pub struct IpFrame {
     pub quoted: Option<Quoted>,
 }
 
-impl IpFrame {
-    /// A frame with nothing read yet beyond its link layer.
-    fn empty(vlan: Option<u16>, l3_offset: usize) -> Self {
+impl Default for IpFrame {
+    /// Describes nothing yet: storage for [`parse_into`].
+    fn default() -> Self {
         let none = IpAddr::V4(core::net::Ipv4Addr::UNSPECIFIED);
         Self {
-            vlan,
-            l3_offset,
+            vlan: None,
+            l3_offset: 0,
             version: IpVersion::V4,
-            ip_end: l3_offset,
-            l4_offset: l3_offset,
+            ip_end: 0,
+            l4_offset: 0,
             fragment: Fragment::None,
             dont_frag: false,
             hop_limit: 0,
@@ -196,6 +196,20 @@ impl IpFrame {
             icmp: None,
             quoted: None,
         }
+    }
+}
+
+impl IpFrame {
+    /// Clears what a previous parse left, for a frame whose IP header starts
+    /// at `l3_offset`. Only the fields a parse may leave unwritten are
+    /// cleared; the parse writes the rest.
+    fn reset(&mut self, vlan: Option<u16>, l3_offset: usize) {
+        self.vlan = vlan;
+        self.l3_offset = l3_offset;
+        self.origin = FlowOrigin::Packet;
+        self.tcp_flags = TcpFlags(0);
+        self.icmp = None;
+        self.quoted = None;
     }
 
     /// Length of the IP packet (header and payload, no padding).
@@ -219,8 +233,35 @@ pub enum Parsed {
     },
 }
 
+/// What [`parse_into`] found in a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameKind {
+    /// An IPv4 or IPv6 frame, described in the `IpFrame` passed in.
+    Ip,
+    /// Anything else, with its EtherType: for the kernel.
+    NotIp {
+        /// EtherType (of the inner header behind a VLAN tag).
+        ethertype: EtherType,
+        /// VLAN id, if tagged.
+        vlan: Option<u16>,
+    },
+}
+
 /// Parses a received Ethernet frame.
 pub fn parse(frame: &[u8]) -> Result<Parsed, ParseError> {
+    let mut out = IpFrame::default();
+    match parse_into(frame, &mut out)? {
+        FrameKind::Ip => Ok(Parsed::Ip(out)),
+        FrameKind::NotIp { ethertype, vlan } => Ok(Parsed::NotIp { ethertype, vlan }),
+    }
+}
+
+/// Parses a received Ethernet frame into `out`, which the caller keeps
+/// (one per worker): the hot path's form of [`parse`]. Returning the
+/// ~100-byte `IpFrame` by value costs more than filling it in place and
+/// reading its fields where they were written. After an error or a non-IP
+/// frame, `out` holds no meaningful description.
+pub fn parse_into(frame: &[u8], out: &mut IpFrame) -> Result<FrameKind, ParseError> {
     // Views over fixed-size array references: the compiler knows their
     // length, so the accessors' indexing needs no bounds checks.
     let eth = ethernet::Frame::new_unchecked(
@@ -239,14 +280,16 @@ pub fn parse(frame: &[u8]) -> Result<Parsed, ParseError> {
             return Err(ParseError::StackedVlan);
         }
     }
-    // The frame is built once, here, and filled in by reference below: it is
-    // ~100 bytes, and returning it by value through each level cost more
-    // than the parse itself.
-    let mut out = IpFrame::empty(vlan_id, l3_offset);
     match ethertype {
-        EtherType::Ipv4 => parse_ipv4(frame, &mut out).map(|()| Parsed::Ip(out)),
-        EtherType::Ipv6 => parse_ipv6(frame, &mut out).map(|()| Parsed::Ip(out)),
-        other => Ok(Parsed::NotIp {
+        EtherType::Ipv4 => {
+            out.reset(vlan_id, l3_offset);
+            parse_ipv4(frame, out).map(|()| FrameKind::Ip)
+        }
+        EtherType::Ipv6 => {
+            out.reset(vlan_id, l3_offset);
+            parse_ipv6(frame, out).map(|()| FrameKind::Ip)
+        }
+        other => Ok(FrameKind::NotIp {
             ethertype: other,
             vlan: vlan_id,
         }),
@@ -259,6 +302,7 @@ fn fixed<const N: usize>(frame: &[u8], at: usize) -> Option<&[u8; N]> {
     frame.get(at..at.checked_add(N)?)?.try_into().ok()
 }
 
+#[inline(always)]
 fn parse_ipv4(frame: &[u8], out: &mut IpFrame) -> Result<(), ParseError> {
     let l3 = out.l3_offset;
     ipv4::Packet::new_unchecked(&frame[l3..])
@@ -331,6 +375,7 @@ struct Header {
     fragment: Fragment,
 }
 
+#[inline(always)]
 fn finish(frame: &[u8], h: Header, out: &mut IpFrame) -> Result<(), ParseError> {
     out.ip_end = h.end;
     out.l4_offset = h.l4;

@@ -225,7 +225,8 @@ pub(crate) fn update_field(frame: &mut [u8], csum: usize, old: &[u8], new: &[u8]
 }
 
 pub(crate) fn read16(frame: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([frame[at], frame[at + 1]])
+    let word: &[u8; 2] = frame[at..at + 2].try_into().unwrap_or(&[0; 2]);
+    u16::from_be_bytes(*word)
 }
 
 pub(crate) fn write16(frame: &mut [u8], at: usize, value: u16) {

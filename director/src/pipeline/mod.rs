@@ -56,7 +56,7 @@ use xvs_packet::icmp_error::{build_too_big, nat_error_inbound, nat_error_outboun
 use xvs_packet::parse::{Fragment, IcmpKind, IpFrame, IpVersion};
 use xvs_packet::rewrite::{RewriteError, decrement_hop_limit, nat_inbound, nat_outbound};
 use xvs_packet::tunnel::{OuterSource, Tunnel, encapsulate, outer_len};
-use xvs_packet::{FlowOrigin, IpProtocol, Parsed, parse};
+use xvs_packet::{FlowOrigin, FrameKind, IpProtocol, parse_into};
 use xvs_sched::{NotScheduled, SchedContext, SplitMix64, TemplateId, Templates};
 
 use crate::config::ClusterConfig;
@@ -328,11 +328,15 @@ impl Director {
         let Some(frame) = buf.get(start..start + len) else {
             return Outcome::of(Verdict::Drop(DropReason::EthernetTruncated));
         };
-        let ip = match parse(frame) {
-            Ok(Parsed::Ip(ip)) => ip,
-            Ok(Parsed::NotIp { .. }) => return Outcome::of(Verdict::PassToKernel),
+        // Filled in place and only ever borrowed: returning it by value
+        // would cost more than the parse (see `xvs_packet::parse_into`).
+        let mut parsed = IpFrame::default();
+        match parse_into(frame, &mut parsed) {
+            Ok(FrameKind::Ip) => {}
+            Ok(FrameKind::NotIp { .. }) => return Outcome::of(Verdict::PassToKernel),
             Err(e) => return Outcome::of(Verdict::Drop(e.into())),
-        };
+        }
+        let ip = &parsed;
         let st = &self.state;
         if ip.fragment == Fragment::Later {
             let verdict = if st.is_vip(ip.flow.dst) {
@@ -343,23 +347,23 @@ impl Director {
             return Outcome::of(verdict);
         }
         if ip.origin == FlowOrigin::IcmpError {
-            return self.icmp_error(w, buf, start, len, &ip, rx, now);
+            return self.icmp_error(w, buf, start, len, ip, rx, now);
         }
         if st.iface(rx).role == InterfaceRole::Server
             && let Some(conn) = self.table.lookup_reply(&ip.flow, now)
         {
-            self.track(&conn, &ip, PacketDirection::FromServer, now);
+            self.track(&conn, ip, PacketDirection::FromServer, now);
             let c = &mut w.counters.dests[conn.server_id as usize];
             c.packets_out += 1;
             c.bytes_out += ip.ip_len() as u64;
-            return self.forward_reply(w, buf, start, len, &ip, &conn, rx);
+            return self.forward_reply(w, buf, start, len, ip, &conn, rx);
         }
         if let Some(conn) = self.table.lookup_inbound(&ip.flow, now) {
             let reuse = ip.tcp_flags.syn()
                 && !ip.tcp_flags.rst()
                 && matches!(conn.tcp_state, TcpState::TimeWait | TcpState::Close);
             if !reuse {
-                return self.established(w, buf, start, len, &ip, &conn, rx, now);
+                return self.established(w, buf, start, len, ip, &conn, rx, now);
             }
             // A new SYN on a closing connection (a reused client port):
             // the old entry goes, the SYN is scheduled afresh (IPVS's
@@ -381,11 +385,11 @@ impl Director {
         };
         if !opens {
             if self.table.len() >= self.table.capacity() {
-                return self.stateless(w, buf, start, len, &ip, service, rx);
+                return self.stateless(w, buf, start, len, ip, service, rx);
             }
             return Outcome::of(Verdict::Drop(DropReason::NoConnection));
         }
-        self.new_connection(w, buf, start, len, &ip, service, rx, now)
+        self.new_connection(w, buf, start, len, ip, service, rx, now)
     }
 
     /// Moves a connection's state for a packet in `direction`; reports
