@@ -35,10 +35,12 @@
 //! - **TTL**: every forwarded packet has its TTL / hop limit decremented
 //!   (IPVS does the same for every method); one that would reach 0 is
 //!   dropped (`ttl_expired`).
-//! - **Full table**: nothing is evicted. A new flow is forwarded without an
-//!   entry to a real server chosen by a hash of the flow among the usable
-//!   ones, and so are its later packets while the table stays full; both
-//!   are counted (`stateless`).
+//! - **Full table**: nothing is evicted. For VS/DR and VS/TUN, whose replies
+//!   bypass the director, a new flow is forwarded without an entry to a real
+//!   server chosen by a hash of the flow among the usable ones, and so are
+//!   its later packets while the table stays full (counted as `stateless`).
+//!   A VS/NAT flow needs its entry to rewrite the replies, so it is dropped
+//!   (`conn_table_full`) and the client retries.
 //! - **Persistence templates** live in the scheduler crate's [`Templates`],
 //!   one per persistent service behind a mutex taken only when a
 //!   persistent service schedules a new connection or the control thread
@@ -117,7 +119,7 @@ pub struct WorkerCounters {
     pub passed: u64,
     /// Drops, by [`DropReason`] index.
     pub drops: Vec<u64>,
-    /// Packets forwarded without a connection entry (full table).
+    /// Packets forwarded without a connection entry (full table, DR/TUN).
     pub stateless: u64,
     /// ICMP fragmentation-needed / packet-too-big replies sent.
     pub too_big_sent: u64,
@@ -353,9 +355,6 @@ impl Director {
             && let Some(conn) = self.table.lookup_reply(&ip.flow, now)
         {
             self.track(&conn, ip, PacketDirection::FromServer, now);
-            let c = &mut w.counters.dests[conn.server_id as usize];
-            c.packets_out += 1;
-            c.bytes_out += ip.ip_len() as u64;
             return self.forward_reply(w, buf, start, len, ip, &conn, rx);
         }
         if let Some(conn) = self.table.lookup_inbound(&ip.flow, now) {
@@ -563,8 +562,14 @@ impl Director {
             (None, Some(fb)) => fb,
             (None, None) => return Outcome::of(Verdict::Drop(DropReason::NoRealServer)),
         };
-        w.counters.stateless += 1;
         let dest = &self.state.dests[dest_index as usize];
+        if dest.method == ForwardMethod::Nat {
+            // A NAT reply can only be rewritten back to the VIP through the
+            // connection's entry: without one the client would get
+            // answers from the real server's address. Refuse instead.
+            return Outcome::of(Verdict::Drop(DropReason::ConnTableFull));
+        }
+        w.counters.stateless += 1;
         let target = Target {
             dest: dest_index,
             addr: dest.addr,
@@ -593,9 +598,6 @@ impl Director {
         target: Target,
         rx: IfaceId,
     ) -> Outcome {
-        let c = &mut w.counters.dests[target.dest as usize];
-        c.packets_in += 1;
-        c.bytes_in += ip.ip_len() as u64;
         let (iface, mac) = match self.next_hop(target.addr) {
             Ok(found) => found,
             Err(reason) => return Outcome::of(Verdict::Drop(reason)),
@@ -645,6 +647,11 @@ impl Director {
                 }
             }
         };
+        // Counted only now: what was dropped or answered above never
+        // reached the real server.
+        let c = &mut w.counters.dests[target.dest as usize];
+        c.packets_in += 1;
+        c.bytes_in += ip.ip_len() as u64;
         transmit(buf, start, len, iface, mac, target.dest)
     }
 
@@ -697,6 +704,9 @@ impl Director {
         if let Err(e) = done {
             return Outcome::of(Verdict::Drop(rewrite_drop(e)));
         }
+        let c = &mut w.counters.dests[conn.server_id as usize];
+        c.packets_out += 1;
+        c.bytes_out += ip.ip_len() as u64;
         transmit(buf, start, len, iface, mac, conn.server_id)
     }
 

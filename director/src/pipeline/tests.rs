@@ -741,7 +741,7 @@ fn malformed_and_foreign_frames() {
 }
 
 #[test]
-fn full_table_forwards_statelessly_and_consistently() {
+fn full_table_forwards_dr_statelessly_and_refuses_nat() {
     let config = ClusterConfig::parse(
         "fixtures.toml",
         &CONFIG.replace("capacity = 64", "capacity = 1"),
@@ -749,29 +749,29 @@ fn full_table_forwards_statelessly_and_consistently() {
     .unwrap();
     let d = Director::new(&config, 0, 7).unwrap();
     let mut w = d.worker(1);
-    let vip = "203.0.113.10";
     let mut send = |frame: Vec<u8>| {
         let mut buf = vec![0u8; HEADROOM + frame.len()];
         buf[HEADROOM..].copy_from_slice(&frame);
         d.process(&mut w, &mut buf, HEADROOM, frame.len(), CLIENT, 5)
             .verdict
     };
+    let dr_vip = "203.0.113.20";
     let first = send(tcp4(
         (CLIENT_MAC, CLIENT_IF_MAC),
         C4,
-        vip,
+        dr_vip,
         (40000, 80),
         "S",
         64,
         b"",
     ));
     assert!(matches!(first, Verdict::Transmit { .. }));
-    // The table holds one connection: the next flow is forwarded without
+    // The table holds one connection: the next DR flow is forwarded without
     // an entry, and so is its next segment.
     let second = send(tcp4(
         (CLIENT_MAC, CLIENT_IF_MAC),
         C4,
-        vip,
+        dr_vip,
         (40001, 80),
         "S",
         64,
@@ -780,7 +780,7 @@ fn full_table_forwards_statelessly_and_consistently() {
     let third = send(tcp4(
         (CLIENT_MAC, CLIENT_IF_MAC),
         C4,
-        vip,
+        dr_vip,
         (40001, 80),
         "A",
         64,
@@ -788,13 +788,30 @@ fn full_table_forwards_statelessly_and_consistently() {
     ));
     assert!(matches!(second, Verdict::Transmit { .. }));
     assert!(matches!(third, Verdict::Transmit { .. }));
+    // A NAT flow cannot do without its entry.
+    let nat = send(tcp4(
+        (CLIENT_MAC, CLIENT_IF_MAC),
+        C4,
+        "203.0.113.10",
+        (40002, 80),
+        "S",
+        64,
+        b"",
+    ));
+    assert_eq!(nat, Verdict::Drop(DropReason::ConnTableFull));
     assert_eq!(w.counters.stateless, 2);
     assert_eq!(d.table().len(), 1);
+    let rs2 = d.state().services[2].sched.servers().iter().next().unwrap();
+    assert_eq!(
+        rs2.active_conns() + rs2.inactive_conns(),
+        1,
+        "the stateless flow is not counted on the server"
+    );
     let rs1 = d.state().services[0].sched.servers().iter().next().unwrap();
     assert_eq!(
         rs1.active_conns() + rs1.inactive_conns(),
-        1,
-        "the stateless flow is not counted on the server"
+        0,
+        "the refused NAT flow was unbound"
     );
 }
 

@@ -101,6 +101,7 @@ drop_reasons! {
     NoNeighbour => "no_neighbour",
     FamilyMismatch => "family_mismatch",
     NoHeadroom => "no_headroom",
+    ConnTableFull => "conn_table_full",
 }
 
 impl From<ParseError> for DropReason {
