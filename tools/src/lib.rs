@@ -3,4 +3,5 @@
 //! `src/bin/`.
 #![forbid(unsafe_code)]
 
+pub mod replay;
 pub mod schedsim;
