@@ -4,11 +4,14 @@
 #   testbed/demo.sh
 #
 # Until the live director lands (it will bring up a namespaced NAT cluster
-# here), the demo runs the two finished layers for real:
+# here), the demo runs the finished layers for real, offline:
 #   1. the packet layer: a capture of client traffic (testbed/captures/
 #      sample.pcap) is rewritten for VS/NAT, VS/DR and VS/TUN, frame by frame,
 #      with the checksums before and after;
-#   2. the schedulers: 600 new connections to a service with three real
+#   2. the director's own per-frame pipeline (the code live workers will
+#      run): captured NAT and TUN sessions replayed through xvs-replay, with
+#      what happened to every frame and the per-real-server counters;
+#   3. the schedulers: 600 new connections to a service with three real
 #      servers of weights 1, 2 and 3 under wlc, rr and wrr, decided exactly as
 #      the kernel's IPVS would decide them.
 set -euo pipefail
@@ -31,6 +34,17 @@ for method in nat dr tun; do
     "$bin/xvs-rewrite" --in testbed/captures/sample.pcap --out "$work/$method.pcap" --method "$method"
     echo
 done
+
+replay() {
+    local config=$1 capture=$2
+    say "director pipeline: $capture through xvs-replay with $config"
+    "$bin/xvs-replay" --config "$config" --in "$capture" --out "$work/out.pcapng" --verdicts "$work/verdicts"
+    echo "  frame  verdict            reason  real server"
+    awk -F'\t' '{ printf "  %5s  %-17s  %-6s  %s\n", $1, $2, $3, $4 }' "$work/verdicts"
+    echo
+}
+replay tools/tests/replay/nat.toml tools/tests/replay/nat-tcp.pcapng
+replay tools/tests/replay/tun.toml tools/tests/replay/tun-tcp.pcapng
 
 # A scenario in xvs-schedsim's format: three real servers, 600 connections
 # from distinct clients, none of which ends (so wlc sees them all as active).
