@@ -598,9 +598,13 @@ impl Director {
         target: Target,
         rx: IfaceId,
     ) -> Outcome {
-        let (iface, mac) = match self.next_hop(target.addr) {
-            Ok(found) => found,
-            Err(reason) => return Outcome::of(Verdict::Drop(reason)),
+        let resolved = self.state.dests[target.dest as usize].next_hop;
+        let (iface, mac) = match resolved {
+            Some((iface, mac)) => (self.state.iface(iface), mac),
+            None => match self.next_hop(target.addr) {
+                Ok(found) => found,
+                Err(reason) => return Outcome::of(Verdict::Drop(reason)),
+            },
         };
         let overhead = match target.method {
             ForwardMethod::Tunnel => outer_len(target.addr),

@@ -6,8 +6,9 @@
 //! table stores that number, so a packet of an established connection
 //! finds its service, real server and counters without hashing again.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
+
+use rustc_hash::FxHashMap;
 
 use xvs_packet::IpProtocol;
 use xvs_packet::ethernet::MacAddr;
@@ -87,6 +88,9 @@ pub struct Dest {
     pub port: u16,
     /// Forwarding method.
     pub method: ForwardMethod,
+    /// The interface towards it and the next hop's MAC, resolved when the
+    /// snapshot is built (`None`: no route or no neighbour then).
+    pub next_hop: Option<(IfaceId, MacAddr)>,
 }
 
 /// Everything the workers read.
@@ -100,8 +104,8 @@ pub struct Snapshot {
     pub dests: Vec<Dest>,
     /// Connection timeouts.
     pub timeouts: Timeouts,
-    service_keys: HashMap<(IpProtocol, IpAddr, u16), u32>,
-    neighbours: HashMap<(IfaceId, IpAddr), MacAddr>,
+    service_keys: FxHashMap<(IpProtocol, IpAddr, u16), u32>,
+    neighbours: FxHashMap<(IfaceId, IpAddr), MacAddr>,
 }
 
 /// Why a configuration could not be turned into a running state.
@@ -140,7 +144,7 @@ impl Snapshot {
             .collect::<Vec<_>>();
         let mut services = Vec::new();
         let mut dests = Vec::new();
-        let mut service_keys = HashMap::new();
+        let mut service_keys = FxHashMap::default();
         for (si, svc) in config.services.iter().enumerate() {
             let err = |message: String| BuildError::Scheduler {
                 service: si,
@@ -199,6 +203,7 @@ impl Snapshot {
                     addr: rs.address,
                     port: spec.port,
                     method: rs.method,
+                    next_hop: None,
                 });
             }
             let fallback = svc.fallback.as_ref().map(|fb| {
@@ -208,6 +213,7 @@ impl Snapshot {
                     addr: fb.address,
                     port: fb.port.unwrap_or(svc.port),
                     method: fb.method,
+                    next_hop: None,
                 });
                 (dests.len() - 1) as DestIndex
             });
@@ -230,14 +236,22 @@ impl Snapshot {
                 Some(((iface.id, n.address), n.mac))
             })
             .collect();
-        Ok(Self {
+        let mut snapshot = Self {
             interfaces,
             services,
             dests,
             timeouts: config.timeouts.effective(),
             service_keys,
             neighbours,
-        })
+        };
+        // Every packet to a real server needs its next hop: resolve it once.
+        for i in 0..snapshot.dests.len() {
+            let addr = snapshot.dests[i].addr;
+            snapshot.dests[i].next_hop = snapshot
+                .route(addr)
+                .and_then(|(iface, hop)| Some((iface, snapshot.neighbour(iface, hop)?)));
+        }
+        Ok(snapshot)
     }
 
     /// The service a new flow to `dst:dport` belongs to: the exact port
