@@ -209,6 +209,28 @@ struct Target {
     method: ForwardMethod,
 }
 
+impl Target {
+    /// The target a connection entry names.
+    fn of_conn(conn: &Connection) -> Self {
+        Self {
+            dest: conn.server_id,
+            addr: conn.real_server,
+            port: conn.rport,
+            method: conn.method,
+        }
+    }
+
+    /// A destination, for a packet to `dport` (a port-0 destination keeps it).
+    fn of_dest(index: DestIndex, dest: &Dest, dport: u16) -> Self {
+        Self {
+            dest: index,
+            addr: dest.addr,
+            port: if dest.port == 0 { dport } else { dest.port },
+            method: dest.method,
+        }
+    }
+}
+
 impl Director {
     /// Builds the data plane for `config` at time `now`. `seed` keys the
     /// connection table's hash (use a random one in production).
@@ -434,12 +456,7 @@ impl Director {
         now: Millis,
     ) -> Outcome {
         self.track(conn, ip, PacketDirection::FromClient, now);
-        let target = Target {
-            dest: conn.server_id,
-            addr: conn.real_server,
-            port: conn.rport,
-            method: conn.method,
-        };
+        let target = Target::of_conn(conn);
         self.forward_inbound(w, buf, start, len, ip, target, rx)
     }
 
@@ -483,11 +500,7 @@ impl Director {
             Err(_) => return Outcome::of(Verdict::Drop(DropReason::PortMismatch)),
         };
         let dest = &st.dests[dest_index as usize];
-        let port = if dest.port == 0 {
-            ip.flow.dport
-        } else {
-            dest.port
-        };
+        let target = Target::of_dest(dest_index, dest, ip.flow.dport);
         let new = NewConnection {
             proto: ip.flow.proto,
             client: ip.flow.src,
@@ -495,7 +508,7 @@ impl Director {
             vip: ip.flow.dst,
             vport: ip.flow.dport,
             real_server: dest.addr,
-            rport: port,
+            rport: target.port,
             server_id: dest_index,
             method: dest.method,
             template: false,
@@ -523,12 +536,6 @@ impl Director {
             }
         }
         w.counters.dests[dest_index as usize].conns += 1;
-        let target = Target {
-            dest: dest_index,
-            addr: dest.addr,
-            port,
-            method: dest.method,
-        };
         self.forward_inbound(w, buf, start, len, ip, target, rx)
     }
 
@@ -570,16 +577,7 @@ impl Director {
             return Outcome::of(Verdict::Drop(DropReason::ConnTableFull));
         }
         w.counters.stateless += 1;
-        let target = Target {
-            dest: dest_index,
-            addr: dest.addr,
-            port: if dest.port == 0 {
-                ip.flow.dport
-            } else {
-                dest.port
-            },
-            method: dest.method,
-        };
+        let target = Target::of_dest(dest_index, dest, ip.flow.dport);
         self.forward_inbound(w, buf, start, len, ip, target, rx)
     }
 
@@ -739,12 +737,7 @@ impl Director {
             return self.forward_reply(w, buf, start, len, ip, &conn, rx);
         }
         if let Some(conn) = self.table.lookup_inbound(&ip.flow, now) {
-            let target = Target {
-                dest: conn.server_id,
-                addr: conn.real_server,
-                port: conn.rport,
-                method: conn.method,
-            };
+            let target = Target::of_conn(&conn);
             return self.forward_inbound(w, buf, start, len, ip, target, rx);
         }
         let outer_dst = outer_destination(&buf[start..start + len], ip);
