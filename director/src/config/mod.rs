@@ -623,6 +623,26 @@ pub enum Problem {
         /// Where the first one is.
         first_line: usize,
     },
+    /// A gateway that no subnet of its interface reaches.
+    #[error(
+        "gateway {gateway} is on none of interface \"{interface}\"'s subnets: a next hop must be on-link; add the subnet to its addresses or fix the gateway"
+    )]
+    GatewayNotOnLink {
+        /// Interface.
+        interface: String,
+        /// The gateway.
+        gateway: IpAddr,
+    },
+    /// Two gateways of one family on one interface.
+    #[error(
+        "interface \"{interface}\" already has an {family} gateway: keep one per address family"
+    )]
+    DuplicateGateway {
+        /// Interface.
+        interface: String,
+        /// "IPv4" or "IPv6".
+        family: &'static str,
+    },
     /// Two neighbours for the same address on the same interface.
     #[error("{address} on \"{interface}\" already has a MAC at line {first_line}: keep one entry")]
     DuplicateNeighbour {
@@ -860,6 +880,36 @@ impl ClusterConfig {
                     },
                 ));
             }
+            for (g, gateway) in iface.gateways.iter().enumerate() {
+                let at = path(&[
+                    key("interfaces"),
+                    PathStep::Index(i),
+                    key("gateways"),
+                    PathStep::Index(g),
+                ]);
+                if !iface.addresses.iter().any(|n| n.contains(*gateway)) {
+                    return Err((
+                        at,
+                        Problem::GatewayNotOnLink {
+                            interface: iface.name.clone(),
+                            gateway: *gateway,
+                        },
+                    ));
+                }
+                if iface.gateways[..g]
+                    .iter()
+                    .any(|o| o.is_ipv4() == gateway.is_ipv4())
+                {
+                    let family = if gateway.is_ipv4() { "IPv4" } else { "IPv6" };
+                    return Err((
+                        at,
+                        Problem::DuplicateGateway {
+                            interface: iface.name.clone(),
+                            family,
+                        },
+                    ));
+                }
+            }
         }
 
         for (i, svc) in self.services.iter().enumerate() {
@@ -1060,6 +1110,37 @@ method = "nat"
             ConfigError::Invalid(invalid) => (invalid.at.line, invalid.field, invalid.problem, msg),
             ConfigError::Read { .. } => panic!("not a read error"),
         }
+    }
+
+    #[test]
+    fn gateways_must_be_on_link_and_one_per_family() {
+        let with = |gateways: &str| {
+            base("").replacen(
+                "mac = \"02:00:00:00:01:01\"",
+                &format!("mac = \"02:00:00:00:01:01\"\naddresses = [\"198.51.100.1/24\", \"2001:db8:1::1/64\"]\ngateways = [{gateways}]"),
+                1,
+            )
+        };
+        assert!(
+            ClusterConfig::parse(
+                "cluster.toml",
+                &with("\"198.51.100.254\", \"2001:db8:1::fe\"")
+            )
+            .is_ok()
+        );
+        let (line, field, problem, msg) = fail(&with("\"192.0.2.254\""));
+        assert_eq!(
+            (line, field.as_str()),
+            (6, "interfaces[0].gateways[0]"),
+            "{msg}"
+        );
+        assert!(matches!(problem, Problem::GatewayNotOnLink { .. }), "{msg}");
+        let (_, field, problem, msg) = fail(&with("\"198.51.100.254\", \"198.51.100.253\""));
+        assert_eq!(field, "interfaces[0].gateways[1]", "{msg}");
+        assert!(
+            matches!(problem, Problem::DuplicateGateway { family: "IPv4", .. }),
+            "{msg}"
+        );
     }
 
     #[test]
