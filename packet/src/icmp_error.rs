@@ -77,7 +77,7 @@ pub fn rewrite_error(
     };
 
     // The outer header.
-    let outer_at = ip.l3_offset + addr_offset(end, ip.version);
+    let outer_at = ip.l3_offset + end.addr_offset(ip.version);
     let mut old = AddrBytes::zeroed(ip.version);
     old.bytes_mut()
         .copy_from_slice(&frame[outer_at..outer_at + width]);
@@ -95,7 +95,7 @@ pub fn rewrite_error(
 
     // The quoted IP header.
     let q_end = end.other();
-    let q_at = quoted.l3_offset + addr_offset(q_end, ip.version);
+    let q_at = quoted.l3_offset + q_end.addr_offset(ip.version);
     let mut q_old = AddrBytes::zeroed(ip.version);
     q_old
         .bytes_mut()
@@ -147,15 +147,6 @@ pub fn rewrite_error(
     }
     write16(frame, icmp_csum, icmp_check);
     Ok(())
-}
-
-fn addr_offset(end: Endpoint, version: IpVersion) -> usize {
-    match (end, version) {
-        (Endpoint::Source, IpVersion::V4) => ipv4::SRC_ADDR_OFFSET,
-        (Endpoint::Destination, IpVersion::V4) => ipv4::DST_ADDR_OFFSET,
-        (Endpoint::Source, IpVersion::V6) => ipv6::SRC_ADDR_OFFSET,
-        (Endpoint::Destination, IpVersion::V6) => ipv6::DST_ADDR_OFFSET,
-    }
 }
 
 /// How much of the offending packet an ICMPv4 error quotes: as much as fits

@@ -74,7 +74,8 @@ impl Endpoint {
         }
     }
 
-    fn addr_offset(self, version: IpVersion) -> usize {
+    /// Offset of this end's address in an IPv4 or IPv6 header.
+    pub(crate) fn addr_offset(self, version: IpVersion) -> usize {
         match (self, version) {
             (Self::Source, IpVersion::V4) => ipv4::SRC_ADDR_OFFSET,
             (Self::Destination, IpVersion::V4) => ipv4::DST_ADDR_OFFSET,

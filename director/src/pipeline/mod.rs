@@ -59,6 +59,7 @@ use xvs_packet::parse::{Fragment, IcmpKind, IpFrame, IpVersion};
 use xvs_packet::rewrite::{RewriteError, decrement_hop_limit, nat_inbound, nat_outbound};
 use xvs_packet::tunnel::{OuterSource, Tunnel, encapsulate, outer_len};
 use xvs_packet::{FlowOrigin, FrameKind, IpProtocol, parse_into};
+use xvs_packet::{ipv4, ipv6};
 use xvs_sched::{NotScheduled, SchedContext, SplitMix64, TemplateId, Templates};
 
 use crate::config::ClusterConfig;
@@ -98,16 +99,6 @@ pub struct TrafficCounters {
     pub bytes_out: u64,
 }
 
-impl TrafficCounters {
-    fn add(&mut self, other: &Self) {
-        self.conns += other.conns;
-        self.packets_in += other.packets_in;
-        self.packets_out += other.packets_out;
-        self.bytes_in += other.bytes_in;
-        self.bytes_out += other.bytes_out;
-    }
-}
-
 /// One worker's counters: plain integers, summed by the control plane.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WorkerCounters {
@@ -140,21 +131,6 @@ impl WorkerCounters {
     #[must_use]
     pub fn dropped(&self, reason: DropReason) -> u64 {
         self.drops[reason as usize]
-    }
-
-    /// Adds another worker's counters to these.
-    pub fn merge(&mut self, other: &Self) {
-        self.frames += other.frames;
-        self.transmitted += other.transmitted;
-        self.passed += other.passed;
-        self.stateless += other.stateless;
-        self.too_big_sent += other.too_big_sent;
-        for (a, b) in self.drops.iter_mut().zip(&other.drops) {
-            *a += b;
-        }
-        for (a, b) in self.dests.iter_mut().zip(&other.dests) {
-            a.add(b);
-        }
     }
 }
 
@@ -741,7 +717,7 @@ impl Director {
             return self.forward_inbound(w, buf, start, len, ip, target, rx);
         }
         let outer_dst = outer_destination(&buf[start..start + len], ip);
-        if outer_dst.is_some_and(|d| self.state.is_local(d)) {
+        if self.state.is_local(outer_dst) {
             Outcome::of(Verdict::PassToKernel)
         } else {
             Outcome::of(Verdict::Drop(DropReason::IcmpErrorNoConnection))
@@ -836,19 +812,10 @@ fn rewrite_drop(e: RewriteError) -> DropReason {
 }
 
 /// The outer destination address of an IP frame.
-fn outer_destination(frame: &[u8], ip: &IpFrame) -> Option<IpAddr> {
-    let l3 = frame.get(ip.l3_offset..)?;
+fn outer_destination(frame: &[u8], ip: &IpFrame) -> IpAddr {
+    let l3 = &frame[ip.l3_offset..];
     match ip.version {
-        IpVersion::V4 => {
-            let b: [u8; 4] = l3.get(16..20)?.try_into().ok()?;
-            Some(IpAddr::from(b))
-        }
-        IpVersion::V6 => {
-            let b: [u8; 16] = l3.get(24..40)?.try_into().ok()?;
-            Some(IpAddr::from(b))
-        }
+        IpVersion::V4 => ipv4::Packet::new_unchecked(l3).dst_addr().into(),
+        IpVersion::V6 => ipv6::Packet::new_unchecked(l3).dst_addr().into(),
     }
 }
-
-#[cfg(test)]
-mod tests;
