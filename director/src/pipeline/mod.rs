@@ -176,6 +176,26 @@ pub struct Director {
     conn_template: Vec<AtomicU32>,
 }
 
+/// The frame being decided: its buffer, where in it the frame lies, and
+/// the interface it arrived on.
+#[derive(Debug)]
+struct Received<'b> {
+    buf: &'b mut [u8],
+    start: usize,
+    len: usize,
+    rx: IfaceId,
+}
+
+impl Received<'_> {
+    fn bytes(&self) -> &[u8] {
+        &self.buf[self.start..self.start + self.len]
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[self.start..self.start + self.len]
+    }
+}
+
 /// The connection a frame belongs to, whichever way it was found.
 #[derive(Debug, Clone, Copy)]
 struct Target {
@@ -307,7 +327,13 @@ impl Director {
     ) -> Outcome {
         worker.counters.frames += 1;
         worker.now = now;
-        let outcome = self.decide(worker, buf, start, len, rx, now);
+        let mut frame = Received {
+            buf,
+            start,
+            len,
+            rx,
+        };
+        let outcome = self.decide(worker, &mut frame, now);
         match outcome.verdict {
             Verdict::Transmit { .. } => worker.counters.transmitted += 1,
             Verdict::PassToKernel => worker.counters.passed += 1,
@@ -316,16 +342,8 @@ impl Director {
         outcome
     }
 
-    fn decide(
-        &self,
-        w: &mut Worker,
-        buf: &mut [u8],
-        start: usize,
-        len: usize,
-        rx: IfaceId,
-        now: Millis,
-    ) -> Outcome {
-        let Some(frame) = buf.get(start..start + len) else {
+    fn decide(&self, w: &mut Worker, f: &mut Received<'_>, now: Millis) -> Outcome {
+        let Some(frame) = f.buf.get(f.start..f.start + f.len) else {
             return Outcome::of(Verdict::Drop(DropReason::EthernetTruncated));
         };
         // Filled in place and only ever borrowed: returning it by value
@@ -347,20 +365,20 @@ impl Director {
             return Outcome::of(verdict);
         }
         if ip.origin == FlowOrigin::IcmpError {
-            return self.icmp_error(w, buf, start, len, ip, rx, now);
+            return self.icmp_error(w, f, ip, now);
         }
-        if st.iface(rx).role == InterfaceRole::Server
+        if st.iface(f.rx).role == InterfaceRole::Server
             && let Some(conn) = self.table.lookup_reply(&ip.flow, now)
         {
             self.track(&conn, ip, PacketDirection::FromServer, now);
-            return self.forward_reply(w, buf, start, len, ip, &conn, rx);
+            return self.forward_reply(w, f, ip, &conn);
         }
         if let Some(conn) = self.table.lookup_inbound(&ip.flow, now) {
             let reuse = ip.tcp_flags.syn()
                 && !ip.tcp_flags.rst()
                 && matches!(conn.tcp_state, TcpState::TimeWait | TcpState::Close);
             if !reuse {
-                return self.established(w, buf, start, len, ip, &conn, rx, now);
+                return self.established(w, f, ip, &conn, now);
             }
             // A new SYN on a closing connection (a reused client port):
             // the old entry goes, the SYN is scheduled afresh (IPVS's
@@ -382,11 +400,11 @@ impl Director {
         };
         if !opens {
             if self.table.len() >= self.table.capacity() {
-                return self.stateless(w, buf, start, len, ip, service, rx);
+                return self.stateless(w, f, ip, service);
             }
             return Outcome::of(Verdict::Drop(DropReason::NoConnection));
         }
-        self.new_connection(w, buf, start, len, ip, service, rx, now)
+        self.new_connection(w, f, ip, service, now)
     }
 
     /// Moves a connection's state for a packet in `direction`; reports
@@ -416,39 +434,25 @@ impl Director {
         }
     }
 
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "the frame, its parse and where it came from"
-    )]
     fn established(
         &self,
         w: &mut Worker,
-        buf: &mut [u8],
-        start: usize,
-        len: usize,
+        f: &mut Received<'_>,
         ip: &IpFrame,
         conn: &Connection,
-        rx: IfaceId,
         now: Millis,
     ) -> Outcome {
         self.track(conn, ip, PacketDirection::FromClient, now);
         let target = Target::of_conn(conn);
-        self.forward_inbound(w, buf, start, len, ip, target, rx)
+        self.forward_inbound(w, f, ip, target)
     }
 
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "the frame, its parse and where it came from"
-    )]
     fn new_connection(
         &self,
         w: &mut Worker,
-        buf: &mut [u8],
-        start: usize,
-        len: usize,
+        f: &mut Received<'_>,
         ip: &IpFrame,
         service: u32,
-        rx: IfaceId,
         now: Millis,
     ) -> Outcome {
         let st = &self.state;
@@ -508,28 +512,21 @@ impl Director {
                 {
                     templates.lock().release(tpl);
                 }
-                return self.stateless(w, buf, start, len, ip, service, rx);
+                return self.stateless(w, f, ip, service);
             }
         }
         w.counters.dests[dest_index as usize].conns += 1;
-        self.forward_inbound(w, buf, start, len, ip, target, rx)
+        self.forward_inbound(w, f, ip, target)
     }
 
     /// Forwards without a connection entry, to the usable real server a
     /// hash of the flow picks (so every packet of the flow goes there).
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "the frame, its parse and where it came from"
-    )]
     fn stateless(
         &self,
         w: &mut Worker,
-        buf: &mut [u8],
-        start: usize,
-        len: usize,
+        f: &mut Received<'_>,
         ip: &IpFrame,
         service: u32,
-        rx: IfaceId,
     ) -> Outcome {
         let svc = &self.state.services[service as usize];
         // Two passes over the list rather than collecting: no allocation.
@@ -554,23 +551,16 @@ impl Director {
         }
         w.counters.stateless += 1;
         let target = Target::of_dest(dest_index, dest, ip.flow.dport);
-        self.forward_inbound(w, buf, start, len, ip, target, rx)
+        self.forward_inbound(w, f, ip, target)
     }
 
     /// Client → real server, by the connection's method.
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "the frame, its parse and where it came from"
-    )]
     fn forward_inbound(
         &self,
         w: &mut Worker,
-        buf: &mut [u8],
-        start: usize,
-        len: usize,
+        f: &mut Received<'_>,
         ip: &IpFrame,
         target: Target,
-        rx: IfaceId,
     ) -> Outcome {
         let resolved = self.state.dests[target.dest as usize].next_hop;
         let (iface, mac) = match resolved {
@@ -588,14 +578,14 @@ impl Director {
             let mtu = usize::from(iface.mtu).saturating_sub(overhead) as u16;
             // Answered from the address the client sent to (the VIP), as
             // the kernel answers for a local address.
-            return self.too_big(w, buf, start, len, ip, mtu, ip.flow.dst, rx);
+            return self.too_big(w, f, ip, mtu, ip.flow.dst);
         }
-        let frame = &mut buf[start..start + len];
+        let frame = f.bytes_mut();
         if let Err(e) = decrement_hop_limit(frame, ip) {
             return Outcome::of(Verdict::Drop(rewrite_drop(e)));
         }
         let is_error = ip.origin == FlowOrigin::IcmpError;
-        let (start, len) = match target.method {
+        match target.method {
             ForwardMethod::Nat => {
                 let done = if is_error {
                     nat_error_inbound(frame, ip, target.addr, target.port)
@@ -605,9 +595,8 @@ impl Director {
                 if let Err(e) = done {
                     return Outcome::of(Verdict::Drop(rewrite_drop(e)));
                 }
-                (start, len)
             }
-            ForwardMethod::DirectRouting => (start, len),
+            ForwardMethod::DirectRouting => {}
             ForwardMethod::Tunnel => {
                 let Some(src) = iface.address_like(target.addr) else {
                     return Outcome::of(Verdict::Drop(DropReason::NoRoute));
@@ -619,8 +608,9 @@ impl Director {
                     ttl: ip.hop_limit.saturating_sub(1),
                 };
                 w.ip_ident = w.ip_ident.wrapping_add(1);
-                match encapsulate(buf, start, len, ip, &tunnel, w.ip_ident) {
-                    Ok(moved) => moved,
+                match encapsulate(f.buf, f.start, f.len, ip, &tunnel, w.ip_ident) {
+                    // The outer header went into the headroom: the frame moved.
+                    Ok((start, len)) => (f.start, f.len) = (start, len),
                     Err(e) => return Outcome::of(Verdict::Drop(rewrite_drop(e))),
                 }
             }
@@ -630,7 +620,7 @@ impl Director {
         let c = &mut w.counters.dests[target.dest as usize];
         c.packets_in += 1;
         c.bytes_in += ip.ip_len() as u64;
-        transmit(buf, start, len, iface, mac, target.dest)
+        transmit(f, iface, mac, target.dest)
     }
 
     /// Where a packet to `dst` leaves: the interface and the next hop's MAC.
@@ -644,19 +634,12 @@ impl Director {
     }
 
     /// Real server → client (NAT): back to the VIP, towards the client.
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "the frame, its parse and where it came from"
-    )]
     fn forward_reply(
         &self,
         w: &mut Worker,
-        buf: &mut [u8],
-        start: usize,
-        len: usize,
+        f: &mut Received<'_>,
         ip: &IpFrame,
         conn: &Connection,
-        rx: IfaceId,
     ) -> Outcome {
         let (iface, mac) = match self.next_hop(conn.client) {
             Ok(found) => found,
@@ -665,12 +648,12 @@ impl Director {
         if ip.ip_len() > usize::from(iface.mtu) {
             // The director routes this packet: it answers from its own
             // address on the side the packet came from.
-            let Some(src) = self.state.iface(rx).address_like(ip.flow.src) else {
+            let Some(src) = self.state.iface(f.rx).address_like(ip.flow.src) else {
                 return Outcome::of(Verdict::Drop(DropReason::NoRoute));
             };
-            return self.too_big(w, buf, start, len, ip, iface.mtu, src, rx);
+            return self.too_big(w, f, ip, iface.mtu, src);
         }
-        let frame = &mut buf[start..start + len];
+        let frame = f.bytes_mut();
         if let Err(e) = decrement_hop_limit(frame, ip) {
             return Outcome::of(Verdict::Drop(rewrite_drop(e)));
         }
@@ -685,38 +668,31 @@ impl Director {
         let c = &mut w.counters.dests[conn.server_id as usize];
         c.packets_out += 1;
         c.bytes_out += ip.ip_len() as u64;
-        transmit(buf, start, len, iface, mac, conn.server_id)
+        transmit(f, iface, mac, conn.server_id)
     }
 
     /// An ICMP error: to the connection its quote names, or to the kernel
     /// when it is about the director's own traffic.
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "the frame, its parse and where it came from"
-    )]
     fn icmp_error(
         &self,
         w: &mut Worker,
-        buf: &mut [u8],
-        start: usize,
-        len: usize,
+        f: &mut Received<'_>,
         ip: &IpFrame,
-        rx: IfaceId,
         now: Millis,
     ) -> Outcome {
         // The key is the direction the error travels: towards a real
         // server it matches the inbound index, towards a client (from the
         // server side, NAT only) the reply index.
-        if self.state.iface(rx).role == InterfaceRole::Server
+        if self.state.iface(f.rx).role == InterfaceRole::Server
             && let Some(conn) = self.table.lookup_reply(&ip.flow, now)
         {
-            return self.forward_reply(w, buf, start, len, ip, &conn, rx);
+            return self.forward_reply(w, f, ip, &conn);
         }
         if let Some(conn) = self.table.lookup_inbound(&ip.flow, now) {
             let target = Target::of_conn(&conn);
-            return self.forward_inbound(w, buf, start, len, ip, target, rx);
+            return self.forward_inbound(w, f, ip, target);
         }
-        let outer_dst = outer_destination(&buf[start..start + len], ip);
+        let outer_dst = outer_destination(f.bytes(), ip);
         if self.state.is_local(outer_dst) {
             Outcome::of(Verdict::PassToKernel)
         } else {
@@ -726,20 +702,13 @@ impl Director {
 
     /// Answers a too-big packet with ICMP fragmentation-needed (IPv4 with
     /// DF) or packet-too-big (IPv6) on the interface it came from.
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "the frame, its parse and where it came from"
-    )]
     fn too_big(
         &self,
         w: &mut Worker,
-        buf: &mut [u8],
-        start: usize,
-        len: usize,
+        f: &mut Received<'_>,
         ip: &IpFrame,
         mtu: u16,
         src: IpAddr,
-        rx: IfaceId,
     ) -> Outcome {
         let may_fragment = ip.version == IpVersion::V4 && !ip.dont_frag;
         if may_fragment {
@@ -752,15 +721,15 @@ impl Director {
         if !w.take_too_big_token() {
             return Outcome::of(Verdict::Drop(DropReason::TooBigRateLimited));
         }
-        let frame = &buf[start..start + len];
+        let frame = f.bytes();
         let Ok(reply_len) = build_too_big(&mut w.scratch, frame, ip, mtu, src) else {
             return Outcome::of(Verdict::Drop(DropReason::TooBigNoDf));
         };
-        buf[start..start + reply_len].copy_from_slice(&w.scratch[..reply_len]);
+        f.buf[f.start..f.start + reply_len].copy_from_slice(&w.scratch[..reply_len]);
         w.counters.too_big_sent += 1;
         Outcome::of(Verdict::Transmit {
-            iface: rx,
-            start,
+            iface: f.rx,
+            start: f.start,
             len: reply_len,
         })
     }
@@ -782,22 +751,15 @@ impl Worker {
 }
 
 /// Addresses the frame to the next hop from `iface` and sends it there.
-fn transmit(
-    buf: &mut [u8],
-    start: usize,
-    len: usize,
-    iface: &Iface,
-    next_hop: MacAddr,
-    dest: DestIndex,
-) -> Outcome {
-    let mut eth = ethernet::Frame::new_unchecked(&mut buf[start..start + len]);
+fn transmit(f: &mut Received<'_>, iface: &Iface, next_hop: MacAddr, dest: DestIndex) -> Outcome {
+    let mut eth = ethernet::Frame::new_unchecked(f.bytes_mut());
     eth.set_dst_addr(next_hop);
     eth.set_src_addr(iface.mac);
     Outcome {
         verdict: Verdict::Transmit {
             iface: iface.id,
-            start,
-            len,
+            start: f.start,
+            len: f.len,
         },
         dest: Some(dest),
     }
