@@ -40,31 +40,28 @@ pub enum L4 {
 /// An IPv4 frame client → director.
 pub fn frame4(src: &str, dst: &str, l4: L4, payload: &[u8]) -> Vec<u8> {
     let b = PacketBuilder::ethernet2(CLIENT_MAC, DIRECTOR_MAC).ipv4(v4(src), v4(dst), 64);
-    let mut out = Vec::new();
-    match l4 {
-        L4::EchoRequest { ident } => b.icmpv4_echo_request(ident, 1).write(&mut out, payload),
-        L4::EchoReply { ident } => b.icmpv4_echo_reply(ident, 1).write(&mut out, payload),
-        L4::Syn { sport, dport } => b
-            .tcp(sport, dport, 1000, 64240)
-            .syn()
-            .write(&mut out, payload),
-        L4::Ack { sport, dport } => b
-            .tcp(sport, dport, 1001, 64240)
-            .ack(5001)
-            .write(&mut out, payload),
-        L4::Udp { sport, dport } => b.udp(sport, dport).write(&mut out, payload),
-    }
-    .unwrap();
-    out
+    with_transport(b, false, l4, payload)
 }
 
 /// An IPv6 frame client → director.
 pub fn frame6(src: &str, dst: &str, l4: L4, payload: &[u8]) -> Vec<u8> {
     let b = PacketBuilder::ethernet2(CLIENT_MAC, DIRECTOR_MAC).ipv6(v6(src), v6(dst), 64);
+    with_transport(b, true, l4, payload)
+}
+
+/// Finishes a frame whose IP header is built; ICMP echo is ICMPv6's over IPv6.
+fn with_transport(
+    b: etherparse::PacketBuilderStep<etherparse::IpHeaders>,
+    v6: bool,
+    l4: L4,
+    payload: &[u8],
+) -> Vec<u8> {
     let mut out = Vec::new();
     match l4 {
-        L4::EchoRequest { ident } => b.icmpv6_echo_request(ident, 1).write(&mut out, payload),
-        L4::EchoReply { ident } => b.icmpv6_echo_reply(ident, 1).write(&mut out, payload),
+        L4::EchoRequest { ident } if v6 => b.icmpv6_echo_request(ident, 1).write(&mut out, payload),
+        L4::EchoReply { ident } if v6 => b.icmpv6_echo_reply(ident, 1).write(&mut out, payload),
+        L4::EchoRequest { ident } => b.icmpv4_echo_request(ident, 1).write(&mut out, payload),
+        L4::EchoReply { ident } => b.icmpv4_echo_reply(ident, 1).write(&mut out, payload),
         L4::Syn { sport, dport } => b
             .tcp(sport, dport, 1000, 64240)
             .syn()

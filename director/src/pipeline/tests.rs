@@ -135,17 +135,15 @@ fn ip6(s: &str) -> [u8; 16] {
     s.parse::<std::net::Ipv6Addr>().unwrap().octets()
 }
 
-/// TCP flags in tcpdump's letters: S, A, F, R, P.
-fn tcp4(
-    macs: ([u8; 6], [u8; 6]),
-    src: &str,
-    dst: &str,
-    ports: (u16, u16),
-    flags: &str,
-    ttl: u8,
-    payload: &[u8],
-) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(macs.0, macs.1).ipv4(ip4(src), ip4(dst), ttl);
+/// A TCP frame over IPv4 or IPv6 (by the addresses' family); flags in
+/// tcpdump's letters: S, A, F, R, P.
+fn tcp(macs: ([u8; 6], [u8; 6]), src: &str, dst: &str, ports: (u16, u16), flags: &str, ttl: u8, payload: &[u8]) -> Vec<u8> {
+    let eth = PacketBuilder::ethernet2(macs.0, macs.1);
+    let b = if src.contains(':') {
+        eth.ipv6(ip6(src), ip6(dst), ttl)
+    } else {
+        eth.ipv4(ip4(src), ip4(dst), ttl)
+    };
     let mut t = b.tcp(ports.0, ports.1, 1000, 64240);
     for f in flags.chars() {
         t = match f {
@@ -154,30 +152,6 @@ fn tcp4(
             'F' => t.fin(),
             'R' => t.rst(),
             'P' => t.psh(),
-            _ => panic!("flag {f}"),
-        };
-    }
-    let mut out = Vec::new();
-    t.write(&mut out, payload).unwrap();
-    out
-}
-
-fn tcp6(
-    macs: ([u8; 6], [u8; 6]),
-    src: &str,
-    dst: &str,
-    ports: (u16, u16),
-    flags: &str,
-    hop: u8,
-    payload: &[u8],
-) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(macs.0, macs.1).ipv6(ip6(src), ip6(dst), hop);
-    let mut t = b.tcp(ports.0, ports.1, 1000, 64240);
-    for f in flags.chars() {
-        t = match f {
-            'S' => t.syn(),
-            'A' => t.ack(5000),
-            'F' => t.fin(),
             _ => panic!("flag {f}"),
         };
     }
@@ -295,19 +269,19 @@ fn nat_tcp_connection_both_ways_and_teardown() {
         Fixture {
             description: "SYN to the VIP opens a connection: NAT to rs1:8080, TTL 64 -> 63",
             rx: CLIENT,
-            input: tcp4(in_macs, C4, vip, (40000, 80), "S", 64, b""),
-            expect: Expect::Transmit(SERVER, tcp4(out_macs, C4, rs, (40000, 8080), "S", 63, b"")),
+            input: tcp(in_macs, C4, vip, (40000, 80), "S", 64, b""),
+            expect: Expect::Transmit(SERVER, tcp(out_macs, C4, rs, (40000, 8080), "S", 63, b"")),
         },
         Fixture {
             description: "SYN+ACK from rs1 goes back to the client as from the VIP",
             rx: SERVER,
-            input: tcp4(rs_in, rs, C4, (8080, 40000), "SA", 64, b""),
-            expect: Expect::Transmit(CLIENT, tcp4(to_client, vip, C4, (80, 40000), "SA", 63, b"")),
+            input: tcp(rs_in, rs, C4, (8080, 40000), "SA", 64, b""),
+            expect: Expect::Transmit(CLIENT, tcp(to_client, vip, C4, (80, 40000), "SA", 63, b"")),
         },
         Fixture {
             description: "data from the client follows the connection",
             rx: CLIENT,
-            input: tcp4(
+            input: tcp(
                 in_macs,
                 C4,
                 vip,
@@ -318,7 +292,7 @@ fn nat_tcp_connection_both_ways_and_teardown() {
             ),
             expect: Expect::Transmit(
                 SERVER,
-                tcp4(
+                tcp(
                     out_macs,
                     C4,
                     rs,
@@ -332,25 +306,25 @@ fn nat_tcp_connection_both_ways_and_teardown() {
         Fixture {
             description: "FIN from the client",
             rx: CLIENT,
-            input: tcp4(in_macs, C4, vip, (40000, 80), "FA", 64, b""),
-            expect: Expect::Transmit(SERVER, tcp4(out_macs, C4, rs, (40000, 8080), "FA", 63, b"")),
+            input: tcp(in_macs, C4, vip, (40000, 80), "FA", 64, b""),
+            expect: Expect::Transmit(SERVER, tcp(out_macs, C4, rs, (40000, 8080), "FA", 63, b"")),
         },
         Fixture {
             description: "FIN from rs1",
             rx: SERVER,
-            input: tcp4(rs_in, rs, C4, (8080, 40000), "FA", 64, b""),
-            expect: Expect::Transmit(CLIENT, tcp4(to_client, vip, C4, (80, 40000), "FA", 63, b"")),
+            input: tcp(rs_in, rs, C4, (8080, 40000), "FA", 64, b""),
+            expect: Expect::Transmit(CLIENT, tcp(to_client, vip, C4, (80, 40000), "FA", 63, b"")),
         },
         Fixture {
             description: "an ACK of another flow with no connection is dropped",
             rx: CLIENT,
-            input: tcp4(in_macs, C4, vip, (40001, 80), "A", 64, b""),
+            input: tcp(in_macs, C4, vip, (40001, 80), "A", 64, b""),
             expect: Expect::Drop(DropReason::NoConnection),
         },
         Fixture {
             description: "a segment from a real server that is no reply of ours goes to the kernel",
             rx: SERVER,
-            input: tcp4(rs_in, rs, "192.0.2.1", (80, 50000), "SA", 64, b""),
+            input: tcp(rs_in, rs, "192.0.2.1", (80, 50000), "SA", 64, b""),
             expect: Expect::Pass,
         },
     ];
@@ -446,7 +420,7 @@ fn dr_changes_only_macs_and_ttl() {
     let fixtures = [Fixture {
         description: "DR: the IP packet keeps the VIP; MACs to rs2; TTL decremented",
         rx: CLIENT,
-        input: tcp4(
+        input: tcp(
             (CLIENT_MAC, CLIENT_IF_MAC),
             C4,
             vip,
@@ -457,7 +431,7 @@ fn dr_changes_only_macs_and_ttl() {
         ),
         expect: Expect::Transmit(
             SERVER,
-            tcp4((SERVER_IF_MAC, RS2_MAC), C4, vip, (40000, 80), "S", 63, b""),
+            tcp((SERVER_IF_MAC, RS2_MAC), C4, vip, (40000, 80), "S", 63, b""),
         ),
     }];
     run(&fixtures);
@@ -466,7 +440,7 @@ fn dr_changes_only_macs_and_ttl() {
 #[test]
 fn tun_encapsulates_to_the_real_server() {
     let vip = "203.0.113.30";
-    let inner = tcp4(
+    let inner = tcp(
         (CLIENT_MAC, CLIENT_IF_MAC),
         C4,
         vip,
@@ -501,7 +475,7 @@ fn tun_encapsulates_to_the_real_server() {
     let fixtures = [Fixture {
         description: "TUN: IPIP from server0's address to rs3, inner TTL decremented",
         rx: CLIENT,
-        input: tcp4(
+        input: tcp(
             (CLIENT_MAC, CLIENT_IF_MAC),
             C4,
             vip,
@@ -520,7 +494,7 @@ fn ipv6_nat() {
     let fixtures = [Fixture {
         description: "NAT66: [2001:db8::10]:80 -> [2001:db8:2::11]:8080, hop limit decremented",
         rx: CLIENT,
-        input: tcp6(
+        input: tcp(
             (CLIENT_MAC, CLIENT_IF_MAC),
             C6,
             "2001:db8::10",
@@ -531,7 +505,7 @@ fn ipv6_nat() {
         ),
         expect: Expect::Transmit(
             SERVER,
-            tcp6(
+            tcp(
                 (SERVER_IF_MAC, RS6_MAC),
                 C6,
                 "2001:db8:2::11",
@@ -550,7 +524,7 @@ fn fallback_when_every_real_server_is_quiesced() {
     let fixtures = [Fixture {
         description: "the only real server has weight 0: the fallback gets the connection",
         rx: CLIENT,
-        input: tcp4(
+        input: tcp(
             (CLIENT_MAC, CLIENT_IF_MAC),
             C4,
             "203.0.113.40",
@@ -561,7 +535,7 @@ fn fallback_when_every_real_server_is_quiesced() {
         ),
         expect: Expect::Transmit(
             SERVER,
-            tcp4(
+            tcp(
                 (SERVER_IF_MAC, FALLBACK_MAC),
                 C4,
                 "192.0.2.99",
@@ -580,7 +554,7 @@ fn too_big_with_df_gets_frag_needed_from_the_vip() {
     // server0's MTU is 1400: a 1500-byte DF packet cannot pass.
     let vip = "203.0.113.10";
     let (syn, big) = (
-        tcp4(
+        tcp(
             (CLIENT_MAC, CLIENT_IF_MAC),
             C4,
             vip,
@@ -589,7 +563,7 @@ fn too_big_with_df_gets_frag_needed_from_the_vip() {
             64,
             b"",
         ),
-        tcp4(
+        tcp(
             (CLIENT_MAC, CLIENT_IF_MAC),
             C4,
             vip,
@@ -643,7 +617,7 @@ fn too_big_with_df_gets_frag_needed_from_the_vip() {
 #[test]
 fn malformed_and_foreign_frames() {
     let vip = "203.0.113.10";
-    let good = tcp4(
+    let good = tcp(
         (CLIENT_MAC, CLIENT_IF_MAC),
         C4,
         vip,
@@ -695,7 +669,7 @@ fn malformed_and_foreign_frames() {
         Fixture {
             description: "traffic to the director's own address goes to the kernel",
             rx: CLIENT,
-            input: tcp4(
+            input: tcp(
                 (CLIENT_MAC, CLIENT_IF_MAC),
                 C4,
                 "198.51.100.1",
@@ -723,7 +697,7 @@ fn malformed_and_foreign_frames() {
         Fixture {
             description: "a TTL of 1 cannot be forwarded",
             rx: CLIENT,
-            input: tcp4(
+            input: tcp(
                 (CLIENT_MAC, CLIENT_IF_MAC),
                 C4,
                 vip,
@@ -756,7 +730,7 @@ fn full_table_forwards_dr_statelessly_and_refuses_nat() {
             .verdict
     };
     let dr_vip = "203.0.113.20";
-    let first = send(tcp4(
+    let first = send(tcp(
         (CLIENT_MAC, CLIENT_IF_MAC),
         C4,
         dr_vip,
@@ -768,7 +742,7 @@ fn full_table_forwards_dr_statelessly_and_refuses_nat() {
     assert!(matches!(first, Verdict::Transmit { .. }));
     // The table holds one connection: the next DR flow is forwarded without
     // an entry, and so is its next segment.
-    let second = send(tcp4(
+    let second = send(tcp(
         (CLIENT_MAC, CLIENT_IF_MAC),
         C4,
         dr_vip,
@@ -777,7 +751,7 @@ fn full_table_forwards_dr_statelessly_and_refuses_nat() {
         64,
         b"",
     ));
-    let third = send(tcp4(
+    let third = send(tcp(
         (CLIENT_MAC, CLIENT_IF_MAC),
         C4,
         dr_vip,
@@ -789,7 +763,7 @@ fn full_table_forwards_dr_statelessly_and_refuses_nat() {
     assert!(matches!(second, Verdict::Transmit { .. }));
     assert!(matches!(third, Verdict::Transmit { .. }));
     // A NAT flow cannot do without its entry.
-    let nat = send(tcp4(
+    let nat = send(tcp(
         (CLIENT_MAC, CLIENT_IF_MAC),
         C4,
         "203.0.113.10",
@@ -818,7 +792,7 @@ fn full_table_forwards_dr_statelessly_and_refuses_nat() {
 #[test]
 fn expired_connections_release_their_real_server() {
     let (d, mut w) = director();
-    let frame = tcp4(
+    let frame = tcp(
         (CLIENT_MAC, CLIENT_IF_MAC),
         C4,
         "203.0.113.10",
