@@ -162,17 +162,40 @@ mod tests {
 
     #[test]
     fn parse_errors_map_one_to_one() {
+        // Every parse error the packet crate can return (quoted-header
+        // errors are one reason per quoted layer, whatever the inner cause).
         let errors = [
-            ParseError::Ipv4(Ipv4Error::BadChecksum),
+            ParseError::Ethernet(EthernetError::Truncated),
+            ParseError::StackedVlan,
             ParseError::Ipv4(Ipv4Error::Truncated),
+            ParseError::Ipv4(Ipv4Error::BadVersion),
+            ParseError::Ipv4(Ipv4Error::BadHeaderLen),
+            ParseError::Ipv4(Ipv4Error::BadTotalLen),
+            ParseError::Ipv4(Ipv4Error::BadChecksum),
+            ParseError::Ipv6(Ipv6Error::Truncated),
+            ParseError::Ipv6(Ipv6Error::BadVersion),
+            ParseError::Ipv6(Ipv6Error::BadPayloadLen),
             ParseError::Ipv6(Ipv6Error::ExtensionTruncated),
+            ParseError::Ipv6(Ipv6Error::TooManyExtensions),
+            ParseError::Tcp(TcpError::Truncated),
             ParseError::Tcp(TcpError::BadHeaderLen),
+            ParseError::Udp(UdpError::Truncated),
+            ParseError::Udp(UdpError::BadLength),
+            ParseError::Icmp(IcmpError::Truncated),
+            ParseError::Quoted(QuotedError::Ipv4(Ipv4Error::Truncated)),
+            ParseError::Quoted(QuotedError::Ipv6(Ipv6Error::Truncated)),
+            ParseError::Quoted(QuotedError::Truncated),
             ParseError::Quoted(QuotedError::Fragment),
+            ParseError::Quoted(QuotedError::ErrorInError),
         ];
-        let reasons: Vec<DropReason> = errors.iter().map(|e| DropReason::from(*e)).collect();
-        let mut unique = reasons.clone();
-        unique.dedup();
-        assert_eq!(reasons.len(), unique.len());
-        assert_eq!(reasons[0], DropReason::Ipv4BadChecksum);
+        let mut reasons: Vec<u8> = errors.iter().map(|e| DropReason::from(*e) as u8).collect();
+        reasons.sort_unstable();
+        reasons.dedup();
+        assert_eq!(
+            reasons.len(),
+            errors.len(),
+            "two parse errors share a drop reason"
+        );
+        assert_eq!(DropReason::from(errors[6]), DropReason::Ipv4BadChecksum);
     }
 }
