@@ -10,6 +10,7 @@
 
 pub mod config;
 pub mod conn;
+pub mod io;
 pub mod pipeline;
 
 pub use conn::ForwardMethod;

@@ -1,0 +1,118 @@
+//! Moving frames between interfaces and the pipeline. Everything that
+//! touches the kernel's packet sockets lives here, and so does every
+//! `unsafe` block of the workspace (STYLE.md).
+//!
+//! # The contract
+//! A worker owns one [`WorkerIo`]: the sockets of one queue on every
+//! interface the director drives, whatever the backend. The worker loop
+//! ([`crate::run`]) asks it for a burst of frames; the backend hands each
+//! frame to the pipeline in a buffer it owns, with [`crate::pipeline::HEADROOM`]
+//! bytes free in front of the frame, and carries out the verdict:
+//! - `Transmit { iface, start, len }`: send `buf[start..start + len]` out of
+//!   `iface` — without a copy where the backend allows it (AF_XDP shares one
+//!   UMEM between the interfaces of a worker).
+//! - `PassToKernel`: the kernel should see the frame as if we were not
+//!   there. AF_PACKET taps a copy, so the kernel already has it; AF_XDP's
+//!   program redirects only what the pipeline handles, and a frame it
+//!   redirected cannot be given back, so it is counted
+//!   ([`IoStats::pass_unreachable`]) and released.
+//! - `Drop`: the frame's buffer is released.
+//!
+//! Transmits are queued during the burst and flushed at its end: one
+//! syscall per burst and interface, not per frame.
+
+use std::time::Duration;
+
+use crate::pipeline::{IfaceId, Verdict};
+
+/// One received frame, lent to the pipeline for the length of one call.
+#[derive(Debug)]
+pub struct RxFrame<'a> {
+    /// The buffer holding the frame, with headroom in front of it and room
+    /// behind it for a frame that grows (an ICMP reply, a tunnel header).
+    pub buf: &'a mut [u8],
+    /// First byte of the frame in `buf` (at least `HEADROOM`).
+    pub start: usize,
+    /// Length of the frame.
+    pub len: usize,
+    /// The interface it arrived on.
+    pub rx: IfaceId,
+}
+
+/// What the I/O layer itself counts, beside the pipeline's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IoStats {
+    /// Frames received.
+    pub rx_frames: u64,
+    /// Frames handed to the kernel for transmission.
+    pub tx_frames: u64,
+    /// Transmits that found no room (ring full, no free buffer): dropped.
+    pub tx_dropped: u64,
+    /// `PassToKernel` verdicts the backend could not carry out.
+    pub pass_unreachable: u64,
+    /// Times the worker slept waiting for frames.
+    pub sleeps: u64,
+    /// Receive drops the kernel reports (ring full, no fill buffers).
+    pub kernel_rx_dropped: u64,
+}
+
+/// One interface as a backend sees it.
+#[derive(Debug, Clone)]
+pub struct IoInterface {
+    /// The pipeline's number for it.
+    pub id: IfaceId,
+    /// Kernel name.
+    pub name: String,
+    /// The queue this worker serves.
+    pub queue: u32,
+}
+
+/// Why the I/O layer failed. Messages say what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum IoError {
+    /// A system call failed.
+    #[error("{what} on {iface}: {source}{hint}")]
+    Os {
+        /// What was being done.
+        what: &'static str,
+        /// Which interface.
+        iface: String,
+        /// The kernel's answer.
+        source: std::io::Error,
+        /// What the operator can do, if anything (starts with ". ").
+        hint: &'static str,
+    },
+    /// Anything else, already phrased for the operator.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// One worker's sockets on every interface, whatever the backend.
+pub trait WorkerIo: Send {
+    /// Receives up to `burst` frames from the interfaces, hands each to
+    /// `decide`, carries out the verdicts and flushes the transmits.
+    /// Returns how many frames were received (0: nothing was waiting).
+    ///
+    /// # Errors
+    /// A socket that failed for good; transient conditions (ring full,
+    /// `EAGAIN`, `ENOBUFS`) are counted instead.
+    fn run_burst(
+        &mut self,
+        burst: usize,
+        decide: &mut dyn FnMut(RxFrame<'_>) -> Verdict,
+    ) -> Result<usize, IoError>;
+
+    /// Sleeps until a frame may be waiting on any interface, or `timeout`
+    /// has passed. Also completes transmits that wait for a wakeup.
+    ///
+    /// # Errors
+    /// `poll()` failed for a reason other than a signal.
+    fn wait(&mut self, timeout: Duration) -> Result<(), IoError>;
+
+    /// The I/O layer's counters.
+    fn stats(&self) -> IoStats;
+
+    /// A one-line description for the start-up log ("AF_XDP copy mode,
+    /// queue 0 on eth0, eth1").
+    fn describe(&self) -> String;
+}
