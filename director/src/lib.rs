@@ -10,6 +10,10 @@
 
 pub mod config;
 pub mod conn;
+#[allow(
+    unsafe_code,
+    reason = "STYLE.md: the packet sockets' unsafe lives here and nowhere else"
+)]
 pub mod io;
 pub mod pipeline;
 
