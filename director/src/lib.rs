@@ -16,5 +16,6 @@ pub mod conn;
 )]
 pub mod io;
 pub mod pipeline;
+pub mod run;
 
 pub use conn::ForwardMethod;

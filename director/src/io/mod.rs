@@ -21,6 +21,9 @@
 //! Transmits are queued during the burst and flushed at its end: one
 //! syscall per burst and interface, not per frame.
 
+pub mod afxdp;
+pub mod xdp;
+
 use std::time::Duration;
 
 use crate::pipeline::{IfaceId, Verdict};
@@ -115,4 +118,24 @@ pub trait WorkerIo: Send {
     /// A one-line description for the start-up log ("AF_XDP copy mode,
     /// queue 0 on eth0, eth1").
     fn describe(&self) -> String;
+}
+
+/// Pins the calling thread to `cpu`.
+///
+/// # Errors
+/// No such CPU, or the kernel refused.
+pub fn pin_to_cpu(cpu: usize) -> std::io::Result<()> {
+    if cpu >= libc::CPU_SETSIZE as usize {
+        return Err(std::io::Error::other(format!("CPU {cpu} is out of range")));
+    }
+    // SAFETY: cpu_set_t is plain data; all-zero is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `cpu` is below CPU_SETSIZE (checked), so CPU_SET stays in the set.
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: `set` is a live cpu_set_t of the size passed; 0 is this thread.
+    let rc = unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const set) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }

@@ -1,0 +1,434 @@
+//! The AF_XDP backend (xsk-rs): one UMEM per worker, shared by that
+//! worker's sockets on every interface, so a frame received on the client
+//! side leaves by the server side from the same buffer — no copy.
+//!
+//! # Frames
+//! Every UMEM frame is 4 KiB. The kernel writes a received packet 256 bytes
+//! (`XDP_PACKET_HEADROOM`) into its frame; the pipeline gets the packet with
+//! [`HEADROOM`] bytes of that space in front of it, and the rest of the
+//! frame behind it, to grow the packet (an ICMP reply) or prepend an outer
+//! header (VS/TUN). xsk-rs transmits a frame from the address it was
+//! received at, so a packet whose start moved back is shifted forward to
+//! that address before transmission (only tunnelled packets; a `memmove`
+//! of one packet).
+//!
+//! Frames are owned by exactly one of: the free list, a fill ring, an rx
+//! ring, this burst, a tx ring, a completion ring. Received frames go back
+//! to the free list when dropped, or to a tx ring and then, once sent,
+//! through the completion ring; fill rings are topped up from the free
+//! list after every burst.
+//!
+//! # Modes
+//! Zero-copy is tried first when allowed; drivers without it (veth) refuse
+//! the bind and the socket is made in copy mode, which [`AfXdpIo::describe`]
+//! reports. `need_wakeup` is always asked for: the kernel is kicked
+//! (`sendto`) only when it says it needs to be.
+
+use std::io;
+use std::num::NonZeroU32;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use xsk_rs::config::{
+    BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig,
+};
+use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
+
+use super::xdp::XdpProgram;
+use super::{IoError, IoInterface, IoStats, RxFrame, WorkerIo};
+use crate::pipeline::{HEADROOM, IfaceId, Verdict};
+
+/// UMEM frame size.
+const FRAME_SIZE: u32 = 4096;
+
+/// How hard to try for zero-copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ZeroCopy {
+    /// Zero-copy where the driver has it, copy mode otherwise.
+    #[default]
+    Auto,
+    /// Zero-copy or fail.
+    On,
+    /// Copy mode.
+    Off,
+}
+
+/// Sizes of one worker's AF_XDP resources.
+#[derive(Debug, Clone, Copy)]
+pub struct AfXdpOptions {
+    /// UMEM frames per worker.
+    pub frames: u32,
+    /// Entries of each rx, tx, fill and completion ring (a power of two).
+    pub ring_size: u32,
+    /// Zero-copy policy.
+    pub zero_copy: ZeroCopy,
+}
+
+impl Default for AfXdpOptions {
+    fn default() -> Self {
+        Self {
+            frames: 8192,
+            ring_size: 2048,
+            zero_copy: ZeroCopy::Auto,
+        }
+    }
+}
+
+/// One interface's socket and rings.
+struct Port {
+    id: IfaceId,
+    name: String,
+    tx: TxQueue,
+    rx: RxQueue,
+    fill: FillQueue,
+    comp: CompQueue,
+    /// Frames to transmit on this port at the end of the burst.
+    pending: Vec<FrameDesc>,
+}
+
+impl std::fmt::Debug for Port {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Port")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("pending", &self.pending.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One worker's AF_XDP sockets on every interface it serves.
+#[derive(Debug)]
+pub struct AfXdpIo {
+    umem: Umem,
+    ports: Vec<Port>,
+    free: Vec<FrameDesc>,
+    batch: Vec<FrameDesc>,
+    /// Bytes from a packet's first byte to the end of its frame.
+    data_room: usize,
+    zero_copy: bool,
+    queue: u32,
+    stats: IoStats,
+}
+
+fn os(what: &'static str, iface: &str, source: io::Error, hint: &'static str) -> IoError {
+    IoError::Os {
+        what,
+        iface: iface.to_owned(),
+        source,
+        hint,
+    }
+}
+
+fn config_error(what: impl std::fmt::Display) -> IoError {
+    IoError::Other(format!("AF_XDP configuration: {what}"))
+}
+
+impl AfXdpIo {
+    /// Opens one socket per interface on queue `interfaces[i].queue`, all on
+    /// one UMEM, and registers each with `program` so that the frames it
+    /// redirects on that queue reach this worker.
+    ///
+    /// # Errors
+    /// The kernel refused the UMEM or a socket (no AF_XDP support, no
+    /// privileges, zero-copy demanded but unsupported).
+    pub fn open(
+        interfaces: &[IoInterface],
+        options: AfXdpOptions,
+        program: &mut XdpProgram,
+    ) -> Result<Self, IoError> {
+        let first = interfaces
+            .first()
+            .ok_or_else(|| config_error("a worker needs at least one interface"))?;
+        let queue = first.queue;
+        let ring = QueueSize::new(options.ring_size).map_err(config_error)?;
+        let umem_config = UmemConfig::builder()
+            .frame_size(FrameSize::new(FRAME_SIZE).map_err(config_error)?)
+            .fill_queue_size(ring)
+            .comp_queue_size(ring)
+            .frame_headroom(0)
+            .build()
+            .map_err(config_error)?;
+        let data_room = umem_config.mtu() as usize;
+        let frames = NonZeroU32::new(options.frames)
+            .ok_or_else(|| config_error("the UMEM needs at least one frame"))?;
+        let (umem, free) = Umem::new(umem_config, frames, false).map_err(|e| {
+            IoError::Other(format!(
+                "creating the AF_XDP UMEM ({} frames of {FRAME_SIZE} bytes): {e}. \
+                 Is the memlock limit too low (ulimit -l)?",
+                options.frames
+            ))
+        })?;
+
+        let mut this = Self {
+            umem,
+            ports: Vec::with_capacity(interfaces.len()),
+            free,
+            batch: vec![FrameDesc::default(); 64],
+            data_room,
+            zero_copy: false,
+            queue,
+            stats: IoStats::default(),
+        };
+        for iface in interfaces {
+            let port = this.open_port(iface, options, ring)?;
+            program.insert_socket(&iface.name, iface.queue, port.rx.fd().as_raw_fd())?;
+            this.ports.push(port);
+        }
+        this.refill();
+        Ok(this)
+    }
+
+    fn open_port(
+        &mut self,
+        iface: &IoInterface,
+        options: AfXdpOptions,
+        ring: QueueSize,
+    ) -> Result<Port, IoError> {
+        let name = Interface::new(
+            std::ffi::CString::new(iface.name.as_str())
+                .map_err(|_| config_error(format!("interface name {:?}", iface.name)))?,
+        );
+        let first_socket = self.ports.is_empty();
+        let try_zero_copy = first_socket && options.zero_copy != ZeroCopy::Off;
+        let attempt = |zero_copy: bool| {
+            let mut bind = BindFlags::XDP_USE_NEED_WAKEUP;
+            bind |= if zero_copy {
+                BindFlags::XDP_ZEROCOPY
+            } else {
+                BindFlags::XDP_COPY
+            };
+            let config = SocketConfig::builder()
+                .rx_queue_size(ring)
+                .tx_queue_size(ring)
+                .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
+                .bind_flags(bind)
+                .build();
+            // SAFETY: the program is not loaded by libxdp (INHIBIT_PROG_LOAD:
+            // ours is), which is what sharing the UMEM requires; the UMEM
+            // outlives the sockets (every queue holds a handle to it).
+            unsafe { Socket::new(config, &self.umem, &name, iface.queue) }
+        };
+        let created = if try_zero_copy {
+            match attempt(true) {
+                Ok(s) => {
+                    self.zero_copy = true;
+                    Ok(s)
+                }
+                Err(_) if options.zero_copy == ZeroCopy::Auto => attempt(false),
+                Err(e) => Err(e),
+            }
+        } else {
+            attempt(false)
+        };
+        let (tx, rx, rings) = created.map_err(|e| {
+            let source = io::Error::other(e.to_string());
+            os(
+                "creating the AF_XDP socket",
+                &iface.name,
+                source,
+                ". Needs root and a kernel with AF_XDP (5.10 or later); \
+                 otherwise run with --backend packet",
+            )
+        })?;
+        let Some((fill, comp)) = rings else {
+            return Err(config_error(format!(
+                "{} queue {} is served twice by one worker",
+                iface.name, iface.queue
+            )));
+        };
+        Ok(Port {
+            id: iface.id,
+            name: iface.name.clone(),
+            tx,
+            rx,
+            fill,
+            comp,
+            pending: Vec::with_capacity(64),
+        })
+    }
+
+    /// Takes back transmitted frames and tops up every fill ring.
+    fn refill(&mut self) {
+        for port in &mut self.ports {
+            loop {
+                // SAFETY: completed frames belong to this UMEM; they are
+                // no longer the kernel's once consumed.
+                let n = unsafe { port.comp.consume(&mut self.batch) };
+                if n == 0 {
+                    break;
+                }
+                self.free.extend_from_slice(&self.batch[..n]);
+            }
+        }
+        let ports = self.ports.len().max(1);
+        for port in &mut self.ports {
+            let room = port.fill.nb_free_exact() as usize;
+            // Share the free frames among the ports' fill rings.
+            let n = room
+                .min(self.free.len().div_ceil(ports))
+                .min(self.free.len());
+            if n == 0 {
+                continue;
+            }
+            let from = self.free.len() - n;
+            // SAFETY: the frames come from the free list, owned by nobody
+            // else, and belong to this UMEM; `n` fits the ring (checked).
+            let given = unsafe { port.fill.produce(&self.free[from..]) };
+            if given > 0 {
+                self.free.truncate(from);
+            }
+        }
+    }
+
+    fn transmit_pending(&mut self) -> Result<(), IoError> {
+        for port in &mut self.ports {
+            if port.pending.is_empty() {
+                continue;
+            }
+            let room = port.tx.nb_free_exact() as usize;
+            let n = room.min(port.pending.len());
+            let sent = if n > 0 {
+                // SAFETY: pending frames were received into this UMEM and
+                // are owned by this burst alone; `n` fits the ring (checked).
+                unsafe { port.tx.produce(&port.pending[..n]) }
+            } else {
+                0
+            };
+            self.stats.tx_frames += sent as u64;
+            let unsent = port.pending.len() - sent;
+            if unsent > 0 {
+                self.stats.tx_dropped += unsent as u64;
+                self.free.extend_from_slice(&port.pending[sent..]);
+            }
+            port.pending.clear();
+            if port.tx.needs_wakeup() {
+                port.tx
+                    .wakeup()
+                    .map_err(|e| os("kicking AF_XDP transmit", &port.name, e, ""))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl WorkerIo for AfXdpIo {
+    fn run_burst(
+        &mut self,
+        burst: usize,
+        decide: &mut dyn FnMut(RxFrame<'_>) -> Verdict,
+    ) -> Result<usize, IoError> {
+        let burst = burst.clamp(1, self.batch.len());
+        let mut received = 0;
+        for p in 0..self.ports.len() {
+            // SAFETY: the rx ring hands back frames of this UMEM.
+            let n = unsafe { self.ports[p].rx.consume(&mut self.batch[..burst]) };
+            received += n;
+            let rx = self.ports[p].id;
+            for i in 0..n {
+                let mut desc = self.batch[i];
+                let len = desc.lengths().data();
+                // SAFETY: `desc` was just consumed from the rx ring, so the
+                // frame is ours alone until we put it on a ring again.
+                let mut data = unsafe { self.umem.data_mut(&mut desc) };
+                let packet = data.contents_mut().as_mut_ptr();
+                // SAFETY: the frame runs from XDP_PACKET_HEADROOM (256) bytes
+                // before the packet (frame_headroom is 0) to `data_room`
+                // bytes after its start, all inside the UMEM mapping and
+                // inside this one frame, which no one else touches now.
+                let buf = unsafe {
+                    std::slice::from_raw_parts_mut(packet.sub(HEADROOM), HEADROOM + self.data_room)
+                };
+                let verdict = decide(RxFrame {
+                    buf,
+                    start: HEADROOM,
+                    len,
+                    rx,
+                });
+                match verdict {
+                    Verdict::Transmit { iface, start, len } => {
+                        let Some(port) = self.ports.iter_mut().find(|p| p.id == iface) else {
+                            self.stats.tx_dropped += 1;
+                            self.free.push(desc);
+                            continue;
+                        };
+                        let fits =
+                            len <= self.data_room && start + len <= HEADROOM + self.data_room;
+                        if !fits {
+                            self.stats.tx_dropped += 1;
+                            self.free.push(desc);
+                            continue;
+                        }
+                        if start != HEADROOM {
+                            // SAFETY: both ranges lie in this frame (checked
+                            // above); `copy` handles the overlap.
+                            unsafe {
+                                std::ptr::copy(packet.sub(HEADROOM).add(start), packet, len);
+                            }
+                        }
+                        // SAFETY: still our frame; sets the length sent.
+                        unsafe { self.umem.data_mut(&mut desc) }
+                            .cursor()
+                            .set_pos(len);
+                        port.pending.push(desc);
+                    }
+                    Verdict::PassToKernel => {
+                        self.stats.pass_unreachable += 1;
+                        self.free.push(desc);
+                    }
+                    Verdict::Drop(_) => self.free.push(desc),
+                }
+            }
+        }
+        self.stats.rx_frames += received as u64;
+        self.transmit_pending()?;
+        self.refill();
+        Ok(received)
+    }
+
+    fn wait(&mut self, timeout: Duration) -> Result<(), IoError> {
+        let mut fds: Vec<libc::pollfd> = self
+            .ports
+            .iter()
+            .map(|p| libc::pollfd {
+                fd: p.rx.fd().as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+        let nfds = libc::nfds_t::try_from(fds.len()).unwrap_or(0);
+        // SAFETY: `fds` is a live array of `nfds` pollfd structs.
+        let rc = unsafe { libc::poll(fds.as_mut_ptr(), nfds, ms) };
+        self.stats.sleeps += 1;
+        if rc < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() != io::ErrorKind::Interrupted {
+                return Err(os("waiting for frames (poll)", "AF_XDP sockets", err, ""));
+            }
+        }
+        // Frames sent while we slept have completed: take them back.
+        self.refill();
+        Ok(())
+    }
+
+    fn stats(&self) -> IoStats {
+        let mut stats = self.stats;
+        stats.kernel_rx_dropped = self
+            .ports
+            .iter()
+            .filter_map(|p| p.rx.fd().xdp_statistics().ok())
+            .map(|s| s.rx_dropped() + s.rx_ring_full())
+            .sum();
+        stats
+    }
+
+    fn describe(&self) -> String {
+        let names: Vec<&str> = self.ports.iter().map(|p| p.name.as_str()).collect();
+        format!(
+            "AF_XDP {} mode, queue {} on {}",
+            if self.zero_copy { "zero-copy" } else { "copy" },
+            self.queue,
+            names.join(", ")
+        )
+    }
+}

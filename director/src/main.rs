@@ -1,0 +1,428 @@
+//! `xvs-director`: the live director. Reads the cluster configuration (or
+//! a one-service quick start from the command line), attaches to the
+//! interfaces, and forwards until SIGTERM or SIGINT.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, ValueEnum};
+use log::{error, info, warn};
+
+use xvs_director::config::ClusterConfig;
+use xvs_director::io::afxdp::{AfXdpIo, AfXdpOptions, ZeroCopy};
+use xvs_director::io::xdp::{XdpAttachment, XdpProgram};
+use xvs_director::io::{IoInterface, WorkerIo};
+use xvs_director::pipeline::{Director, IfaceId};
+use xvs_director::run::{Clock, InterfaceLock, Live, PollMode, WorkerOptions, redirect_filter};
+
+/// The xvs load-balancing director: a Linux Virtual Server in userspace.
+///
+/// Give it a cluster file (--config), or define one service on the
+/// command line (--client-iface, --server-iface, --service, --real). It
+/// takes over the frames for its virtual services on the interfaces it
+/// drives and leaves everything else to the kernel. Stop it with Ctrl-C or
+/// SIGTERM: it detaches cleanly and the host's networking is as before.
+#[derive(Debug, Parser)]
+#[command(name = "xvs-director", version, about, long_about)]
+struct Args {
+    /// The cluster configuration file (TOML; see director/CONFIG.md).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["client_iface", "server_iface", "service", "real"])]
+    config: Option<PathBuf>,
+
+    /// How frames reach the director: `xdp` (AF_XDP with our XDP program;
+    /// fastest) or `packet` (AF_PACKET; for hosts or drivers without XDP).
+    #[arg(long, value_enum, default_value_t = Backend::Xdp)]
+    backend: Backend,
+
+    /// Worker threads, one per receive queue of the interfaces (queues
+    /// 0..N). Most virtual NICs have one queue.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    queues: u32,
+
+    /// `adaptive`: sleep when idle (right for machines shared with other
+    /// work); `busy`: spin on the sockets for the lowest latency, one core
+    /// per worker.
+    #[arg(long, value_enum, default_value_t = Poll::Adaptive)]
+    poll: Poll,
+
+    /// AF_XDP zero-copy: `auto` uses it where the driver can, `on`
+    /// insists, `off` always copies. Veth and most virtual NICs copy.
+    #[arg(long, value_enum, default_value_t = ZeroCopyArg::Auto, value_name = "MODE")]
+    zero_copy: ZeroCopyArg,
+
+    /// Pin worker i to the i-th CPU in this comma-separated list.
+    #[arg(long, value_delimiter = ',', value_name = "CPU,...")]
+    cpus: Vec<usize>,
+
+    /// Write the counters as JSON to this file every --stats-interval and
+    /// at exit (replaced atomically, so readers never see half a file).
+    #[arg(long, value_name = "PATH")]
+    stats_file: Option<PathBuf>,
+
+    /// Seconds between two writes of --stats-file.
+    #[arg(long, default_value_t = 1.0, value_name = "SECS")]
+    stats_interval: f64,
+
+    /// Seconds between two counter lines in the log (0: none).
+    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+    log_interval: f64,
+
+    /// Quick start: the interface facing the clients.
+    #[arg(long, value_name = "IFACE", requires_all = ["server_iface", "service"])]
+    client_iface: Option<String>,
+
+    /// Quick start: the interface facing the real servers.
+    #[arg(long, value_name = "IFACE", requires = "client_iface")]
+    server_iface: Option<String>,
+
+    /// Quick start: the virtual service, `tcp:VIP:PORT` or `udp:VIP:PORT`
+    /// (IPv6 in brackets: `tcp:[2001:db8::10]:80`).
+    #[arg(long, value_name = "PROTO:VIP:PORT", requires = "client_iface")]
+    service: Option<String>,
+
+    /// Quick start: the scheduler, as ipvsadm names it (rr wrr lc wlc lblc
+    /// lblcr dh sh sed nq mh fo ovf twos).
+    #[arg(long, default_value = "wlc", value_name = "NAME")]
+    scheduler: String,
+
+    /// Quick start: a real server, `ADDR[:PORT][,nat|dr|tun][,weight=N]`
+    /// (default: the service's port, NAT, weight 1). Repeat for each.
+    #[arg(long, value_name = "SERVER", requires = "service")]
+    real: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Backend {
+    Xdp,
+    Packet,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Poll {
+    Adaptive,
+    Busy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ZeroCopyArg {
+    Auto,
+    On,
+    Off,
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_target(false)
+        .init();
+    let args = Args::parse();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            error!("{message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Builds the quick-start configuration as TOML text and parses it with
+/// the same validator as a file: identical rules, identical messages.
+fn quick_start_config(args: &Args) -> Result<ClusterConfig, String> {
+    let (Some(client), Some(server), Some(service)) =
+        (&args.client_iface, &args.server_iface, &args.service)
+    else {
+        return Err(
+            "give either --config FILE or a quick start: --client-iface, --server-iface, \
+             --service and one --real per real server"
+                .to_owned(),
+        );
+    };
+    let (proto, rest) = service.split_once(':').ok_or_else(|| {
+        format!("--service {service}: expected PROTO:VIP:PORT, e.g. tcp:203.0.113.10:80")
+    })?;
+    let (vip, port) = split_host_port(rest)
+        .ok_or_else(|| format!("--service {service}: expected PROTO:VIP:PORT with a port"))?;
+    let port = port.ok_or_else(|| format!("--service {service}: the port is missing"))?;
+    let mut text = String::new();
+    for (name, role) in [(client, "client"), (server, "server")] {
+        text += &format!("[[interfaces]]\nname = {name:?}\nrole = \"{role}\"\n\n");
+    }
+    text += &format!(
+        "[[services]]\nproto = {proto:?}\nvip = {vip:?}\nport = {port}\nscheduler = {:?}\n\n",
+        args.scheduler
+    );
+    if args.real.is_empty() {
+        return Err("--service needs at least one --real ADDR[:PORT]".to_owned());
+    }
+    for real in &args.real {
+        let mut parts = real.split(',');
+        let addr_port = parts.next().unwrap_or_default();
+        let (addr, rport) = split_host_port(addr_port).ok_or_else(|| {
+            format!("--real {real}: expected ADDR[:PORT][,nat|dr|tun][,weight=N]")
+        })?;
+        let mut method = "nat";
+        let mut weight = 1u32;
+        for part in parts {
+            match part {
+                "nat" | "dr" | "tun" => method = part,
+                _ => {
+                    let w = part
+                        .strip_prefix("weight=")
+                        .and_then(|w| w.parse().ok())
+                        .ok_or_else(|| {
+                            format!("--real {real}: {part:?} is neither nat/dr/tun nor weight=N")
+                        })?;
+                    weight = w;
+                }
+            }
+        }
+        text += &format!(
+            "[[services.real_servers]]\naddress = {addr:?}\nport = {}\nmethod = \"{method}\"\nweight = {weight}\n\n",
+            rport.unwrap_or(port)
+        );
+    }
+    ClusterConfig::parse(&text, "(command line)").map_err(|e| e.to_string())
+}
+
+/// `ADDR[:PORT]` or `[V6ADDR][:PORT]`.
+fn split_host_port(s: &str) -> Option<(&str, Option<u16>)> {
+    if let Some(rest) = s.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        return match after.strip_prefix(':') {
+            Some(p) => Some((host, Some(p.parse().ok()?))),
+            None if after.is_empty() => Some((host, None)),
+            None => None,
+        };
+    }
+    match s.rsplit_once(':') {
+        Some((host, p)) if !host.contains(':') => Some((host, Some(p.parse().ok()?))),
+        _ => Some((s, None)),
+    }
+}
+
+fn load_config(args: &Args) -> Result<ClusterConfig, String> {
+    match &args.config {
+        Some(path) => ClusterConfig::load(path).map_err(|e| e.to_string()),
+        None => quick_start_config(args),
+    }
+}
+
+fn run(args: &Args) -> Result<(), String> {
+    let config = load_config(args)?;
+    let clock = Clock::start();
+    let seed = {
+        use std::hash::{BuildHasher, RandomState};
+        RandomState::new().hash_one(std::process::id())
+    };
+    let director = Arc::new(Director::new(&config, clock.now(), seed).map_err(|e| e.to_string())?);
+
+    let names: Vec<String> = config.interfaces.iter().map(|i| i.name.clone()).collect();
+    let _locks = names
+        .iter()
+        .map(|n| InterfaceLock::take(n))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+
+    let term = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, Arc::clone(&term))
+            .map_err(|e| format!("installing the signal handler: {e}"))?;
+    }
+
+    let mut ios: Vec<Box<dyn WorkerIo>> = Vec::new();
+    let mut attachments: Vec<XdpAttachment> = Vec::new();
+    let _program = match args.backend {
+        Backend::Xdp => {
+            let mut program = XdpProgram::load().map_err(|e| e.to_string())?;
+            program
+                .set_filter(&redirect_filter(director.state()))
+                .map_err(|e| e.to_string())?;
+            let options = AfXdpOptions {
+                zero_copy: match args.zero_copy {
+                    ZeroCopyArg::Auto => ZeroCopy::Auto,
+                    ZeroCopyArg::On => ZeroCopy::On,
+                    ZeroCopyArg::Off => ZeroCopy::Off,
+                },
+                ..AfXdpOptions::default()
+            };
+            for queue in 0..args.queues {
+                let ifaces = io_interfaces(&names, queue);
+                let io =
+                    AfXdpIo::open(&ifaces, options, &mut program).map_err(|e| e.to_string())?;
+                ios.push(Box::new(io));
+            }
+            for name in &names {
+                attachments.push(program.attach(name).map_err(|e| e.to_string())?);
+            }
+            Some(program)
+        }
+        Backend::Packet => {
+            return Err(
+                "--backend packet: the AF_PACKET backend is not in this build yet".to_owned(),
+            );
+        }
+    };
+
+    let options = WorkerOptions {
+        poll: match args.poll {
+            Poll::Adaptive => PollMode::Adaptive,
+            Poll::Busy => PollMode::Busy,
+        },
+        cpus: args.cpus.clone(),
+    };
+    let mut live =
+        Live::start(Arc::clone(&director), clock, ios, &options).map_err(|e| e.to_string())?;
+    log_startup(&config, &director, &live, args);
+
+    let stats_every = Duration::from_secs_f64(args.stats_interval.max(0.1));
+    let log_every = (args.log_interval > 0.0).then(|| Duration::from_secs_f64(args.log_interval));
+    let mut stats_at = Instant::now();
+    let mut log_at = Instant::now();
+    if let Some(path) = &args.stats_file {
+        write_stats(path, &live);
+    }
+    let mut failure = None;
+    while !term.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+        if let Some(f) = live.failure() {
+            failure = Some(f);
+            break;
+        }
+        if let Some(path) = &args.stats_file
+            && stats_at.elapsed() >= stats_every
+        {
+            stats_at = Instant::now();
+            write_stats(path, &live);
+        }
+        if let Some(every) = log_every
+            && log_at.elapsed() >= every
+        {
+            log_at = Instant::now();
+            log_counters(&live);
+        }
+    }
+    info!("stopping: workers first, then the XDP program is detached");
+    live.stop();
+    drop(attachments);
+    if let Some(path) = &args.stats_file {
+        write_stats(path, &live);
+    }
+    log_counters(&live);
+    match failure {
+        Some(f) => Err(format!("a worker stopped: {f}")),
+        None => {
+            info!("stopped cleanly");
+            Ok(())
+        }
+    }
+}
+
+fn io_interfaces(names: &[String], queue: u32) -> Vec<IoInterface> {
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| IoInterface {
+            id: IfaceId(u16::try_from(i).unwrap_or(u16::MAX)),
+            name: name.clone(),
+            queue,
+        })
+        .collect()
+}
+
+fn log_startup(config: &ClusterConfig, director: &Director, live: &Live, args: &Args) {
+    info!("xvs-director {} starting", env!("CARGO_PKG_VERSION"));
+    for iface in &director.state().interfaces {
+        let addrs: Vec<String> = iface.addresses.iter().map(|n| n.to_string()).collect();
+        info!(
+            "interface {} ({:?} side): mac {}, mtu {}, addresses [{}]",
+            iface.name,
+            iface.role,
+            iface.mac,
+            iface.mtu,
+            addrs.join(", ")
+        );
+    }
+    for line in live.descriptions() {
+        info!("worker: {line}");
+    }
+    info!(
+        "poll mode {:?}, connection table {} entries",
+        args.poll, config.conn_table.capacity
+    );
+    for svc in &director.state().services {
+        let servers: Vec<String> = svc
+            .sched
+            .servers()
+            .iter()
+            .map(|rs| format!("{}:{} w{}", rs.addr(), rs.port(), rs.weight()))
+            .collect();
+        info!(
+            "service {:?} {}:{} {}: {}",
+            svc.proto,
+            svc.vip,
+            svc.port,
+            svc.sched.scheduler().name(),
+            servers.join(", ")
+        );
+    }
+}
+
+fn log_counters(live: &Live) {
+    let (c, io) = live.counters();
+    let drops: u64 = c.drops.iter().sum();
+    info!(
+        "frames {} transmitted {} passed {} dropped {} (tx dropped {}, kernel rx dropped {})",
+        c.frames, c.transmitted, c.passed, drops, io.tx_dropped, io.kernel_rx_dropped
+    );
+    let stats = live.stats_json();
+    if let Some(services) = stats["services"].as_array() {
+        for svc in services {
+            let servers: Vec<String> = svc["real_servers"]
+                .as_array()
+                .map(|rs| {
+                    rs.iter()
+                        .map(|r| {
+                            format!(
+                                "{} conns {} active {}",
+                                r["address"].as_str().unwrap_or("?"),
+                                r["conns"],
+                                r["active_conns"]
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            info!(
+                "  {} {}:{}: conns {} | {}",
+                svc["proto"].as_str().unwrap_or("?"),
+                svc["vip"].as_str().unwrap_or("?"),
+                svc["port"],
+                svc["conns"],
+                servers.join(" | ")
+            );
+        }
+    }
+    if let Some(drops) = stats["drops"].as_object()
+        && !drops.is_empty()
+    {
+        let list: Vec<String> = drops.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        info!("  drops: {}", list.join(", "));
+    }
+}
+
+fn write_stats(path: &Path, live: &Live) {
+    let doc = live.stats_json();
+    let tmp = path.with_extension("tmp");
+    let result = std::fs::File::create(&tmp)
+        .and_then(|mut f| {
+            serde_json::to_writer(&mut f, &doc)?;
+            f.write_all(b"\n")
+        })
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = result {
+        warn!("writing the stats file {}: {e}", path.display());
+    }
+}

@@ -1,0 +1,489 @@
+//! The live director: one worker thread per queue moving frames between
+//! the I/O backend and the pipeline, a housekeeping thread expiring
+//! connections, and the counters the operator reads.
+//!
+//! # Poll modes
+//! `adaptive` (the default) spins for a short while after the last frame,
+//! then sleeps in `poll()` until a frame arrives: an idle director costs
+//! nothing, which matters on small machines where the real servers share
+//! the cores. `busy` never sleeps: lowest latency, one core per worker.
+//!
+//! # Counters
+//! Workers count in plain integers and publish a copy every
+//! [`PUBLISH_EVERY`]; readers sum the copies. Nothing is shared per packet.
+
+use std::fs::File;
+use std::net::IpAddr;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+use xvs_packet::IpProtocol;
+
+use crate::ForwardMethod;
+use crate::conn::Millis;
+use crate::io::xdp::RedirectFilter;
+use crate::io::{IoError, IoStats, WorkerIo};
+use crate::pipeline::{Director, DropReason, Snapshot, TrafficCounters, WorkerCounters};
+
+/// Frames a worker takes from its sockets per round.
+pub const BURST: usize = 64;
+
+/// How often a worker publishes its counters.
+pub const PUBLISH_EVERY: Duration = Duration::from_millis(100);
+
+/// Empty rounds an adaptive worker spins before it sleeps.
+const SPIN_ROUNDS: u32 = 200;
+
+/// The longest an adaptive worker sleeps before it looks at its stop flag.
+const SLEEP: Duration = Duration::from_millis(50);
+
+/// Connections the housekeeping thread reclaims per run at most.
+const EXPIRE_BUDGET: usize = 200_000;
+
+/// How often housekeeping runs.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(100);
+
+/// Busy-poll or sleep when idle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PollMode {
+    /// Spin briefly, then sleep in `poll()` until frames arrive.
+    #[default]
+    Adaptive,
+    /// Never sleep.
+    Busy,
+}
+
+/// Milliseconds since the director started: the pipeline's clock.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    start: Instant,
+}
+
+impl Clock {
+    /// A clock starting now.
+    #[must_use]
+    pub fn start() -> Self {
+        Self {
+            start: Instant::now(),
+        }
+    }
+
+    /// Now, in milliseconds since the start (never 0).
+    #[must_use]
+    pub fn now(&self) -> Millis {
+        Millis::try_from(self.start.elapsed().as_millis()).unwrap_or(Millis::MAX) + 1
+    }
+}
+
+/// What the XDP program must redirect for `state`: every service, the
+/// replies of NAT real servers, nothing addressed to the director itself.
+#[must_use]
+pub fn redirect_filter(state: &Snapshot) -> RedirectFilter {
+    let mut filter = RedirectFilter::default();
+    for svc in &state.services {
+        filter.services.push((svc.proto, svc.vip, svc.port));
+    }
+    for dest in &state.dests {
+        if dest.method != ForwardMethod::Nat {
+            continue;
+        }
+        let proto = state.services[dest.service as usize].proto;
+        let entry = (proto, dest.addr, dest.port);
+        if !filter.nat_real_servers.contains(&entry) {
+            filter.nat_real_servers.push(entry);
+        }
+    }
+    for iface in &state.interfaces {
+        filter
+            .local_addresses
+            .extend(iface.addresses.iter().map(|n| n.addr));
+    }
+    filter
+}
+
+/// Holds `/run/xvs/<netns>-<iface>.lock` for the life of the director: a
+/// second director on the same interface (in the same network namespace)
+/// is refused with a clear message, whatever the backend.
+#[derive(Debug)]
+pub struct InterfaceLock {
+    _file: File,
+}
+
+impl InterfaceLock {
+    /// Takes the lock for `iface`.
+    ///
+    /// # Errors
+    /// Another process holds it, or `/run/xvs` cannot be written.
+    pub fn take(iface: &str) -> Result<Self, IoError> {
+        let dir = PathBuf::from("/run/xvs");
+        std::fs::create_dir_all(&dir).map_err(|e| IoError::Os {
+            what: "creating the lock directory /run/xvs",
+            iface: iface.to_owned(),
+            source: e,
+            hint: ". The director needs root",
+        })?;
+        let netns = std::fs::metadata("/proc/self/ns/net").map_or(0, |m| m.ino());
+        let path = dir.join(format!("{netns}-{iface}.lock"));
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| IoError::Os {
+                what: "opening the interface lock",
+                iface: iface.to_owned(),
+                source: e,
+                hint: ". The director needs root",
+            })?;
+        match file.try_lock() {
+            Ok(()) => Ok(Self { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(IoError::Other(format!(
+                "another xvs-director is already driving {iface} (it holds {}); \
+                 stop it first",
+                path.display()
+            ))),
+            Err(std::fs::TryLockError::Error(e)) => Err(IoError::Os {
+                what: "locking the interface",
+                iface: iface.to_owned(),
+                source: e,
+                hint: "",
+            }),
+        }
+    }
+}
+
+/// What a worker shares with the rest of the director.
+#[derive(Debug, Default)]
+struct Published {
+    counters: Mutex<WorkerCounters>,
+    io: Mutex<IoStats>,
+    failure: Mutex<Option<String>>,
+}
+
+/// A running worker.
+#[derive(Debug)]
+struct WorkerThread {
+    published: Arc<Published>,
+    handle: Option<JoinHandle<()>>,
+}
+
+/// The running data plane.
+#[derive(Debug)]
+pub struct Live {
+    director: Arc<Director>,
+    clock: Clock,
+    stop: Arc<AtomicBool>,
+    workers: Vec<WorkerThread>,
+    housekeeping: Option<JoinHandle<()>>,
+    descriptions: Vec<String>,
+}
+
+/// Options of the worker threads.
+#[derive(Debug, Clone, Default)]
+pub struct WorkerOptions {
+    /// Busy-poll or adaptive.
+    pub poll: PollMode,
+    /// CPUs to pin workers to, in worker order (empty: no pinning).
+    pub cpus: Vec<usize>,
+}
+
+impl Live {
+    /// Starts one worker per I/O handle, and the housekeeping thread.
+    ///
+    /// # Errors
+    /// A thread could not be spawned.
+    pub fn start(
+        director: Arc<Director>,
+        clock: Clock,
+        ios: Vec<Box<dyn WorkerIo>>,
+        options: &WorkerOptions,
+    ) -> Result<Self, IoError> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut workers = Vec::with_capacity(ios.len());
+        let mut descriptions = Vec::with_capacity(ios.len());
+        for (index, io) in ios.into_iter().enumerate() {
+            descriptions.push(io.describe());
+            let published = Arc::new(Published::default());
+            *published.counters.lock() = director.worker(0).counters;
+            let ctx = WorkerContext {
+                director: Arc::clone(&director),
+                clock,
+                stop: Arc::clone(&stop),
+                published: Arc::clone(&published),
+                poll: options.poll,
+                cpu: options.cpus.get(index).copied(),
+                seed: 0x9e37_79b9_7f4a_7c15 ^ index as u64,
+            };
+            let handle = std::thread::Builder::new()
+                .name(format!("xvs-worker-{index}"))
+                .spawn(move || ctx.run(io))
+                .map_err(|e| IoError::Other(format!("starting worker {index}: {e}")))?;
+            workers.push(WorkerThread {
+                published,
+                handle: Some(handle),
+            });
+        }
+        let hk_director = Arc::clone(&director);
+        let hk_stop = Arc::clone(&stop);
+        let housekeeping = std::thread::Builder::new()
+            .name("xvs-housekeeping".to_owned())
+            .spawn(move || {
+                while !hk_stop.load(Ordering::Relaxed) {
+                    hk_director.housekeeping(clock.now(), EXPIRE_BUDGET);
+                    std::thread::sleep(HOUSEKEEPING_EVERY);
+                }
+            })
+            .map_err(|e| IoError::Other(format!("starting housekeeping: {e}")))?;
+        Ok(Self {
+            director,
+            clock,
+            stop,
+            workers,
+            housekeeping: Some(housekeeping),
+            descriptions,
+        })
+    }
+
+    /// One line per worker saying what it drives.
+    #[must_use]
+    pub fn descriptions(&self) -> &[String] {
+        &self.descriptions
+    }
+
+    /// The first worker failure, if a worker has stopped on an error.
+    #[must_use]
+    pub fn failure(&self) -> Option<String> {
+        self.workers
+            .iter()
+            .find_map(|w| w.published.failure.lock().clone())
+    }
+
+    /// Every worker's counters, summed.
+    #[must_use]
+    pub fn counters(&self) -> (WorkerCounters, IoStats) {
+        let mut total = self.director.worker(0).counters;
+        let mut io = IoStats::default();
+        for w in &self.workers {
+            add_counters(&mut total, &w.published.counters.lock());
+            add_io(&mut io, &w.published.io.lock());
+        }
+        (total, io)
+    }
+
+    /// The counters as the stats file and the periodic log show them.
+    #[must_use]
+    pub fn stats_json(&self) -> Value {
+        let (c, io) = self.counters();
+        stats_json(&self.director, &c, &io, self.clock.now())
+    }
+
+    /// Stops the workers and housekeeping and waits for them.
+    pub fn stop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for w in &mut self.workers {
+            if let Some(h) = w.handle.take() {
+                let _ = h.join();
+            }
+        }
+        if let Some(h) = self.housekeeping.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+struct WorkerContext {
+    director: Arc<Director>,
+    clock: Clock,
+    stop: Arc<AtomicBool>,
+    published: Arc<Published>,
+    poll: PollMode,
+    cpu: Option<usize>,
+    seed: u64,
+}
+
+impl WorkerContext {
+    fn run(self, mut io: Box<dyn WorkerIo>) {
+        if let Some(cpu) = self.cpu
+            && let Err(e) = crate::io::pin_to_cpu(cpu)
+        {
+            log::warn!("worker not pinned to CPU {cpu}: {e}");
+        }
+        let director = &*self.director;
+        let mut worker = director.worker(self.seed);
+        let mut idle = 0u32;
+        let mut published_at = Instant::now();
+        while !self.stop.load(Ordering::Relaxed) {
+            let now = self.clock.now();
+            let received = io.run_burst(BURST, &mut |f| {
+                director
+                    .process(&mut worker, f.buf, f.start, f.len, f.rx, now)
+                    .verdict
+            });
+            match received {
+                Ok(0) => {
+                    idle += 1;
+                    if self.poll == PollMode::Adaptive && idle >= SPIN_ROUNDS {
+                        idle = 0;
+                        if let Err(e) = io.wait(SLEEP) {
+                            *self.published.failure.lock() = Some(e.to_string());
+                            break;
+                        }
+                    }
+                }
+                Ok(_) => idle = 0,
+                Err(e) => {
+                    *self.published.failure.lock() = Some(e.to_string());
+                    break;
+                }
+            }
+            if published_at.elapsed() >= PUBLISH_EVERY {
+                published_at = Instant::now();
+                self.published.counters.lock().clone_from(&worker.counters);
+                *self.published.io.lock() = io.stats();
+            }
+        }
+        self.published.counters.lock().clone_from(&worker.counters);
+        *self.published.io.lock() = io.stats();
+    }
+}
+
+fn add_traffic(total: &mut TrafficCounters, c: &TrafficCounters) {
+    total.conns += c.conns;
+    total.packets_in += c.packets_in;
+    total.packets_out += c.packets_out;
+    total.bytes_in += c.bytes_in;
+    total.bytes_out += c.bytes_out;
+}
+
+fn add_counters(total: &mut WorkerCounters, c: &WorkerCounters) {
+    total.frames += c.frames;
+    total.transmitted += c.transmitted;
+    total.passed += c.passed;
+    total.stateless += c.stateless;
+    total.too_big_sent += c.too_big_sent;
+    for (t, d) in total.drops.iter_mut().zip(&c.drops) {
+        *t += d;
+    }
+    for (t, d) in total.dests.iter_mut().zip(&c.dests) {
+        add_traffic(t, d);
+    }
+}
+
+fn add_io(total: &mut IoStats, s: &IoStats) {
+    total.rx_frames += s.rx_frames;
+    total.tx_frames += s.tx_frames;
+    total.tx_dropped += s.tx_dropped;
+    total.pass_unreachable += s.pass_unreachable;
+    total.sleeps += s.sleeps;
+    total.kernel_rx_dropped += s.kernel_rx_dropped;
+}
+
+fn proto_name(p: IpProtocol) -> &'static str {
+    match p {
+        IpProtocol::Tcp => "tcp",
+        IpProtocol::Udp => "udp",
+        _ => "other",
+    }
+}
+
+fn method_name(m: ForwardMethod) -> &'static str {
+    match m {
+        ForwardMethod::Nat => "nat",
+        ForwardMethod::DirectRouting => "dr",
+        ForwardMethod::Tunnel => "tun",
+    }
+}
+
+fn traffic_json(t: &TrafficCounters) -> serde_json::Map<String, Value> {
+    let mut m = serde_json::Map::new();
+    m.insert("conns".into(), t.conns.into());
+    m.insert("packets_in".into(), t.packets_in.into());
+    m.insert("packets_out".into(), t.packets_out.into());
+    m.insert("bytes_in".into(), t.bytes_in.into());
+    m.insert("bytes_out".into(), t.bytes_out.into());
+    m
+}
+
+fn addr_string(a: IpAddr) -> String {
+    a.to_string()
+}
+
+/// The stats document: totals, drops by reason, I/O counters, and per
+/// service and real server what `ipvsadm -L --stats` shows.
+#[must_use]
+pub fn stats_json(director: &Director, c: &WorkerCounters, io: &IoStats, now: Millis) -> Value {
+    let state = director.state();
+    let mut drops = serde_json::Map::new();
+    for &reason in DropReason::ALL {
+        let n = c.dropped(reason);
+        if n > 0 {
+            drops.insert(reason.name().to_owned(), n.into());
+        }
+    }
+    let mut services = Vec::with_capacity(state.services.len());
+    for (si, svc) in state.services.iter().enumerate() {
+        let mut total = TrafficCounters::default();
+        let mut servers = Vec::new();
+        for (di, dest) in state.dests.iter().enumerate() {
+            if dest.service as usize != si {
+                continue;
+            }
+            let t = c.dests.get(di).copied().unwrap_or_default();
+            add_traffic(&mut total, &t);
+            let mut m = traffic_json(&t);
+            m.insert("address".into(), addr_string(dest.addr).into());
+            m.insert("port".into(), dest.port.into());
+            m.insert("method".into(), method_name(dest.method).into());
+            match dest.server.and_then(|id| svc.sched.servers().get(id)) {
+                Some(rs) => {
+                    m.insert("weight".into(), rs.weight().into());
+                    m.insert("active_conns".into(), rs.active_conns().into());
+                    m.insert("inactive_conns".into(), rs.inactive_conns().into());
+                    m.insert("fallback".into(), false.into());
+                }
+                None => {
+                    m.insert("fallback".into(), true.into());
+                }
+            }
+            servers.push(Value::Object(m));
+        }
+        let mut m = traffic_json(&total);
+        m.insert("proto".into(), proto_name(svc.proto).into());
+        m.insert("vip".into(), addr_string(svc.vip).into());
+        m.insert("port".into(), svc.port.into());
+        m.insert("scheduler".into(), svc.sched.scheduler().name().into());
+        m.insert("real_servers".into(), Value::Array(servers));
+        services.push(Value::Object(m));
+    }
+    json!({
+        "time_ms": now,
+        "frames": c.frames,
+        "transmitted": c.transmitted,
+        "passed": c.passed,
+        "stateless": c.stateless,
+        "too_big_sent": c.too_big_sent,
+        "drops": drops,
+        "connections": director.table().len(),
+        "io": {
+            "rx_frames": io.rx_frames,
+            "tx_frames": io.tx_frames,
+            "tx_dropped": io.tx_dropped,
+            "pass_unreachable": io.pass_unreachable,
+            "sleeps": io.sleeps,
+            "kernel_rx_dropped": io.kernel_rx_dropped,
+        },
+        "services": services,
+    })
+}
