@@ -16,6 +16,8 @@ need_root() {
 # on a machine that has them already.
 XVS_PACKAGES=(
     build-essential   # cc and c++: -sys crates and libFuzzer (fuzz smoke run)
+    clang llvm        # the director's XDP program, and libxdp's own BPF objects
+    m4 libelf-dev zlib1g-dev libpcap-dev pkg-config make  # libxdp/libbpf, built by xsk-rs
 )
 
 # ensure_packages PKG...: installs the ones dpkg does not know as installed.
