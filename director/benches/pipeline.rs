@@ -33,7 +33,9 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use etherparse::PacketBuilder;
 use xvs_director::config::ClusterConfig;
-use xvs_director::pipeline::{Director, HEADROOM, IfaceId, Verdict, Worker};
+use xvs_director::pipeline::{
+    Burst, Director, HEADROOM, IfaceId, Outcome, RxFrame, Verdict, Worker,
+};
 
 const CONNS: usize = 1_000_000;
 /// Fresh flows cycled through by the SYN benchmark.
@@ -261,6 +263,30 @@ fn run_one(f: &mut Fixture, which: Which, i: usize, buf: &mut [u8], now: u64) ->
     }
 }
 
+/// Frames per receive burst in the burst benchmarks.
+const BURST: usize = 64;
+
+/// A receive burst: one buffer per frame, all from one interface.
+struct Bufs {
+    bufs: Vec<Vec<u8>>,
+    rx: IfaceId,
+}
+
+impl Burst for Bufs {
+    fn len(&self) -> usize {
+        self.bufs.len()
+    }
+
+    fn frame(&mut self, i: usize) -> RxFrame<'_> {
+        RxFrame {
+            buf: &mut self.bufs[i],
+            start: HEADROOM,
+            len: FRAME_LEN,
+            rx: self.rx,
+        }
+    }
+}
+
 #[derive(Clone, Copy)]
 enum Which {
     Inbound,
@@ -306,6 +332,47 @@ fn benches(c: &mut Criterion) {
             b.iter(|| black_box(run_one(&mut f, which, 12_345, &mut buf, now)));
         });
     }
+
+    g.finish();
+
+    // The same frames in receive bursts of 64 (`process_burst`), as live
+    // workers hand them over: throughput is per frame.
+    let mut g = c.benchmark_group("pipeline_1M_burst64");
+    g.throughput(Throughput::Elements(BURST as u64));
+    let mut bursts = Bufs {
+        bufs: (0..BURST).map(|_| vec![0u8; HEADROOM + 2048]).collect(),
+        rx: CLIENT_SIDE,
+    };
+    let mut outcomes = [Outcome {
+        verdict: Verdict::PassToKernel,
+        dest: None,
+    }; BURST];
+    for (name, which) in [
+        ("nat_inbound_established", Which::Inbound),
+        ("nat_reply", Which::Reply),
+    ] {
+        let (templates, rx) = match which {
+            Which::Inbound => (&f.inbound, CLIENT_SIDE),
+            _ => (&f.reply, SERVER_SIDE),
+        };
+        bursts.rx = rx;
+        let mut i = 0;
+        g.bench_function(format!("{name}_scattered"), |b| {
+            b.iter(|| {
+                for buf in &mut bursts.bufs {
+                    i = if i + 1 == CONNS { 0 } else { i + 1 };
+                    buf[HEADROOM..HEADROOM + FRAME_LEN].copy_from_slice(templates.get(i));
+                }
+                let n = f
+                    .director
+                    .process_burst(&mut f.worker, &mut bursts, now, &mut outcomes);
+                black_box(n)
+            });
+        });
+    }
+    g.finish();
+    let mut g = c.benchmark_group("pipeline_1M");
+    g.throughput(Throughput::Elements(1));
 
     // Fresh SYNs: batches of SYNS_PER_MS timed, the clock and the sweeper
     // advanced between batches.

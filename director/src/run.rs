@@ -29,10 +29,12 @@ use crate::ForwardMethod;
 use crate::conn::Millis;
 use crate::io::xdp::RedirectFilter;
 use crate::io::{IoError, IoStats, WorkerIo};
-use crate::pipeline::{Director, DropReason, Snapshot, TrafficCounters, WorkerCounters};
+use crate::pipeline::{
+    Director, DropReason, MAX_BURST, Outcome, Snapshot, TrafficCounters, Verdict, WorkerCounters,
+};
 
 /// Frames a worker takes from its sockets per round.
-pub const BURST: usize = 64;
+pub const BURST: usize = MAX_BURST;
 
 /// How often a worker publishes its counters.
 pub const PUBLISH_EVERY: Duration = Duration::from_millis(100);
@@ -323,13 +325,18 @@ impl WorkerContext {
         let director = &*self.director;
         let mut worker = director.worker(self.seed);
         let mut idle = 0u32;
+        let mut outcomes = [Outcome {
+            verdict: Verdict::PassToKernel,
+            dest: None,
+        }; MAX_BURST];
         let mut published_at = Instant::now();
         while !self.stop.load(Ordering::Relaxed) {
             let now = self.clock.now();
-            let received = io.run_burst(BURST, &mut |f| {
-                director
-                    .process(&mut worker, f.buf, f.start, f.len, f.rx, now)
-                    .verdict
+            let received = io.run_burst(BURST, &mut |burst, verdicts| {
+                let n = director.process_burst(&mut worker, burst, now, &mut outcomes);
+                for (v, o) in verdicts.iter_mut().zip(&outcomes[..n]) {
+                    *v = o.verdict;
+                }
             });
             match received {
                 Ok(0) => {

@@ -35,8 +35,8 @@ use xsk_rs::config::{
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 
 use super::xdp::XdpProgram;
-use super::{IoError, IoInterface, IoStats, RxFrame, WorkerIo};
-use crate::pipeline::{HEADROOM, IfaceId, Verdict};
+use super::{Burst, IoError, IoInterface, IoStats, RxFrame, WorkerIo};
+use crate::pipeline::{DropReason, HEADROOM, IfaceId, MAX_BURST, Verdict};
 
 /// UMEM frame size.
 const FRAME_SIZE: u32 = 4096;
@@ -163,7 +163,7 @@ impl AfXdpIo {
             umem,
             ports: Vec::with_capacity(interfaces.len()),
             free,
-            batch: vec![FrameDesc::default(); 64],
+            batch: vec![FrameDesc::default(); MAX_BURST],
             data_room,
             zero_copy: false,
             queue,
@@ -311,39 +311,72 @@ impl AfXdpIo {
     }
 }
 
+/// The frames of one rx ring's burst, lent to the pipeline.
+struct XdpBurst<'a> {
+    umem: &'a Umem,
+    descs: &'a mut [FrameDesc],
+    rx: IfaceId,
+    data_room: usize,
+}
+
+impl Burst for XdpBurst<'_> {
+    fn len(&self) -> usize {
+        self.descs.len()
+    }
+
+    fn frame(&mut self, i: usize) -> RxFrame<'_> {
+        let desc = &mut self.descs[i];
+        let len = desc.lengths().data();
+        // SAFETY: `desc` was consumed from the rx ring this burst, so the
+        // frame is ours alone until we put it on a ring again.
+        let mut data = unsafe { self.umem.data_mut(desc) };
+        let packet = data.contents_mut().as_mut_ptr();
+        // SAFETY: the frame runs from XDP_PACKET_HEADROOM (256) bytes
+        // before the packet (frame_headroom is 0) to `data_room` bytes
+        // after its start, all inside the UMEM mapping and inside this one
+        // frame; the returned borrow of `self` keeps any other frame view
+        // of it from existing at the same time.
+        let buf = unsafe {
+            std::slice::from_raw_parts_mut(packet.sub(HEADROOM), HEADROOM + self.data_room)
+        };
+        RxFrame {
+            buf,
+            start: HEADROOM,
+            len,
+            rx: self.rx,
+        }
+    }
+}
+
 impl WorkerIo for AfXdpIo {
     fn run_burst(
         &mut self,
         burst: usize,
-        decide: &mut dyn FnMut(RxFrame<'_>) -> Verdict,
+        decide: &mut dyn FnMut(&mut dyn Burst, &mut [Verdict]),
     ) -> Result<usize, IoError> {
         let burst = burst.clamp(1, self.batch.len());
         let mut received = 0;
+        let mut verdicts = [Verdict::PassToKernel; MAX_BURST];
         for p in 0..self.ports.len() {
             // SAFETY: the rx ring hands back frames of this UMEM.
             let n = unsafe { self.ports[p].rx.consume(&mut self.batch[..burst]) };
+            if n == 0 {
+                continue;
+            }
             received += n;
-            let rx = self.ports[p].id;
-            for i in 0..n {
-                let mut desc = self.batch[i];
-                let len = desc.lengths().data();
-                // SAFETY: `desc` was just consumed from the rx ring, so the
-                // frame is ours alone until we put it on a ring again.
-                let mut data = unsafe { self.umem.data_mut(&mut desc) };
-                let packet = data.contents_mut().as_mut_ptr();
-                // SAFETY: the frame runs from XDP_PACKET_HEADROOM (256) bytes
-                // before the packet (frame_headroom is 0) to `data_room`
-                // bytes after its start, all inside the UMEM mapping and
-                // inside this one frame, which no one else touches now.
-                let buf = unsafe {
-                    std::slice::from_raw_parts_mut(packet.sub(HEADROOM), HEADROOM + self.data_room)
-                };
-                let verdict = decide(RxFrame {
-                    buf,
-                    start: HEADROOM,
-                    len,
-                    rx,
-                });
+            let verdicts = &mut verdicts[..n];
+            verdicts.fill(Verdict::Drop(DropReason::EthernetTruncated));
+            decide(
+                &mut XdpBurst {
+                    umem: &self.umem,
+                    descs: &mut self.batch[..n],
+                    rx: self.ports[p].id,
+                    data_room: self.data_room,
+                },
+                verdicts,
+            );
+            for (&verdict, &desc) in verdicts.iter().zip(&self.batch[..n]) {
+                let mut desc = desc;
                 match verdict {
                     Verdict::Transmit { iface, start, len } => {
                         let Some(port) = self.ports.iter_mut().find(|p| p.id == iface) else {
@@ -352,23 +385,23 @@ impl WorkerIo for AfXdpIo {
                             continue;
                         };
                         let fits =
-                            len <= self.data_room && start + len <= HEADROOM + self.data_room;
+                            start + len <= HEADROOM + self.data_room && len <= self.data_room;
                         if !fits {
                             self.stats.tx_dropped += 1;
                             self.free.push(desc);
                             continue;
                         }
+                        // SAFETY: still our frame (consumed this burst).
+                        let mut data = unsafe { self.umem.data_mut(&mut desc) };
                         if start != HEADROOM {
+                            let packet = data.contents_mut().as_mut_ptr();
                             // SAFETY: both ranges lie in this frame (checked
                             // above); `copy` handles the overlap.
                             unsafe {
                                 std::ptr::copy(packet.sub(HEADROOM).add(start), packet, len);
                             }
                         }
-                        // SAFETY: still our frame; sets the length sent.
-                        unsafe { self.umem.data_mut(&mut desc) }
-                            .cursor()
-                            .set_pos(len);
+                        data.cursor().set_pos(len);
                         port.pending.push(desc);
                     }
                     Verdict::PassToKernel => {

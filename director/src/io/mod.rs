@@ -22,25 +22,14 @@
 //! syscall per burst and interface, not per frame.
 
 pub mod afxdp;
+pub mod mem;
 pub mod xdp;
 
 use std::time::Duration;
 
 use crate::pipeline::{IfaceId, Verdict};
 
-/// One received frame, lent to the pipeline for the length of one call.
-#[derive(Debug)]
-pub struct RxFrame<'a> {
-    /// The buffer holding the frame, with headroom in front of it and room
-    /// behind it for a frame that grows (an ICMP reply, a tunnel header).
-    pub buf: &'a mut [u8],
-    /// First byte of the frame in `buf` (at least `HEADROOM`).
-    pub start: usize,
-    /// Length of the frame.
-    pub len: usize,
-    /// The interface it arrived on.
-    pub rx: IfaceId,
-}
+pub use crate::pipeline::{Burst, RxFrame};
 
 /// What the I/O layer itself counts, beside the pipeline's counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -92,9 +81,11 @@ pub enum IoError {
 
 /// One worker's sockets on every interface, whatever the backend.
 pub trait WorkerIo: Send {
-    /// Receives up to `burst` frames from the interfaces, hands each to
-    /// `decide`, carries out the verdicts and flushes the transmits.
-    /// Returns how many frames were received (0: nothing was waiting).
+    /// Receives up to `burst` frames from the interfaces and hands them to
+    /// `decide` as one [`Burst`] per interface, with a verdict slot per
+    /// frame (pre-set to `Drop`); carries out the verdicts and flushes the
+    /// transmits. Returns how many frames were received (0: nothing was
+    /// waiting).
     ///
     /// # Errors
     /// A socket that failed for good; transient conditions (ring full,
@@ -102,7 +93,7 @@ pub trait WorkerIo: Send {
     fn run_burst(
         &mut self,
         burst: usize,
-        decide: &mut dyn FnMut(RxFrame<'_>) -> Verdict,
+        decide: &mut dyn FnMut(&mut dyn Burst, &mut [Verdict]),
     ) -> Result<usize, IoError>;
 
     /// Sleeps until a frame may be waiting on any interface, or `timeout`

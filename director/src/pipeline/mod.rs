@@ -49,6 +49,9 @@
 pub mod snapshot;
 pub mod verdict;
 
+#[cfg(test)]
+mod tests;
+
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -58,7 +61,7 @@ use xvs_packet::icmp_error::{build_too_big, nat_error_inbound, nat_error_outboun
 use xvs_packet::parse::{Fragment, IcmpKind, IpFrame, IpVersion};
 use xvs_packet::rewrite::{RewriteError, decrement_hop_limit, nat_inbound, nat_outbound};
 use xvs_packet::tunnel::{OuterSource, Tunnel, encapsulate, outer_len};
-use xvs_packet::{FlowOrigin, FrameKind, IpProtocol, parse_into};
+use xvs_packet::{FlowOrigin, FrameKind, IpProtocol, ParseError, parse_into};
 use xvs_packet::{ipv4, ipv6};
 use xvs_sched::{NotScheduled, SchedContext, SplitMix64, TemplateId, Templates};
 
@@ -69,6 +72,37 @@ use crate::conn::{
 };
 pub use snapshot::{BuildError, Dest, DestIndex, Iface, InterfaceRole, Snapshot};
 pub use verdict::{DropReason, IfaceId, Verdict};
+
+/// Frames [`Director::process_burst`] decides in one call at most.
+pub const MAX_BURST: usize = 64;
+
+/// One received frame, lent to the pipeline for the length of one call.
+#[derive(Debug)]
+pub struct RxFrame<'a> {
+    /// The buffer holding the frame, with [`HEADROOM`] bytes in front of
+    /// it and room behind it for a frame that grows (an ICMP reply).
+    pub buf: &'a mut [u8],
+    /// First byte of the frame in `buf` (at least [`HEADROOM`]).
+    pub start: usize,
+    /// Length of the frame.
+    pub len: usize,
+    /// The interface it arrived on.
+    pub rx: IfaceId,
+}
+
+/// A receive burst, as the I/O layer holds it: frames by position, each
+/// lent out as often as the pipeline asks (it reads every frame once to
+/// parse it, then once to decide it).
+pub trait Burst {
+    /// Frames in the burst.
+    fn len(&self) -> usize;
+    /// True when the burst holds no frame.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Frame `i` (`i < len()`).
+    fn frame(&mut self, i: usize) -> RxFrame<'_>;
+}
 
 /// Bytes a caller must leave free in front of every frame: room for the
 /// largest outer header (IPv6, 40 bytes), rounded up.
@@ -173,7 +207,7 @@ pub struct Director {
     state: Snapshot,
     table: ConnTable,
     templates: Vec<Option<Mutex<Templates>>>,
-    conn_template: Vec<AtomicU32>,
+    conn_template: Box<[AtomicU32]>,
 }
 
 /// The frame being decided: its buffer, where in it the frame lies, and
@@ -246,7 +280,8 @@ impl Director {
                     .map(|_| Mutex::new(Templates::new()))
             })
             .collect();
-        let conn_template = (0..capacity).map(|_| AtomicU32::new(NO_TEMPLATE)).collect();
+        let conn_template =
+            crate::io::mem::huge_boxed_slice(capacity as usize, |_| AtomicU32::new(NO_TEMPLATE));
         Ok(Self {
             state,
             table: ConnTable::new(capacity, seed),
@@ -325,7 +360,6 @@ impl Director {
         rx: IfaceId,
         now: Millis,
     ) -> Outcome {
-        worker.counters.frames += 1;
         worker.now = now;
         let mut frame = Received {
             buf,
@@ -333,7 +367,70 @@ impl Director {
             len,
             rx,
         };
-        let outcome = self.decide(worker, &mut frame, now);
+        self.count(worker, |this, w| this.decide(w, &mut frame, now))
+    }
+
+    /// Decides the fate of a whole receive burst: `out[i]` gets the outcome
+    /// of `burst.frame(i)`, for the first `min(burst.len(), out.len(),
+    /// MAX_BURST)` frames; returns how many were decided. Same decisions as
+    /// [`Director::process`] frame by frame, but every frame is parsed
+    /// first and the connection-table reads of the whole burst are issued
+    /// together, so that their cache misses overlap instead of queueing.
+    pub fn process_burst(
+        &self,
+        worker: &mut Worker,
+        burst: &mut dyn Burst,
+        now: Millis,
+        out: &mut [Outcome],
+    ) -> usize {
+        let n = burst.len().min(out.len()).min(MAX_BURST);
+        let mut parsed = [IpFrame::default(); MAX_BURST];
+        let mut kinds = [Ok(FrameKind::Ip); MAX_BURST];
+        let mut inbound = [parsed[0].flow; MAX_BURST];
+        let mut replies = [parsed[0].flow; MAX_BURST];
+        let (mut n_in, mut n_reply) = (0, 0);
+        for i in 0..n {
+            let f = burst.frame(i);
+            kinds[i] = match f.buf.get(f.start..f.start + f.len) {
+                Some(bytes) => parse_into(bytes, &mut parsed[i]),
+                None => Err(ParseError::Ethernet(ethernet::EthernetError::Truncated)),
+            };
+            if kinds[i] == Ok(FrameKind::Ip) {
+                inbound[n_in] = parsed[i].flow;
+                n_in += 1;
+                if self.state.iface(f.rx).role == InterfaceRole::Server {
+                    replies[n_reply] = parsed[i].flow;
+                    n_reply += 1;
+                }
+            }
+        }
+        self.table.warm_inbound(&inbound[..n_in]);
+        self.table.warm_reply(&replies[..n_reply]);
+        worker.now = now;
+        for i in 0..n {
+            let f = burst.frame(i);
+            let mut frame = Received {
+                buf: f.buf,
+                start: f.start,
+                len: f.len,
+                rx: f.rx,
+            };
+            out[i] = self.count(worker, |this, w| {
+                this.decide_parsed(w, &mut frame, &parsed[i], kinds[i], now)
+            });
+        }
+        n
+    }
+
+    /// Runs `decide` and counts its verdict.
+    #[inline(always)]
+    fn count(
+        &self,
+        worker: &mut Worker,
+        decide: impl FnOnce(&Self, &mut Worker) -> Outcome,
+    ) -> Outcome {
+        worker.counters.frames += 1;
+        let outcome = decide(self, worker);
         match outcome.verdict {
             Verdict::Transmit { .. } => worker.counters.transmitted += 1,
             Verdict::PassToKernel => worker.counters.passed += 1,
@@ -349,12 +446,23 @@ impl Director {
         // Filled in place and only ever borrowed: returning it by value
         // would cost more than the parse (see `xvs_packet::parse_into`).
         let mut parsed = IpFrame::default();
-        match parse_into(frame, &mut parsed) {
+        let kind = parse_into(frame, &mut parsed);
+        self.decide_parsed(w, f, &parsed, kind, now)
+    }
+
+    fn decide_parsed(
+        &self,
+        w: &mut Worker,
+        f: &mut Received<'_>,
+        ip: &IpFrame,
+        kind: Result<FrameKind, ParseError>,
+        now: Millis,
+    ) -> Outcome {
+        match kind {
             Ok(FrameKind::Ip) => {}
             Ok(FrameKind::NotIp { .. }) => return Outcome::of(Verdict::PassToKernel),
             Err(e) => return Outcome::of(Verdict::Drop(e.into())),
         }
-        let ip = &parsed;
         let st = &self.state;
         if ip.fragment == Fragment::Later {
             let verdict = if st.is_vip(ip.flow.dst) {

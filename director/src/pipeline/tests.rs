@@ -137,7 +137,15 @@ fn ip6(s: &str) -> [u8; 16] {
 
 /// A TCP frame over IPv4 or IPv6 (by the addresses' family); flags in
 /// tcpdump's letters: S, A, F, R, P.
-fn tcp(macs: ([u8; 6], [u8; 6]), src: &str, dst: &str, ports: (u16, u16), flags: &str, ttl: u8, payload: &[u8]) -> Vec<u8> {
+fn tcp(
+    macs: ([u8; 6], [u8; 6]),
+    src: &str,
+    dst: &str,
+    ports: (u16, u16),
+    flags: &str,
+    ttl: u8,
+    payload: &[u8],
+) -> Vec<u8> {
     let eth = PacketBuilder::ethernet2(macs.0, macs.1);
     let b = if src.contains(':') {
         eth.ipv6(ip6(src), ip6(dst), ttl)
@@ -215,6 +223,31 @@ fn director() -> (Director, Worker) {
     (d, w)
 }
 
+/// Fixtures in a receive burst, each in its own buffer.
+struct FixtureBurst {
+    bufs: Vec<(Vec<u8>, usize, IfaceId)>,
+}
+
+impl Burst for FixtureBurst {
+    fn len(&self) -> usize {
+        self.bufs.len()
+    }
+
+    fn frame(&mut self, i: usize) -> RxFrame<'_> {
+        let (buf, len, rx) = &mut self.bufs[i];
+        RxFrame {
+            buf,
+            start: HEADROOM,
+            len: *len,
+            rx: *rx,
+        }
+    }
+}
+
+/// Runs the fixtures twice, on two identical directors: one frame at a
+/// time through [`Director::process`], and in bursts of
+/// [`BURST_IN_TESTS`] through [`Director::process_burst`]; both must meet
+/// every expectation. Returns the first director.
 fn run(fixtures: &[Fixture]) -> (Director, Worker) {
     let (d, mut w) = director();
     for (i, f) in fixtures.iter().enumerate() {
@@ -228,7 +261,43 @@ fn run(fixtures: &[Fixture]) -> (Director, Worker) {
             f.rx,
             1000 + i as u64,
         );
-        match (&f.expect, out.verdict) {
+        check(i, f, out.verdict, &buf);
+    }
+    let (bd, mut bw) = director();
+    for (c, chunk) in fixtures.chunks(BURST_IN_TESTS).enumerate() {
+        let first = c * BURST_IN_TESTS;
+        let mut burst = FixtureBurst {
+            bufs: chunk
+                .iter()
+                .map(|f| {
+                    let mut buf = vec![0u8; HEADROOM + f.input.len()];
+                    buf[HEADROOM..].copy_from_slice(&f.input);
+                    (buf, f.input.len(), f.rx)
+                })
+                .collect(),
+        };
+        let mut out = [Outcome::of(Verdict::PassToKernel); MAX_BURST];
+        // One clock reading per burst, as a live worker has.
+        let n = bd.process_burst(&mut bw, &mut burst, 1000 + first as u64, &mut out);
+        assert_eq!(n, chunk.len());
+        for (j, f) in chunk.iter().enumerate() {
+            check(first + j, f, out[j].verdict, &burst.bufs[j].0);
+        }
+    }
+    assert_eq!(
+        w.counters, bw.counters,
+        "process and process_burst count alike"
+    );
+    (d, w)
+}
+
+/// Fixtures per burst in [`run`]: small, so that every fixture list spans
+/// several bursts and some frames meet connections opened in the same one.
+const BURST_IN_TESTS: usize = 4;
+
+fn check(i: usize, f: &Fixture, verdict: Verdict, buf: &[u8]) {
+    {
+        match (&f.expect, verdict) {
             (
                 Expect::Transmit(iface, frame),
                 Verdict::Transmit {
@@ -253,7 +322,6 @@ fn run(fixtures: &[Fixture]) -> (Director, Worker) {
             (_, got) => panic!("#{i} {}: unexpected verdict {got:?}", f.description),
         }
     }
-    (d, w)
 }
 
 const C4: &str = "198.51.100.7";
