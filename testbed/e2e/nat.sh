@@ -126,7 +126,7 @@ http() {
     local url=$1 family=$2 out count page
     shift 2
     out=$work/http.out
-    timeout 300 ip netns exec xvs-client curl -s --connect-timeout 3 --max-time 10 \
+    timeout 300 ip netns exec xvs-client curl -s --fail-early --connect-timeout 3 --max-time 10 \
         -w '\n%{http_code} %{num_connects}\n' "$@" "$url" >"$out" 2>/dev/null || true
     ok=$(grep -cE '^200 [0-9]+$' "$out" || true)
     connects=$(awk '/^[0-9][0-9][0-9] [0-9]+$/ { n += $2 } END { print n + 0 }' "$out")
@@ -251,7 +251,20 @@ pmtu_learned() {
 }
 
 stat_positive() { fresh_stats && [ "$("$PY" "$XVS_ROOT/testbed/lib/xvs-stats.py" get "$STATE/stats.json" "$1")" -gt 0 ]; }
-connection_fails() { ! client curl -s -o /dev/null --connect-timeout 3 --max-time 4 "$1"; }
+# offload_breaks_xvs: with offload on, a connection through the VIP fails
+# although the director received and scheduled it (so it failed on the way,
+# not because the director was deaf).
+offload_breaks_xvs() {
+    local scheduled
+    if client curl -s -o /dev/null --connect-timeout 3 --max-time 4 "http://$VIP4/"; then
+        echo "  the connection succeeded: partial checksums did not break it (does the director now recompute them?)"
+        return 1
+    fi
+    fresh_stats || return 1
+    scheduled=$("$PY" "$XVS_ROOT/testbed/lib/xvs-stats.py" conns "$STATE/stats.json" tcp "$VIP4" 80 | awk '{ n += $2 } END { print n + 0 }')
+    echo "  the connection failed; the director scheduled $scheduled connection(s)"
+    [ "$scheduled" -gt 0 ]
+}
 
 say "VS/NAT end-to-end suite through $label"
 
@@ -268,7 +281,7 @@ check "wrr 1,2,3 shares exactly 100/200/300 ($s)" test "$s" = "rs1=100 rs2=200 r
 
 http "http://$VIP4/?k=[1-20]" 4
 s=$(shares)
-servers=$(grep -E '^rs[0-9]+$' "$work/http.out" | sort -u | wc -l)
+servers=$( (grep -E '^rs[0-9]+$' "$work/http.out" || true) | sort -u | wc -l)
 check "keep-alive: 20 requests answered on $connects connection by $servers server ($s)" \
     test "$ok" = 20 -a "$connects" = 1 -a "$servers" = 1
 
@@ -327,8 +340,8 @@ down
 # the checksum is partial.)
 if [ "$balancer" = xvs ] && [ "$backend" = xdp ]; then
     up --scheduler wrr --weights 1,2,3 --keep-offload
-    check "with offload left on, a connection through xvs fails (partial checksums reach the real server)" \
-        connection_fails "http://$VIP4/"
+    check "with offload left on, a connection the director scheduled fails (partial checksums reach the real server)" \
+        offload_breaks_xvs
     down
 fi
 

@@ -16,6 +16,14 @@ need_root() {
 # on a machine that has them already.
 XVS_PACKAGES=(
     build-essential   # cc and c++: -sys crates and libFuzzer (fuzz smoke run)
+    iproute2          # ip: namespaces, veths, bridge of the testbed (cluster.sh)
+    ethtool           # transmit checksum offload off on the testbed's endpoints
+    nftables          # the kernel's NAT load balancing, the testbed's peer balancer
+    nginx-light       # the real servers' web server
+    curl              # HTTP checks of the end-to-end suite
+    wrk               # HTTP load from the client (demo, benchmarks)
+    iputils-ping      # reachability checks
+    python3           # UDP echo server and client, stats file reader
 )
 
 # ensure_packages PKG...: installs the ones dpkg does not know as installed.
