@@ -146,10 +146,8 @@ write_director_config() {
     local ifname role addrs mac mtu proto vip port k
     {
         echo "# xvs-director config for the testbed's NAT cluster (written by testbed/cluster.sh up)."
-        echo "# Keys: director/CONFIG.md. Neighbours come from the kernel."
-        echo
-        echo "[conn_table]"
-        echo "capacity = 262144"
+        echo "# Keys: director/CONFIG.md. Neighbours come from the kernel; connection table and"
+        echo "# timeouts are the defaults (IPVS's)."
         for ifname in d-cli d-srv; do
             if [ "$ifname" = d-cli ]; then role=client addrs="\"$DCLI4/24\", \"$DCLI6/64\""; else role=server addrs="\"$DSRV4/24\", \"$DSRV6/64\""; fi
             read -r mac mtu < <(ip -n "$NS_DIRECTOR" -j link show "$ifname" |

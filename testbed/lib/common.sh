@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers for the testbed scripts. Source it; it defines functions only.
 
 # The repository root, whatever directory the caller runs from.
@@ -14,6 +15,7 @@ need_root() {
 # System packages every build and test of xvs needs, in one list so that
 # demo.sh and test.sh agree. Installed only when missing: quiet and quick
 # on a machine that has them already.
+# shellcheck disable=SC2034 # used by the scripts that source this file
 XVS_PACKAGES=(
     build-essential   # cc and c++: -sys crates and libFuzzer (fuzz smoke run)
     iproute2          # ip: namespaces, veths, bridge of the testbed (cluster.sh)
