@@ -93,8 +93,9 @@ trap cleanup EXIT
 client() { ip netns exec xvs-client "$@"; }
 
 # Per cluster: TCP connections the client made to each VIP, and how many of
-# each real server's pages it got back (over IPv4 and IPv6).
-declare -A seen
+# them each real server answered (by the page of the connection's first
+# response), per address family: served[4.rs2] = 200.
+declare -A served
 conns4=0
 conns6=0
 
@@ -102,7 +103,7 @@ up() {
     say "cluster: $*"
     "$CLUSTER" up "$@" >"$work/up.log" 2>&1 || { cat "$work/up.log"; die "testbed/cluster.sh up $* failed"; }
     cluster_up=1
-    seen=()
+    served=()
     conns4=0
     conns6=0
     if [ "$balancer" = xvs ]; then
@@ -123,16 +124,18 @@ down() {
 ok=0
 connects=0
 http() {
-    local url=$1 family=$2 out count page
+    local url=$1 family=$2 out n page
     shift 2
     out=$work/http.out
     timeout 300 ip netns exec xvs-client curl -s --fail-early --connect-timeout 3 --max-time 10 \
         -w '\n%{http_code} %{num_connects}\n' "$@" "$url" >"$out" 2>/dev/null || true
     ok=$(grep -cE '^200 [0-9]+$' "$out" || true)
     connects=$(awk '/^[0-9][0-9][0-9] [0-9]+$/ { n += $2 } END { print n + 0 }' "$out")
-    while read -r count page; do
-        seen[$family.$page]=$((${seen[$family.$page]:-0} + count))
-    done < <(grep -E '^rs[0-9]+$' "$out" | sort | uniq -c)
+    # A transfer's body line is followed by its "code connects" line: the
+    # connections it opened were answered by the server that body names.
+    while read -r page n; do
+        served[$family.$page]=$((${served[$family.$page]:-0} + n))
+    done < <(awk '/^rs[0-9]+$/ { page = $1 } /^[0-9][0-9][0-9] [0-9]+$/ { if (page != "" && $2 > 0) print page, $2; page = "" }' "$out")
     if [ "$family" = 4 ]; then conns4=$((conns4 + connects)); else conns6=$((conns6 + connects)); fi
 }
 
@@ -162,8 +165,8 @@ fresh_stats() {
 }
 
 # counters_match: the director counted exactly the connections the client
-# made, per VIP, and gave each real server as many as the client saw pages
-# from it.
+# made, per VIP, and gave each real server as many as the client saw it
+# answer.
 counters_match() {
     local family vip total expected address conns k ok=0 sum
     fresh_stats || return 1
@@ -173,9 +176,9 @@ counters_match() {
         while read -r address conns; do
             sum=$((sum + conns))
             k=$((${address##*[.:]} - 10))
-            expected=${seen[$family.rs$k]:-0}
+            expected=${served[$family.rs$k]:-0}
             if [ "$conns" != "$expected" ]; then
-                echo "  tcp $vip:80 -> $address: the director counted $conns connections, the client got $expected pages from rs$k"
+                echo "  tcp $vip:80 -> $address: the director counted $conns connections, rs$k answered $expected of the client's"
                 ok=1
             fi
         done < <("$PY" "$XVS_ROOT/testbed/lib/xvs-stats.py" conns "$STATE/stats.json" tcp "$vip" 80)
@@ -224,7 +227,7 @@ big_download() {
     if [ "$family" = 4 ]; then conns4=$((conns4 + 1)); else conns6=$((conns6 + 1)); fi
     server=$(tr -d '\r' <"$hdr" | sed -n 's/^[Xx]-[Rr]eal-[Ss]erver: //p')
     [ -n "$server" ] || { echo "  $url: no X-Real-Server header in the response"; return 1; }
-    seen[$family.$server]=$((${seen[$family.$server]:-0} + 1))
+    served[$family.$server]=$((${served[$family.$server]:-0} + 1))
     big_server=$server
     size=$(stat -c %s "$body")
     if [ "$size" != 1048576 ]; then
@@ -295,7 +298,7 @@ check "UDP echo through [$VIP6]:7 (5 flows, same bytes back from the VIP)" \
     client "$PY" "$XVS_ROOT/testbed/udp-echo.py" check "$VIP6" 7 --count 5
 
 if [ "$balancer" = xvs ]; then
-    check "counters: the director's per-real-server conns equal the connections the client made and the pages it got" counters_match
+    check "counters: per real server, the director's conns equal the client's connections it answered; their sum, all the client made" counters_match
 fi
 
 "$CLUSTER" balancer kill
@@ -326,7 +329,7 @@ check "packet-too-big reached ${big_server:-the real server}: its route to the c
 if [ "$balancer" = xvs ]; then
     check "the director sent frag-needed / packet-too-big (stats: too_big_sent > 0)" \
         stat_positive too_big_sent
-    check "counters: the director's per-real-server conns equal the connections the client made and the pages it got" counters_match
+    check "counters: per real server, the director's conns equal the client's connections it answered; their sum, all the client made" counters_match
 fi
 down
 
