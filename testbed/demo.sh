@@ -103,7 +103,7 @@ if [ "$live" = 1 ]; then
     "$CLUSTER" balancer stop </dev/null >/dev/null # its last stats write comes at exit
     say "final counters (written by the director as it stopped)"
     table
-    explain "The conns column follows the weights 1:2:3: that is wlc at work."
+    explain "wlc at work: the conns column should stand about 1:2:3, as the weights do."
 fi
 say "wrk's summary (requests/s: each request is a whole TCP connection through the director)"
 sed 's/^/    /' "$work/wrk.out"
