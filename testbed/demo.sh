@@ -1,20 +1,18 @@
 #!/usr/bin/env bash
-# The first thing to run: shows what xvs can do today, on real bytes.
+# The first thing to run: a live VS/NAT cluster on this machine, in network
+# namespaces, with xvs-director balancing real HTTP load across three nginx
+# real servers of weights 1, 2 and 3.
 #
 #   testbed/demo.sh
 #
-# Until the live director lands (it will bring up a namespaced NAT cluster
-# here), the demo runs the finished layers for real, offline:
-#   1. the packet layer: a capture of client traffic (testbed/captures/
-#      sample.pcap) is rewritten for VS/NAT, VS/DR and VS/TUN, frame by frame,
-#      with the checksums before and after;
-#   2. the director's own per-frame pipeline (the code live workers will
-#      run): captured NAT and TUN sessions replayed through xvs-replay, with
-#      what happened to every frame and the per-real-server counters;
-#   3. the schedulers: 600 new connections to a service with three real
-#      servers of weights 1, 2 and 3 under wlc, rr and wrr, decided exactly as
-#      the kernel's IPVS would decide them.
+# Installs what it needs, builds the workspace (release), brings the cluster
+# of testbed/cluster.sh up, starts the director on AF_XDP, drives 20 s of
+# short HTTP connections from the client with wrk while printing the
+# director's per-real-server counters every 2 s, then tears everything down.
+# Non-interactive; cleans up whatever happens. Until xvs-director is part of
+# the build, the kernel's nftables NAT stands in for it (and the demo says so).
 set -euo pipefail
+# shellcheck source=lib/common.sh
 . "$(dirname "$0")/lib/common.sh"
 cd "$XVS_ROOT"
 
@@ -22,54 +20,92 @@ need_root "testbed/demo.sh"
 ensure_packages "${XVS_PACKAGES[@]}"
 ensure_rust
 
-say "building xvs (release)"
-cargo build --release --quiet -p xvs-tools
-bin="$XVS_ROOT/target/release"
+STATE=${XVS_TESTBED_STATE:-/run/xvs-testbed}
+XVS_BIN=${XVS_BIN:-$XVS_ROOT/target/release}
+export XVS_TESTBED_STATE=$STATE XVS_BIN
+PY=/usr/bin/python3
+[ -x "$PY" ] || PY=python3
+CLUSTER=testbed/cluster.sh
+STATS=$STATE/stats.json
+VIP=203.0.113.10
+explain() { printf '    %s\n' "$@"; }
+table() { "$PY" testbed/lib/xvs-stats.py table "$STATS" tcp "$VIP" 80; }
 
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
+say "1/6 building xvs (cargo build --release --workspace)"
+cargo build --release --workspace --quiet
 
-for method in nat dr tun; do
-    say "packet layer: VS/${method^^} rewrite of testbed/captures/sample.pcap"
-    "$bin/xvs-rewrite" --in testbed/captures/sample.pcap --out "$work/$method.pcap" --method "$method"
-    echo
-done
-
-replay() {
-    local config=$1 capture=$2
-    say "director pipeline: $capture through xvs-replay with $config"
-    "$bin/xvs-replay" --config "$config" --in "$capture" --out "$work/out.pcapng" --verdicts "$work/verdicts"
-    echo "  frame  verdict            reason  real server"
-    awk -F'\t' '{ printf "  %5s  %-17s  %-6s  %s\n", $1, $2, $3, $4 }' "$work/verdicts"
-    echo
+[ -z "$(ip netns list | grep -E '^xvs-(client|director|switch|rs[0-9]+)( |$)' || true)" ] ||
+    die "a testbed cluster is already up: run testbed/cluster.sh down first"
+work=$(mktemp -d)
+wrk_pid=""
+cleanup() {
+    local rc=$?
+    if [ -n "$wrk_pid" ]; then kill "$wrk_pid" 2>/dev/null || true; fi
+    if [ -f "$STATE/cluster.env" ]; then
+        say "6/6 tearing the cluster down"
+        "$CLUSTER" down >/dev/null 2>&1 || true
+    fi
+    rm -rf "$work"
+    exit "$rc"
 }
-replay tools/tests/replay/nat.toml tools/tests/replay/nat-tcp.pcapng
-replay tools/tests/replay/tun.toml tools/tests/replay/tun-tcp.pcapng
+trap cleanup EXIT
 
-# A scenario in xvs-schedsim's format: three real servers, 600 connections
-# from distinct clients, none of which ends (so wlc sees them all as active).
-scenario() {
-    local sched=$1 i
-    printf '{"scheduler":"%s","vip":"203.0.113.10","vport":80,"servers":[' "$sched"
-    printf '{"addr":"192.0.2.11","port":80,"weight":1},'
-    printf '{"addr":"192.0.2.12","port":80,"weight":2},'
-    printf '{"addr":"192.0.2.13","port":80,"weight":3}],"events":['
-    for i in $(seq 1 600); do
-        [ "$i" -gt 1 ] && printf ','
-        printf '{"op":"new","client":"198.51.100.%d","cport":%d}' $((i % 250 + 1)) $((40000 + i))
-    done
-    printf ']}\n'
-}
+say "2/6 bringing up the cluster: one namespace per machine"
+explain "client 198.51.100.2 --- d-cli [director, VIP $VIP] d-srv --- switch --- rs1 rs2 rs3 (192.0.2.11-13)" \
+    "Each real server runs nginx, whose page is its own name ('rs1'...), and a UDP echo." \
+    "NAT: the real servers' default route is the director, so replies come back through it."
+"$CLUSTER" up --servers 3 --weights 1,2,3 --scheduler wlc </dev/null | sed 's/^/    /'
 
-for sched in wlc wrr rr; do
-    say "scheduler $sched: 600 new connections, real servers rs1..rs3 with weights 1, 2, 3"
-    scenario "$sched" > "$work/$sched.json"
-    "$bin/xvs-schedsim" "$work/$sched.json" > "$work/$sched.out"
-    printf '  first 12 decisions: %s\n' "$(head -12 "$work/$sched.out" | awk '{printf "rs%d ", $1+1}')"
-    for s in 0 1 2; do
-        printf '  rs%d (weight %d): %3d connections\n' $((s + 1)) $((s + 1)) "$(grep -cx "$s" "$work/$sched.out" || true)"
-    done
-    echo
+if [ -x "$XVS_BIN/xvs-director" ]; then
+    say "3/6 starting xvs-director on AF_XDP (config $STATE/cluster.toml)"
+    explain "Its XDP program hands VIP traffic and the real servers' replies to the director's" \
+        "AF_XDP sockets; everything else (ARP, ping, SSH) goes on to the kernel. Kernel forwarding" \
+        "is off: every forwarded packet is the director's work. Scheduler wlc, weights 1:2:3."
+    "$CLUSTER" balancer start xvs --backend xdp </dev/null | sed 's/^/    /'
+    live=1
+else
+    say "3/6 xvs-director is not in this build yet: the kernel's nftables NAT stands in for it"
+    explain "Same cluster, same traffic; nftables spreads connections 1:2:3 by round robin," \
+        "and has no per-real-server counters to show."
+    "$CLUSTER" balancer start nft </dev/null | sed 's/^/    /'
+    live=0
+fi
+
+say "4/6 six requests through the VIP, each on a new connection"
+explain "The page names the real server that answered:"
+pages=$(ip netns exec xvs-client curl -s --max-time 5 -H 'Connection: close' "http://$VIP/?[1-6]" </dev/null | xargs || true)
+explain "  $pages"
+
+say "5/6 load: wrk from the client, 16 connections at a time, each request on a new connection, 20 s"
+if [ "$live" = 1 ]; then
+    explain "Every 2 s, the director's counters per real server (from its stats file):" \
+        "conns = connections scheduled to it so far; active = established now; inactive = closing" \
+        "or closed but still remembered (TIME_WAIT...); packets in/out = forwarded to it / from it." \
+        "wlc gives each new connection to the server with the least (256 x active + inactive) / weight."
+fi
+timeout 40 ip netns exec xvs-client wrk -t1 -c16 -d20s -H 'Connection: close' "http://$VIP/" \
+    </dev/null >"$work/wrk.out" 2>&1 &
+wrk_pid=$!
+start=$SECONDS
+for ((i = 0; i < 15; i++)); do # 30 s at most
+    sleep 2
+    kill -0 "$wrk_pid" 2>/dev/null || break
+    [ "$live" = 1 ] || continue
+    echo "  -- t = $((SECONDS - start)) s"
+    table || true
 done
+rc=0
+wait "$wrk_pid" || rc=$?
+wrk_pid=""
+[ "$rc" -eq 0 ] || { cat "$work/wrk.out"; die "wrk failed (exit $rc)"; }
 
-say "done: next, testbed/test.sh runs every test"
+if [ "$live" = 1 ]; then
+    "$CLUSTER" balancer stop </dev/null >/dev/null # its last stats write comes at exit
+    say "final counters (written by the director as it stopped)"
+    table
+    explain "wlc at work: the conns column should stand about 1:2:3, as the weights do."
+fi
+say "wrk's summary (requests/s: each request is a whole TCP connection through the director)"
+sed 's/^/    /' "$work/wrk.out"
+explain "" "Next: testbed/cluster.sh up / balancer start xvs / status / down to explore by hand;" \
+    "testbed/test.sh runs every test, testbed/e2e/nat.sh the end-to-end suite alone."

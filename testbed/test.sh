@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Runs every test of xvs: formatting, lints, unit and property tests,
-# integration tests (scheduler scenarios, pcap replay) and the bounded fuzz
-# smoke run. Installs what it needs first. Run as root on a fresh machine:
+# integration tests (scheduler scenarios, pcap replay), the end-to-end suite
+# on namespaced clusters (testbed/e2e/) and the bounded fuzz smoke run.
+# Installs what it needs first. Run as root on a fresh machine:
 #
 #   testbed/test.sh
 #
-# Environment: XVS_SKIP_FUZZ=1 skips the fuzz smoke run.
+# Environment: XVS_SKIP_FUZZ=1 skips the fuzz smoke run, XVS_SKIP_E2E=1 the
+# end-to-end suite (which skips itself, saying so, while xvs-director is not
+# built yet).
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
 cd "$XVS_ROOT"
@@ -22,6 +25,20 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 say "cargo test (unit, property and integration tests)"
 cargo test --workspace
+
+say "cargo build --release (the binaries the end-to-end suite drives)"
+cargo build --release --workspace --quiet
+
+if [ "${XVS_SKIP_E2E:-0}" != 1 ]; then
+    # The testbed itself, against the kernel's NAT: keeps cluster.sh honest
+    # whatever state the director is in.
+    say "end-to-end: VS/NAT through nftables (the testbed's own check)"
+    testbed/e2e/nat.sh --balancer nft
+    say "end-to-end: VS/NAT through xvs-director on AF_XDP"
+    testbed/e2e/nat.sh --balancer xvs --backend xdp
+    say "end-to-end: VS/NAT through xvs-director on AF_PACKET"
+    testbed/e2e/nat.sh --balancer xvs --backend packet
+fi
 
 if [ "${XVS_SKIP_FUZZ:-0}" != 1 ] && [ -x testbed/fuzz-smoke.sh ]; then
     say "fuzz smoke run"

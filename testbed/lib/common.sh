@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers for the testbed scripts. Source it; it defines functions only.
 
 # The repository root, whatever directory the caller runs from.
@@ -14,10 +15,19 @@ need_root() {
 # System packages every build and test of xvs needs, in one list so that
 # demo.sh and test.sh agree. Installed only when missing: quiet and quick
 # on a machine that has them already.
+# shellcheck disable=SC2034 # used by the scripts that source this file
 XVS_PACKAGES=(
     build-essential   # cc and c++: -sys crates and libFuzzer (fuzz smoke run)
     clang llvm        # the director's XDP program, and libxdp's own BPF objects
     m4 libelf-dev zlib1g-dev libpcap-dev pkg-config make  # libxdp/libbpf, built by xsk-rs
+    iproute2          # ip: namespaces, veths, bridge of the testbed (cluster.sh)
+    ethtool           # transmit checksum offload off on the testbed's endpoints
+    nftables          # the kernel's NAT load balancing, the testbed's peer balancer
+    nginx-light       # the real servers' web server
+    curl              # HTTP checks of the end-to-end suite
+    wrk               # HTTP load from the client (demo, benchmarks)
+    iputils-ping      # reachability checks
+    python3           # UDP echo server and client, stats file reader
 )
 
 # ensure_packages PKG...: installs the ones dpkg does not know as installed.
