@@ -149,33 +149,6 @@ impl Neighbours {
         applied
     }
 
-    /// Replaces every entry of `iface` by `entries` (after a full dump):
-    /// entries the kernel no longer has go. Returns how many entries changed.
-    pub fn replace_interface(
-        &self,
-        iface: IfaceId,
-        entries: impl IntoIterator<Item = (IpAddr, MacAddr)>,
-    ) -> usize {
-        let current = self.table.load_full();
-        let mut map: NeighbourMap = current
-            .iter()
-            .filter(|((i, _), _)| *i != iface)
-            .map(|(k, v)| (*k, *v))
-            .collect();
-        for (ip, mac) in entries {
-            map.insert((iface, ip), mac);
-        }
-        let changed = map
-            .iter()
-            .filter(|(k, v)| current.get(k) != Some(v))
-            .count()
-            + current.keys().filter(|k| !map.contains_key(k)).count();
-        if changed > 0 {
-            self.table.store(Arc::new(map));
-        }
-        changed
-    }
-
     /// Asks the kernel side to resolve `ip` on `iface`. Never blocks: a full
     /// queue loses the request and counts it.
     pub fn request(&self, iface: IfaceId, ip: IpAddr) {
@@ -241,33 +214,6 @@ mod tests {
         };
         assert_eq!(table.apply([forgotten, forgotten]), 1);
         assert_eq!(reader.lookup(A, ip("192.0.2.1")), None);
-    }
-
-    #[test]
-    fn a_dump_replaces_only_its_interface() {
-        let table = Neighbours::new();
-        let mac = MacAddr([2, 0, 0, 0, 0, 1]);
-        table.apply([
-            NeighbourChange::Learned {
-                iface: A,
-                ip: ip("192.0.2.1"),
-                mac,
-            },
-            NeighbourChange::Learned {
-                iface: B,
-                ip: ip("192.0.2.1"),
-                mac,
-            },
-        ]);
-        assert_eq!(
-            table.replace_interface(A, [(ip("192.0.2.2"), mac)]),
-            2,
-            "one gone, one new"
-        );
-        assert_eq!(table.lookup(A, ip("192.0.2.1")), None);
-        assert_eq!(table.lookup(A, ip("192.0.2.2")), Some(mac));
-        assert_eq!(table.lookup(B, ip("192.0.2.1")), Some(mac));
-        assert_eq!(table.replace_interface(A, [(ip("192.0.2.2"), mac)]), 0);
     }
 
     #[test]
