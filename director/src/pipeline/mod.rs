@@ -3,7 +3,7 @@
 //! [`Director::process`], so captures exercise exactly the production code.
 //!
 //! # What happens to a frame
-//! 1. It is parsed ([`xvs_packet::parse`]); a malformed frame is dropped
+//! 1. It is parsed ([`xvs_packet::parse()`]); a malformed frame is dropped
 //!    with the parse error's own [`DropReason`], a non-IP frame goes to the
 //!    kernel.
 //! 2. An ICMP error is steered by the packet it quotes to that packet's
@@ -41,6 +41,12 @@
 //!   its later packets while the table stays full (counted as `stateless`).
 //!   A VS/NAT flow needs its entry to rewrite the replies, so it is dropped
 //!   (`conn_table_full`) and the client retries.
+//! - **Next hops**: each destination's route (interface, next-hop IP) is
+//!   fixed when the snapshot is built; the next hop's MAC is looked up per
+//!   packet in the shared [`Neighbours`] table, so a neighbour the kernel
+//!   re-learns is followed at once. A miss drops the frame
+//!   (`neighbour_unresolved`) and queues a resolution request for the
+//!   kernel side; the sender's retransmission then goes.
 //! - **Persistence templates** live in the scheduler crate's [`Templates`],
 //!   one per persistent service behind a mutex taken only when a
 //!   persistent service schedules a new connection or the control thread

@@ -99,7 +99,7 @@ drop_reasons! {
     TooBigNoDf => "too_big_without_df",
     TooBigRateLimited => "too_big_rate_limited",
     NoRoute => "no_route",
-    /// : the next hop's MAC is not (yet) known; the kernel is asked to resolve it (ARP / NS).
+    /// — the next hop's MAC is not known (yet): the frame is dropped and the kernel is asked to resolve it (ARP / NS).
     NeighbourUnresolved => "neighbour_unresolved",
     FamilyMismatch => "family_mismatch",
     NoHeadroom => "no_headroom",
