@@ -3,8 +3,10 @@
 //! config and reload, health checks, HA, state sync, metrics).
 //!
 //! Built so far: the cluster configuration file ([`config`]), the
-//! connection state machine and table ([`conn`]) and the per-frame
-//! pipeline ([`pipeline`]) that live workers and `xvs-replay` share. All `unsafe` of the
+//! connection state machine and table ([`conn`]), the per-frame
+//! pipeline ([`pipeline`]) that live workers and `xvs-replay` share, and
+//! what the live director learns from the kernel ([`kernel`]: interface
+//! facts, neighbours). All `unsafe` of the
 //! workspace will live under `src/io/`; everything else forbids it.
 #![deny(unsafe_code)]
 
@@ -15,6 +17,7 @@ pub mod conn;
     reason = "STYLE.md: the packet sockets' unsafe lives here and nowhere else"
 )]
 pub mod io;
+pub mod kernel;
 pub mod pipeline;
 pub mod run;
 

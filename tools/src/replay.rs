@@ -4,6 +4,11 @@
 //! input frame.
 //!
 //! # Contract
+//! - **Config**: every interface needs its `mac` (a config without one is
+//!   refused, naming the interface: there is no kernel to read it from); an
+//!   absent `mtu` is 1500. Next hops' MACs come from the static
+//!   `[[neighbours]]`; a next hop without one is dropped as
+//!   `neighbour_unresolved` (the request the pipeline queues is ignored).
 //! - **Input**: pcap (micro- or nanosecond, either byte order) or pcapng,
 //!   told apart by the file's magic number; Ethernet link type only.
 //! - **Receiving interface**: for pcapng, the frame's interface number *is*
@@ -88,6 +93,13 @@ pub enum ReplayError {
     /// The configuration could not be read or is invalid (printed as the
     /// config loader words it: file:line:col: field: problem).
     Config(ConfigError),
+    /// An interface without `mac`: replay has no kernel to ask.
+    NoMac {
+        /// The config file.
+        path: PathBuf,
+        /// The interface.
+        interface: String,
+    },
     /// The configuration is valid TOML but cannot be run.
     Build {
         /// The config file.
@@ -166,6 +178,11 @@ impl fmt::Display for ReplayError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Config(e) => write!(f, "{e}"),
+            Self::NoMac { path, interface } => write!(
+                f,
+                "{}: interface \"{interface}\" has no \"mac\": xvs-replay has no kernel to read it from; write the MAC it has in the capture (mac = \"02:00:00:00:01:01\") under that [[interfaces]]",
+                path.display()
+            ),
             Self::Build { path, source } => write!(
                 f,
                 "{}: the configuration cannot be run: {source}: fix that service in the file",
@@ -472,6 +489,12 @@ pub struct Replayed {
 /// type other than Ethernet, an output that cannot be written.
 pub fn replay(files: &ReplayFiles) -> Result<Replayed, ReplayError> {
     let config = ClusterConfig::load(&files.config).map_err(ReplayError::Config)?;
+    if let Some(iface) = config.interfaces.iter().find(|i| i.mac.is_none()) {
+        return Err(ReplayError::NoMac {
+            path: files.config.clone(),
+            interface: iface.name.clone(),
+        });
+    }
     let director = Director::new(&config, 0, TABLE_SEED).map_err(|source| ReplayError::Build {
         path: files.config.clone(),
         source,

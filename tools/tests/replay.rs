@@ -1041,6 +1041,33 @@ fn an_invalid_config_is_printed_as_the_loader_words_it() {
     let _ = std::fs::remove_file(&bad);
 }
 
+#[test]
+fn a_config_without_an_interface_mac_is_refused_by_name() {
+    let live = scratch("live.toml");
+    std::fs::write(
+        &live,
+        "[[interfaces]]\nname = \"c0\"\nrole = \"client\"\nmac = \"02:00:00:00:00:01\"\n\n[[interfaces]]\nname = \"s0\"\nrole = \"server\"\n",
+    )
+    .unwrap();
+    let input = dir().join("misc.pcap");
+    let out = scratch("o5.pcapng");
+    let (code, _, stderr) = run(&[
+        "--config",
+        live.to_str().unwrap(),
+        "--in",
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("interface \"s0\" has no \"mac\""),
+        "names the interface: {stderr}"
+    );
+    let _ = std::fs::remove_file(&live);
+    let _ = std::fs::remove_file(&out);
+}
+
 /// Writes a pcapng with the given interfaces' link types and frames.
 fn write_pcapng(path: &Path, links: &[pcap_file::DataLink], frames: &[(u32, Vec<u8>)]) {
     use pcap_file::pcapng::PcapNgWriter;

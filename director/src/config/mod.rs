@@ -76,26 +76,47 @@ pub enum InterfaceRole {
 pub struct Interface {
     /// Kernel name (`eth0`).
     pub name: String,
-    /// Its MAC address.
-    #[serde(with = "mac_text")]
-    pub mac: MacAddr,
+    /// Its MAC address; absent: the live director reads it from the
+    /// kernel (`xvs-replay` needs it written).
+    #[serde(
+        default,
+        with = "opt_mac_text",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub mac: Option<MacAddr>,
     /// Client side or server side.
     pub role: InterfaceRole,
-    /// Its addresses with prefix lengths (`198.51.100.1/24`).
+    /// Its addresses with prefix lengths (`198.51.100.1/24`); empty: the
+    /// live director reads them from the kernel.
     #[serde(default)]
     pub addresses: Vec<IpNet>,
-    /// MTU in bytes (68–65535, default 1500).
-    #[serde(default = "default_mtu", deserialize_with = "de_mtu")]
-    pub mtu: u16,
+    /// MTU in bytes (68–65535); absent: the kernel's in the live director,
+    /// [`DEFAULT_MTU`] in `xvs-replay`.
+    #[serde(
+        default,
+        deserialize_with = "de_opt_mtu",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub mtu: Option<u16>,
     /// Next hops (at most one per address family) for destinations that
     /// are on no interface's subnet: the router towards clients, or towards
-    /// real servers on other subnets (VS/TUN).
+    /// real servers on other subnets (VS/TUN). Empty: the live director
+    /// takes the kernel's default routes through this interface.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gateways: Vec<IpAddr>,
 }
 
-const fn default_mtu() -> u16 {
-    1500
+/// The MTU of an interface whose `mtu` neither the config nor the kernel
+/// gave (replay and tests).
+pub const DEFAULT_MTU: u16 = 1500;
+
+impl Interface {
+    /// The MTU to use: the configured (or discovered) one, else
+    /// [`DEFAULT_MTU`].
+    #[must_use]
+    pub fn effective_mtu(&self) -> u16 {
+        self.mtu.unwrap_or(DEFAULT_MTU)
+    }
 }
 
 /// Connection-table settings.
@@ -370,6 +391,21 @@ pub struct Neighbour {
 /// (`02:00:5e:00:53:01`) in the file.
 pub use xvs_packet::ethernet::MacAddr;
 
+mod opt_mac_text {
+    use super::{Deserializer, MacAddr, Serializer};
+
+    pub fn serialize<S: Serializer>(mac: &Option<MacAddr>, s: S) -> Result<S::Ok, S::Error> {
+        match mac {
+            Some(mac) => super::mac_text::serialize(mac, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<MacAddr>, D::Error> {
+        super::mac_text::deserialize(d).map(Some)
+    }
+}
+
 mod mac_text {
     use super::{Deserialize, Deserializer, MacAddr, Serializer, de};
 
@@ -523,8 +559,8 @@ fn de_threshold<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     int_in(d, 0, i64::from(i32::MAX), "connection threshold").map(|v| v as u32)
 }
 
-fn de_mtu<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
-    int_in(d, 68, 65535, "MTU").map(|v| v as u16)
+fn de_opt_mtu<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
+    int_in(d, 68, 65535, "MTU").map(|v| Some(v as u16))
 }
 
 fn de_capacity<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
@@ -887,7 +923,11 @@ impl ClusterConfig {
                     key("gateways"),
                     PathStep::Index(g),
                 ]);
-                if !iface.addresses.iter().any(|n| n.contains(*gateway)) {
+                // Without addresses the live director takes them from the
+                // kernel; the kernel then vouches for the gateway's route.
+                if !iface.addresses.is_empty()
+                    && !iface.addresses.iter().any(|n| n.contains(*gateway))
+                {
                     return Err((
                         at,
                         Problem::GatewayNotOnLink {
@@ -1148,7 +1188,7 @@ method = "nat"
         let c = ClusterConfig::parse("nat-3rs.toml", EXAMPLE).unwrap();
         assert_eq!(c.interfaces.len(), 2);
         assert_eq!(c.interfaces[0].role, InterfaceRole::Client);
-        assert_eq!(c.interfaces[1].mac, MacAddr([2, 0, 0, 0, 2, 1]));
+        assert_eq!(c.interfaces[1].mac, Some(MacAddr([2, 0, 0, 0, 2, 1])));
         assert_eq!(c.interfaces[0].addresses[0].to_string(), "198.51.100.1/24");
         assert_eq!(c.conn_table.capacity, 1 << 20);
         assert_eq!(c.services.len(), 2);
@@ -1188,7 +1228,8 @@ method = "nat"
             (None, 1, 0, 0)
         );
         assert_eq!(rs.effective_port(80), 80);
-        assert_eq!(c.interfaces[0].mtu, 1500);
+        assert_eq!(c.interfaces[0].mtu, None);
+        assert_eq!(c.interfaces[0].effective_mtu(), DEFAULT_MTU);
         assert_eq!(c.conn_table, ConnTableConfig::default());
         assert_eq!(c.timeouts, TimeoutsConfig::default());
         assert_eq!(c.timeouts(), Timeouts::default());
@@ -1202,6 +1243,22 @@ method = "nat"
                 "{text}"
             );
         }
+    }
+
+    #[test]
+    fn a_live_interface_needs_only_its_name_and_role() {
+        // The live director reads MAC, MTU, addresses and gateways from the
+        // kernel; a gateway without addresses cannot be checked on-link here.
+        let text =
+            "[[interfaces]]\nname = \"eth0\"\nrole = \"client\"\ngateways = [\"198.51.100.254\"]\n";
+        let c = ClusterConfig::parse("live.toml", text).unwrap();
+        let iface = &c.interfaces[0];
+        assert_eq!((iface.mac, iface.mtu), (None, None));
+        assert!(iface.addresses.is_empty());
+        assert_eq!(
+            ClusterConfig::parse("again.toml", &c.to_toml().unwrap()).unwrap(),
+            c
+        );
     }
 
     #[test]

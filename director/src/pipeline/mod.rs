@@ -3,7 +3,7 @@
 //! [`Director::process`], so captures exercise exactly the production code.
 //!
 //! # What happens to a frame
-//! 1. It is parsed ([`xvs_packet::parse`]); a malformed frame is dropped
+//! 1. It is parsed ([`xvs_packet::parse()`]); a malformed frame is dropped
 //!    with the parse error's own [`DropReason`], a non-IP frame goes to the
 //!    kernel.
 //! 2. An ICMP error is steered by the packet it quotes to that packet's
@@ -41,11 +41,18 @@
 //!   its later packets while the table stays full (counted as `stateless`).
 //!   A VS/NAT flow needs its entry to rewrite the replies, so it is dropped
 //!   (`conn_table_full`) and the client retries.
+//! - **Next hops**: each destination's route (interface, next-hop IP) is
+//!   fixed when the snapshot is built; the next hop's MAC is looked up per
+//!   packet in the shared [`Neighbours`] table, so a neighbour the kernel
+//!   re-learns is followed at once. A miss drops the frame
+//!   (`neighbour_unresolved`) and queues a resolution request for the
+//!   kernel side; the sender's retransmission then goes.
 //! - **Persistence templates** live in the scheduler crate's [`Templates`],
 //!   one per persistent service behind a mutex taken only when a
 //!   persistent service schedules a new connection or the control thread
 //!   expires templates.
 
+pub mod neighbours;
 pub mod snapshot;
 pub mod verdict;
 
@@ -53,6 +60,7 @@ pub mod verdict;
 mod tests;
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use parking_lot::Mutex;
@@ -70,6 +78,7 @@ use crate::conn::{
     ActivityChange, ConnTable, Connection, ForwardMethod, InsertError, Millis, NewConnection,
     PacketDirection, TcpEvent, TcpState,
 };
+pub use neighbours::{NeighbourCache, NeighbourChange, Neighbours};
 pub use snapshot::{BuildError, Dest, DestIndex, Iface, InterfaceRole, Snapshot};
 pub use verdict::{DropReason, IfaceId, Verdict};
 
@@ -110,6 +119,10 @@ pub const HEADROOM: usize = 64;
 
 /// ICMP too-big replies a worker sends per second at most.
 pub const TOO_BIG_PER_SECOND: u32 = 100;
+
+/// How long a worker waits before asking again to resolve the same next
+/// hop it asked for last (the kernel side rate-limits per address too).
+const NEIGHBOUR_REQUEST_INTERVAL_MS: Millis = 1_000;
 
 /// How long a new connection lives before its first state change (IPVS's
 /// NONE state).
@@ -169,11 +182,16 @@ impl WorkerCounters {
 }
 
 /// What one worker owns: counters, a scratch buffer for ICMP replies, the
-/// random source for `twos`, the too-big rate limiter.
+/// random source for `twos`, the too-big rate limiter, its reader of the
+/// neighbour table.
 #[derive(Debug)]
 pub struct Worker {
     /// This worker's counters.
     pub counters: WorkerCounters,
+    neighbours: NeighbourCache,
+    /// The last next hop this worker asked to resolve, and when: a burst
+    /// of packets towards one unresolved neighbour asks once.
+    last_request: Option<(IfaceId, IpAddr, Millis)>,
     scratch: Vec<u8>,
     random: SplitMix64,
     too_big_tokens: u32,
@@ -201,10 +219,12 @@ impl Outcome {
     }
 }
 
-/// The director's data plane: state, connection table, templates.
+/// The director's data plane: state, neighbours, connection table,
+/// templates.
 #[derive(Debug)]
 pub struct Director {
     state: Snapshot,
+    neighbours: Arc<Neighbours>,
     table: ConnTable,
     templates: Vec<Option<Mutex<Templates>>>,
     conn_template: Box<[AtomicU32]>,
@@ -262,13 +282,37 @@ impl Target {
 }
 
 impl Director {
-    /// Builds the data plane for `config` at time `now`. `seed` keys the
-    /// connection table's hash (use a random one in production).
+    /// Builds the data plane for `config` at time `now`, with a neighbour
+    /// table seeded from the config's static `[[neighbours]]`. `seed` keys
+    /// the connection table's hash (use a random one in production).
     ///
     /// # Errors
     /// See [`Snapshot::build`].
     pub fn new(config: &ClusterConfig, now: Millis, seed: u64) -> Result<Self, BuildError> {
+        Self::with_neighbours(config, now, seed, Arc::new(Neighbours::new()))
+    }
+
+    /// As [`Director::new`], sharing an existing neighbour table (kept
+    /// across a rebuild); the config's static `[[neighbours]]` are added
+    /// to it.
+    ///
+    /// # Errors
+    /// See [`Snapshot::build`].
+    pub fn with_neighbours(
+        config: &ClusterConfig,
+        now: Millis,
+        seed: u64,
+        neighbours: Arc<Neighbours>,
+    ) -> Result<Self, BuildError> {
         let state = Snapshot::build(config, now)?;
+        neighbours.apply(config.neighbours.iter().filter_map(|n| {
+            let iface = state.interfaces.iter().find(|i| i.name == n.interface)?;
+            Some(NeighbourChange::Learned {
+                iface: iface.id,
+                ip: n.address,
+                mac: n.mac,
+            })
+        }));
         let capacity = config.conn_table.capacity;
         let templates = state
             .services
@@ -284,6 +328,7 @@ impl Director {
             crate::io::mem::huge_boxed_slice(capacity as usize, |_| AtomicU32::new(NO_TEMPLATE));
         Ok(Self {
             state,
+            neighbours,
             table: ConnTable::new(capacity, seed),
             templates,
             conn_template,
@@ -294,6 +339,13 @@ impl Director {
     #[must_use]
     pub fn state(&self) -> &Snapshot {
         &self.state
+    }
+
+    /// The neighbour table: workers read it, the kernel watcher writes it
+    /// and drains its resolution requests.
+    #[must_use]
+    pub fn neighbours(&self) -> &Arc<Neighbours> {
+        &self.neighbours
     }
 
     /// The connection table.
@@ -307,6 +359,8 @@ impl Director {
     pub fn worker(&self, seed: u64) -> Worker {
         Worker {
             counters: WorkerCounters::new(self.state.dests.len()),
+            neighbours: self.neighbours.reader(),
+            last_request: None,
             scratch: vec![0; HEADROOM + 2048],
             random: SplitMix64::new(seed),
             too_big_tokens: TOO_BIG_PER_SECOND,
@@ -670,13 +724,12 @@ impl Director {
         ip: &IpFrame,
         target: Target,
     ) -> Outcome {
-        let resolved = self.state.dests[target.dest as usize].next_hop;
-        let (iface, mac) = match resolved {
-            Some((iface, mac)) => (self.state.iface(iface), mac),
-            None => match self.next_hop(target.addr) {
-                Ok(found) => found,
-                Err(reason) => return Outcome::of(Verdict::Drop(reason)),
-            },
+        let Some((egress, hop)) = self.state.dests[target.dest as usize].route else {
+            return Outcome::of(Verdict::Drop(DropReason::NoRoute));
+        };
+        let (iface, mac) = match self.neighbour(w, egress, hop) {
+            Ok(found) => found,
+            Err(reason) => return Outcome::of(Verdict::Drop(reason)),
         };
         let overhead = match target.method {
             ForwardMethod::Tunnel => outer_len(target.addr),
@@ -732,13 +785,32 @@ impl Director {
     }
 
     /// Where a packet to `dst` leaves: the interface and the next hop's MAC.
-    fn next_hop(&self, dst: IpAddr) -> Result<(&Iface, MacAddr), DropReason> {
+    fn next_hop(&self, w: &mut Worker, dst: IpAddr) -> Result<(&Iface, MacAddr), DropReason> {
         let (egress, hop) = self.state.route(dst).ok_or(DropReason::NoRoute)?;
-        let mac = self
-            .state
-            .neighbour(egress, hop)
-            .ok_or(DropReason::NoNeighbour)?;
-        Ok((self.state.iface(egress), mac))
+        self.neighbour(w, egress, hop)
+    }
+
+    /// The MAC of next hop `hop` on `egress`; on a miss, asks the kernel
+    /// side to resolve it (once per interval for a repeated miss).
+    #[inline]
+    fn neighbour(
+        &self,
+        w: &mut Worker,
+        egress: IfaceId,
+        hop: IpAddr,
+    ) -> Result<(&Iface, MacAddr), DropReason> {
+        match w.neighbours.lookup(egress, hop) {
+            Some(mac) => Ok((self.state.iface(egress), mac)),
+            None => {
+                let repeat = matches!(w.last_request, Some((i, ip, at))
+                    if i == egress && ip == hop && w.now < at + NEIGHBOUR_REQUEST_INTERVAL_MS);
+                if !repeat {
+                    self.neighbours.request(egress, hop);
+                    w.last_request = Some((egress, hop, w.now));
+                }
+                Err(DropReason::NeighbourUnresolved)
+            }
+        }
     }
 
     /// Real server → client (NAT): back to the VIP, towards the client.
@@ -749,7 +821,7 @@ impl Director {
         ip: &IpFrame,
         conn: &Connection,
     ) -> Outcome {
-        let (iface, mac) = match self.next_hop(conn.client) {
+        let (iface, mac) = match self.next_hop(w, conn.client) {
             Ok(found) => found,
             Err(reason) => return Outcome::of(Verdict::Drop(reason)),
         };

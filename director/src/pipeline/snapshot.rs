@@ -1,6 +1,8 @@
-//! The state every worker reads: interfaces, routes, neighbours, virtual
-//! services with their schedulers, and every destination a connection can
-//! point at. Built once from a [`ClusterConfig`], off the hot path.
+//! The state every worker reads: interfaces, routes, virtual services with
+//! their schedulers, and every destination a connection can point at. Built
+//! once from a [`ClusterConfig`], off the hot path. Neighbours (next hops'
+//! MACs) are not part of it: they change on their own clock and live in the
+//! shared [`Neighbours`](crate::pipeline::Neighbours) table.
 //!
 //! Destinations are numbered globally (a [`DestIndex`]): the connection
 //! table stores that number, so a packet of an established connection
@@ -88,9 +90,10 @@ pub struct Dest {
     pub port: u16,
     /// Forwarding method.
     pub method: ForwardMethod,
-    /// The interface towards it and the next hop's MAC, resolved when the
-    /// snapshot is built (`None`: no route or no neighbour then).
-    pub next_hop: Option<(IfaceId, MacAddr)>,
+    /// The interface towards it and the next hop's address on it, routed
+    /// when the snapshot is built (`None`: no route). The next hop's MAC is
+    /// looked up per packet in the neighbour table.
+    pub route: Option<(IfaceId, IpAddr)>,
 }
 
 /// Everything the workers read.
@@ -105,7 +108,6 @@ pub struct Snapshot {
     /// Connection timeouts.
     pub timeouts: Timeouts,
     service_keys: FxHashMap<(IpProtocol, IpAddr, u16), u32>,
-    neighbours: FxHashMap<(IfaceId, IpAddr), MacAddr>,
 }
 
 /// Why a configuration could not be turned into a running state.
@@ -119,6 +121,14 @@ pub enum BuildError {
         /// What the scheduler said.
         message: String,
     },
+    /// An interface without a MAC address: discovery did not run.
+    #[error(
+        "interface \"{interface}\" has no MAC address: write its \"mac\" in the config, or let the live director read it from the kernel (kernel::discover) before building"
+    )]
+    NoMac {
+        /// The interface.
+        interface: String,
+    },
 }
 
 impl Snapshot {
@@ -126,22 +136,26 @@ impl Snapshot {
     ///
     /// # Errors
     /// A scheduler name the scheduler crate does not know, or a real server
-    /// it refuses.
+    /// it refuses; an interface without a MAC address.
     pub fn build(config: &ClusterConfig, now: Millis) -> Result<Self, BuildError> {
         let interfaces = config
             .interfaces
             .iter()
             .enumerate()
-            .map(|(i, c)| Iface {
-                id: IfaceId(i as u16),
-                name: c.name.clone(),
-                mac: c.mac,
-                role: c.role,
-                addresses: c.addresses.clone(),
-                mtu: c.mtu,
-                gateways: c.gateways.clone(),
+            .map(|(i, c)| {
+                Ok(Iface {
+                    id: IfaceId(i as u16),
+                    name: c.name.clone(),
+                    mac: c.mac.ok_or_else(|| BuildError::NoMac {
+                        interface: c.name.clone(),
+                    })?,
+                    role: c.role,
+                    addresses: c.addresses.clone(),
+                    mtu: c.effective_mtu(),
+                    gateways: c.gateways.clone(),
+                })
             })
-            .collect::<Vec<_>>();
+            .collect::<Result<Vec<_>, BuildError>>()?;
         let mut services = Vec::new();
         let mut dests = Vec::new();
         let mut service_keys = FxHashMap::default();
@@ -203,7 +217,7 @@ impl Snapshot {
                     addr: rs.address,
                     port: spec.port,
                     method: rs.method,
-                    next_hop: None,
+                    route: None,
                 });
             }
             let fallback = svc.fallback.as_ref().map(|fb| {
@@ -213,7 +227,7 @@ impl Snapshot {
                     addr: fb.address,
                     port: fb.port.unwrap_or(svc.port),
                     method: fb.method,
-                    next_hop: None,
+                    route: None,
                 });
                 (dests.len() - 1) as DestIndex
             });
@@ -228,28 +242,16 @@ impl Snapshot {
                 dest_of,
             });
         }
-        let neighbours = config
-            .neighbours
-            .iter()
-            .filter_map(|n| {
-                let iface = interfaces.iter().find(|i| i.name == n.interface)?;
-                Some(((iface.id, n.address), n.mac))
-            })
-            .collect();
         let mut snapshot = Self {
             interfaces,
             services,
             dests,
             timeouts: config.timeouts.effective(),
             service_keys,
-            neighbours,
         };
-        // Every packet to a real server needs its next hop: resolve it once.
+        // Every packet to a real server needs its next hop: route it once.
         for i in 0..snapshot.dests.len() {
-            let addr = snapshot.dests[i].addr;
-            snapshot.dests[i].next_hop = snapshot
-                .route(addr)
-                .and_then(|(iface, hop)| Some((iface, snapshot.neighbour(iface, hop)?)));
+            snapshot.dests[i].route = snapshot.route(snapshot.dests[i].addr);
         }
         Ok(snapshot)
     }
@@ -296,10 +298,18 @@ impl Snapshot {
         })
     }
 
-    /// The MAC address of `ip` on `iface`.
+    /// Every next hop the director will need a MAC for, without
+    /// duplicates: each destination's and each interface's gateways (the
+    /// live director asks the kernel to resolve them at start).
     #[must_use]
-    pub fn neighbour(&self, iface: IfaceId, ip: IpAddr) -> Option<MacAddr> {
-        self.neighbours.get(&(iface, ip)).copied()
+    pub fn next_hops(&self) -> Vec<(IfaceId, IpAddr)> {
+        let mut hops: Vec<(IfaceId, IpAddr)> = self.dests.iter().filter_map(|d| d.route).collect();
+        for iface in &self.interfaces {
+            hops.extend(iface.gateways.iter().map(|g| (iface.id, *g)));
+        }
+        hops.sort_unstable();
+        hops.dedup();
+        hops
     }
 
     /// An interface by number.

@@ -885,3 +885,114 @@ fn expired_connections_release_their_real_server() {
     let rs1 = servers.iter().next().unwrap();
     assert_eq!((rs1.active_conns(), rs1.inactive_conns()), (0, 0));
 }
+
+/// Runs one frame through `d`; the verdict and the frame as it left.
+fn once(d: &Director, w: &mut Worker, input: &[u8], rx: IfaceId, now: u64) -> (Verdict, Vec<u8>) {
+    let mut buf = vec![0u8; HEADROOM + input.len()];
+    buf[HEADROOM..].copy_from_slice(input);
+    let out = d.process(w, &mut buf, HEADROOM, input.len(), rx, now);
+    let sent = match out.verdict {
+        Verdict::Transmit { start, len, .. } => buf[start..start + len].to_vec(),
+        _ => Vec::new(),
+    };
+    (out.verdict, sent)
+}
+
+#[test]
+fn an_unknown_next_hop_is_dropped_and_resolved_then_the_same_packet_goes() {
+    let (d, mut w) = director();
+    let rs2: IpAddr = "192.0.2.12".parse().unwrap();
+    let forgotten = NeighbourChange::Forgotten {
+        iface: SERVER,
+        ip: rs2,
+    };
+    assert_eq!(d.neighbours().apply([forgotten]), 1);
+    let vip = "203.0.113.20";
+    let syn = tcp(
+        (CLIENT_MAC, CLIENT_IF_MAC),
+        C4,
+        vip,
+        (40001, 80),
+        "S",
+        64,
+        b"",
+    );
+    let (verdict, _) = once(&d, &mut w, &syn, CLIENT, 1000);
+    assert_eq!(verdict, Verdict::Drop(DropReason::NeighbourUnresolved));
+    assert_eq!(w.counters.dropped(DropReason::NeighbourUnresolved), 1);
+    assert_eq!(d.neighbours().next_request(), Some((SERVER, rs2)));
+    // The client retransmits at once: still unresolved, asked only once.
+    let (verdict, _) = once(&d, &mut w, &syn, CLIENT, 1001);
+    assert_eq!(verdict, Verdict::Drop(DropReason::NeighbourUnresolved));
+    assert_eq!(d.neighbours().next_request(), None);
+    // A second later it asks again.
+    let (verdict, _) = once(&d, &mut w, &syn, CLIENT, 2001);
+    assert_eq!(verdict, Verdict::Drop(DropReason::NeighbourUnresolved));
+    assert_eq!(d.neighbours().next_request(), Some((SERVER, rs2)));
+    // The kernel answered: the same SYN now leaves for rs2.
+    d.neighbours().apply([NeighbourChange::Learned {
+        iface: SERVER,
+        ip: rs2,
+        mac: MacAddr(RS2_MAC),
+    }]);
+    let (verdict, sent) = once(&d, &mut w, &syn, CLIENT, 2002);
+    assert!(
+        matches!(verdict, Verdict::Transmit { iface: SERVER, .. }),
+        "{verdict:?}"
+    );
+    let want = tcp((SERVER_IF_MAC, RS2_MAC), C4, vip, (40001, 80), "S", 63, b"");
+    assert_eq!(sent, want);
+}
+
+#[test]
+fn a_nat_reply_to_an_unknown_client_asks_for_the_client() {
+    let (d, mut w) = director();
+    let client: IpAddr = "198.51.100.8".parse().unwrap();
+    let vip = "203.0.113.10";
+    let syn = tcp(
+        ([2, 0, 0, 0, 0, 8], CLIENT_IF_MAC),
+        "198.51.100.8",
+        vip,
+        (40002, 80),
+        "S",
+        64,
+        b"",
+    );
+    let (verdict, _) = once(&d, &mut w, &syn, CLIENT, 1000);
+    assert!(
+        matches!(verdict, Verdict::Transmit { iface: SERVER, .. }),
+        "{verdict:?}"
+    );
+    let synack = tcp(
+        (RS1_MAC, SERVER_IF_MAC),
+        "192.0.2.11",
+        "198.51.100.8",
+        (8080, 40002),
+        "SA",
+        64,
+        b"",
+    );
+    let (verdict, _) = once(&d, &mut w, &synack, SERVER, 1001);
+    assert_eq!(verdict, Verdict::Drop(DropReason::NeighbourUnresolved));
+    assert_eq!(d.neighbours().next_request(), Some((CLIENT, client)));
+    d.neighbours().apply([NeighbourChange::Learned {
+        iface: CLIENT,
+        ip: client,
+        mac: MacAddr([2, 0, 0, 0, 0, 8]),
+    }]);
+    let (verdict, sent) = once(&d, &mut w, &synack, SERVER, 1002);
+    assert!(
+        matches!(verdict, Verdict::Transmit { iface: CLIENT, .. }),
+        "{verdict:?}"
+    );
+    let want = tcp(
+        (CLIENT_IF_MAC, [2, 0, 0, 0, 0, 8]),
+        vip,
+        "198.51.100.8",
+        (80, 40002),
+        "SA",
+        63,
+        b"",
+    );
+    assert_eq!(sent, want);
+}

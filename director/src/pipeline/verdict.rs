@@ -37,13 +37,14 @@ pub enum Verdict {
 }
 
 macro_rules! drop_reasons {
-    ($($name:ident => $text:literal,)*) => {
+    ($($(#[$doc:meta])* $name:ident => $text:literal,)*) => {
         /// Why a frame was dropped. Each has a per-worker counter.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         #[repr(u8)]
         pub enum DropReason {
             $(
                 #[doc = $text]
+                $(#[$doc])*
                 $name,
             )*
         }
@@ -98,7 +99,8 @@ drop_reasons! {
     TooBigNoDf => "too_big_without_df",
     TooBigRateLimited => "too_big_rate_limited",
     NoRoute => "no_route",
-    NoNeighbour => "no_neighbour",
+    /// — the next hop's MAC is not known (yet): the frame is dropped and the kernel is asked to resolve it (ARP / NS).
+    NeighbourUnresolved => "neighbour_unresolved",
     FamilyMismatch => "family_mismatch",
     NoHeadroom => "no_headroom",
     ConnTableFull => "conn_table_full",

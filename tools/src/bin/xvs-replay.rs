@@ -57,7 +57,8 @@ config is invalid, or the capture is damaged or not Ethernet.";
 #[command(name = "xvs-replay", version, about, long_about = None, after_help = AFTER_HELP)]
 struct Args {
     /// The cluster configuration (director/CONFIG.md); static [[neighbours]]
-    /// give the next hops' MAC addresses.
+    /// give the next hops' MAC addresses, and every interface needs its `mac`
+    /// (there is no kernel to read it from).
     #[arg(long, value_name = "CLUSTER.toml")]
     config: PathBuf,
     /// The capture to replay: pcap or pcapng (told apart by content), Ethernet.
