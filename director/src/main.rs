@@ -16,6 +16,7 @@ use xvs_director::config::ClusterConfig;
 use xvs_director::io::afxdp::{AfXdpIo, AfXdpOptions, ZeroCopy};
 use xvs_director::io::xdp::{XdpAttachment, XdpProgram};
 use xvs_director::io::{IoInterface, WorkerIo};
+use xvs_director::kernel::{self, NeighbourWatcher};
 use xvs_director::pipeline::{Director, IfaceId};
 use xvs_director::run::{Clock, InterfaceLock, Live, PollMode, WorkerOptions, redirect_filter};
 
@@ -211,7 +212,10 @@ fn load_config(args: &Args) -> Result<ClusterConfig, String> {
 }
 
 fn run(args: &Args) -> Result<(), String> {
-    let config = load_config(args)?;
+    let mut config = load_config(args)?;
+    // What the configuration leaves out (MACs, MTUs, addresses, gateways)
+    // comes from the kernel, as it is in this network namespace.
+    let facts = kernel::discover(&mut config).map_err(|e| e.to_string())?;
     let clock = Clock::start();
     let seed = {
         use std::hash::{BuildHasher, RandomState};
@@ -266,6 +270,15 @@ fn run(args: &Args) -> Result<(), String> {
         }
     };
 
+    // Neighbours: learned from the kernel and followed; the real servers'
+    // and gateways' are asked for at once.
+    let mut watcher = NeighbourWatcher::spawn(
+        Arc::clone(director.neighbours()),
+        facts.iter().map(|k| (k.id, k.ifindex)).collect(),
+        director.state().next_hops(),
+    )
+    .map_err(|e| e.to_string())?;
+
     let options = WorkerOptions {
         poll: match args.poll {
             Poll::Adaptive => PollMode::Adaptive,
@@ -275,6 +288,9 @@ fn run(args: &Args) -> Result<(), String> {
     };
     let mut live =
         Live::start(Arc::clone(&director), clock, ios, &options).map_err(|e| e.to_string())?;
+    for fact in &facts {
+        info!("{fact}");
+    }
     log_startup(&config, &director, &live, args);
 
     let stats_every = Duration::from_secs_f64(args.stats_interval.max(0.1));
@@ -307,6 +323,14 @@ fn run(args: &Args) -> Result<(), String> {
     info!("stopping: workers first, then the XDP program is detached");
     live.stop();
     drop(attachments);
+    watcher.stop();
+    let w = watcher.counters();
+    info!(
+        "neighbours: {} kernel updates applied, {} resolutions requested, {} requests lost",
+        w.updates_applied,
+        w.resolutions_requested,
+        director.neighbours().requests_lost()
+    );
     if let Some(path) = &args.stats_file {
         write_stats(path, &live);
     }
