@@ -21,6 +21,8 @@
 //! Transmits are queued during the burst and flushed at its end: one
 //! syscall per burst and interface, not per frame.
 
+pub mod packet;
+
 use std::time::Duration;
 
 use crate::pipeline::{IfaceId, Verdict};
