@@ -162,6 +162,13 @@ fn udp_of(frame: &[u8]) -> Option<(u16, &[u8])> {
     Some((dport, udp.get(8..len)?))
 }
 
+/// True for an IPv4 frame sent by the director's namespace: what
+/// `PACKET_IGNORE_OUTGOING` must keep away from the workers (the echoes and
+/// the kernel's own port-unreachable answers).
+fn from_director(frame: &[u8]) -> bool {
+    frame.len() >= 34 && frame[12..14] == [0x08, 0x00] && frame[26..30] == DIRECTOR_ADDR.octets()
+}
+
 /// Turns a UDP/IPv4 frame around in place: MACs, addresses and ports
 /// swapped (the IPv4 checksum stays valid), UDP checksum 0 (none).
 fn echo(frame: &mut [u8]) {
@@ -239,8 +246,10 @@ fn receives_transmits_and_keeps_the_kernel_off_service_traffic() {
         .send_to(b"xvs-echo", SocketAddrV4::new(DIRECTOR_ADDR, 40_000))
         .unwrap();
     let echoed = Cell::new(0);
+    let outgoing = Cell::new(0);
     let mut decide = |f: RxFrame<'_>| {
         let frame = &mut f.buf[f.start..f.start + f.len];
+        outgoing.set(outgoing.get() + u32::from(from_director(frame)));
         if udp_of(frame) == Some((40_000, b"xvs-echo")) {
             echoed.set(echoed.get() + 1);
             echo(frame);
@@ -280,6 +289,21 @@ fn receives_transmits_and_keeps_the_kernel_off_service_traffic() {
     );
 
     // 3. …with it, the kernel stays silent while the backend still sees it.
+    // A table left by a crashed run (never removed) is replaced.
+    let stale = KernelFilter::install(
+        &[FilterInterface {
+            name: bed.dir_if.clone(),
+            role: InterfaceRole::Client,
+        }],
+        &[],
+    );
+    match stale {
+        Ok(stale) => std::mem::forget(stale),
+        Err(e) => {
+            eprintln!("SKIP (filter part): {e}");
+            return;
+        }
+    }
     let filter = match KernelFilter::install(
         &[FilterInterface {
             name: bed.dir_if.clone(),
@@ -303,6 +327,7 @@ fn receives_transmits_and_keeps_the_kernel_off_service_traffic() {
     );
     let tapped = Cell::new(false);
     let mut decide = |f: RxFrame<'_>| {
+        outgoing.set(outgoing.get() + u32::from(from_director(&f.buf[f.start..f.start + f.len])));
         if udp_of(&f.buf[f.start..f.start + f.len]) == Some((40_001, b"probe-filtered")) {
             tapped.set(true);
         }
@@ -314,6 +339,11 @@ fn receives_transmits_and_keeps_the_kernel_off_service_traffic() {
     assert!(
         tapped.get(),
         "the tap must see what the netdev ingress hook drops"
+    );
+    assert_eq!(
+        outgoing.get(),
+        0,
+        "a worker must not receive outgoing frames"
     );
 
     // 4. Removing the filter gives the traffic back to the kernel.
@@ -349,11 +379,13 @@ fn fanout_gives_each_frame_to_exactly_one_worker() {
             .unwrap();
     }
     let mut seen = [[0u32; FLOWS as usize]; 2];
+    let mut outgoing = 0u32;
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline && seen.iter().flatten().sum::<u32>() < u32::from(FLOWS) {
         for (w, io) in workers.iter_mut().enumerate() {
             let counts = &mut seen[w];
             io.run_burst(64, &mut |f: RxFrame<'_>| {
+                outgoing += u32::from(from_director(&f.buf[f.start..f.start + f.len]));
                 if let Some((port, b"xvs-fanout")) = udp_of(&f.buf[f.start..f.start + f.len])
                     && (41_000..41_000 + FLOWS).contains(&port)
                 {
@@ -370,6 +402,7 @@ fn fanout_gives_each_frame_to_exactly_one_worker() {
     for (w, io) in workers.iter_mut().enumerate() {
         let counts = &mut seen[w];
         io.run_burst(256, &mut |f: RxFrame<'_>| {
+            outgoing += u32::from(from_director(&f.buf[f.start..f.start + f.len]));
             if let Some((port, b"xvs-fanout")) = udp_of(&f.buf[f.start..f.start + f.len])
                 && (41_000..41_000 + FLOWS).contains(&port)
             {
@@ -387,4 +420,95 @@ fn fanout_gives_each_frame_to_exactly_one_worker() {
         per_worker.iter().all(|&n| n > 0),
         "both workers get flows: {per_worker:?}"
     );
+}
+
+/// Frames per second through a veth pair with `run_burst` echoing on both
+/// ends (a ping-pong of `IN_FLIGHT` datagrams, each side on its own
+/// thread, the kernel kept off by a `KernelFilter` in each namespace).
+/// A measurement, not a check: run it with
+/// `cargo test --release -p xvs-director --test afpacket -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement: run by hand with --release"]
+fn echo_rate() {
+    const IN_FLIGHT: u16 = 4096;
+    const RUN: Duration = Duration::from_secs(3);
+    let Some(bed) = testbed('r') else { return };
+    let peer_if = bed.dir_if.replace("rd", "rp");
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let filter_for = |name: &str, vip: Ipv4Addr, port: u16| {
+        KernelFilter::install(
+            &[FilterInterface {
+                name: name.to_owned(),
+                role: InterfaceRole::Client,
+            }],
+            &[FilterRule::ToService {
+                proto: IpProtocol::Udp,
+                vip: vip.into(),
+                port,
+            }],
+        )
+        .unwrap()
+    };
+    let run_side = |ns: &str, name: &str| -> (u64, xvs_director::io::IoStats) {
+        bed.enter(ns);
+        let mut io = PacketIo::open(
+            &[IoInterface {
+                id: IfaceId(0),
+                name: name.to_owned(),
+                queue: 0,
+            }],
+            &PacketOptions::new(1),
+        )
+        .unwrap();
+        let mut echoed = 0u64;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let n = io
+                .run_burst(64, &mut |f: RxFrame<'_>| {
+                    let frame = &mut f.buf[f.start..f.start + f.len];
+                    if udp_of(frame).is_some_and(|(port, _)| port == 42_000 || port == 42_001) {
+                        echoed += 1;
+                        echo(frame);
+                        return Verdict::Transmit {
+                            iface: IfaceId(0),
+                            start: f.start,
+                            len: f.len,
+                        };
+                    }
+                    Verdict::PassToKernel
+                })
+                .unwrap();
+            if n == 0 {
+                io.wait(Duration::from_millis(10)).unwrap();
+            }
+        }
+        (echoed, io.stats())
+    };
+    bed.enter_peer();
+    let _peer_filter = filter_for(&peer_if, PEER_ADDR, 42_001);
+    let seed = UdpSocket::bind(SocketAddrV4::new(PEER_ADDR, 42_001)).unwrap();
+    bed.enter_director();
+    let _dir_filter = filter_for(&bed.dir_if, DIRECTOR_ADDR, 42_000);
+    let (director, peer) = std::thread::scope(|s| {
+        let director = s.spawn(|| run_side(&bed.dir_ns, &bed.dir_if));
+        let peer = s.spawn(|| run_side(&bed.peer_ns, &peer_if));
+        std::thread::sleep(Duration::from_millis(200));
+        for _ in 0..IN_FLIGHT {
+            seed.send_to(&[0u8; 18], SocketAddrV4::new(DIRECTOR_ADDR, 42_000))
+                .unwrap();
+        }
+        std::thread::sleep(RUN);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (director.join().unwrap(), peer.join().unwrap())
+    });
+    let total = director.0 + peer.0;
+    eprintln!(
+        "echo_rate: {:.3} Mframes/s echoed in total over {RUN:?} \
+         (director {} / peer {}; director io {:?}; peer io {:?})",
+        total as f64 / RUN.as_secs_f64() / 1e6,
+        director.0,
+        peer.0,
+        director.1,
+        peer.1
+    );
+    assert!(total > 0);
 }

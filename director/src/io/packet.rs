@@ -24,7 +24,9 @@
 //! iovec per frame). `PACKET_QDISC_BYPASS` skips the qdisc layer, as AF_XDP
 //! does, and `PACKET_LOSS` makes the kernel skip a malformed slot instead
 //! of stopping the ring. `PACKET_IGNORE_OUTGOING` keeps a worker from
-//! receiving its own transmits (and the kernel's).
+//! receiving its own transmits (and the kernel's). Bypassing the qdisc
+//! also bypasses the taps on transmit: `tcpdump` on the director's host
+//! does not see what the director sends.
 //!
 //! # Several workers
 //! With `queues` > 1, every worker's socket on an interface joins one
@@ -32,6 +34,9 @@
 //! always the same one. A socket joins with a drop-everything BPF filter
 //! in place, removed once it is in the group, so that it never receives a
 //! frame that another worker also receives.
+//!
+//! The `queue` of an [`IoInterface`] is informational here: the fanout
+//! hash, not a NIC queue, decides which worker sees a frame.
 //!
 //! # The kernel's copy
 //! A packet tap leaves the kernel its own frame: `PassToKernel` costs
@@ -202,12 +207,11 @@ impl PacketSocket {
             .map_err(|e| os_error("binding to the interface", name, e))?;
         if fanout {
             let id = u32::from(options.fanout_group.wrapping_add(ifindex as u16));
-            sys::set_packet_int(
-                sock,
-                libc::PACKET_FANOUT,
-                id | (libc::PACKET_FANOUT_HASH << 16),
-            )
-            .map_err(|e| os_error(SET_FANOUT, name, e))?;
+            // A fanout group receives through its own hook, which ignores
+            // the socket's PACKET_IGNORE_OUTGOING: the group needs the flag.
+            let kind = libc::PACKET_FANOUT_HASH | libc::PACKET_FANOUT_FLAG_IGNORE_OUTGOING;
+            sys::set_packet_int(sock, libc::PACKET_FANOUT, id | (kind << 16))
+                .map_err(|e| os_error(SET_FANOUT, name, e))?;
             sys::detach_filter(sock)
                 .map_err(|e| os_error("removing the start-up filter", name, e))?;
         }
@@ -266,10 +270,15 @@ impl PacketSocket {
             || self.rx_status().load(Ordering::Acquire) & libc::TP_STATUS_USER != 0
     }
 
+    /// True if a frame of `len` bytes fits a TX slot.
+    fn fits(&self, len: usize) -> bool {
+        TX_DATA_OFFSET + len <= self.geometry.tx.tp_frame_size as usize
+    }
+
     /// Copies `frame` into the next TX slot; false if the ring is full or
     /// the frame does not fit a slot.
     fn enqueue(&mut self, frame: &[u8]) -> bool {
-        if TX_DATA_OFFSET + frame.len() > self.geometry.tx.tp_frame_size as usize {
+        if !self.fits(frame.len()) {
             return false;
         }
         let slot_offset = self.geometry.rx_len() + self.geometry.tx_slot_offset(self.tx_head);
@@ -438,6 +447,10 @@ impl PacketIo {
             return Ok(());
         };
         let socket = &mut self.sockets[index];
+        if !socket.fits(frame.len()) {
+            self.stats.tx_dropped += 1;
+            return Ok(());
+        }
         if socket.enqueue(frame) {
             self.stats.tx_frames += 1;
             return Ok(());
@@ -543,10 +556,11 @@ impl WorkerIo for PacketIo {
         for socket in &mut self.sockets {
             socket.flush()?;
         }
-        self.collect_kernel_drops();
         if self.sockets.iter().any(PacketSocket::rx_ready) {
             return Ok(());
         }
+        // About to sleep: a good moment for a syscall per socket.
+        self.collect_kernel_drops();
         let ms = i32::try_from(timeout.as_nanos().div_ceil(1_000_000)).unwrap_or(i32::MAX);
         self.stats.sleeps += 1;
         for pfd in &mut self.pollfds {
