@@ -420,6 +420,10 @@ fn fanout_gives_each_frame_to_exactly_one_worker() {
         per_worker.iter().all(|&n| n > 0),
         "both workers get flows: {per_worker:?}"
     );
+    assert_eq!(
+        outgoing, 0,
+        "the kernel's own answers must not reach the fanout group"
+    );
 }
 
 /// Frames per second through a veth pair with `run_burst` echoing on both
