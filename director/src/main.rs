@@ -15,10 +15,13 @@ use log::{error, info, warn};
 use xvs_director::config::ClusterConfig;
 use xvs_director::io::afxdp::{AfXdpIo, AfXdpOptions, ZeroCopy};
 use xvs_director::io::xdp::{XdpAttachment, XdpProgram};
+use xvs_director::io::packet::{KernelFilter, PacketIo, PacketOptions};
 use xvs_director::io::{IoInterface, WorkerIo};
 use xvs_director::kernel::{self, NeighbourWatcher};
 use xvs_director::pipeline::{Director, IfaceId};
-use xvs_director::run::{Clock, InterfaceLock, Live, PollMode, WorkerOptions, redirect_filter};
+use xvs_director::run::{
+    Clock, InterfaceLock, Live, PollMode, WorkerOptions, kernel_filter_rules, redirect_filter,
+};
 
 /// The xvs load-balancing director: a Linux Virtual Server in userspace.
 ///
@@ -238,6 +241,7 @@ fn run(args: &Args) -> Result<(), String> {
 
     let mut ios: Vec<Box<dyn WorkerIo>> = Vec::new();
     let mut attachments: Vec<XdpAttachment> = Vec::new();
+    let mut filter: Option<KernelFilter> = None;
     let _program = match args.backend {
         Backend::Xdp => {
             let mut program = XdpProgram::load().map_err(|e| e.to_string())?;
@@ -264,9 +268,18 @@ fn run(args: &Args) -> Result<(), String> {
             Some(program)
         }
         Backend::Packet => {
-            return Err(
-                "--backend packet: the AF_PACKET backend is not in this build yet".to_owned(),
-            );
+            // The kernel gets a copy of every frame a packet socket sees:
+            // this filter makes it drop the ones the director handles, after
+            // the sockets have taken theirs.
+            let (ifaces, rules) = kernel_filter_rules(director.state());
+            filter = Some(KernelFilter::install(&ifaces, &rules).map_err(|e| e.to_string())?);
+            let options = PacketOptions::new(args.queues);
+            for queue in 0..args.queues {
+                let io = PacketIo::open(&io_interfaces(&names, queue), &options)
+                    .map_err(|e| e.to_string())?;
+                ios.push(Box::new(io));
+            }
+            None
         }
     };
 
@@ -323,6 +336,11 @@ fn run(args: &Args) -> Result<(), String> {
     info!("stopping: workers first, then the XDP program is detached");
     live.stop();
     drop(attachments);
+    if let Some(filter) = filter.take()
+        && let Err(e) = filter.remove()
+    {
+        warn!("removing the AF_PACKET kernel filter: {e}");
+    }
     watcher.stop();
     let w = watcher.counters();
     info!(

@@ -27,6 +27,7 @@ use xvs_packet::IpProtocol;
 
 use crate::ForwardMethod;
 use crate::conn::Millis;
+use crate::io::packet::{FilterInterface, FilterRule};
 use crate::io::xdp::RedirectFilter;
 use crate::io::{IoError, IoStats, WorkerIo};
 use crate::pipeline::{
@@ -107,6 +108,34 @@ pub fn redirect_filter(state: &Snapshot) -> RedirectFilter {
             .extend(iface.addresses.iter().map(|n| n.addr));
     }
     filter
+}
+
+/// What the AF_PACKET backend's kernel filter must drop for `state` (the
+/// same traffic the XDP program would redirect), and on which interfaces.
+#[must_use]
+pub fn kernel_filter_rules(state: &Snapshot) -> (Vec<FilterInterface>, Vec<FilterRule>) {
+    let ifaces = state
+        .interfaces
+        .iter()
+        .map(|i| FilterInterface {
+            name: i.name.clone(),
+            role: i.role,
+        })
+        .collect();
+    let redirect = redirect_filter(state);
+    let mut rules: Vec<FilterRule> = redirect
+        .services
+        .iter()
+        .map(|&(proto, vip, port)| FilterRule::ToService { proto, vip, port })
+        .collect();
+    rules.extend(
+        redirect
+            .nat_real_servers
+            .iter()
+            .map(|&(proto, addr, port)| FilterRule::FromRealServer { proto, addr, port }),
+    );
+    rules.push(FilterRule::LocalAddresses(redirect.local_addresses));
+    (ifaces, rules)
 }
 
 /// Holds `/run/xvs/<netns>-<iface>.lock` for the life of the director: a

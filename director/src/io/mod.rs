@@ -23,6 +23,7 @@
 
 pub mod afxdp;
 pub mod mem;
+pub mod packet;
 pub mod xdp;
 
 use std::time::Duration;
