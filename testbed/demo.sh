@@ -9,8 +9,7 @@
 # of testbed/cluster.sh up, starts the director on AF_XDP, drives 20 s of
 # short HTTP connections from the client with wrk while printing the
 # director's per-real-server counters every 2 s, then tears everything down.
-# Non-interactive; cleans up whatever happens. Until xvs-director is part of
-# the build, the kernel's nftables NAT stands in for it (and the demo says so).
+# Non-interactive; cleans up whatever happens.
 set -euo pipefail
 # shellcheck source=lib/common.sh
 . "$(dirname "$0")/lib/common.sh"
@@ -56,20 +55,12 @@ explain "client 198.51.100.2 --- d-cli [director, VIP $VIP] d-srv --- switch ---
     "NAT: the real servers' default route is the director, so replies come back through it."
 "$CLUSTER" up --servers 3 --weights 1,2,3 --scheduler wlc </dev/null | sed 's/^/    /'
 
-if [ -x "$XVS_BIN/xvs-director" ]; then
-    say "3/6 starting xvs-director on AF_XDP (config $STATE/cluster.toml)"
-    explain "Its XDP program hands VIP traffic and the real servers' replies to the director's" \
-        "AF_XDP sockets; everything else (ARP, ping, SSH) goes on to the kernel. Kernel forwarding" \
-        "is off: every forwarded packet is the director's work. Scheduler wlc, weights 1:2:3."
-    "$CLUSTER" balancer start xvs --backend xdp </dev/null | sed 's/^/    /'
-    live=1
-else
-    say "3/6 xvs-director is not in this build yet: the kernel's nftables NAT stands in for it"
-    explain "Same cluster, same traffic; nftables spreads connections 1:2:3 by round robin," \
-        "and has no per-real-server counters to show."
-    "$CLUSTER" balancer start nft </dev/null | sed 's/^/    /'
-    live=0
-fi
+[ -x "$XVS_BIN/xvs-director" ] || die "the build left no $XVS_BIN/xvs-director"
+say "3/6 starting xvs-director on AF_XDP (config $STATE/cluster.toml)"
+explain "Its XDP program hands VIP traffic and the real servers' replies to the director's" \
+    "AF_XDP sockets; everything else (ARP, ping, SSH) goes on to the kernel. Kernel forwarding" \
+    "is off: every forwarded packet is the director's work. Scheduler wlc, weights 1:2:3."
+"$CLUSTER" balancer start xvs --backend xdp </dev/null | sed 's/^/    /'
 
 say "4/6 six requests through the VIP, each on a new connection"
 explain "The page names the real server that answered:"
@@ -77,12 +68,10 @@ pages=$(ip netns exec xvs-client curl -s --max-time 5 -H 'Connection: close' "ht
 explain "  $pages"
 
 say "5/6 load: wrk from the client, 16 connections at a time, each request on a new connection, 20 s"
-if [ "$live" = 1 ]; then
-    explain "Every 2 s, the director's counters per real server (from its stats file):" \
-        "conns = connections scheduled to it so far; active = established now; inactive = closing" \
-        "or closed but still remembered (TIME_WAIT...); packets in/out = forwarded to it / from it." \
-        "wlc gives each new connection to the server with the least (256 x active + inactive) / weight."
-fi
+explain "Every 2 s, the director's counters per real server (from its stats file):" \
+    "conns = connections scheduled to it so far; active = established now; inactive = closing" \
+    "or closed but still remembered (TIME_WAIT...); packets in/out = forwarded to it / from it." \
+    "wlc gives each new connection to the server with the least (256 x active + inactive) / weight."
 timeout 40 ip netns exec xvs-client wrk -t1 -c16 -d20s -H 'Connection: close' "http://$VIP/" \
     </dev/null >"$work/wrk.out" 2>&1 &
 wrk_pid=$!
@@ -90,7 +79,6 @@ start=$SECONDS
 for ((i = 0; i < 15; i++)); do # 30 s at most
     sleep 2
     kill -0 "$wrk_pid" 2>/dev/null || break
-    [ "$live" = 1 ] || continue
     echo "  -- t = $((SECONDS - start)) s"
     table || true
 done
@@ -99,12 +87,10 @@ wait "$wrk_pid" || rc=$?
 wrk_pid=""
 [ "$rc" -eq 0 ] || { cat "$work/wrk.out"; die "wrk failed (exit $rc)"; }
 
-if [ "$live" = 1 ]; then
-    "$CLUSTER" balancer stop </dev/null >/dev/null # its last stats write comes at exit
-    say "final counters (written by the director as it stopped)"
-    table
-    explain "wlc at work: the conns column should stand about 1:2:3, as the weights do."
-fi
+"$CLUSTER" balancer stop </dev/null >/dev/null # its last stats write comes at exit
+say "final counters (written by the director as it stopped)"
+table
+explain "wlc at work: the conns column should stand about 1:2:3, as the weights do."
 say "wrk's summary (requests/s: each request is a whole TCP connection through the director)"
 sed 's/^/    /' "$work/wrk.out"
 explain "" "Next: testbed/cluster.sh up / balancer start xvs / status / down to explore by hand;" \

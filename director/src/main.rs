@@ -14,8 +14,8 @@ use log::{error, info, warn};
 
 use xvs_director::config::ClusterConfig;
 use xvs_director::io::afxdp::{AfXdpIo, AfXdpOptions, ZeroCopy};
-use xvs_director::io::xdp::{XdpAttachment, XdpProgram};
 use xvs_director::io::packet::{KernelFilter, PacketIo, PacketOptions};
+use xvs_director::io::xdp::{XdpAttachment, XdpProgram};
 use xvs_director::io::{IoInterface, WorkerIo};
 use xvs_director::kernel::{self, NeighbourWatcher};
 use xvs_director::pipeline::{Director, IfaceId};
@@ -188,7 +188,7 @@ fn quick_start_config(args: &Args) -> Result<ClusterConfig, String> {
             rport.unwrap_or(port)
         );
     }
-    ClusterConfig::parse(&text, "(command line)").map_err(|e| e.to_string())
+    ClusterConfig::parse("(command line)", &text).map_err(|e| e.to_string())
 }
 
 /// `ADDR[:PORT]` or `[V6ADDR][:PORT]`.
@@ -466,5 +466,68 @@ fn write_stats(path: &Path, live: &Live) {
         .and_then(|()| std::fs::rename(&tmp, path));
     if let Err(e) = result {
         warn!("writing the stats file {}: {e}", path.display());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Args {
+        Args::try_parse_from(std::iter::once("xvs-director").chain(list.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn quick_start_builds_the_same_config_a_file_would() {
+        let a = args(&[
+            "--client-iface",
+            "eth0",
+            "--server-iface",
+            "eth1",
+            "--service",
+            "tcp:[2001:db8::10]:443",
+            "--scheduler",
+            "wrr",
+            "--real",
+            "[2001:db8:5::11]",
+            "--real",
+            "[2001:db8:5::12]:443,dr,weight=3",
+        ]);
+        let c = quick_start_config(&a).unwrap();
+        assert_eq!(c.interfaces.len(), 2);
+        assert_eq!(c.interfaces[1].name, "eth1");
+        let s = &c.services[0];
+        assert_eq!(s.port, 443);
+        assert_eq!(s.scheduler, "wrr");
+        assert_eq!(s.real_servers.len(), 2);
+        assert_eq!(s.real_servers[0].port, Some(443));
+        assert_eq!(s.real_servers[1].weight, 3);
+    }
+
+    #[test]
+    fn quick_start_mistakes_are_named() {
+        let base = ["--client-iface", "a", "--server-iface", "b"];
+        let with = |extra: &[&str]| {
+            let mut v = base.to_vec();
+            v.extend_from_slice(extra);
+            quick_start_config(&args(&v)).unwrap_err()
+        };
+        assert!(with(&["--service", "tcp:203.0.113.10"]).contains("port is missing"));
+        assert!(with(&["--service", "tcp:203.0.113.10:80"]).contains("at least one --real"));
+        let e = with(&[
+            "--service",
+            "tcp:203.0.113.10:80",
+            "--real",
+            "192.0.2.11,fast",
+        ]);
+        assert!(e.contains("\"fast\""), "{e}");
+        let e = with(&["--service", "sctp:203.0.113.10:80", "--real", "192.0.2.11"]);
+        assert!(e.contains("proto"), "{e}");
+    }
+
+    #[test]
+    fn config_file_and_quick_start_exclude_each_other() {
+        let r = Args::try_parse_from(["xvs-director", "--config", "x.toml", "--client-iface", "a"]);
+        assert!(r.is_err());
     }
 }

@@ -53,8 +53,8 @@ if ! unshare --net true 2>/dev/null; then
     exit 0
 fi
 if [ "$balancer" = xvs ] && [ ! -x "$XVS_BIN/xvs-director" ]; then
-    echo "SKIP e2e/nat.sh (xvs, $backend): $XVS_BIN/xvs-director does not exist yet (cargo build --release --workspace builds it once it lands)"
-    exit 0
+    echo "FAIL e2e/nat.sh (xvs, $backend): $XVS_BIN/xvs-director does not exist: build it first (cargo build --release --workspace)"
+    exit 1
 fi
 ensure_packages "${XVS_PACKAGES[@]}"
 
