@@ -428,25 +428,12 @@ fn update<K: Eq + std::hash::Hash>(
 ) -> Result<(), IoError> {
     let one: u8 = 1;
     for key in new.difference(old) {
-        // SAFETY: `key` is a repr(C) key of exactly the map's key size and
-        // `one` a u8 of the map's value size; both live across the call.
-        let rc = unsafe {
-            libxdp_sys::bpf_map_update_elem(
-                fd,
-                std::ptr::from_ref(key).cast(),
-                std::ptr::from_ref(&one).cast(),
-                0,
-            )
-        };
-        if rc != 0 {
-            return Err(IoError::Other(format!(
-                "updating the XDP program's {map} map: {}",
-                io::Error::from_raw_os_error(-rc)
-            )));
-        }
+        map_put(fd, key, &one)
+            .map_err(|e| IoError::Other(format!("updating the XDP program's {map} map: {e}")))?;
     }
     for key in old.difference(new) {
-        // SAFETY: as above; a missing key is not an error worth reporting.
+        // SAFETY: `key` is a live repr(C) value of the map's key size; a
+        // missing key is not an error worth reporting.
         unsafe {
             libxdp_sys::bpf_map_delete_elem(fd, std::ptr::from_ref(key).cast());
         }
