@@ -242,7 +242,7 @@ fn run(args: &Args) -> Result<(), String> {
     let mut ios: Vec<Box<dyn WorkerIo>> = Vec::new();
     let mut attachments: Vec<XdpAttachment> = Vec::new();
     let mut filter: Option<KernelFilter> = None;
-    let _program = match args.backend {
+    let program = match args.backend {
         Backend::Xdp => {
             let mut program = XdpProgram::load().map_err(|e| e.to_string())?;
             program
@@ -311,7 +311,7 @@ fn run(args: &Args) -> Result<(), String> {
     let mut stats_at = Instant::now();
     let mut log_at = Instant::now();
     if let Some(path) = &args.stats_file {
-        write_stats(path, &live);
+        write_stats(path, &live, program.as_ref());
     }
     let mut failure = None;
     while !term.load(Ordering::Relaxed) {
@@ -324,7 +324,7 @@ fn run(args: &Args) -> Result<(), String> {
             && stats_at.elapsed() >= stats_every
         {
             stats_at = Instant::now();
-            write_stats(path, &live);
+            write_stats(path, &live, program.as_ref());
         }
         if let Some(every) = log_every
             && log_at.elapsed() >= every
@@ -350,7 +350,7 @@ fn run(args: &Args) -> Result<(), String> {
         director.neighbours().requests_lost()
     );
     if let Some(path) = &args.stats_file {
-        write_stats(path, &live);
+        write_stats(path, &live, program.as_ref());
     }
     log_counters(&live);
     match failure {
@@ -455,8 +455,15 @@ fn log_counters(live: &Live) {
     }
 }
 
-fn write_stats(path: &Path, live: &Live) {
-    let doc = live.stats_json();
+fn write_stats(path: &Path, live: &Live, program: Option<&XdpProgram>) {
+    let mut doc = live.stats_json();
+    if let Some(c) = program.and_then(|p| p.counters().ok()) {
+        doc["xdp"] = serde_json::json!({
+            "frames": c.frames,
+            "to_director": c.to_director,
+            "to_kernel": c.frames.saturating_sub(c.to_director),
+        });
+    }
     let tmp = path.with_extension("tmp");
     let result = std::fs::File::create(&tmp)
         .and_then(|mut f| {

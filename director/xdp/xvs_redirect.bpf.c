@@ -34,7 +34,7 @@ typedef unsigned long long __u64;
 #define always_inline inline __attribute__((always_inline))
 
 enum { XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX, XDP_REDIRECT };
-enum { BPF_MAP_TYPE_HASH = 1, BPF_MAP_TYPE_XSKMAP = 17 };
+enum { BPF_MAP_TYPE_HASH = 1, BPF_MAP_TYPE_PERCPU_ARRAY = 6, BPF_MAP_TYPE_XSKMAP = 17 };
 
 struct xdp_md {
 	__u32 data;
@@ -116,6 +116,24 @@ struct {
 	__type(value, __u8);
 } local_addrs SEC(".maps");
 
+// Per-CPU counters: frames seen, and frames sent towards the director's
+// sockets (the rest went to the kernel). Read by the director for its
+// stats and by the program's tests.
+enum { COUNT_FRAMES, COUNT_TO_DIRECTOR, COUNT_MAX };
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, COUNT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+static always_inline void count(__u32 what)
+{
+	__u64 *c = bpf_map_lookup_elem(&counters, &what);
+	if (c)
+		*c += 1;
+}
+
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD
 #define ETH_P_8021Q 0x8100
@@ -132,6 +150,7 @@ static always_inline __u16 be16(__u16 x)
 
 static always_inline int redirect(struct xdp_md *ctx)
 {
+	count(COUNT_TO_DIRECTOR);
 	__u32 ifindex = ctx->ingress_ifindex;
 	__u32 *slot = bpf_map_lookup_elem(&if_slots, &ifindex);
 	if (!slot || ctx->rx_queue_index >= MAX_QUEUES)
@@ -210,8 +229,7 @@ static always_inline int decide(struct xdp_md *ctx, void *end, __u8 proto, void 
 	return redirect(ctx);
 }
 
-SEC("xdp")
-int xvs_redirect(struct xdp_md *ctx)
+static always_inline int decide_frame(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
@@ -267,6 +285,13 @@ int xvs_redirect(struct xdp_md *ctx)
 		return decide(ctx, end, next, ip + 40, &src, &dst, 0);
 	}
 	return XDP_PASS;
+}
+
+SEC("xdp")
+int xvs_redirect(struct xdp_md *ctx)
+{
+	count(COUNT_FRAMES);
+	return decide_frame(ctx);
 }
 
 char _license[] SEC("license") = "Dual MIT/GPL";

@@ -136,7 +136,18 @@ pub struct XdpProgram {
     vips: RawFd,
     real_servers: RawFd,
     local_addrs: RawFd,
+    counters: RawFd,
     installed: MapContents,
+}
+
+/// What the program did, summed over CPUs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct XdpCounters {
+    /// Frames the program saw.
+    pub frames: u64,
+    /// Frames it sent towards the director's sockets (the others went to
+    /// the kernel; so do these while no socket is bound).
+    pub to_director: u64,
 }
 
 // SAFETY: the libbpf object is only used through `&self`/`&mut self`
@@ -235,6 +246,7 @@ impl XdpProgram {
             vips: -1,
             real_servers: -1,
             local_addrs: -1,
+            counters: -1,
             installed: MapContents::default(),
         };
         // From here on `this` owns the object: Drop closes it on any error.
@@ -251,6 +263,7 @@ impl XdpProgram {
         this.vips = this.map_fd(c"vips")?;
         this.real_servers = this.map_fd(c"real_servers")?;
         this.local_addrs = this.map_fd(c"local_addrs")?;
+        this.counters = this.map_fd(c"counters")?;
         Ok(this)
     }
 
@@ -346,6 +359,83 @@ impl XdpProgram {
         })
     }
 
+    /// The program's counters, summed over every CPU.
+    ///
+    /// # Errors
+    /// The kernel refused to read the map.
+    pub fn counters(&self) -> io::Result<XdpCounters> {
+        let cpus = possible_cpus()?;
+        let mut values = vec![0u64; cpus];
+        let mut read = |key: u32| -> io::Result<u64> {
+            // SAFETY: a per-CPU map's lookup writes one 8-byte slot per
+            // possible CPU; `values` holds exactly that many.
+            let rc = unsafe {
+                libxdp_sys::bpf_map_lookup_elem(
+                    self.counters,
+                    std::ptr::from_ref(&key).cast(),
+                    values.as_mut_ptr().cast(),
+                )
+            };
+            if rc != 0 {
+                return Err(io::Error::from_raw_os_error(-rc));
+            }
+            Ok(values.iter().sum())
+        };
+        Ok(XdpCounters {
+            frames: read(0)?,
+            to_director: read(1)?,
+        })
+    }
+
+    /// Runs the program once on `frame` as if it had arrived on queue 0 of
+    /// the interface `ifindex` (`BPF_PROG_TEST_RUN`; nothing is sent or
+    /// attached). Returns the program's verdict (`XDP_PASS` is 2); whether
+    /// it aimed the frame at the director shows in [`Self::counters`].
+    ///
+    /// # Errors
+    /// The kernel refused the run (no privileges, frame too short).
+    pub fn test_run(&self, frame: &[u8], ifindex: u32) -> io::Result<u32> {
+        // The kernel's `struct xdp_md` (data, data_end, data_meta,
+        // ingress_ifindex, rx_queue_index, egress_ifindex), as the test
+        // run reads it: data_end must be the frame's length.
+        let len = u32::try_from(frame.len()).map_err(io::Error::other)?;
+        let ctx: [u32; 6] = [0, len, 0, ifindex, 0, 0];
+        let mut out = vec![0u8; frame.len() + 256];
+        let mut opts = libxdp_sys::bpf_test_run_opts {
+            sz: size_of::<libxdp_sys::bpf_test_run_opts>(),
+            data_in: frame.as_ptr().cast(),
+            data_out: out.as_mut_ptr().cast(),
+            data_size_in: len,
+            data_size_out: u32::try_from(out.len()).map_err(io::Error::other)?,
+            ctx_in: ctx.as_ptr().cast(),
+            ctx_out: std::ptr::null_mut(),
+            ctx_size_in: u32::try_from(size_of_val(&ctx)).map_err(io::Error::other)?,
+            ctx_size_out: 0,
+            retval: 0,
+            repeat: 1,
+            duration: 0,
+            flags: 0,
+            cpu: 0,
+            batch_size: 0,
+        };
+        // SAFETY: `opts` is a fully initialised bpf_test_run_opts whose
+        // pointers reference live buffers of the sizes it states.
+        let rc = unsafe { libxdp_sys::bpf_prog_test_run_opts(self.program_fd()?, &raw mut opts) };
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(-rc));
+        }
+        Ok(opts.retval)
+    }
+
+    fn program_fd(&self) -> io::Result<RawFd> {
+        // SAFETY: the program is loaded and owned by `self`.
+        let fd = unsafe { libxdp_sys::bpf_program__fd(self.program.as_ptr()) };
+        if fd < 0 {
+            return Err(io::Error::from_raw_os_error(-fd));
+        }
+        Ok(fd)
+    }
+
     /// Makes the maps say exactly what `filter` says: new entries are added
     /// before stale ones are removed, so nothing the director still
     /// handles ever falls through to the kernel in between.
@@ -377,6 +467,21 @@ impl XdpProgram {
         self.installed = new;
         Ok(())
     }
+}
+
+/// How many CPUs the kernel may ever bring up (per-CPU maps hold a value
+/// for each): the count in `/sys/devices/system/cpu/possible` ("0-1,4").
+fn possible_cpus() -> io::Result<usize> {
+    let text = std::fs::read_to_string("/sys/devices/system/cpu/possible")?;
+    let mut highest = 0usize;
+    for range in text.trim().split(',') {
+        let last = range.rsplit('-').next().unwrap_or(range);
+        let n: usize = last
+            .parse()
+            .map_err(|_| io::Error::other(format!("unreadable CPU list {text:?}")))?;
+        highest = highest.max(n);
+    }
+    Ok(highest + 1)
 }
 
 /// Sockets per interface the program can address (`MAX_QUEUES` in the C).
