@@ -3,16 +3,18 @@
 //! config and reload, health checks, HA, state sync, metrics).
 //!
 //! Built so far: the cluster configuration file ([`config`]), the
-//! connection state machine and table ([`conn`]), the per-frame
-//! pipeline ([`pipeline`]) that live workers and `xvs-replay` share, and
-//! what the live director learns from the kernel ([`kernel`]: interface
-//! facts, neighbours). All `unsafe` of the
-//! workspace will live under `src/io/`; everything else forbids it.
+//! connection state machine and table ([`conn`]), the per-frame pipeline
+//! ([`pipeline`]) that live workers and `xvs-replay` share, the I/O
+//! backends and our XDP program ([`io`]), what the live director learns
+//! from the kernel ([`kernel`]: interface facts, neighbours), and the
+//! worker threads that tie them together ([`run`]); the `xvs-director`
+//! binary runs them. All `unsafe` of the workspace lives under `src/io/`;
+//! everything else denies it.
 #![deny(unsafe_code)]
 
 pub mod config;
 pub mod conn;
-#[allow(
+#[expect(
     unsafe_code,
     reason = "STYLE.md: the packet sockets' unsafe lives here and nowhere else"
 )]

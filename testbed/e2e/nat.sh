@@ -190,6 +190,24 @@ counters_match() {
     return $ok
 }
 
+# udp_traffic_matches: each UDP echo check sent 5 datagrams of 32 bytes,
+# each on a new flow, and got 5 back: the director must count 5
+# connections, 5 packets and 5 IP lengths each way per VIP.
+udp_traffic_matches() {
+    local vip ip_len got want ok=0
+    fresh_stats || return 1
+    for vip in "$VIP4" "$VIP6"; do
+        if [ "$vip" = "$VIP4" ]; then ip_len=$((20 + 8 + 32)); else ip_len=$((40 + 8 + 32)); fi
+        want="5 5 5 $((5 * ip_len)) $((5 * ip_len))"
+        got=$("$PY" "$XVS_ROOT/testbed/lib/xvs-stats.py" traffic "$STATE/stats.json" udp "$vip" 7)
+        if [ "$got" != "$want" ]; then
+            echo "  udp $vip:7: conns, packets in/out, bytes in/out are '$got', the client's traffic makes '$want'"
+            ok=1
+        fi
+    done
+    return $ok
+}
+
 offload_off_everywhere() {
     local ns ok=0
     for ns in xvs-client xvs-rs1 xvs-rs2 xvs-rs3; do
@@ -299,6 +317,7 @@ check "UDP echo through [$VIP6]:7 (5 flows, same bytes back from the VIP)" \
 
 if [ "$balancer" = xvs ]; then
     check "counters: per real server, the director's conns equal the client's connections it answered; their sum, all the client made" counters_match
+    check "counters: the UDP services saw exactly the client's datagrams and the echoes (packets and bytes, both ways)" udp_traffic_matches
 fi
 
 "$CLUSTER" balancer kill
