@@ -14,6 +14,7 @@ use log::{error, info, warn};
 
 use xvs_director::config::ClusterConfig;
 use xvs_director::io::afxdp::{AfXdpIo, AfXdpOptions, ZeroCopy};
+use xvs_director::io::mixed::MixedIo;
 use xvs_director::io::packet::{KernelFilter, PacketIo, PacketOptions};
 use xvs_director::io::xdp::{XdpAttachment, XdpProgram};
 use xvs_director::io::{IoInterface, WorkerIo};
@@ -41,6 +42,13 @@ struct Args {
     /// fastest) or `packet` (AF_PACKET; for hosts or drivers without XDP).
     #[arg(long, value_enum, default_value_t = Backend::Xdp)]
     backend: Backend,
+
+    /// The backend for one interface, overriding --backend for it:
+    /// `NAME=xdp` or `NAME=packet` (repeat per interface). A worker then
+    /// serves its AF_XDP and AF_PACKET interfaces together, copying the
+    /// frames that cross from one to the other.
+    #[arg(long, value_name = "NAME=BACKEND")]
+    iface: Vec<String>,
 
     /// Worker threads, one per receive queue of the interfaces (queues
     /// 0..N). Most virtual NICs have one queue.
@@ -239,49 +247,76 @@ fn run(args: &Args) -> Result<(), String> {
             .map_err(|e| format!("installing the signal handler: {e}"))?;
     }
 
-    let mut ios: Vec<Box<dyn WorkerIo>> = Vec::new();
-    let mut attachments: Vec<XdpAttachment> = Vec::new();
-    let mut filter: Option<KernelFilter> = None;
-    let program = match args.backend {
-        Backend::Xdp => {
-            let mut program = XdpProgram::load().map_err(|e| e.to_string())?;
-            program
-                .set_filter(&redirect_filter(director.state()))
-                .map_err(|e| e.to_string())?;
-            let options = AfXdpOptions {
-                zero_copy: match args.zero_copy {
-                    ZeroCopyArg::Auto => ZeroCopy::Auto,
-                    ZeroCopyArg::On => ZeroCopy::On,
-                    ZeroCopyArg::Off => ZeroCopy::Off,
-                },
-                ..AfXdpOptions::default()
-            };
-            for queue in 0..args.queues {
-                let ifaces = io_interfaces(&names, queue);
-                let io =
-                    AfXdpIo::open(&ifaces, options, &mut program).map_err(|e| e.to_string())?;
-                ios.push(Box::new(io));
-            }
-            for name in &names {
-                attachments.push(program.attach(name).map_err(|e| e.to_string())?);
-            }
-            Some(program)
-        }
-        Backend::Packet => {
-            // The kernel gets a copy of every frame a packet socket sees:
-            // this filter makes it drop the ones the director handles, after
-            // the sockets have taken theirs.
-            let (ifaces, rules) = kernel_filter_rules(director.state());
-            filter = Some(KernelFilter::install(&ifaces, &rules).map_err(|e| e.to_string())?);
-            let options = PacketOptions::new(args.queues);
-            for queue in 0..args.queues {
-                let io = PacketIo::open(&io_interfaces(&names, queue), &options)
-                    .map_err(|e| e.to_string())?;
-                ios.push(Box::new(io));
-            }
-            None
-        }
+    // Which backend drives each interface: --backend, unless --iface says
+    // otherwise for it.
+    let backends = interface_backends(&names, args)?;
+    let on = |b: Backend| -> Vec<(IfaceId, String)> {
+        names
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| backends[*i] == b)
+            .map(|(i, n)| (IfaceId(u16::try_from(i).unwrap_or(u16::MAX)), n.clone()))
+            .collect()
     };
+    let (xdp_ifaces, packet_ifaces) = (on(Backend::Xdp), on(Backend::Packet));
+
+    let mut xdp_ios: Vec<AfXdpIo> = Vec::new();
+    let mut attachments: Vec<XdpAttachment> = Vec::new();
+    let program = if xdp_ifaces.is_empty() {
+        None
+    } else {
+        let mut program = XdpProgram::load().map_err(|e| e.to_string())?;
+        program
+            .set_filter(&redirect_filter(director.state()))
+            .map_err(|e| e.to_string())?;
+        let options = AfXdpOptions {
+            zero_copy: match args.zero_copy {
+                ZeroCopyArg::Auto => ZeroCopy::Auto,
+                ZeroCopyArg::On => ZeroCopy::On,
+                ZeroCopyArg::Off => ZeroCopy::Off,
+            },
+            ..AfXdpOptions::default()
+        };
+        for queue in 0..args.queues {
+            let ifaces = io_interfaces(&xdp_ifaces, queue);
+            let io = AfXdpIo::open(&ifaces, options, &mut program).map_err(|e| e.to_string())?;
+            xdp_ios.push(io);
+        }
+        for (_, name) in &xdp_ifaces {
+            attachments.push(program.attach(name).map_err(|e| e.to_string())?);
+        }
+        Some(program)
+    };
+
+    let mut packet_ios: Vec<PacketIo> = Vec::new();
+    let mut filter: Option<KernelFilter> = None;
+    if !packet_ifaces.is_empty() {
+        // The kernel gets a copy of every frame a packet socket sees: this
+        // filter makes it drop the ones the director handles, after the
+        // sockets have taken theirs.
+        let (mut ifaces, rules) = kernel_filter_rules(director.state());
+        ifaces.retain(|f| packet_ifaces.iter().any(|(_, n)| *n == f.name));
+        filter = Some(KernelFilter::install(&ifaces, &rules).map_err(|e| e.to_string())?);
+        let options = PacketOptions::new(args.queues);
+        for queue in 0..args.queues {
+            let io = PacketIo::open(&io_interfaces(&packet_ifaces, queue), &options)
+                .map_err(|e| e.to_string())?;
+            packet_ios.push(io);
+        }
+    }
+
+    let xdp_ids: Vec<IfaceId> = xdp_ifaces.iter().map(|(id, _)| *id).collect();
+    let mut ios: Vec<Box<dyn WorkerIo>> = Vec::new();
+    let mut packet_ios = packet_ios.into_iter();
+    for xdp in xdp_ios {
+        match packet_ios.next() {
+            Some(packet) => ios.push(Box::new(MixedIo::new(xdp, packet, &xdp_ids))),
+            None => ios.push(Box::new(xdp)),
+        }
+    }
+    for packet in packet_ios {
+        ios.push(Box::new(packet));
+    }
 
     // Neighbours: learned from the kernel and followed; the real servers'
     // and gateways' are asked for at once.
@@ -362,16 +397,43 @@ fn run(args: &Args) -> Result<(), String> {
     }
 }
 
-fn io_interfaces(names: &[String], queue: u32) -> Vec<IoInterface> {
-    names
+fn io_interfaces(ifaces: &[(IfaceId, String)], queue: u32) -> Vec<IoInterface> {
+    ifaces
         .iter()
-        .enumerate()
-        .map(|(i, name)| IoInterface {
-            id: IfaceId(u16::try_from(i).unwrap_or(u16::MAX)),
+        .map(|(id, name)| IoInterface {
+            id: *id,
             name: name.clone(),
             queue,
         })
         .collect()
+}
+
+/// The backend of each interface (in config order): `--backend`, or what
+/// an `--iface NAME=BACKEND` says for it.
+fn interface_backends(names: &[String], args: &Args) -> Result<Vec<Backend>, String> {
+    let mut backends = vec![args.backend; names.len()];
+    for spec in &args.iface {
+        let (name, backend) = spec
+            .split_once('=')
+            .ok_or_else(|| format!("--iface {spec}: expected NAME=xdp or NAME=packet"))?;
+        let backend = match backend {
+            "xdp" => Backend::Xdp,
+            "packet" => Backend::Packet,
+            other => {
+                return Err(format!(
+                    "--iface {spec}: unknown backend {other:?}; use xdp or packet"
+                ));
+            }
+        };
+        let i = names.iter().position(|n| n == name).ok_or_else(|| {
+            format!(
+                "--iface {spec}: {name:?} is not one of the director's interfaces ({})",
+                names.join(", ")
+            )
+        })?;
+        backends[i] = backend;
+    }
+    Ok(backends)
 }
 
 fn log_startup(config: &ClusterConfig, director: &Director, live: &Live, args: &Args) {

@@ -6,7 +6,10 @@
 #   xvs-client --- d-cli [xvs-director] d-srv --- br0 [xvs-switch] --- xvs-rs1..3
 #   198.51.100.2   VIP 203.0.113.10, 2001:db8:f::10 on lo             192.0.2.11..13
 #
-#   testbed/e2e/nat.sh [--backend xdp|packet] [--balancer xvs|nft]
+#   testbed/e2e/nat.sh [--backend xdp|packet|mixed] [--balancer xvs|nft]
+#
+# mixed: AF_XDP on the client side, AF_PACKET on the server side (one
+# worker serving both, frames copied between the two backends).
 #
 # Prints one PASS or FAIL line per check and exits 1 if any failed. Skips
 # (exit 0, says why) when not root, when the kernel has no network
@@ -28,10 +31,14 @@ while [ $# -gt 0 ]; do
     case $1 in
     --backend) backend=${2:?}; shift 2 ;;
     --balancer) balancer=${2:?}; shift 2 ;;
-    *) echo "usage: $0 [--backend xdp|packet] [--balancer xvs|nft]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--backend xdp|packet|mixed] [--balancer xvs|nft]" >&2; exit 2 ;;
     esac
 done
-case $backend in xdp | packet) ;; *) die "--backend: '$backend' is not xdp or packet" ;; esac
+case $backend in
+    xdp | packet) director_args=(--backend "$backend") ;;
+    mixed) director_args=(--backend xdp -- --iface d-srv=packet) ;;
+    *) die "--backend: '$backend' is not xdp, packet or mixed" ;;
+esac
 case $balancer in xvs | nft) ;; *) die "--balancer: '$balancer' is not xvs or nft" ;; esac
 
 STATE=${XVS_TESTBED_STATE:-/run/xvs-testbed}
@@ -107,7 +114,7 @@ up() {
     conns4=0
     conns6=0
     if [ "$balancer" = xvs ]; then
-        "$CLUSTER" balancer start xvs --backend "$backend"
+        "$CLUSTER" balancer start xvs "${director_args[@]}"
     else
         "$CLUSTER" balancer start nft
     fi
@@ -324,7 +331,7 @@ fi
 check "after the balancer is killed (SIGKILL), the director host still answers ping from the client" \
     client ping -c1 -W2 198.51.100.1
 if [ "$balancer" = xvs ]; then
-    "$CLUSTER" balancer start xvs --backend "$backend"
+    "$CLUSTER" balancer start xvs "${director_args[@]}"
 else
     "$CLUSTER" balancer start nft
 fi

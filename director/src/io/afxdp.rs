@@ -24,7 +24,7 @@
 //! reports. `need_wakeup` is always asked for: the kernel is kicked
 //! (`sendto`) only when it says it needs to be.
 
-use std::io;
+use std::io::{self, Write};
 use std::num::NonZeroU32;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
@@ -280,6 +280,55 @@ impl AfXdpIo {
         }
     }
 
+    /// Queues a copy of `frame` for `iface` (a frame another backend
+    /// received) in a free UMEM frame; it leaves with the next flush.
+    /// Counted as dropped when no frame is free or it does not fit.
+    pub fn send_copy(&mut self, iface: IfaceId, frame: &[u8]) {
+        let Some(port) = self.ports.iter_mut().find(|p| p.id == iface) else {
+            self.stats.tx_dropped += 1;
+            return;
+        };
+        if frame.len() > self.data_room {
+            self.stats.tx_dropped += 1;
+            return;
+        }
+        let Some(mut desc) = self.free.pop() else {
+            self.stats.tx_dropped += 1;
+            return;
+        };
+        // SAFETY: the frame comes from the free list: no ring and no other
+        // view holds it.
+        let mut data = unsafe { self.umem.data_mut(&mut desc) };
+        let mut cursor = data.cursor();
+        cursor.set_pos(0);
+        if cursor.write_all(frame).is_err() {
+            self.stats.tx_dropped += 1;
+            self.free.push(desc);
+            return;
+        }
+        port.pending.push(desc);
+    }
+
+    /// Takes back the frames the kernel has sent and tops up the fill
+    /// rings.
+    pub fn reclaim(&mut self) {
+        self.refill();
+    }
+
+    /// Hands every queued transmit to the kernel.
+    ///
+    /// # Errors
+    /// Kicking the kernel failed for good.
+    pub fn flush(&mut self) -> Result<(), IoError> {
+        self.transmit_pending()
+    }
+
+    /// The sockets' descriptors, for a caller that polls them with others.
+    #[must_use]
+    pub fn fds(&self) -> Vec<std::os::fd::RawFd> {
+        self.ports.iter().map(|p| p.rx.fd().as_raw_fd()).collect()
+    }
+
     fn transmit_pending(&mut self) -> Result<(), IoError> {
         for port in &mut self.ports {
             if port.pending.is_empty() {
@@ -419,26 +468,8 @@ impl WorkerIo for AfXdpIo {
     }
 
     fn wait(&mut self, timeout: Duration) -> Result<(), IoError> {
-        let mut fds: Vec<libc::pollfd> = self
-            .ports
-            .iter()
-            .map(|p| libc::pollfd {
-                fd: p.rx.fd().as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            })
-            .collect();
-        let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-        let nfds = libc::nfds_t::try_from(fds.len()).unwrap_or(0);
-        // SAFETY: `fds` is a live array of `nfds` pollfd structs.
-        let rc = unsafe { libc::poll(fds.as_mut_ptr(), nfds, ms) };
         self.stats.sleeps += 1;
-        if rc < 0 {
-            let err = io::Error::last_os_error();
-            if err.kind() != io::ErrorKind::Interrupted {
-                return Err(os("waiting for frames (poll)", "AF_XDP sockets", err, ""));
-            }
-        }
+        super::poll_readable(&self.fds(), timeout)?;
         // Frames sent while we slept have completed: take them back.
         self.refill();
         Ok(())

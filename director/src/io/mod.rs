@@ -23,6 +23,7 @@
 
 pub mod afxdp;
 pub mod mem;
+pub mod mixed;
 pub mod packet;
 pub mod xdp;
 
@@ -128,6 +129,38 @@ pub fn pin_to_cpu(cpu: usize) -> std::io::Result<()> {
     let rc = unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const set) };
     if rc != 0 {
         return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sleeps until one of `fds` is readable or `timeout` passes; a signal
+/// only cuts the sleep short.
+///
+/// # Errors
+/// `poll()` failed for another reason.
+pub fn poll_readable(fds: &[std::os::fd::RawFd], timeout: Duration) -> Result<(), IoError> {
+    let mut pollfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    let nfds = libc::nfds_t::try_from(pollfds.len()).unwrap_or(0);
+    // SAFETY: `pollfds` is a live array of `nfds` pollfd structs.
+    let rc = unsafe { libc::poll(pollfds.as_mut_ptr(), nfds, ms) };
+    if rc < 0 {
+        let err = std::io::Error::last_os_error();
+        if err.kind() != std::io::ErrorKind::Interrupted {
+            return Err(IoError::Os {
+                what: "waiting for frames (poll)",
+                iface: "the worker's sockets".to_owned(),
+                source: err,
+                hint: "",
+            });
+        }
     }
     Ok(())
 }

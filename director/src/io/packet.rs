@@ -447,34 +447,58 @@ impl PacketIo {
         start: usize,
         len: usize,
     ) -> Result<(), IoError> {
-        let socket = self.route.get(usize::from(iface.0)).copied();
         let frame = start
             .checked_add(len)
             .and_then(|end| self.bufs.get(buf)?.get(start..end));
-        let (Some(index), Some(frame)) = (socket.filter(|&i| i != usize::MAX), frame) else {
+        let Some(frame) = frame else {
             self.stats.tx_dropped += 1;
             return Ok(());
         };
-        let socket = &mut self.sockets[index];
-        if !socket.fits(frame.len()) {
-            self.stats.tx_dropped += 1;
-            return Ok(());
-        }
-        if socket.enqueue(frame) {
-            self.stats.tx_frames += 1;
-            return Ok(());
-        }
-        // Full: send what is queued, then try once more (the kernel frees
-        // slots as their frames leave).
-        if socket.tx_pending {
+        send_on(
+            &mut self.sockets,
+            &self.route,
+            &mut self.stats,
+            iface,
+            frame,
+        )
+    }
+
+    /// Queues a copy of `frame` for `iface` (a frame another backend
+    /// received); it leaves with the next flush.
+    ///
+    /// # Errors
+    /// The socket failed for good.
+    pub fn send_copy(&mut self, iface: IfaceId, frame: &[u8]) -> Result<(), IoError> {
+        send_on(
+            &mut self.sockets,
+            &self.route,
+            &mut self.stats,
+            iface,
+            frame,
+        )
+    }
+
+    /// Hands every queued transmit to the kernel.
+    ///
+    /// # Errors
+    /// A socket failed for good.
+    pub fn flush(&mut self) -> Result<(), IoError> {
+        for socket in &mut self.sockets {
             socket.flush()?;
-            if socket.enqueue(frame) {
-                self.stats.tx_frames += 1;
-                return Ok(());
-            }
         }
-        self.stats.tx_dropped += 1;
         Ok(())
+    }
+
+    /// True when a frame waits in some receive ring.
+    #[must_use]
+    pub fn rx_ready(&self) -> bool {
+        self.sockets.iter().any(PacketSocket::rx_ready)
+    }
+
+    /// The sockets' descriptors, for a caller that polls them with others.
+    #[must_use]
+    pub fn fds(&self) -> Vec<std::os::fd::RawFd> {
+        self.pollfds.iter().map(|p| p.fd).collect()
     }
 
     /// Reads up to `budget` frames from socket `index` (at most
@@ -549,6 +573,44 @@ impl PacketIo {
         }
         Ok(received)
     }
+}
+
+/// Sends `frame` out of `iface` on the socket that serves it, counting the
+/// outcome; a full ring is flushed once before the frame is given up.
+fn send_on(
+    sockets: &mut [PacketSocket],
+    route: &[usize],
+    stats: &mut IoStats,
+    iface: IfaceId,
+    frame: &[u8],
+) -> Result<(), IoError> {
+    let index = route
+        .get(usize::from(iface.0))
+        .copied()
+        .filter(|&i| i != usize::MAX);
+    let Some(socket) = index.and_then(|i| sockets.get_mut(i)) else {
+        stats.tx_dropped += 1;
+        return Ok(());
+    };
+    if !socket.fits(frame.len()) {
+        stats.tx_dropped += 1;
+        return Ok(());
+    }
+    if socket.enqueue(frame) {
+        stats.tx_frames += 1;
+        return Ok(());
+    }
+    // Full: send what is queued, then try once more (the kernel frees
+    // slots as their frames leave).
+    if socket.tx_pending {
+        socket.flush()?;
+        if socket.enqueue(frame) {
+            stats.tx_frames += 1;
+            return Ok(());
+        }
+    }
+    stats.tx_dropped += 1;
+    Ok(())
 }
 
 /// Frames copied out of the rx ring, lent to the pipeline as one burst.
