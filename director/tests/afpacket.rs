@@ -16,6 +16,8 @@
     reason = "test code: a failed set-up is a failed test"
 )]
 
+mod common;
+
 use std::cell::Cell;
 use std::fs::File;
 use std::io::ErrorKind;
@@ -23,6 +25,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::ip;
 use nix::sched::{CloneFlags, setns};
 use xvs_director::io::packet::{
     FilterInterface, FilterRule, KernelFilter, PacketIo, PacketOptions,
@@ -33,22 +36,6 @@ use xvs_packet::IpProtocol;
 
 const DIRECTOR_ADDR: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 const PEER_ADDR: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
-
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("ip: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
 
 /// Two namespaces joined by a veth pair; deleted on drop.
 struct Testbed {
@@ -370,6 +357,22 @@ fn receives_transmits_and_keeps_the_kernel_off_service_traffic() {
     assert!(!String::from_utf8_lossy(&tables.stdout).contains("xvs_afpacket"));
 }
 
+/// Flows the fanout test sends.
+const FLOWS: u16 = 64;
+
+/// The fanout test's view of one received frame: counts it for its flow
+/// (and the frames the director itself sent, which must never come back).
+fn tally(f: &RxFrame<'_>, counts: &mut [u32], outgoing: &mut u32) -> Verdict {
+    let frame = &f.buf[f.start..f.start + f.len];
+    *outgoing += u32::from(from_director(frame));
+    if let Some((port, b"xvs-fanout")) = udp_of(frame)
+        && (41_000..41_000 + FLOWS).contains(&port)
+    {
+        counts[usize::from(port - 41_000)] += 1;
+    }
+    Verdict::PassToKernel
+}
+
 #[test]
 fn fanout_gives_each_frame_to_exactly_one_worker() {
     let Some(bed) = testbed('f') else { return };
@@ -383,7 +386,6 @@ fn fanout_gives_each_frame_to_exactly_one_worker() {
     ];
     assert!(workers[0].describe().contains("fanout hash over 2 queues"));
 
-    const FLOWS: u16 = 64;
     for i in 0..FLOWS {
         socket
             .send_to(b"xvs-fanout", SocketAddrV4::new(DIRECTOR_ADDR, 41_000 + i))
@@ -397,15 +399,7 @@ fn fanout_gives_each_frame_to_exactly_one_worker() {
             let counts = &mut seen[w];
             io.run_burst(
                 64,
-                &mut each(|f: RxFrame<'_>| {
-                    outgoing += u32::from(from_director(&f.buf[f.start..f.start + f.len]));
-                    if let Some((port, b"xvs-fanout")) = udp_of(&f.buf[f.start..f.start + f.len])
-                        && (41_000..41_000 + FLOWS).contains(&port)
-                    {
-                        counts[usize::from(port - 41_000)] += 1;
-                    }
-                    Verdict::PassToKernel
-                }),
+                &mut each(|f: RxFrame<'_>| tally(&f, counts, &mut outgoing)),
             )
             .unwrap();
         }
@@ -417,15 +411,7 @@ fn fanout_gives_each_frame_to_exactly_one_worker() {
         let counts = &mut seen[w];
         io.run_burst(
             256,
-            &mut each(|f: RxFrame<'_>| {
-                outgoing += u32::from(from_director(&f.buf[f.start..f.start + f.len]));
-                if let Some((port, b"xvs-fanout")) = udp_of(&f.buf[f.start..f.start + f.len])
-                    && (41_000..41_000 + FLOWS).contains(&port)
-                {
-                    counts[usize::from(port - 41_000)] += 1;
-                }
-                Verdict::PassToKernel
-            }),
+            &mut each(|f: RxFrame<'_>| tally(&f, counts, &mut outgoing)),
         )
         .unwrap();
     }

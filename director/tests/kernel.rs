@@ -17,12 +17,15 @@
     reason = "test helpers: a failed set-up step should fail the test loudly"
 )]
 
+mod common;
+
 use std::fs::File;
 use std::net::IpAddr;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::ip;
 use nix::sched::{CloneFlags, setns};
 use xvs_director::config::ClusterConfig;
 use xvs_director::kernel::{KernelError, NeighbourWatcher, discover};
@@ -37,22 +40,6 @@ struct Testbed {
     dev: String,
     /// The peer's end.
     peer_dev: String,
-}
-
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("ip {args:?}: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
 }
 
 impl Testbed {

@@ -110,15 +110,6 @@ pub struct AfXdpIo {
     stats: IoStats,
 }
 
-fn os(what: &'static str, iface: &str, source: io::Error, hint: &'static str) -> IoError {
-    IoError::Os {
-        what,
-        iface: iface.to_owned(),
-        source,
-        hint,
-    }
-}
-
 fn config_error(what: impl std::fmt::Display) -> IoError {
     IoError::Other(format!("AF_XDP configuration: {what}"))
 }
@@ -222,7 +213,7 @@ impl AfXdpIo {
         };
         let (tx, rx, rings) = created.map_err(|e| {
             let source = io::Error::other(e.to_string());
-            os(
+            IoError::os(
                 "creating the AF_XDP socket",
                 &iface.name,
                 source,
@@ -353,7 +344,7 @@ impl AfXdpIo {
             if port.tx.needs_wakeup() {
                 port.tx
                     .wakeup()
-                    .map_err(|e| os("kicking AF_XDP transmit", &port.name, e, ""))?;
+                    .map_err(|e| IoError::os("kicking AF_XDP transmit", &port.name, e, ""))?;
             }
         }
         Ok(())

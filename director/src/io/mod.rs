@@ -81,6 +81,20 @@ pub enum IoError {
     Other(String),
 }
 
+impl IoError {
+    /// A failed system call: what was being done, on which interface, the
+    /// kernel's answer, and a hint (empty, or starting with ". ").
+    #[must_use]
+    pub fn os(what: &'static str, iface: &str, source: std::io::Error, hint: &'static str) -> Self {
+        Self::Os {
+            what,
+            iface: iface.to_owned(),
+            source,
+            hint,
+        }
+    }
+}
+
 /// One worker's sockets on every interface, whatever the backend.
 pub trait WorkerIo: Send {
     /// Receives up to `burst` frames from the interfaces and hands them to

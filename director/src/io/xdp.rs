@@ -187,15 +187,6 @@ fn last_os_error() -> io::Error {
     io::Error::last_os_error()
 }
 
-fn os(what: &'static str, iface: &str, source: io::Error, hint: &'static str) -> IoError {
-    IoError::Os {
-        what,
-        iface: iface.to_owned(),
-        source,
-        hint,
-    }
-}
-
 const PRIVILEGE_HINT: &str = ". The director needs root (CAP_NET_ADMIN and CAP_BPF)";
 const FALLBACK_HINT: &str = ". Without XDP, run with --backend packet (AF_PACKET)";
 
@@ -211,7 +202,7 @@ impl XdpProgram {
             libxdp_sys::bpf_object__open_mem(OBJECT.as_ptr().cast(), OBJECT.len(), std::ptr::null())
         };
         let Some(object) = NonNull::new(object) else {
-            return Err(os(
+            return Err(IoError::os(
                 "opening the embedded XDP program",
                 "-",
                 last_os_error(),
@@ -229,7 +220,7 @@ impl XdpProgram {
             };
             // SAFETY: `object` is valid and closed once, on this error path.
             unsafe { libxdp_sys::bpf_object__close(object.as_ptr()) };
-            return Err(os(
+            return Err(IoError::os(
                 "loading the XDP program into the kernel",
                 "-",
                 err,
@@ -305,7 +296,7 @@ impl XdpProgram {
                 Some(libc::EPERM | libc::EACCES) => PRIVILEGE_HINT,
                 _ => FALLBACK_HINT,
             };
-            return Err(os("attaching the XDP program", iface, err, hint));
+            return Err(IoError::os("attaching the XDP program", iface, err, hint));
         };
         Ok(XdpAttachment {
             link,
@@ -339,7 +330,7 @@ impl XdpProgram {
         }
         let slot = u32::try_from(slot).unwrap_or(u32::MAX);
         map_put(self.if_slots, &ifindex, &slot).map_err(|e| {
-            os(
+            IoError::os(
                 "registering the interface with the XDP program",
                 iface,
                 e,
@@ -350,7 +341,7 @@ impl XdpProgram {
         let value = u32::try_from(fd)
             .map_err(|_| IoError::Other(format!("socket fd {fd} for {iface} is invalid")))?;
         map_put(self.xsks, &key, &value).map_err(|e| {
-            os(
+            IoError::os(
                 "registering the AF_XDP socket with the XDP program",
                 iface,
                 e,
@@ -496,7 +487,7 @@ fn ifindex_of(iface: &str) -> Result<u32, IoError> {
     // SAFETY: `name` is NUL-terminated and lives across the call.
     let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
     if ifindex == 0 {
-        return Err(os(
+        return Err(IoError::os(
             "looking up the interface",
             iface,
             last_os_error(),

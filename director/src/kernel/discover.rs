@@ -327,11 +327,7 @@ mod tests {
     fn address(index: u32, ip: &str, prefix: u8, scope: AddressScope) -> RouteNetlinkMessage {
         let ip: IpAddr = ip.parse().unwrap();
         let mut m = AddressMessage::default();
-        m.header.family = if ip.is_ipv4() {
-            AddressFamily::Inet
-        } else {
-            AddressFamily::Inet6
-        };
+        m.header.family = crate::kernel::family_of(ip);
         m.header.index = index;
         m.header.prefix_len = prefix;
         m.header.scope = scope;
@@ -345,11 +341,7 @@ mod tests {
     fn default_route(table: u32, oif: u32, via: &str, metric: u32) -> RouteNetlinkMessage {
         let via: IpAddr = via.parse().unwrap();
         let mut m = RouteMessage::default();
-        m.header.address_family = if via.is_ipv4() {
-            AddressFamily::Inet
-        } else {
-            AddressFamily::Inet6
-        };
+        m.header.address_family = crate::kernel::family_of(via);
         m.header.kind = RouteType::Unicast;
         m.header.table = table.min(255) as u8;
         m.attributes = vec![

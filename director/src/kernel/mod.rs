@@ -34,6 +34,9 @@ mod socket;
 mod watcher;
 
 use std::io;
+use std::net::IpAddr;
+
+use netlink_packet_route::AddressFamily;
 
 pub use discover::{FromKernel, KernelInterface, discover};
 pub use watcher::{NeighbourWatcher, WatcherCounters};
@@ -77,4 +80,13 @@ pub enum KernelError {
         /// Why.
         source: io::Error,
     },
+}
+
+/// The netlink address family of `ip`.
+pub(crate) fn family_of(ip: IpAddr) -> AddressFamily {
+    if ip.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    }
 }

@@ -320,11 +320,7 @@ impl Watch {
 /// makes the kernel create it if needed and send ARP / NS for it.
 pub(crate) fn resolve_request(ifindex: u32, ip: IpAddr) -> NeighbourMessage {
     let mut m = NeighbourMessage::default();
-    m.header.family = if ip.is_ipv4() {
-        AddressFamily::Inet
-    } else {
-        AddressFamily::Inet6
-    };
+    m.header.family = crate::kernel::family_of(ip);
     m.header.ifindex = ifindex;
     m.header.state = NeighbourState::None;
     m.header.flags = NeighbourFlags::Use;
