@@ -171,7 +171,7 @@ impl<S: System> Agent<S> {
         }
         let mut state = State::load(&self.state_path())?;
         let mark = state.done.len();
-        let result = self.run_plan(&plan, &mut state, opts.iface.is_some());
+        let result = self.run_plan(&plan, &mut state);
         if let Err(e) = result {
             let left = self.undo_from(&mut state, mark);
             if !state
@@ -181,7 +181,7 @@ impl<S: System> Agent<S> {
             {
                 self.remove_object();
             }
-            let saved = state.save(&self.state_path());
+            let saved = self.save_final(&state);
             if left.is_empty() && saved.is_ok() {
                 self.say("setup failed: its changes were undone".to_owned());
             } else {
@@ -195,12 +195,7 @@ impl<S: System> Agent<S> {
         Ok(())
     }
 
-    fn run_plan(
-        &mut self,
-        plan: &Plan,
-        state: &mut State,
-        have_iface: bool,
-    ) -> Result<(), AgentError> {
+    fn run_plan(&mut self, plan: &Plan, state: &mut State) -> Result<(), AgentError> {
         for action in &plan.common {
             self.ensure(action, state)?;
         }
@@ -239,10 +234,11 @@ impl<S: System> Agent<S> {
                 }
             }
         }
-        let hint = if have_iface {
+        let tried_xdp = plan.decap.iter().any(|(d, _)| *d == Decap::Xdp);
+        let hint = if tried_xdp {
             ""
         } else {
-            " (give --iface to decapsulate with XDP instead)"
+            " (a kernel without ipip/ip6_tunnel can decapsulate with XDP: --decap xdp --iface IFACE)"
         };
         Err(AgentError::NoDecap { attempts, hint })
     }
@@ -538,6 +534,17 @@ impl<S: System> Agent<S> {
         Ok(true)
     }
 
+    /// Saves the state at the end of a command; with nothing left in it,
+    /// the file and the run directory go (the directory only if empty: it
+    /// may hold what is not ours).
+    fn save_final(&self, state: &State) -> Result<(), StateError> {
+        state.save(&self.state_path())?;
+        if state.done.is_empty() {
+            let _ = std::fs::remove_dir(&self.run_dir);
+        }
+        Ok(())
+    }
+
     fn remove_object(&mut self) {
         let object = self.object_path();
         // Absent already is fine: only an attach writes it.
@@ -567,11 +574,7 @@ impl<S: System> Agent<S> {
         if state.done.is_empty() {
             self.remove_object();
         }
-        state.save(&path)?;
-        if state.done.is_empty() {
-            // Only if empty: the directory may hold what is not ours.
-            let _ = std::fs::remove_dir(&self.run_dir);
-        }
+        self.save_final(&state)?;
         if left.is_empty() {
             Ok(())
         } else {
@@ -990,7 +993,10 @@ mod tests {
             "{err}"
         );
         assert_eq!(a.system().world, before);
-        assert!(!dir.0.join("state.json").exists());
+        assert!(
+            !dir.0.exists(),
+            "a failed first setup leaves no run directory"
+        );
 
         let mut a = Agent::new(Fake::new(), &dir.0).with_object(b"");
         let err = a
@@ -1005,7 +1011,7 @@ mod tests {
             "{err}"
         );
         let err = a.setup(&tun(None, None)).unwrap_err();
-        assert!(err.to_string().contains("give --iface"), "{err}");
+        assert!(err.to_string().contains("--decap xdp --iface"), "{err}");
         assert!(err.to_string().contains("Unknown device type"), "{err}");
         assert_eq!(a.system().world, Fake::new().world);
     }
