@@ -1,7 +1,19 @@
-//! `xvs-agent`: runs on each real server. It will report CPU, memory, network
-//! and disk load to the director over authenticated UDP, run allow-listed
-//! commands, and set the host up for DR and TUN (VIP on loopback, ARP
-//! sysctls, XDP decapsulation).
+//! `xvs-agent`: runs on each real server. Its first capability prepares a
+//! host to be a VS/DR or VS/TUN real server and undoes that again
+//! (`xvs-agent setup` / `teardown`): the VIPs on loopback, the ARP sysctls
+//! that keep the real server from claiming them, and the decapsulation of
+//! the director's tunnel packets — by kernel tunnel devices, or, on a
+//! kernel without them, by a small XDP program of ours.
 //!
-//! Not built yet: a later issue fills this crate in.
+//! - [`plan`]: options → the list of changes (pure);
+//! - [`agent`]: carries them out and undoes them, recording each in
+//!   [`state`];
+//! - [`system`]: the host behind a trait (iproute2 and `/proc/sys`).
+//!
+//! Not built yet: load reports to the director and the command listener.
 #![forbid(unsafe_code)]
+
+pub mod agent;
+pub mod plan;
+pub mod state;
+pub mod system;
