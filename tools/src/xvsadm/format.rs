@@ -764,3 +764,645 @@ fn merge_sort<T: Copy>(items: &mut [T], compare: &dyn Fn(T, T) -> i32) {
     merged.extend_from_slice(&right[j..]);
     items.copy_from_slice(&merged);
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::xvsadm::TunnelChecksum;
+
+    fn sock(text: &str) -> SocketAddr {
+        text.parse().unwrap()
+    }
+
+    fn tcp(addr: &str) -> ServiceKey {
+        ServiceKey::Address {
+            protocol: Protocol::Tcp,
+            addr: sock(addr),
+        }
+    }
+
+    fn udp(addr: &str) -> ServiceKey {
+        ServiceKey::Address {
+            protocol: Protocol::Udp,
+            addr: sock(addr),
+        }
+    }
+
+    fn service(key: ServiceKey, scheduler: &str, servers: Vec<ServerView>) -> ServiceView {
+        ServiceView {
+            key,
+            scheduler: scheduler.to_owned(),
+            sched_flags: SchedFlags::NONE,
+            persistent: None,
+            netmask: Netmask::host(key.family()),
+            persistence_engine: None,
+            one_packet: false,
+            servers,
+            stats: Stats::default(),
+            rates: Rates::default(),
+        }
+    }
+
+    /// weight, active, inactive.
+    fn server(addr: &str, method: ForwardMethod, counts: (u32, u32, u32)) -> ServerView {
+        ServerView {
+            addr: sock(addr),
+            method,
+            weight: counts.0,
+            active_conns: counts.1,
+            inactive_conns: counts.2,
+            persistent_conns: 0,
+            u_threshold: 0,
+            l_threshold: 0,
+            stats: Stats::default(),
+            rates: Rates::default(),
+        }
+    }
+
+    fn with<T>(mut value: T, change: impl FnOnce(&mut T)) -> T {
+        change(&mut value);
+        value
+    }
+
+    fn numeric(columns: Columns) -> ListFormat {
+        ListFormat {
+            numeric: true,
+            exact: false,
+            sort: true,
+            columns,
+        }
+    }
+
+    /// The table of ipvs-behaviour.md §8.4/§8.5, in an unsorted order.
+    fn reference_table() -> Vec<ServiceView> {
+        vec![
+            with(
+                service(
+                    ServiceKey::Fwmark {
+                        mark: 7,
+                        family: AddressFamily::Inet,
+                    },
+                    "sh",
+                    vec![server(
+                        "192.168.1.13:0",
+                        ForwardMethod::Tunnel(TunnelType::Ipip),
+                        (2, 0, 0),
+                    )],
+                ),
+                |s| s.sched_flags = SchedFlags::FLAG_1 | SchedFlags::FLAG_2,
+            ),
+            service(
+                udp("10.0.0.100:53"),
+                "rr",
+                vec![server("192.168.1.11:53", ForwardMethod::Route, (1, 0, 4))],
+            ),
+            with(
+                service(
+                    tcp("10.0.0.100:80"),
+                    "wlc",
+                    vec![
+                        server("192.168.1.12:80", ForwardMethod::Masq, (1, 0, 1)),
+                        server("192.168.1.11:80", ForwardMethod::Masq, (3, 2, 5)),
+                    ],
+                ),
+                |s| {
+                    s.persistent = Some(360);
+                    s.netmask = Netmask::V4("255.255.255.0".parse().unwrap());
+                },
+            ),
+        ]
+    }
+
+    #[test]
+    fn list_numeric_matches_the_reference() {
+        // Verbatim from ipvs-behaviour.md §8.4, trailing blanks included.
+        let expected = "\
+IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
+TCP  10.0.0.100:80 wlc persistent 360 mask 255.255.255.0
+  -> 192.168.1.11:80              Masq    3      2          5         
+  -> 192.168.1.12:80              Masq    1      0          1         
+UDP  10.0.0.100:53 rr
+  -> 192.168.1.11:53              Route   1      0          4         
+FWM  7 sh (sh-fallback,sh-port)
+  -> 192.168.1.13:0               Tunnel  2      0          0         
+";
+        let out = list_table(
+            &TableInfo::default(),
+            &reference_table(),
+            &numeric(Columns::Default),
+            &Numeric,
+        );
+        assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn save_matches_the_reference() {
+        // Verbatim from ipvs-behaviour.md §8.5.
+        let expected = "\
+-A -t 10.0.0.100:80 -s wlc -p 360 -M 255.255.255.0
+-a -t 10.0.0.100:80 -r 192.168.1.11:80 -m -w 3
+-a -t 10.0.0.100:80 -r 192.168.1.12:80 -m -w 1
+-A -u 10.0.0.100:53 -s rr
+-a -u 10.0.0.100:53 -r 192.168.1.11:53 -g -w 1
+-A -f 7 -s sh -b sh-fallback,sh-port
+-a -f 7 -r 192.168.1.13:0 -i -w 2 --tun-type ipip
+";
+        assert_eq!(save(&reference_table(), true, &Numeric), expected);
+    }
+
+    #[test]
+    fn list_one_service_has_no_version_line() {
+        let table = reference_table();
+        let expected = "\
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
+UDP  10.0.0.100:53 rr
+  -> 192.168.1.11:53              Route   1      0          4         
+";
+        assert_eq!(
+            list_service(&table[1], &numeric(Columns::Default), &Numeric),
+            expected
+        );
+    }
+
+    /// Counters and rates straddling every abbreviation boundary.
+    fn counters_table() -> Vec<ServiceView> {
+        let masq = with(
+            server("192.168.1.11:80", ForwardMethod::Masq, (1, 0, 0)),
+            |r| {
+                r.stats = Stats {
+                    conns: 5,
+                    inpkts: 999_999_999,
+                    outpkts: 99_999_999_999,
+                    inbytes: 100_000_000_000,
+                    outbytes: 99_999_999_999_999,
+                };
+                r.rates = Rates {
+                    cps: 123_456_789_012,
+                    inpps: 7,
+                    outpps: 0,
+                    inbps: 100_000_000,
+                    outbps: 5,
+                };
+            },
+        );
+        let web = with(service(tcp("10.0.0.100:80"), "wlc", vec![masq]), |s| {
+            s.stats = Stats {
+                conns: 12_345,
+                inpkts: 99_999_999,
+                outpkts: 100_000_000,
+                inbytes: 1_000_000_000,
+                outbytes: 123_456_789_012_345,
+            };
+            s.rates = Rates {
+                cps: 1,
+                inpps: 150_000_000,
+                outpps: 0,
+                inbps: 2_500_000_000,
+                outbps: 42,
+            };
+        });
+        let dns = service(
+            udp("[2001:db8::1]:53"),
+            "rr",
+            vec![server("[2001:db8::2]:53", ForwardMethod::Route, (1, 0, 0))],
+        );
+        vec![dns, web]
+    }
+
+    #[test]
+    fn stats_abbreviate_and_exact_does_not() {
+        let abbreviated = "IP Virtual Server version 1.2.1 (size=4096)\nProt LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes\n  -> RemoteAddress:Port\nTCP  10.0.0.100:80                   12345 99999999  100000K    1000M     123T\n  -> 192.168.1.11:80                     5  999999K   99999M     100G   99999G\nUDP  [2001:db8::1]:53                    0        0        0        0        0\n  -> [2001:db8::2]:53                    0        0        0        0        0\n";
+        let exact = "IP Virtual Server version 1.2.1 (size=4096)\nProt LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes\n  -> RemoteAddress:Port\nTCP  10.0.0.100:80                   12345 99999999 100000000 1000000000 123456789012345\n  -> 192.168.1.11:80                     5 999999999 99999999999 100000000000 99999999999999\nUDP  [2001:db8::1]:53                    0        0        0        0        0\n  -> [2001:db8::2]:53                    0        0        0        0        0\n";
+        let table = counters_table();
+        let info = TableInfo::default();
+        let format = numeric(Columns::Stats);
+        assert_eq!(list_table(&info, &table, &format, &Numeric), abbreviated);
+        let format = ListFormat {
+            exact: true,
+            ..format
+        };
+        assert_eq!(list_table(&info, &table, &format, &Numeric), exact);
+    }
+
+    #[test]
+    fn rates_abbreviate_except_server_cps_and_pps() {
+        let abbreviated = "IP Virtual Server version 1.2.1 (size=4096)\nProt LocalAddress:Port                 CPS    InPPS   OutPPS    InBPS   OutBPS\n  -> RemoteAddress:Port\nTCP  10.0.0.100:80                       1  150000K        0    2500M       42\n  -> 192.168.1.11:80              123456789012        7        0  100000K        5\nUDP  [2001:db8::1]:53                    0        0        0        0        0\n  -> [2001:db8::2]:53                    0        0        0        0        0\n";
+        let exact = "IP Virtual Server version 1.2.1 (size=4096)\nProt LocalAddress:Port                 CPS    InPPS   OutPPS    InBPS   OutBPS\n  -> RemoteAddress:Port\nTCP  10.0.0.100:80                       1 150000000        0 2500000000       42\n  -> 192.168.1.11:80              123456789012        7        0 100000000        5\nUDP  [2001:db8::1]:53                    0        0        0        0        0\n  -> [2001:db8::2]:53                    0        0        0        0        0\n";
+        let table = counters_table();
+        let info = TableInfo::default();
+        let format = numeric(Columns::Rate);
+        assert_eq!(list_table(&info, &table, &format, &Numeric), abbreviated);
+        let format = ListFormat {
+            exact: true,
+            ..format
+        };
+        assert_eq!(list_table(&info, &table, &format, &Numeric), exact);
+    }
+
+    #[test]
+    fn largenum_boundaries() {
+        let cases: [(u64, &str, &str); 12] = [
+            (0, "        0", "        0"),
+            (99_999_999, " 99999999", " 99999999"),
+            (100_000_000, "  100000K", " 100000000"),
+            (999_999_999, "  999999K", " 999999999"),
+            (1_000_000_000, "    1000M", " 1000000000"),
+            (99_999_999_999, "   99999M", " 99999999999"),
+            (100_000_000_000, "     100G", " 100000000000"),
+            (99_999_999_999_999, "   99999G", " 99999999999999"),
+            (100_000_000_000_000, "     100T", " 100000000000000"),
+            (99_999_999_999_999_999, "   99999T", " 99999999999999999"),
+            (100_000_000_000_000_000, "  100000T", " 100000000000000000"),
+            (u64::MAX, "18446744T", " 18446744073709551615"),
+        ];
+        for (value, abbreviated, exact) in cases {
+            assert_eq!(largenum(value, false), abbreviated, "{value}");
+            assert_eq!(largenum(value, true), exact, "{value} exact");
+        }
+    }
+
+    /// Thresholds, persistence details, tunnel kinds, a wrapping sort.
+    fn details_table() -> Vec<ServiceView> {
+        let route = with(
+            server("192.168.1.12:80", ForwardMethod::Route, (0, 7, 3)),
+            |r| {
+                r.persistent_conns = 2;
+                r.u_threshold = 100;
+                r.l_threshold = 50;
+            },
+        );
+        let gre = with(
+            server(
+                "10.0.0.5:80",
+                ForwardMethod::Tunnel(TunnelType::Gre {
+                    checksum: TunnelChecksum::None,
+                }),
+                (1, 1, 2),
+            ),
+            |r| r.persistent_conns = 3,
+        );
+        let gue = server(
+            "192.168.1.11:80",
+            ForwardMethod::Tunnel(TunnelType::Gue {
+                port: 6080,
+                checksum: TunnelChecksum::Checksum,
+            }),
+            (5, 0, 0),
+        );
+        let web = with(
+            service(tcp("10.0.0.100:80"), "rr", vec![route, gre, gue]),
+            |s| s.persistent = Some(300),
+        );
+        let sip = with(
+            service(
+                udp("10.0.0.100:53"),
+                "sh",
+                vec![server("192.168.1.11:53", ForwardMethod::Masq, (1, 0, 9))],
+            ),
+            |s| {
+                s.sched_flags = SchedFlags::FLAG_3;
+                s.persistent = Some(60);
+                s.persistence_engine = Some("sip".into());
+                s.one_packet = true;
+            },
+        );
+        vec![sip, web]
+    }
+
+    #[test]
+    fn column_modes() {
+        let header = "IP Virtual Server version 1.2.1 (size=4096)\n";
+        let cases = [
+            (
+                Columns::Thresholds,
+                "Prot LocalAddress:Port            Uthreshold Lthreshold ActiveConn InActConn \n  -> RemoteAddress:Port\nTCP  10.0.0.100:80 rr persistent 300\n  -> 192.168.1.11:80              0          0          0          0         \n  -> 192.168.1.12:80              100        50         7          3         \n  -> 10.0.0.5:80                  0          0          1          2         \nUDP  10.0.0.100:53 sh () persistent 60 pe sip ops\n  -> 192.168.1.11:53              0          0          0          9         \n",
+            ),
+            (
+                Columns::PersistentConn,
+                "Prot LocalAddress:Port            Weight    PersistConn ActiveConn InActConn \n  -> RemoteAddress:Port\nTCP  10.0.0.100:80 rr persistent 300\n  -> 192.168.1.11:80              5         0           0          0         \n  -> 192.168.1.12:80              0         2           7          3         \n  -> 10.0.0.5:80                  1         3           1          2         \nUDP  10.0.0.100:53 sh () persistent 60 pe sip ops\n  -> 192.168.1.11:53              1         0           0          9         \n",
+            ),
+            (
+                Columns::TunInfo,
+                "Prot LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward TunnelInfo    Weight ActiveConn InActConn\nTCP  10.0.0.100:80 rr persistent 300\n  -> 192.168.1.11:80              Tunnel  gue:6080:+c   5      0          0         \n  -> 192.168.1.12:80              Route   n/a           0      7          3         \n  -> 10.0.0.5:80                  Tunnel  gre:-c        1      1          2         \nUDP  10.0.0.100:53 sh () persistent 60 pe sip ops\n  -> 192.168.1.11:53              Masq    n/a           1      0          9         \n",
+            ),
+            (
+                Columns::Default,
+                "Prot LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\nTCP  10.0.0.100:80 rr persistent 300\n  -> 192.168.1.11:80              Tunnel  5      0          0         \n  -> 192.168.1.12:80              Route   0      7          3         \n  -> 10.0.0.5:80                  Tunnel  1      1          2         \nUDP  10.0.0.100:53 sh () persistent 60 pe sip ops\n  -> 192.168.1.11:53              Masq    1      0          9         \n",
+            ),
+        ];
+        let table = details_table();
+        for (columns, body) in cases {
+            let out = list_table(&TableInfo::default(), &table, &numeric(columns), &Numeric);
+            assert_eq!(out, format!("{header}{body}"), "{columns:?}");
+        }
+    }
+
+    #[test]
+    fn nosort_keeps_the_directors_order() {
+        let format = ListFormat {
+            sort: false,
+            ..numeric(Columns::Default)
+        };
+        let out = list_table(&TableInfo::default(), &details_table(), &format, &Numeric);
+        let lines: Vec<&str> = out.lines().skip(3).map(str::trim_end).collect();
+        assert_eq!(
+            lines,
+            [
+                "UDP  10.0.0.100:53 sh () persistent 60 pe sip ops",
+                "  -> 192.168.1.11:53              Masq    1      0          9",
+                "TCP  10.0.0.100:80 rr persistent 300",
+                "  -> 192.168.1.12:80              Route   0      7          3",
+                "  -> 10.0.0.5:80                  Tunnel  1      1          2",
+                "  -> 192.168.1.11:80              Tunnel  5      0          0",
+            ]
+        );
+    }
+
+    #[test]
+    fn save_details() {
+        let local = server("10.0.0.100:5060", ForwardMethod::Local, (1, 0, 0));
+        let gue = server(
+            "192.168.1.20:5060",
+            ForwardMethod::Tunnel(TunnelType::Gue {
+                port: 6080,
+                checksum: TunnelChecksum::Remote,
+            }),
+            (3, 0, 0),
+        );
+        let gre = with(
+            server(
+                "192.168.1.21:5060",
+                ForwardMethod::Tunnel(TunnelType::Gre {
+                    checksum: TunnelChecksum::Checksum,
+                }),
+                (4, 0, 0),
+            ),
+            |r| r.u_threshold = 9,
+        );
+        let table = vec![
+            with(
+                service(
+                    tcp("[2001:db8::1]:443"),
+                    "wlc",
+                    vec![with(
+                        server("[2001:db8::10]:443", ForwardMethod::Masq, (2, 0, 0)),
+                        |r| {
+                            r.u_threshold = 10;
+                            r.l_threshold = 5;
+                        },
+                    )],
+                ),
+                |s| {
+                    s.persistent = Some(1800);
+                    s.netmask = Netmask::V6(64);
+                },
+            ),
+            service(
+                ServiceKey::Fwmark {
+                    mark: 9,
+                    family: AddressFamily::Inet6,
+                },
+                "rr",
+                vec![],
+            ),
+            with(
+                service(udp("10.0.0.100:5060"), "sh", vec![local, gue, gre]),
+                |s| {
+                    s.persistent = Some(60);
+                    s.persistence_engine = Some("sip".into());
+                    s.one_packet = true;
+                    s.sched_flags = SchedFlags::FLAG_3;
+                },
+            ),
+            with(service(tcp("10.0.0.1:80"), "rr", vec![]), |s| {
+                // A mask without persistence is not saved.
+                s.netmask = Netmask::V4("255.255.0.0".parse().unwrap());
+            }),
+        ];
+        let expected = "\
+-A -t 10.0.0.1:80 -s rr
+-A -u 10.0.0.100:5060 -s sh -p 60 --pe sip -o -b 
+-a -u 10.0.0.100:5060 -r 192.168.1.20:5060 -i -w 3 --tun-type gue --tun-port 6080 --tun-remcsum
+-a -u 10.0.0.100:5060 -r 192.168.1.21:5060 -i -w 4 --tun-type gre --tun-csum
+-a -u 10.0.0.100:5060 -r 10.0.0.100:5060 -g -w 1
+-A -t [2001:db8::1]:443 -s wlc -p 1800 -M 64
+-a -t [2001:db8::1]:443 -r [2001:db8::10]:443 -m -w 2
+-A -f 9 -6 -s rr
+";
+        assert_eq!(save(&table, true, &Numeric), expected);
+    }
+
+    #[test]
+    fn services_sort_as_ipvsadm_with_wrapping_addresses() {
+        let table = vec![
+            service(
+                ServiceKey::Fwmark {
+                    mark: 1,
+                    family: AddressFamily::Inet,
+                },
+                "rr",
+                vec![],
+            ),
+            service(tcp("[::1]:80"), "rr", vec![]),
+            service(udp("10.0.0.1:53"), "rr", vec![]),
+            service(tcp("10.0.0.1:80"), "rr", vec![]),
+            service(tcp("192.168.0.1:80"), "rr", vec![]),
+            service(tcp("192.168.0.1:22"), "rr", vec![]),
+        ];
+        // 10.0.0.1 after 192.168.0.1: 0x0a000001 - 0xc0a80001 wraps positive.
+        let expected = "\
+-A -t 192.168.0.1:22 -s rr
+-A -t 192.168.0.1:80 -s rr
+-A -t 10.0.0.1:80 -s rr
+-A -u 10.0.0.1:53 -s rr
+-A -t [::1]:80 -s rr
+-A -f 1 -s rr
+";
+        assert_eq!(save(&table, true, &Numeric), expected);
+    }
+
+    #[test]
+    fn names_replace_numbers_and_long_ones_are_cut() {
+        struct Fixed;
+        impl Names for Fixed {
+            fn host(&self, addr: IpAddr) -> Option<String> {
+                match addr.to_string().as_str() {
+                    "203.0.113.10" => Some("a-very-long-host-name.example".into()),
+                    "192.168.1.11" => Some("backend-number-one.example".into()),
+                    _ => None,
+                }
+            }
+            fn service(&self, port: u16, protocol: Protocol) -> Option<String> {
+                (port == 80 && protocol == Protocol::Tcp).then(|| "http".into())
+            }
+        }
+        let table = vec![service(
+            tcp("203.0.113.10:80"),
+            "wlc",
+            vec![server("192.168.1.11:80", ForwardMethod::Route, (1, 0, 0))],
+        )];
+        let expected = "IP Virtual Server version 1.2.1 (size=4096)\nProt LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\nTCP  a-very-long-host-name.exampl wlc\n  -> backend-number-one.example:h Route   1      0          0         \n";
+        let format = ListFormat::default();
+        assert_eq!(
+            list_table(&TableInfo::default(), &table, &format, &Fixed),
+            expected
+        );
+        // -n ignores the names; -S without -n uses them, uncut.
+        assert!(
+            list_table(
+                &TableInfo::default(),
+                &table,
+                &numeric(Columns::Default),
+                &Fixed
+            )
+            .contains("TCP  203.0.113.10:80 wlc\n")
+        );
+        assert_eq!(
+            save(&table, false, &Fixed),
+            "-A -t a-very-long-host-name.example:http -s wlc\n-a -t a-very-long-host-name.example:http -r backend-number-one.example:http -g -w 1\n"
+        );
+    }
+
+    fn connections() -> Vec<ConnectionView> {
+        let conn =
+            |protocol, client: &str, virt: &str, dest: &str, state: &str, expires| ConnectionView {
+                protocol,
+                client: sock(client),
+                virtual_addr: sock(virt),
+                destination: sock(dest),
+                state: state.to_owned(),
+                expires_secs: expires,
+                persistence_engine: None,
+            };
+        vec![
+            conn(
+                Protocol::Tcp,
+                "203.0.113.7:40001",
+                "10.0.0.100:80",
+                "192.168.1.11:80",
+                "ESTABLISHED",
+                899,
+            ),
+            conn(
+                Protocol::Udp,
+                "198.51.100.2:53000",
+                "10.0.0.100:53",
+                "192.168.1.11:53",
+                "UDP",
+                5,
+            ),
+            conn(
+                Protocol::Tcp,
+                "[2001:db8:1::7]:40002",
+                "[2001:db8::1]:80",
+                "[2001:db8::2]:80",
+                "SYN_RECV",
+                3725,
+            ),
+        ]
+    }
+
+    #[test]
+    fn connection_entries() {
+        let expected = "IPVS connection entries\npro expire state       source             virtual            destination\nTCP 14:59  ESTABLISHED 203.0.113.7:40001  10.0.0.100:80      192.168.1.11:80\nUDP 00:05  UDP         198.51.100.2:53000 10.0.0.100:53      192.168.1.11:53\nTCP 62:05  SYN_RECV    [2001:db8:1::7]:40002 [2001:db8::1]:80   [2001:db8::2]:80\n";
+        assert_eq!(
+            list_connections(&connections(), &numeric(Columns::Default), &Numeric),
+            expected
+        );
+    }
+
+    #[test]
+    fn connection_entries_with_persistence_engine() {
+        let mut conns = connections();
+        conns.truncate(1);
+        conns.push(ConnectionView {
+            protocol: Protocol::Udp,
+            client: sock("198.51.100.2:5060"),
+            virtual_addr: sock("10.0.0.100:5060"),
+            destination: sock("192.168.1.11:5060"),
+            state: "UDP".into(),
+            expires_secs: 60,
+            persistence_engine: Some(("sip".into(), "call-42@example".into())),
+        });
+        let expected = "IPVS connection entries\npro expire state       source             virtual            destination        pe name          pe_data\nTCP 14:59  ESTABLISHED 203.0.113.7:40001  10.0.0.100:80      192.168.1.11:80\nUDP 01:00  UDP         198.51.100.2:5060  10.0.0.100:5060    192.168.1.11:5060 sip                call-42@example\n";
+        assert_eq!(
+            list_connections(&conns, &numeric(Columns::PersistentConn), &Numeric),
+            expected
+        );
+        // Without --persistent-conn the engine data is not shown.
+        assert!(!list_connections(&conns, &numeric(Columns::Default), &Numeric).contains("sip"));
+    }
+
+    #[test]
+    fn timeouts_and_daemons() {
+        assert_eq!(
+            list_timeouts(&Timeouts::default()),
+            "Timeout (tcp tcpfin udp): 900 120 300\n"
+        );
+        assert_eq!(
+            list_timeouts(&Timeouts {
+                tcp: 7200,
+                tcp_fin: 0,
+                udp: 1
+            }),
+            "Timeout (tcp tcpfin udp): 7200 0 1\n"
+        );
+        let master = DaemonSpec {
+            state: DaemonState::Master,
+            mcast_interface: "eth0".into(),
+            syncid: 0,
+            sync_maxlen: None,
+            mcast_group: None,
+            mcast_port: None,
+            mcast_ttl: None,
+        };
+        let backup = DaemonSpec {
+            state: DaemonState::Backup,
+            mcast_interface: "eth1".into(),
+            syncid: 9,
+            sync_maxlen: Some(1472),
+            mcast_group: Some("224.0.0.81".parse().unwrap()),
+            mcast_port: Some(8848),
+            mcast_ttl: Some(1),
+        };
+        assert_eq!(
+            list_daemons(&[master, backup]),
+            "master sync daemon (mcast=eth0, syncid=0)\nbackup sync daemon (mcast=eth1, syncid=9, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n"
+        );
+    }
+
+    proptest::proptest! {
+        /// The merge sort returns a permutation whatever the comparator
+        /// does, and when every address is below 2^31 (no wrap) the order
+        /// is plain (address, port) ascending.
+        #[test]
+        fn server_sort(addrs in proptest::collection::vec((proptest::prelude::any::<u32>(), 0u16..4), 0..40),
+                       low in proptest::prelude::any::<bool>()) {
+            let servers: Vec<ServerView> = addrs
+                .iter()
+                .map(|&(ip, port)| {
+                    let ip = if low { ip >> 1 } else { ip };
+                    let addr = SocketAddr::new(IpAddr::V4(ip.into()), port);
+                    server(&addr.to_string(), ForwardMethod::Route, (1, 0, 0))
+                })
+                .collect();
+            let mut sorted: Vec<&ServerView> = servers.iter().collect();
+            sort_servers(&mut sorted);
+            let mut got: Vec<SocketAddr> = sorted.iter().map(|s| s.addr).collect();
+            let mut want: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
+            if low {
+                want.sort();
+                proptest::prop_assert_eq!(&got, &want);
+            } else {
+                got.sort();
+                want.sort();
+                proptest::prop_assert_eq!(got, want);
+            }
+        }
+    }
+}
