@@ -2279,7 +2279,7 @@ mod tests {
             ),
             (
                 "weight on delete",
-                format!("-d -t 203.0.113.10:80 -r 192.168.1.11 -w 2"),
+                "-d -t 203.0.113.10:80 -r 192.168.1.11 -w 2".into(),
                 E::IllegalOption {
                     option: "weight",
                     command: "delete-server",
