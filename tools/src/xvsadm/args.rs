@@ -2646,6 +2646,13 @@ mod tests {
     }
 
     proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config {
+            cases: 2048,
+            rng_seed: proptest::test_runner::RngSeed::Fixed(0xa4_95ad),
+            failure_persistence: None,
+            ..proptest::test_runner::Config::default()
+        })]
+
         /// Whatever words come in, the parser answers without panicking.
         #[test]
         fn never_panics(picks in proptest::collection::vec(0usize..40, 0..10)) {
