@@ -8,7 +8,7 @@
 //! - [`args`]: an ipvsadm command line → a typed [`Command`], with ipvsadm's
 //!   defaults applied and ipvsadm's checks made (which options go with which
 //!   command, ports, ranges, tunnel options) and its error wording.
-//! - [`format`]: plain views of the table ([`ServiceView`], [`ServerView`],
+//! - [`format`](mod@format): plain views of the table ([`ServiceView`], [`ServerView`],
 //!   [`ConnectionView`], [`Timeouts`]) → the exact text of `ipvsadm -L`
 //!   in each of its modes, `-c`, `--timeout` and `-S`.
 //! - [`restore`]: `-R` input (ipvsadm-save output) → `Vec<Command>`, with
@@ -38,7 +38,7 @@ pub use format::{
     Columns, ConnectionView, ListFormat, Names, Numeric, Rates, ServerView, ServiceView, Stats,
     TableInfo,
 };
-pub use restore::{LineError, RestoreError, RestoreLineError, parse_restore};
+pub use restore::{LineError, RestoreError, RestoreLineError, parse_restore, parse_restore_with};
 
 /// The scheduler a service gets when `-s` is not given.
 pub const DEFAULT_SCHEDULER: &str = "wlc";
