@@ -5,3 +5,4 @@
 
 pub mod replay;
 pub mod schedsim;
+pub mod xvsadm;
