@@ -110,7 +110,7 @@ impl Neighbours {
     /// A reader for one worker.
     #[must_use]
     pub fn reader(&self) -> NeighbourCache {
-        NeighbourCache(Cache::new(Arc::clone(&self.table)))
+        NeighbourCache::new(Cache::new(Arc::clone(&self.table)))
     }
 
     /// Applies `changes` in order and publishes the result at once.
@@ -169,17 +169,68 @@ impl Neighbours {
     }
 }
 
+/// Slots of a worker's memo of recent answers (a power of two).
+const MEMO_SLOTS: usize = 16;
+
 /// One worker's view of the table: sees a new table at its next lookup
 /// after the writer publishes it.
+///
+/// A packet's next hop is nearly always one of a few addresses (the real
+/// servers, a gateway), so the worker keeps a small direct-mapped memo of
+/// its last answers in front of the map: a hit costs a compare instead of
+/// hashing the key. The memo belongs to one table: it is emptied whenever
+/// the writer publishes a new one, so it never answers with a stale MAC.
 #[derive(Debug, Clone)]
-pub struct NeighbourCache(Cache<Arc<ArcSwap<NeighbourMap>>, Arc<NeighbourMap>>);
+pub struct NeighbourCache {
+    table: Cache<Arc<ArcSwap<NeighbourMap>>, Arc<NeighbourMap>>,
+    /// The address of the table the memo was filled from. That table is
+    /// alive (this cache holds it) until the cache moves to a newer one,
+    /// which is therefore at another address: a changed address always
+    /// means a changed table.
+    memo_of: usize,
+    memo: [Option<(IfaceId, IpAddr, MacAddr)>; MEMO_SLOTS],
+}
 
 impl NeighbourCache {
+    fn new(table: Cache<Arc<ArcSwap<NeighbourMap>>, Arc<NeighbourMap>>) -> Self {
+        Self {
+            table,
+            memo_of: 0,
+            memo: [None; MEMO_SLOTS],
+        }
+    }
+
     /// The MAC of `ip` on `iface`, if known.
     #[inline]
     pub fn lookup(&mut self, iface: IfaceId, ip: IpAddr) -> Option<MacAddr> {
-        self.0.load().get(&(iface, ip)).copied()
+        let table = self.table.load();
+        let current = Arc::as_ptr(table) as usize;
+        if current != self.memo_of {
+            self.memo = [None; MEMO_SLOTS];
+            self.memo_of = current;
+        }
+        let slot = memo_slot(iface, ip);
+        if let Some((i, a, mac)) = self.memo[slot]
+            && i == iface
+            && a == ip
+        {
+            return Some(mac);
+        }
+        let mac = table.get(&(iface, ip)).copied()?;
+        self.memo[slot] = Some((iface, ip, mac));
+        Some(mac)
     }
+}
+
+/// The memo slot of a key: the address's last byte mixed with the
+/// interface (next hops usually differ there).
+#[inline]
+fn memo_slot(iface: IfaceId, ip: IpAddr) -> usize {
+    let last = match ip {
+        IpAddr::V4(a) => a.octets()[3],
+        IpAddr::V6(a) => a.octets()[15],
+    };
+    (usize::from(last) ^ usize::from(iface.0).wrapping_mul(7)) & (MEMO_SLOTS - 1)
 }
 
 #[cfg(test)]
@@ -214,6 +265,53 @@ mod tests {
         };
         assert_eq!(table.apply([forgotten, forgotten]), 1);
         assert_eq!(reader.lookup(A, ip("192.0.2.1")), None);
+    }
+
+    #[test]
+    fn the_memo_never_outlives_its_table() {
+        let table = Neighbours::new();
+        let mut reader = table.reader();
+        let (one, two) = (MacAddr([2, 0, 0, 0, 0, 1]), MacAddr([2, 0, 0, 0, 0, 2]));
+        let hop = ip("192.0.2.11");
+        // Same memo slot on purpose: .11 and .27 share their low four bits.
+        let other = ip("192.0.2.27");
+        assert_eq!(memo_slot(A, hop), memo_slot(A, other));
+        table.apply([
+            NeighbourChange::Learned {
+                iface: A,
+                ip: hop,
+                mac: one,
+            },
+            NeighbourChange::Learned {
+                iface: A,
+                ip: other,
+                mac: two,
+            },
+        ]);
+        for _ in 0..3 {
+            assert_eq!(reader.lookup(A, hop), Some(one));
+            assert_eq!(
+                reader.lookup(A, other),
+                Some(two),
+                "a slot collision is a miss, not a wrong MAC"
+            );
+        }
+        table.apply([NeighbourChange::Learned {
+            iface: A,
+            ip: hop,
+            mac: two,
+        }]);
+        assert_eq!(
+            reader.lookup(A, hop),
+            Some(two),
+            "a changed MAC is seen at once"
+        );
+        table.apply([NeighbourChange::Forgotten { iface: A, ip: hop }]);
+        assert_eq!(
+            reader.lookup(A, hop),
+            None,
+            "a forgotten neighbour is not remembered"
+        );
     }
 
     #[test]
