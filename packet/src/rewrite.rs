@@ -4,7 +4,7 @@
 //! pseudo-header, and the ICMPv6 checksum (which also covers a
 //! pseudo-header); ICMPv4's checksum covers no addresses and is left alone.
 //!
-//! All functions take the [`IpFrame`] that [`crate::parse`] returned for the
+//! All functions take the [`IpFrame`] that [`crate::parse()`] returned for the
 //! same bytes; its offsets are trusted, so they must not be mixed up between
 //! frames. After a rewrite the `IpFrame`'s flow key describes the old packet.
 //!

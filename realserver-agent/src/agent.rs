@@ -1,4 +1,4 @@
-//! Carries out a [`Plan`](crate::plan::Plan) on a [`System`], recording
+//! Carries out a [`Plan`] on a [`System`], recording
 //! each change and its undo in the [`State`] file as it goes, and undoes
 //! them on `teardown`.
 //!

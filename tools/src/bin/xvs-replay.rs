@@ -56,7 +56,7 @@ config is invalid, or the capture is damaged or not Ethernet.";
 #[derive(Debug, Parser)]
 #[command(name = "xvs-replay", version, about, long_about = None, after_help = AFTER_HELP)]
 struct Args {
-    /// The cluster configuration (director/CONFIG.md); static [[neighbours]]
+    /// The cluster configuration (director/CONFIG.md); static `[[neighbours]]`
     /// give the next hops' MAC addresses, and every interface needs its `mac`
     /// (there is no kernel to read it from).
     #[arg(long, value_name = "CLUSTER.toml")]

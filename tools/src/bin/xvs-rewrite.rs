@@ -53,7 +53,7 @@ struct Args {
         default_value = "192.0.2.11:8080"
     )]
     real_server: SocketAddr,
-    /// Real server for IPv6 frames, [ADDRESS]:PORT.
+    /// Real server for IPv6 frames, `[ADDRESS]:PORT`.
     #[arg(
         long = "real-server6",
         value_name = "[ADDR]:PORT",
