@@ -523,3 +523,222 @@ pub fn stats_json(director: &Director, c: &WorkerCounters, io: &IoStats, now: Mi
         "services": services,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use super::*;
+    use crate::config::ClusterConfig;
+    use crate::io::{Burst, RxFrame};
+    use crate::pipeline::{HEADROOM, IfaceId};
+
+    const CONFIG: &str = r#"
+[[interfaces]]
+name = "c0"
+role = "client"
+mac = "02:00:00:00:01:01"
+addresses = ["198.51.100.1/24"]
+
+[[interfaces]]
+name = "s0"
+role = "server"
+mac = "02:00:00:00:02:01"
+addresses = ["192.0.2.1/24"]
+
+[[services]]
+proto = "udp"
+vip = "203.0.113.10"
+port = 53
+scheduler = "rr"
+[[services.real_servers]]
+address = "192.0.2.11"
+method = "nat"
+
+[[neighbours]]
+interface = "s0"
+address = "192.0.2.11"
+mac = "02:00:00:00:00:11"
+"#;
+
+    /// A UDP datagram from client port `sport` to the service.
+    fn datagram(sport: u16) -> Vec<u8> {
+        let mut f = Vec::new();
+        etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 7], [2, 0, 0, 0, 1, 1])
+            .ipv4([198, 51, 100, 7], [203, 0, 113, 10], 64)
+            .udp(sport, 53)
+            .write(&mut f, b"query")
+            .unwrap();
+        f
+    }
+
+    /// A frame the fake backend transmitted, and where.
+    type Sent = (IfaceId, Vec<u8>);
+
+    /// A backend fed from a queue: every frame arrives on interface 0,
+    /// transmits are recorded.
+    #[derive(Default)]
+    struct FakeIo {
+        inbox: Arc<Mutex<VecDeque<Vec<u8>>>>,
+        sent: Arc<Mutex<Vec<Sent>>>,
+        stats: IoStats,
+    }
+
+    struct FakeBurst {
+        bufs: Vec<Vec<u8>>,
+        lens: Vec<usize>,
+    }
+
+    impl Burst for FakeBurst {
+        fn len(&self) -> usize {
+            self.bufs.len()
+        }
+        fn frame(&mut self, i: usize) -> RxFrame<'_> {
+            RxFrame {
+                buf: &mut self.bufs[i],
+                start: HEADROOM,
+                len: self.lens[i],
+                rx: IfaceId(0),
+            }
+        }
+    }
+
+    impl WorkerIo for FakeIo {
+        fn run_burst(
+            &mut self,
+            burst: usize,
+            decide: &mut dyn FnMut(&mut dyn Burst, &mut [Verdict]),
+        ) -> Result<usize, IoError> {
+            let mut b = FakeBurst {
+                bufs: Vec::new(),
+                lens: Vec::new(),
+            };
+            {
+                let mut inbox = self.inbox.lock();
+                while b.bufs.len() < burst
+                    && let Some(f) = inbox.pop_front()
+                {
+                    let mut buf = vec![0; HEADROOM + 2048];
+                    buf[HEADROOM..HEADROOM + f.len()].copy_from_slice(&f);
+                    b.lens.push(f.len());
+                    b.bufs.push(buf);
+                }
+            }
+            let n = b.bufs.len();
+            let mut verdicts = vec![Verdict::PassToKernel; n];
+            decide(&mut b, &mut verdicts);
+            for (i, v) in verdicts.iter().enumerate() {
+                if let Verdict::Transmit { iface, start, len } = *v {
+                    self.sent
+                        .lock()
+                        .push((iface, b.bufs[i][start..start + len].to_vec()));
+                    self.stats.tx_frames += 1;
+                }
+            }
+            self.stats.rx_frames += n as u64;
+            Ok(n)
+        }
+        fn wait(&mut self, timeout: Duration) -> Result<(), IoError> {
+            self.stats.sleeps += 1;
+            std::thread::sleep(timeout.min(Duration::from_millis(1)));
+            Ok(())
+        }
+        fn stats(&self) -> IoStats {
+            self.stats
+        }
+        fn describe(&self) -> String {
+            "fake".to_owned()
+        }
+    }
+
+    #[test]
+    fn workers_forward_publish_their_counters_and_stop() {
+        let config = ClusterConfig::parse("run.toml", CONFIG).unwrap();
+        let clock = Clock::start();
+        let director = Arc::new(Director::new(&config, clock.now(), 1).unwrap());
+        let io = FakeIo::default();
+        let (inbox, sent) = (Arc::clone(&io.inbox), Arc::clone(&io.sent));
+        inbox.lock().extend((0..100).map(|i| datagram(40_000 + i)));
+        let mut live = Live::start(
+            Arc::clone(&director),
+            clock,
+            vec![Box::new(io)],
+            &WorkerOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(live.descriptions(), ["fake"]);
+        // Published within a few PUBLISH_EVERY periods; bounded wait.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while live.counters().0.transmitted < 100 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let (c, io) = live.counters();
+        assert_eq!((c.frames, c.transmitted), (100, 100));
+        assert_eq!((io.rx_frames, io.tx_frames), (100, 100));
+        assert_eq!(sent.lock().len(), 100);
+        assert!(sent.lock().iter().all(|(iface, _)| *iface == IfaceId(1)));
+        let stats = live.stats_json();
+        assert_eq!(stats["services"][0]["conns"], 100);
+        assert_eq!(stats["services"][0]["real_servers"][0]["packets_in"], 100);
+        assert_eq!(stats["connections"], 100);
+        live.stop();
+        assert!(live.failure().is_none());
+        // Stopped workers take no more frames.
+        inbox.lock().push_back(datagram(1));
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(inbox.lock().len(), 1);
+    }
+
+    #[test]
+    fn a_worker_that_fails_says_why() {
+        struct Broken;
+        impl WorkerIo for Broken {
+            fn run_burst(
+                &mut self,
+                _: usize,
+                _: &mut dyn FnMut(&mut dyn Burst, &mut [Verdict]),
+            ) -> Result<usize, IoError> {
+                Err(IoError::Other("the socket went away".to_owned()))
+            }
+            fn wait(&mut self, _: Duration) -> Result<(), IoError> {
+                Ok(())
+            }
+            fn stats(&self) -> IoStats {
+                IoStats::default()
+            }
+            fn describe(&self) -> String {
+                "broken".to_owned()
+            }
+        }
+        let config = ClusterConfig::parse("run.toml", CONFIG).unwrap();
+        let clock = Clock::start();
+        let director = Arc::new(Director::new(&config, clock.now(), 1).unwrap());
+        let live = Live::start(
+            director,
+            clock,
+            vec![Box::new(Broken)],
+            &WorkerOptions::default(),
+        )
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while live.failure().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(live.failure().as_deref(), Some("the socket went away"));
+    }
+
+    #[test]
+    fn the_redirect_filter_names_services_nat_servers_and_local_addresses() {
+        let config = ClusterConfig::parse("run.toml", CONFIG).unwrap();
+        let director = Director::new(&config, 1, 1).unwrap();
+        let f = redirect_filter(director.state());
+        let vip: IpAddr = "203.0.113.10".parse().unwrap();
+        let rs: IpAddr = "192.0.2.11".parse().unwrap();
+        assert_eq!(f.services, [(IpProtocol::Udp, vip, 53)]);
+        assert_eq!(f.nat_real_servers, [(IpProtocol::Udp, rs, 53)]);
+        assert_eq!(f.local_addresses.len(), 2);
+        let (ifaces, rules) = kernel_filter_rules(director.state());
+        assert_eq!(ifaces.len(), 2);
+        assert_eq!(rules.len(), 3);
+    }
+}
