@@ -269,6 +269,14 @@ impl AfXdpIo {
                 self.free.truncate(from);
             }
         }
+        // Zero-copy drivers stop receiving when the fill ring ran dry and
+        // say so with need_wakeup; a zero-timeout poll restarts them.
+        // (Copy mode never sets the flag.)
+        for port in &mut self.ports {
+            if port.fill.needs_wakeup() {
+                let _ = port.fill.wakeup(port.rx.fd_mut(), 0);
+            }
+        }
     }
 
     /// Queues a copy of `frame` for `iface` (a frame another backend
