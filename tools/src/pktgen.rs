@@ -6,8 +6,10 @@
 //! each is its own 5-tuple and RSS or a scheduler can spread them), every
 //! checksum complete: the director drops frames whose checksums are wrong,
 //! and a veth carries no offload that would finish them. The frames leave
-//! by a raw AF_PACKET socket (protocol 0, so it receives nothing), in
-//! batches of [`SEND_BATCH`] per `sendmmsg`, cycling over the flows. A run
+//! by a raw AF_PACKET socket (protocol 0, so it receives nothing;
+//! `PACKET_QDISC_BYPASS`, so no qdisc and no transmit tap: `tcpdump` on the
+//! sending side does not see them), in batches of [`SEND_BATCH`] per
+//! `sendmmsg`, cycling over the flows. A run
 //! always has both bounds, a frame count and a duration: a load generator
 //! left running by a failed script must still stop.
 //!
@@ -184,7 +186,7 @@ pub struct SendArgs {
     /// Source address (IPv4 or IPv6, as --dst).
     #[arg(long, value_name = "IP")]
     pub src: IpAddr,
-    /// Destination address and UDP port ([IPv6]:PORT for IPv6).
+    /// Destination address and UDP port (`[ADDR]:PORT` for IPv6).
     #[arg(long, value_name = "IP:PORT")]
     pub dst: SocketAddr,
     /// First source port; flow i uses SRC_PORT + i.
@@ -563,6 +565,10 @@ pub fn send(
     )
     .map_err(os("opening a raw packet socket", ROOT_HINT))?;
     bind(fd.as_raw_fd(), &link).map_err(os("binding the packet socket", ""))?;
+    // No qdisc and no transmit taps between us and the driver.
+    xvs_director::io::packet::set_qdisc_bypass(fd.as_fd()).map_err(|e| {
+        os("setting PACKET_QDISC_BYPASS", "")(Errno::from_raw(e.raw_os_error().unwrap_or(0)))
+    })?;
 
     // The iovecs of frames K + BATCH long, so that a batch starting at any
     // flow is one contiguous slice: no per-batch set-up.
