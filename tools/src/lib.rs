@@ -3,6 +3,8 @@
 //! `src/bin/`.
 #![forbid(unsafe_code)]
 
+pub mod pktgen;
 pub mod replay;
 pub mod schedsim;
+pub mod xdpfwd;
 pub mod xvsadm;

@@ -93,6 +93,16 @@ use ring::{BLOCK_STATUS, BlockCursor, Geometry, PKT_STATUS, TX_DATA_OFFSET};
 use super::{Burst, IoError, IoInterface, IoStats, RxFrame, WorkerIo};
 use crate::pipeline::{HEADROOM, IfaceId, MAX_BURST, Verdict};
 
+/// Makes frames sent on a raw packet socket skip the qdisc layer (and the
+/// transmit taps), as the TX ring's sockets do: `PACKET_QDISC_BYPASS`. For
+/// a load generator's own socket (`xvs-pktgen`).
+///
+/// # Errors
+/// Not a packet socket, or the kernel refused the option.
+pub fn set_qdisc_bypass(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
+    sys::set_packet_int(fd, libc::PACKET_QDISC_BYPASS, 1)
+}
+
 /// Sizes and sharing of one worker's sockets. Every worker of a director
 /// must be given the same options (the fanout group ids come from them).
 #[derive(Debug, Clone, PartialEq, Eq)]
