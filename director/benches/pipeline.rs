@@ -380,7 +380,11 @@ fn benches(c: &mut Criterion) {
             let mut timed = Duration::ZERO;
             for _ in 0..iters {
                 for buf in &mut bursts.bufs {
-                    syn_next = if syn_next + 1 == SYN_FLOWS { 0 } else { syn_next + 1 };
+                    syn_next = if syn_next + 1 == SYN_FLOWS {
+                        0
+                    } else {
+                        syn_next + 1
+                    };
                     buf[HEADROOM..HEADROOM + FRAME_LEN].copy_from_slice(f.syns.get(syn_next));
                 }
                 let start = Instant::now();

@@ -107,6 +107,8 @@ pub struct AfXdpIo {
     data_room: usize,
     zero_copy: bool,
     queue: u32,
+    /// Entries of each ring.
+    ring_size: usize,
     stats: IoStats,
 }
 
@@ -158,6 +160,7 @@ impl AfXdpIo {
             data_room,
             zero_copy: false,
             queue,
+            ring_size: options.ring_size as usize,
             stats: IoStats::default(),
         };
         for iface in interfaces {
@@ -328,20 +331,37 @@ impl AfXdpIo {
         self.ports.iter().map(|p| p.rx.fd().as_raw_fd()).collect()
     }
 
+    /// Puts every port's pending frames on its tx ring and kicks the
+    /// kernel. In copy mode one kick sends at most a few dozen frames (the
+    /// kernel's generic transmit budget), so the port is kicked again while
+    /// frames wait in its ring — a bounded number of times — and a frame is
+    /// dropped only when the ring stays full through all of that.
     fn transmit_pending(&mut self) -> Result<(), IoError> {
+        let ring = self.ring_size;
         for port in &mut self.ports {
             if port.pending.is_empty() {
                 continue;
             }
-            let room = port.tx.nb_free_exact() as usize;
-            let n = room.min(port.pending.len());
-            let sent = if n > 0 {
-                // SAFETY: pending frames were received into this UMEM and
-                // are owned by this burst alone; `n` fits the ring (checked).
-                unsafe { port.tx.produce(&port.pending[..n]) }
-            } else {
-                0
-            };
+            let mut sent = 0;
+            for _ in 0..MAX_KICKS {
+                let room = port.tx.nb_free_exact() as usize;
+                let n = room.min(port.pending.len() - sent);
+                if n > 0 {
+                    // SAFETY: pending frames were received into this UMEM
+                    // and are owned by this burst alone; `n` fits the ring
+                    // (checked).
+                    sent += unsafe { port.tx.produce(&port.pending[sent..sent + n]) };
+                }
+                let waiting = (port.tx.nb_free_exact() as usize) < ring;
+                if waiting && port.tx.needs_wakeup() {
+                    port.tx
+                        .wakeup()
+                        .map_err(|e| IoError::os("kicking AF_XDP transmit", &port.name, e, ""))?;
+                }
+                if sent == port.pending.len() && !(waiting && port.tx.needs_wakeup()) {
+                    break;
+                }
+            }
             self.stats.tx_frames += sent as u64;
             let unsent = port.pending.len() - sent;
             if unsent > 0 {
@@ -349,15 +369,15 @@ impl AfXdpIo {
                 self.free.extend_from_slice(&port.pending[sent..]);
             }
             port.pending.clear();
-            if port.tx.needs_wakeup() {
-                port.tx
-                    .wakeup()
-                    .map_err(|e| IoError::os("kicking AF_XDP transmit", &port.name, e, ""))?;
-            }
         }
         Ok(())
     }
 }
+
+/// Kicks of one port's transmit per burst at most: enough for a burst of
+/// [`MAX_BURST`] frames at the kernel's copy-mode budget of 32 per kick,
+/// with room to spare.
+const MAX_KICKS: usize = 4;
 
 /// The frames of one rx ring's burst, lent to the pipeline.
 struct XdpBurst<'a> {
