@@ -85,16 +85,31 @@ live_pid() {
     echo "$pid"
 }
 
+# pid_gone PID: the process has exited. A zombie whose threads have all
+# exited counts as exited (its files, sockets and locks are closed by then):
+# nginx daemonizes, so its parent is PID 1, and this machine's PID 1 reaps
+# only every few seconds (waiting for the reaping made every `down` ~10 s
+# slower). A zombie main thread alone is not enough: the director's other
+# threads may still hold its interface lock and sockets.
+pid_gone() {
+    local stat tasks
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+    stat=${stat##*) } # the fields after "(comm)", which may hold spaces
+    [ "${stat%% *}" = Z ] || return 1
+    tasks=$(find "/proc/$1/task" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
+    [ "$tasks" -le 1 ]
+}
+
 # stop_pid FILE PATTERN NAME SIG: sends SIG to the process of FILE and waits
 # up to 10 s for it to exit, then SIGKILLs it (and says so). Removes FILE.
 stop_pid() {
     local file=$1 pattern=$2 name=$3 sig=${4:-TERM} pid
     if pid=$(live_pid "$file" "$pattern"); then
         kill "-$sig" "$pid" 2>/dev/null || true
-        if ! poll "$name (pid $pid) to exit" 10 sh -c "! kill -0 $pid"; then
+        if ! poll "$name (pid $pid) to exit" 10 pid_gone "$pid"; then
             echo "$name (pid $pid) did not exit within 10 s of SIG$sig: sending SIGKILL" >&2
             kill -KILL "$pid" 2>/dev/null || true
-            poll "$name (pid $pid) to exit after SIGKILL" 5 sh -c "! kill -0 $pid" || true
+            poll "$name (pid $pid) to exit after SIGKILL" 5 pid_gone "$pid" || true
         fi
     fi
     rm -f "$file"
@@ -435,7 +450,7 @@ cmd_balancer() {
         xvs*)
             pid=$(director_pid) || die "xvs-director is not running"
             kill -KILL "$pid"
-            poll "xvs-director (pid $pid) to die" 5 sh -c "! kill -0 $pid" || die "xvs-director (pid $pid) survived SIGKILL"
+            poll "xvs-director (pid $pid) to die" 5 pid_gone "$pid" || die "xvs-director (pid $pid) survived SIGKILL"
             rm -f "$STATE/director.pid"
             say "xvs-director killed with SIGKILL (pid $pid): whatever it left in the kernel stays"
             ;;
@@ -507,7 +522,7 @@ cmd_down() {
             kill -TERM "$pid" 2>/dev/null || true
         done
         for pid in $(ip netns pids "$ns" 2>/dev/null); do
-            poll "pid $pid in $ns to exit" 3 sh -c "! kill -0 $pid" || kill -KILL "$pid" 2>/dev/null || true
+            poll "pid $pid in $ns to exit" 3 pid_gone "$pid" || kill -KILL "$pid" 2>/dev/null || true
         done
     done
     for ns in $(our_namespaces); do
