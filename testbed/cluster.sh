@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# A whole VS/NAT cluster on one machine, in network namespaces:
+# A whole LVS cluster on one machine, in network namespaces: VS/NAT (the
+# default, `up --mode nat`) or VS/DR (`up --mode dr`).
+#
+# VS/NAT:
 #
 #   xvs-client               xvs-director                          xvs-switch           xvs-rsK (K = 1..N)
 #  +----------------+       +-----------------------------+       +-------------+      +-------------------+
@@ -18,18 +21,47 @@
 # replies come back through it. The VIPs sit on the director's lo, so the
 # director's own stack answers a ping to a VIP.
 #
-#   testbed/cluster.sh up [--servers N] [--weights 1,2,3] [--scheduler wlc]
+# VS/DR: the same client, director, switch and real servers, plus a router
+# that carries the replies back to the client around the director:
+#
+#   xvs-client               xvs-director                xvs-switch              xvs-rsK (K = 1..N)
+#  +------------------+ veth +--------------------+ veth +--------------+ veth +------------------------+
+#  | eth0 198.51.100.2|------| d-cli        d-srv |------| sw-dir       |------| eth0 192.0.2.(10+K)    |
+#  |   2001:db8:c::2  |      | VIPs on lo, as in  |      |   br0        |      |   2001:db8:5::(10+K)   |
+#  |   default via the| ===> | NAT; xvs rewrites  | ===> |       sw-rsK | ===> | lo: VIP 203.0.113.10,  |
+#  |   director       | VIP  | the MACs only      |      |       sw-rtr |      |     VIP 2001:db8:f::10 |
+#  |                  |      +--------------------+      +---------|----+      |   (xvs-agent setup:    |
+#  | eth1             |                                            |           |   VIPs, arp_ignore,    |
+#  | 203.0.113.66/26  |      xvs-router                            | veth      |   arp_announce)        |
+#  | 2001:db8:e::2/64 | veth +---------------------------------+   |           | default via the router |
+#  | rp_filter off    |------| r-cli             r-sw          |---+           | nginx, UDP echo (they  |
+#  |                  | <=== | 203.0.113.65/26   192.0.2.254   | <== replies = |   answer from the VIP) |
+#  +------------------+      | 2001:db8:e::1/64  2001:db8:5::fe|               +------------------------+
+#                            | forwarding on; routes           |
+#                            | 198.51.100.0/24, 2001:db8:c::/64|
+#                            | via the client's eth1           |
+#                            +---------------------------------+
+#
+# DR topology: requests to a VIP go client eth0 -> director (the client's
+# default route) -> switch -> rsK, with only the MAC addresses rewritten;
+# rsK accepts them for the VIP on its lo and answers from the VIP to the
+# client through its default route, the router, which hands them to the
+# client's eth1. Replies never reach the director. The director's kernel
+# keeps forwarding off in both modes (xvs forwards; the kernel must not).
+#
+#   testbed/cluster.sh up [--mode nat|dr] [--servers N] [--weights 1,2,3] [--scheduler wlc]
 #                         [--client-mtu M] [--keep-offload]
 #   testbed/cluster.sh balancer start xvs [--backend xdp|packet] [-- DIRECTOR_ARGS...]
-#   testbed/cluster.sh balancer start nft
+#   testbed/cluster.sh balancer start nft       (NAT mode only)
 #   testbed/cluster.sh balancer stop|kill|status
 #   testbed/cluster.sh status
-#   testbed/cluster.sh exec client|director|switch|rsK CMD...
+#   testbed/cluster.sh exec client|director|switch|router|rsK CMD...
 #   testbed/cluster.sh down
 #
 # Environment: XVS_TESTBED_STATE (default /run/xvs-testbed) holds the
-# director's config (cluster.toml), its stats file, logs and pid files;
-# XVS_BIN (default target/release of the repo) holds xvs-director.
+# director's config (cluster.toml), its stats file, logs and pid files, and
+# in DR mode xvs-agent's run directories (agent-rsK); XVS_BIN (default
+# target/release of the repo) holds xvs-director and xvs-agent.
 set -euo pipefail
 # shellcheck source=lib/common.sh
 . "$(dirname "$0")/lib/common.sh"
@@ -42,6 +74,7 @@ PY=/usr/bin/python3
 NS_CLIENT=xvs-client
 NS_DIRECTOR=xvs-director
 NS_SWITCH=xvs-switch
+NS_ROUTER=xvs-router # DR mode only
 VIP4=203.0.113.10
 VIP6=2001:db8:f::10
 CLIENT4=198.51.100.2
@@ -50,6 +83,14 @@ DCLI4=198.51.100.1
 DCLI6=2001:db8:c::1
 DSRV4=192.0.2.1
 DSRV6=2001:db8:5::1
+# DR mode: the router's leg on the real servers' LAN, the client's second
+# link (router side, client side).
+RSW4=192.0.2.254
+RSW6=2001:db8:5::fe
+RCLI4=203.0.113.65
+RCLI6=2001:db8:e::1
+CLIENT4_ETH1=203.0.113.66
+CLIENT6_ETH1=2001:db8:e::2
 NFT_TABLE=xvs_testbed
 
 rs4() { echo "192.0.2.$((10 + $1))"; }
@@ -85,16 +126,31 @@ live_pid() {
     echo "$pid"
 }
 
+# pid_gone PID: the process has exited. A zombie whose threads have all
+# exited counts as exited (its files, sockets and locks are closed by then):
+# nginx daemonizes, so its parent is PID 1, and this machine's PID 1 reaps
+# only every few seconds (waiting for the reaping made every `down` ~10 s
+# slower). A zombie main thread alone is not enough: the director's other
+# threads may still hold its interface lock and sockets.
+pid_gone() {
+    local stat tasks
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+    stat=${stat##*) } # the fields after "(comm)", which may hold spaces
+    [ "${stat%% *}" = Z ] || return 1
+    tasks=$(find "/proc/$1/task" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
+    [ "$tasks" -le 1 ]
+}
+
 # stop_pid FILE PATTERN NAME SIG: sends SIG to the process of FILE and waits
 # up to 10 s for it to exit, then SIGKILLs it (and says so). Removes FILE.
 stop_pid() {
     local file=$1 pattern=$2 name=$3 sig=${4:-TERM} pid
     if pid=$(live_pid "$file" "$pattern"); then
         kill "-$sig" "$pid" 2>/dev/null || true
-        if ! poll "$name (pid $pid) to exit" 10 sh -c "! kill -0 $pid"; then
+        if ! poll "$name (pid $pid) to exit" 10 pid_gone "$pid"; then
             echo "$name (pid $pid) did not exit within 10 s of SIG$sig: sending SIGKILL" >&2
             kill -KILL "$pid" 2>/dev/null || true
-            poll "$name (pid $pid) to exit after SIGKILL" 5 sh -c "! kill -0 $pid" || true
+            poll "$name (pid $pid) to exit after SIGKILL" 5 pid_gone "$pid" || true
         fi
     fi
     rm -f "$file"
@@ -102,7 +158,7 @@ stop_pid() {
 
 rs_namespaces() { ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^xvs-rs[0-9]+$' | sort -V || true; }
 our_namespaces() {
-    ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^($NS_CLIENT|$NS_DIRECTOR|$NS_SWITCH)$" || true
+    ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^($NS_CLIENT|$NS_DIRECTOR|$NS_SWITCH|$NS_ROUTER)$" || true
     rs_namespaces
 }
 
@@ -141,11 +197,12 @@ EOF
 }
 
 # Writes the director's config from the kernel's view of its interfaces.
+# MODE (nat or dr) is every real server's forwarding method.
 write_director_config() {
-    local servers=$1 weights=$2 scheduler=$3 out=$STATE/cluster.toml
+    local servers=$1 weights=$2 scheduler=$3 mode=$4 out=$STATE/cluster.toml
     local ifname role addrs mac mtu proto vip port k
     {
-        echo "# xvs-director config for the testbed's NAT cluster (written by testbed/cluster.sh up)."
+        echo "# xvs-director config for the testbed's ${mode^^} cluster (written by testbed/cluster.sh up)."
         echo "# Keys: director/CONFIG.md. Neighbours come from the kernel; connection table and"
         echo "# timeouts are the defaults (IPVS's)."
         for ifname in d-cli d-srv; do
@@ -160,8 +217,8 @@ write_director_config() {
                 if [ "$proto" = tcp ]; then port=80; else port=7; fi
                 printf '\n[[services]]\nproto = "%s"\nvip = "%s"\nport = %s\nscheduler = "%s"\n' "$proto" "$vip" "$port" "$scheduler"
                 for ((k = 1; k <= servers; k++)); do
-                    printf '\n[[services.real_servers]]\naddress = "%s"\nport = %s\nmethod = "nat"\nweight = %s\n' \
-                        "$(if [ "$vip" = "$VIP4" ]; then rs4 "$k"; else rs6 "$k"; fi)" "$port" "$(cut -d, -f"$k" <<<"$weights")"
+                    printf '\n[[services.real_servers]]\naddress = "%s"\nport = %s\nmethod = "%s"\nweight = %s\n' \
+                        "$(if [ "$vip" = "$VIP4" ]; then rs4 "$k"; else rs6 "$k"; fi)" "$port" "$mode" "$(cut -d, -f"$k" <<<"$weights")"
                 done
             done
         done
@@ -175,9 +232,10 @@ page_is() { [ "$(ip netns exec "$1" curl -s --max-time 1 "$2")" = "$3" ]; }
 udp_listening() { ip netns exec "$1" ss -Hlun 'sport = :7' | grep -q .; }
 
 cmd_up() {
-    local servers=3 weights="" scheduler=wlc client_mtu="" keep_offload=0 k w ns
+    local mode=nat servers=3 weights="" scheduler=wlc client_mtu="" keep_offload=0 k w ns
     while [ $# -gt 0 ]; do
         case $1 in
+        --mode) mode=${2:?}; shift 2 ;;
         --servers) servers=${2:?}; shift 2 ;;
         --weights) weights=${2:?}; shift 2 ;;
         --scheduler) scheduler=${2:?}; shift 2 ;;
@@ -194,6 +252,12 @@ cmd_up() {
     [[ "$weights" =~ ^[0-9]+(,[0-9]+)*$ ]] || die "--weights: '$weights' is not a comma-separated list of integers"
     [ "$(tr ',' '\n' <<<"$weights" | wc -l)" -eq "$servers" ] || die "--weights: '$weights' has not $servers entries (one per real server)"
     [[ "$scheduler" =~ ^[a-z]+$ ]] || die "--scheduler: '$scheduler' is not a scheduler name"
+    case $mode in nat | dr) ;; *) die "--mode: '$mode' is not nat or dr" ;; esac
+    # The narrow client link exists to make the director send frag-needed
+    # for the replies it forwards; in DR it forwards none.
+    [ "$mode" = nat ] || [ -z "$client_mtu" ] || die "--client-mtu: only with --mode nat (DR replies do not cross the director's client link)"
+    [ "$mode" = nat ] || [ -x "$XVS_BIN/xvs-agent" ] ||
+        die "$XVS_BIN/xvs-agent does not exist (DR real servers are set up by it): build it with 'cargo build --release --workspace' (or set XVS_BIN)"
     [ -z "$client_mtu" ] || { [[ "$client_mtu" =~ ^[0-9]+$ ]] && [ "$client_mtu" -ge 1280 ] && [ "$client_mtu" -le 1500 ]; } ||
         die "--client-mtu: $client_mtu is not a number from 1280 (IPv6's minimum) to 1500"
     need_root "testbed/cluster.sh up"
@@ -206,11 +270,13 @@ cmd_up() {
     mkdir -p "$STATE"
     chmod 755 "$STATE" # nginx workers (nobody) read the pages under it
     rm -f "$STATE/stats.json" "$STATE/director.log" "$STATE/balancer"
-    printf 'XVS_SERVERS=%s\nXVS_WEIGHTS=%s\nXVS_SCHEDULER=%s\nXVS_CLIENT_MTU=%s\nXVS_KEEP_OFFLOAD=%s\n' \
-        "$servers" "$weights" "$scheduler" "$client_mtu" "$keep_offload" >"$STATE/cluster.env"
+    printf 'XVS_MODE=%s\nXVS_SERVERS=%s\nXVS_WEIGHTS=%s\nXVS_SCHEDULER=%s\nXVS_CLIENT_MTU=%s\nXVS_KEEP_OFFLOAD=%s\n' \
+        "$mode" "$servers" "$weights" "$scheduler" "$client_mtu" "$keep_offload" >"$STATE/cluster.env"
 
-    say "namespaces: $NS_CLIENT $NS_DIRECTOR $NS_SWITCH xvs-rs1..xvs-rs$servers"
-    for ns in "$NS_CLIENT" "$NS_DIRECTOR" "$NS_SWITCH" $(for ((k = 1; k <= servers; k++)); do echo "xvs-rs$k"; done); do
+    local router=""
+    [ "$mode" = dr ] && router=$NS_ROUTER
+    say "namespaces ($mode): $NS_CLIENT $NS_DIRECTOR $NS_SWITCH ${router:+$router }xvs-rs1..xvs-rs$servers"
+    for ns in "$NS_CLIENT" "$NS_DIRECTOR" "$NS_SWITCH" $router $(for ((k = 1; k <= servers; k++)); do echo "xvs-rs$k"; done); do
         ip netns add "$ns"
         # No duplicate address detection: addresses are usable at once.
         ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
@@ -261,14 +327,25 @@ cmd_up() {
         ip -n "$NS_CLIENT" -6 route add default via "$DCLI6"
     fi
 
-    # Real servers.
+    [ "$mode" = dr ] && up_router
+
+    # Real servers: in NAT their replies must go back through the director,
+    # in DR around it, through the router.
+    local gw4=$DSRV4 gw6=$DSRV6
+    [ "$mode" = dr ] && gw4=$RSW4 gw6=$RSW6
     for ((k = 1; k <= servers; k++)); do
         ns=xvs-rs$k
         ip -n "$ns" addr add "$(rs4 "$k")/24" dev eth0
         ip -n "$ns" addr add "$(rs6 "$k")/64" dev eth0 nodad
         ip -n "$ns" link set eth0 up
-        ip -n "$ns" route add default via "$DSRV4"
-        ip -n "$ns" -6 route add default via "$DSRV6"
+        ip -n "$ns" route add default via "$gw4"
+        ip -n "$ns" -6 route add default via "$gw6"
+        if [ "$mode" = dr ]; then
+            # What the LVS HOWTO has an operator do by hand on a DR real
+            # server (VIPs on lo, never answer ARP for them) is the agent's job.
+            ip netns exec "$ns" "$XVS_BIN/xvs-agent" --run-dir "$STATE/agent-rs$k" \
+                setup --vip "$VIP4" --vip "$VIP6" --method dr --iface eth0 | sed "s/^/    rs$k: /"
+        fi
     done
 
     # A veth hands a locally sent frame over with a partial checksum (the
@@ -280,6 +357,16 @@ cmd_up() {
         for ns in "$NS_CLIENT" $(for ((k = 1; k <= servers; k++)); do echo "xvs-rs$k"; done); do
             ip netns exec "$ns" ethtool -K eth0 tx off >/dev/null
         done
+        # DR: no frame from the router or the client's eth1 ever reaches the
+        # director (the router only forwards replies to the client, and
+        # forwarding keeps the sender's full checksum), so this is not
+        # needed today; it is done all the same, so that no veth of the
+        # testbed hands anyone a partial checksum if a path changes.
+        if [ "$mode" = dr ]; then
+            ip netns exec "$NS_CLIENT" ethtool -K eth1 tx off >/dev/null
+            ip netns exec "$NS_ROUTER" ethtool -K r-cli tx off >/dev/null
+            ip netns exec "$NS_ROUTER" ethtool -K r-sw tx off >/dev/null
+        fi
     fi
 
     say "real servers: nginx on :80 (page 'rsK', /big = 1 MiB) and UDP echo on :7"
@@ -310,14 +397,54 @@ cmd_up() {
         poll "UDP echo on rs$k" 10 udp_listening "$ns"
         poll "director -> rs$k over IPv4" 5 ip netns exec "$NS_DIRECTOR" ping -c1 -W1 "$(rs4 "$k")"
         poll "director -> rs$k over IPv6" 5 ip netns exec "$NS_DIRECTOR" ping -c1 -W1 "$(rs6 "$k")"
+        if [ "$mode" = dr ]; then
+            poll "rs$k -> router over IPv4" 5 ip netns exec "$ns" ping -c1 -W1 "$RSW4"
+            poll "rs$k -> router over IPv6" 5 ip netns exec "$ns" ping -c1 -W1 "$RSW6"
+        fi
     done
+    if [ "$mode" = dr ]; then
+        poll "router -> client's eth1 over IPv4" 5 ip netns exec "$NS_ROUTER" ping -c1 -W1 "$CLIENT4_ETH1"
+        poll "router -> client's eth1 over IPv6" 5 ip netns exec "$NS_ROUTER" ping -c1 -W1 "$CLIENT6_ETH1"
+    fi
     poll "client -> director over IPv4" 5 ip netns exec "$NS_CLIENT" ping -c1 -W1 "$DCLI4"
     poll "client -> director over IPv6" 5 ip netns exec "$NS_CLIENT" ping -c1 -W1 "$DCLI6"
 
-    write_director_config "$servers" "$weights" "$scheduler"
+    write_director_config "$servers" "$weights" "$scheduler" "$mode"
     trap - EXIT
-    say "cluster up: $servers real servers (weights $weights, scheduler $scheduler${client_mtu:+, client link MTU $client_mtu}); director config $STATE/cluster.toml"
-    echo "    next: testbed/cluster.sh balancer start xvs   (or: balancer start nft)"
+    say "${mode^^} cluster up: $servers real servers (weights $weights, scheduler $scheduler${client_mtu:+, client link MTU $client_mtu}); director config $STATE/cluster.toml"
+    if [ "$mode" = nat ]; then
+        echo "    next: testbed/cluster.sh balancer start xvs   (or: balancer start nft)"
+    else
+        echo "    next: testbed/cluster.sh balancer start xvs"
+    fi
+}
+
+# DR: the router namespace, its link to the switch and its link to the
+# client's second interface (eth1), over which the replies arrive.
+up_router() {
+    ip link add r-sw netns "$NS_ROUTER" type veth peer name sw-rtr netns "$NS_SWITCH"
+    ip -n "$NS_SWITCH" link set sw-rtr master br0 up
+    ip link add r-cli netns "$NS_ROUTER" type veth peer name eth1 netns "$NS_CLIENT"
+    ip -n "$NS_ROUTER" addr add "$RSW4/24" dev r-sw
+    ip -n "$NS_ROUTER" addr add "$RSW6/64" dev r-sw nodad
+    ip -n "$NS_ROUTER" addr add "$RCLI4/26" dev r-cli
+    ip -n "$NS_ROUTER" addr add "$RCLI6/64" dev r-cli nodad
+    ip -n "$NS_ROUTER" link set r-sw up
+    ip -n "$NS_ROUTER" link set r-cli up
+    ip netns exec "$NS_ROUTER" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
+    ip -n "$NS_ROUTER" route add 198.51.100.0/24 via "$CLIENT4_ETH1"
+    ip -n "$NS_ROUTER" -6 route add 2001:db8:c::/64 via "$CLIENT6_ETH1"
+
+    # The client's replies from a VIP arrive on eth1, while its route to the
+    # VIP leaves by eth0 (towards the director): reverse-path filtering
+    # would drop them as spoofed. Asymmetric routing is the point of DR, so
+    # it is off (the effective value is the larger of all and eth1). IPv6
+    # has no reverse-path filter unless a firewall adds one.
+    ip netns exec "$NS_CLIENT" sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
+    ip -n "$NS_CLIENT" addr add "$CLIENT4_ETH1/26" dev eth1
+    ip -n "$NS_CLIENT" addr add "$CLIENT6_ETH1/64" dev eth1 nodad
+    ip netns exec "$NS_CLIENT" sysctl -qw net.ipv4.conf.eth1.rp_filter=0
+    ip -n "$NS_CLIENT" link set eth1 up
 }
 
 # ---------------------------------------------------------- balancer -------
@@ -366,6 +493,7 @@ start_xvs() {
 
 start_nft() {
     load_cluster_env
+    [ "${XVS_MODE:-nat}" = nat ] || die "nftables DNAT is a NAT balancer: a ${XVS_MODE^^} cluster needs 'balancer start xvs'"
     local k w j n=0 map4="" map6="" rules
     for ((k = 1; k <= XVS_SERVERS; k++)); do
         w=$(cut -d, -f"$k" <<<"$XVS_WEIGHTS")
@@ -435,7 +563,7 @@ cmd_balancer() {
         xvs*)
             pid=$(director_pid) || die "xvs-director is not running"
             kill -KILL "$pid"
-            poll "xvs-director (pid $pid) to die" 5 sh -c "! kill -0 $pid" || die "xvs-director (pid $pid) survived SIGKILL"
+            poll "xvs-director (pid $pid) to die" 5 pid_gone "$pid" || die "xvs-director (pid $pid) survived SIGKILL"
             rm -f "$STATE/director.pid"
             say "xvs-director killed with SIGKILL (pid $pid): whatever it left in the kernel stays"
             ;;
@@ -474,7 +602,10 @@ cmd_status() {
         echo "no testbed cluster is up"
         return 0
     fi
-    [ -f "$STATE/cluster.env" ] && sed 's/^XVS_/  /' "$STATE/cluster.env"
+    if [ -f "$STATE/cluster.env" ]; then
+        echo "mode: $(sed -n 's/^XVS_MODE=//p' "$STATE/cluster.env" | grep . || echo nat)"
+        grep -v '^XVS_MODE=' "$STATE/cluster.env" | sed 's/^XVS_/  /'
+    fi
     for ns in $(our_namespaces); do
         echo "$ns:"
         ip -n "$ns" -br addr show | grep -v '^lo ' | sed 's/^/    /'
@@ -484,6 +615,7 @@ cmd_status() {
         k=${ns#xvs-rs}
         if pid=$(live_pid "$STATE/rs$k/nginx.pid" nginx); then echo "rs$k nginx: pid $pid"; else echo "rs$k nginx: NOT running"; fi
         if pid=$(live_pid "$STATE/rs$k/udp-echo.pid" udp-echo); then echo "rs$k udp echo: pid $pid"; else echo "rs$k udp echo: NOT running"; fi
+        [ -f "$STATE/agent-rs$k/state.json" ] && echo "rs$k xvs-agent: set up for DR (record $STATE/agent-rs$k/state.json)"
     done
     balancer_status
 }
@@ -498,6 +630,15 @@ cmd_down() {
         k=${ns#xvs-rs}
         stop_pid "$STATE/rs$k/nginx.pid" nginx "nginx on rs$k" TERM
         stop_pid "$STATE/rs$k/udp-echo.pid" udp-echo "UDP echo on rs$k" TERM
+        # DR: the agent undoes its own set-up (deleting the namespace would
+        # take it away too, but the record in its run directory would stay).
+        if [ -d "$STATE/agent-rs$k" ]; then
+            if [ -x "$XVS_BIN/xvs-agent" ]; then
+                ip netns exec "$ns" "$XVS_BIN/xvs-agent" --run-dir "$STATE/agent-rs$k" teardown | sed "s/^/rs$k: /" ||
+                    echo "xvs-agent teardown on rs$k failed: the namespace goes all the same" >&2
+            fi
+            rm -rf "$STATE/agent-rs$k"
+        fi
     done
     # Anything still inside our namespaces was started in them (by hand with
     # `cluster.sh exec`, say): stop it by PID so that no namespace outlives us.
@@ -507,14 +648,14 @@ cmd_down() {
             kill -TERM "$pid" 2>/dev/null || true
         done
         for pid in $(ip netns pids "$ns" 2>/dev/null); do
-            poll "pid $pid in $ns to exit" 3 sh -c "! kill -0 $pid" || kill -KILL "$pid" 2>/dev/null || true
+            poll "pid $pid in $ns to exit" 3 pid_gone "$pid" || kill -KILL "$pid" 2>/dev/null || true
         done
     done
     for ns in $(our_namespaces); do
         ip netns del "$ns"
     done
     if [ -d "$STATE" ]; then
-        rm -rf "$STATE"/rs[0-9]*
+        rm -rf "$STATE"/rs[0-9]* "$STATE"/agent-rs[0-9]*
         rm -f "$STATE/cluster.env" "$STATE/balancer" "$STATE/director.pid"
     fi
     echo "testbed cluster down (kept for a post-mortem, if present: $STATE/cluster.toml, director.log, stats.json)"
@@ -525,8 +666,8 @@ cmd_exec() {
     shift || true
     [ $# -gt 0 ] || usage
     case $role in
-    client | director | switch | rs[0-9]*) ;;
-    *) die "exec: unknown role '$role' (client, director, switch, rs1..rsN)" ;;
+    client | director | switch | router | rs[0-9]*) ;;
+    *) die "exec: unknown role '$role' (client, director, switch, router (DR), rs1..rsN)" ;;
     esac
     ip netns list | awk '{print $1}' | grep -qx "xvs-$role" || die "exec: namespace xvs-$role does not exist (is the cluster up?)"
     exec ip netns exec "xvs-$role" "$@"

@@ -43,6 +43,8 @@ if [ "${XVS_SKIP_E2E:-0}" != 1 ]; then
     testbed/e2e/nat.sh --balancer xvs --backend packet
     say "end-to-end: VS/NAT through xvs-director, AF_XDP client side and AF_PACKET server side"
     testbed/e2e/nat.sh --balancer xvs --backend mixed
+    say "end-to-end: VS/DR through xvs-director on AF_XDP (replies bypass it, through the testbed's router)"
+    testbed/e2e/nat.sh --mode dr --balancer xvs --backend xdp
 fi
 
 if [ "${XVS_SKIP_FUZZ:-0}" != 1 ] && [ -x testbed/fuzz-smoke.sh ]; then

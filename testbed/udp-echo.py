@@ -3,8 +3,9 @@
 
   udp-echo.py serve [--port 7]
       Echoes every datagram back to its sender, on IPv4 and IPv6 (one
-      dual-stack socket). It only echoes: no state, no replies to anything
-      else, one datagram out per datagram in.
+      dual-stack socket), from the address it was sent to (a VIP on lo, for
+      VS/DR). It only echoes: no state, no replies to anything else, one
+      datagram out per datagram in.
 
   udp-echo.py check HOST PORT [--count N] [--timeout S]
       Sends N datagrams of random bytes to HOST:PORT, each from its own
@@ -19,15 +20,31 @@ import socket
 import sys
 
 
+# struct in6_pktinfo: the address (16 bytes), then the interface index.
+PKTINFO_LEN = 16 + 4
+
+
 def serve(port):
     sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
     sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # A socket bound to the wildcard address does not answer from the
+    # address a datagram was sent to: the kernel picks the reply's source by
+    # the route back (a VS/DR real server would answer from its own address,
+    # not the VIP on its lo, and the client would drop it). So learn each
+    # datagram's destination (IPV6_PKTINFO, IPv4-mapped for IPv4) and send
+    # the echo from exactly that address.
+    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
     sock.bind(("::", port))
     while True:
-        data, peer = sock.recvfrom(65535)
+        data, ancillary, _flags, peer = sock.recvmsg(65535, socket.CMSG_SPACE(PKTINFO_LEN))
+        reply_from = [
+            (level, kind, info[:16] + bytes(4))  # interface 0: whichever the route says
+            for level, kind, info in ancillary
+            if level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO and len(info) >= PKTINFO_LEN
+        ]
         try:
-            sock.sendto(data, peer)
+            sock.sendmsg([data], reply_from, 0, peer)
         except OSError as err:  # e.g. no route back: drop it, keep serving
             print(f"udp-echo: reply to {peer[0]} failed: {err}", file=sys.stderr)
 

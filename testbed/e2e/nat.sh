@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
-# End-to-end VS/NAT suite: real HTTP and UDP traffic from a client namespace
-# through the director to nginx on the real servers, on the cluster of
-# testbed/cluster.sh (topology drawn at the top of that script):
+# End-to-end VS/NAT and VS/DR suite: real HTTP and UDP traffic from a client
+# namespace through the director to nginx on the real servers, on the cluster
+# of testbed/cluster.sh (topologies drawn at the top of that script):
 #
 #   xvs-client --- d-cli [xvs-director] d-srv --- br0 [xvs-switch] --- xvs-rs1..3
 #   198.51.100.2   VIP 203.0.113.10, 2001:db8:f::10 on lo             192.0.2.11..13
+#     eth1 <------------------ [xvs-router] <----------- br0 (DR: the replies)
 #
-#   testbed/e2e/nat.sh [--backend xdp|packet|mixed] [--balancer xvs|nft]
+#   testbed/e2e/nat.sh [--mode nat|dr] [--backend xdp|packet|mixed] [--balancer xvs|nft]
+#
+# --mode dr (xvs only) runs the same checks on a DR cluster, where the
+# replies bypass the director, plus DR's own: the frames a real server
+# receives and sends (captured with tcpdump), and no reply counted by the
+# director.
 #
 # mixed: AF_XDP on the client side, AF_PACKET on the server side (one
 # worker serving both, frames copied between the two backends).
@@ -17,23 +23,28 @@
 # Three clusters, one after the other:
 #   A. wrr, weights 1,2,3: shares, keep-alive, IPv6, UDP, counters, offload
 #      guard, crash resilience;
-#   B. wlc, weights 1,2,3, client link MTU 1400: shares, 1 MiB downloads that
-#      need frag-needed / packet-too-big from the director, counters;
+#   B. wlc, weights 1,2,3, client link MTU 1400 (NAT; DR keeps 1500, its
+#      replies do not cross the director): shares, 1 MiB downloads (in NAT
+#      they need frag-needed / packet-too-big from the director), counters;
 #   C. (xvs over AF_XDP only) transmit checksum offload left on: connections
 #      must fail, which shows that the offload guard of A guards something.
 set -euo pipefail
 # shellcheck source=../lib/common.sh
 . "$(dirname "$0")/../lib/common.sh"
 
+mode=nat
 backend=xdp
 balancer=xvs
 while [ $# -gt 0 ]; do
     case $1 in
+    --mode) mode=${2:?}; shift 2 ;;
     --backend) backend=${2:?}; shift 2 ;;
     --balancer) balancer=${2:?}; shift 2 ;;
-    *) echo "usage: $0 [--backend xdp|packet|mixed] [--balancer xvs|nft]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--mode nat|dr] [--backend xdp|packet|mixed] [--balancer xvs|nft]" >&2; exit 2 ;;
     esac
 done
+case $mode in nat | dr) ;; *) die "--mode: '$mode' is not nat or dr" ;; esac
+[ "$mode" = nat ] || [ "$balancer" = xvs ] || die "--mode $mode: nftables DNAT balances NAT only: use --balancer xvs"
 case $backend in
     xdp | packet) director_args=(--backend "$backend") ;;
     mixed) director_args=(--backend xdp -- --iface d-srv=packet) ;;
@@ -49,6 +60,7 @@ PY=/usr/bin/python3
 CLUSTER=$XVS_ROOT/testbed/cluster.sh
 VIP4=203.0.113.10
 VIP6=2001:db8:f::10
+MODE=${mode^^}
 if [ "$balancer" = xvs ]; then label="xvs-director ($backend backend)"; else label="nftables DNAT (the kernel)"; fi
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -61,6 +73,10 @@ if ! unshare --net true 2>/dev/null; then
 fi
 if [ "$balancer" = xvs ] && [ ! -x "$XVS_BIN/xvs-director" ]; then
     echo "FAIL e2e/nat.sh (xvs, $backend): $XVS_BIN/xvs-director does not exist: build it first (cargo build --release --workspace)"
+    exit 1
+fi
+if [ "$mode" = dr ] && [ ! -x "$XVS_BIN/xvs-agent" ]; then
+    echo "FAIL e2e/nat.sh (dr): $XVS_BIN/xvs-agent does not exist: build it first (cargo build --release --workspace)"
     exit 1
 fi
 ensure_packages "${XVS_PACKAGES[@]}"
@@ -107,8 +123,8 @@ conns4=0
 conns6=0
 
 up() {
-    say "cluster: $*"
-    "$CLUSTER" up "$@" >"$work/up.log" 2>&1 || { cat "$work/up.log"; die "testbed/cluster.sh up $* failed"; }
+    say "$MODE cluster: $*"
+    "$CLUSTER" up --mode "$mode" "$@" >"$work/up.log" 2>&1 || { cat "$work/up.log"; die "testbed/cluster.sh up --mode $mode $* failed"; }
     cluster_up=1
     served=()
     conns4=0
@@ -199,13 +215,15 @@ counters_match() {
 
 # udp_traffic_matches: each UDP echo check sent 5 datagrams of 32 bytes,
 # each on a new flow, and got 5 back: the director must count 5
-# connections, 5 packets and 5 IP lengths each way per VIP.
+# connections, 5 packets and 5 IP lengths each way per VIP (in DR, the
+# echoes bypass it: none back).
 udp_traffic_matches() {
-    local vip ip_len got want ok=0
+    local vip ip_len got want ok=0 back=5
+    [ "$mode" = dr ] && back=0
     fresh_stats || return 1
     for vip in "$VIP4" "$VIP6"; do
         if [ "$vip" = "$VIP4" ]; then ip_len=$((20 + 8 + 32)); else ip_len=$((40 + 8 + 32)); fi
-        want="5 5 5 $((5 * ip_len)) $((5 * ip_len))"
+        want="5 5 $back $((5 * ip_len)) $((back * ip_len))"
         got=$("$PY" "$XVS_ROOT/testbed/lib/xvs-stats.py" traffic "$STATE/stats.json" udp "$vip" 7)
         if [ "$got" != "$want" ]; then
             echo "  udp $vip:7: conns, packets in/out, bytes in/out are '$got', the client's traffic makes '$want'"
@@ -216,14 +234,102 @@ udp_traffic_matches() {
 }
 
 offload_off_everywhere() {
-    local ns ok=0
-    for ns in xvs-client xvs-rs1 xvs-rs2 xvs-rs3; do
-        if ! ip netns exec "$ns" ethtool -k eth0 | grep -qx 'tx-checksumming: off'; then
-            echo "  $ns eth0: transmit checksum offload is on"
+    local nsif ok=0 extra=()
+    [ "$mode" = dr ] && extra=(xvs-client/eth1 xvs-router/r-cli xvs-router/r-sw)
+    for nsif in xvs-client/eth0 xvs-rs1/eth0 xvs-rs2/eth0 xvs-rs3/eth0 "${extra[@]}"; do
+        if ! ip netns exec "${nsif%/*}" ethtool -k "${nsif#*/}" | grep -qx 'tx-checksumming: off'; then
+            echo "  $nsif: transmit checksum offload is on"
             ok=1
         fi
     done
     return $ok
+}
+
+# replies_bypass_director: in DR the director sees every request and no
+# reply: per service, packets in > 0 and packets (and bytes) out = 0.
+replies_bypass_director() {
+    local proto vip port conns pin pout bin bout ok=0
+    fresh_stats || return 1
+    for proto in tcp udp; do
+        if [ "$proto" = tcp ]; then port=80; else port=7; fi
+        for vip in "$VIP4" "$VIP6"; do
+            read -r conns pin pout bin bout < <("$PY" "$XVS_ROOT/testbed/lib/xvs-stats.py" traffic "$STATE/stats.json" "$proto" "$vip" "$port")
+            echo "  $proto $vip:$port: conns $conns, packets in $pin, out $pout, bytes in $bin, out $bout"
+            if [ "$pin" -le 0 ] || [ "$pout" != 0 ] || [ "$bout" != 0 ]; then ok=1; fi
+        done
+    done
+    return $ok
+}
+
+# mac_of NS IFACE
+mac_of() { ip -n "$1" -br link show dev "$2" | awk '{ print $3 }'; }
+
+# dr_frames_right: with tcpdump on the client's eth0 and on rs1's eth0,
+# HTTP requests to both VIPs; then every frame rs1 received for a VIP must
+# be the client's, unchanged but for the MACs (rs1's as destination, the
+# director's d-srv as source) and the TTL / hop limit (one less than the
+# client sent), and every reply rs1 sent must go from the VIP to the
+# client through the router (its MAC as destination), not the director.
+dr_frames_right() {
+    # "wrong", not "ok": http sets ok (the requests it saw answered).
+    local side wrong=0 client_ttl rs_mac dir_mac rtr_mac family vip cl n i
+    local -A pids
+    for side in client rs1; do
+        # --immediate-mode: frames reach the file at once, none waits in the
+        # kernel ring buffer's block (up to a second) when tcpdump is stopped.
+        ip netns exec "xvs-$side" tcpdump -Z root --immediate-mode -U -n -i eth0 -w "$work/$side.pcap" 'tcp port 80' \
+            >/dev/null 2>"$work/tcpdump-$side.err" &
+        pids[$side]=$!
+    done
+    for side in client rs1; do
+        for ((i = 0; i < 50; i++)); do # 5 s
+            grep -q 'listening on' "$work/tcpdump-$side.err" && break
+            sleep 0.1
+        done
+    done
+    # wrr 1,2,3 gives rs1 one connection in six, per service.
+    http "http://$VIP4/?h=[1-12]" 4 -H 'Connection: close'
+    http "http://[$VIP6]/?h=[1-12]" 6 -H 'Connection: close'
+    sleep 0.2
+    for side in client rs1; do
+        kill -TERM "${pids[$side]}" 2>/dev/null || true
+        wait "${pids[$side]}" 2>/dev/null || true
+    done
+    for side in client rs1; do
+        grep -q 'listening on' "$work/tcpdump-$side.err" || { echo "  tcpdump in xvs-$side did not start:"; cat "$work/tcpdump-$side.err"; return 1; }
+        "$PY" "$XVS_ROOT/testbed/lib/pcap-frames.py" "$work/$side.pcap" >"$work/$side.frames" || return 1
+    done
+    rs_mac=$(mac_of xvs-rs1 eth0)
+    dir_mac=$(mac_of xvs-director d-srv)
+    rtr_mac=$(mac_of xvs-router r-sw)
+    echo "  MACs: rs1 eth0 $rs_mac, director d-srv $dir_mac, router r-sw $rtr_mac"
+    for family in 4 6; do
+        if [ "$family" = 4 ]; then vip=$VIP4 cl=198.51.100.2; else vip=$VIP6 cl=2001:db8:c::2; fi
+        # What the client sent to the VIP: one TTL for all of it.
+        client_ttl=$(awk -v v="$vip" '$4 == v && $8 == 80 { print $5 }' "$work/client.frames" | sort -u)
+        if [ "$(wc -w <<<"$client_ttl")" != 1 ]; then
+            echo "  IPv$family: the client's frames to $vip carry TTLs '$client_ttl', not one value"
+            wrong=1
+            continue
+        fi
+        n=$(awk -v v="$vip" '$4 == v && $8 == 80' "$work/rs1.frames" | wc -l)
+        echo "  IPv$family: the client sent TTL $client_ttl; rs1 received $n frames for $vip:80"
+        [ "$n" -gt 0 ] || wrong=1
+        awk -v v="$vip" -v c="$cl" -v m="$rs_mac" -v d="$dir_mac" -v t=$((client_ttl - 1)) '
+            $4 == v && $8 == 80 && ($3 != c || $1 != d || $2 != m || $5 != t) {
+                print "  received, wrong: " $0 "  (want src " c ", MACs " d " -> " m ", TTL " t ")"; bad = 1
+            }
+            END { exit bad }' "$work/rs1.frames" || wrong=1
+        n=$(awk -v v="$vip" '$3 == v && $7 == 80' "$work/rs1.frames" | wc -l)
+        echo "  IPv$family: rs1 sent $n reply frames from $vip:80"
+        [ "$n" -gt 0 ] || wrong=1
+        awk -v v="$vip" -v c="$cl" -v m="$rs_mac" -v r="$rtr_mac" '
+            $3 == v && $7 == 80 && ($4 != c || $1 != m || $2 != r) {
+                print "  sent, wrong: " $0 "  (want dst " c ", MACs " m " -> " r " (the router))"; bad = 1
+            }
+            END { exit bad }' "$work/rs1.frames" || wrong=1
+    done
+    return $wrong
 }
 
 # within_10pct "rs1=N rs2=N rs3=N" TOTAL: each share within 10 % of
@@ -294,12 +400,13 @@ offload_breaks_xvs() {
     [ "$scheduled" -gt 0 ]
 }
 
-say "VS/NAT end-to-end suite through $label"
+say "VS/$MODE end-to-end suite through $label"
 
 # ---- A: wrr 1,2,3 -----------------------------------------------------------
 up --scheduler wrr --weights 1,2,3
 
-check "endpoints (client, rs1..rs3) transmit full checksums: tx-checksumming off on every eth0" offload_off_everywhere
+if [ "$mode" = dr ]; then endpoints="every eth0, the client's eth1 and the router's veths"; else endpoints="every eth0"; fi
+check "endpoints (client, rs1..rs3) transmit full checksums: tx-checksumming off on $endpoints" offload_off_everywhere
 
 http "http://$VIP4/?a=[1-600]" 4 -H 'Connection: close'
 s=$(shares)
@@ -322,9 +429,18 @@ check "UDP echo through $VIP4:7 (5 flows, same bytes back from the VIP)" \
 check "UDP echo through [$VIP6]:7 (5 flows, same bytes back from the VIP)" \
     client "$PY" "$XVS_ROOT/testbed/udp-echo.py" check "$VIP6" 7 --count 5
 
+if [ "$mode" = dr ]; then
+    check "DR frames at rs1 (tcpdump): client's source and the VIP unchanged, TTL - 1, MACs director d-srv -> rs1; replies from the VIP go to the router's MAC" \
+        dr_frames_right
+fi
 if [ "$balancer" = xvs ]; then
     check "counters: per real server, the director's conns equal the client's connections it answered; their sum, all the client made" counters_match
-    check "counters: the UDP services saw exactly the client's datagrams and the echoes (packets and bytes, both ways)" udp_traffic_matches
+    if [ "$mode" = dr ]; then
+        check "counters: the UDP services saw exactly the client's datagrams, and none of the echoes (they bypass the director)" udp_traffic_matches
+        check "DR replies bypass the director: every service has packets in > 0 and packets out = 0" replies_bypass_director
+    else
+        check "counters: the UDP services saw exactly the client's datagrams and the echoes (packets and bytes, both ways)" udp_traffic_matches
+    fi
 fi
 
 "$CLUSTER" balancer kill
@@ -339,8 +455,14 @@ http "http://$VIP4/?r=1" 4
 check "after a restart of the balancer, an HTTP request through $VIP4 is answered" test "$ok" = 1
 down
 
-# ---- B: wlc 1,2,3 and a narrow client link ----------------------------------
-up --scheduler wlc --weights 1,2,3 --client-mtu 1400
+# ---- B: wlc 1,2,3 and (NAT) a narrow client link ----------------------------
+if [ "$mode" = nat ]; then
+    up --scheduler wlc --weights 1,2,3 --client-mtu 1400
+    link="client link MTU 1400: "
+else
+    up --scheduler wlc --weights 1,2,3
+    link=""
+fi
 
 http "http://$VIP4/?c=[1-600]" 4 -H 'Connection: close'
 s=$(shares)
@@ -348,12 +470,12 @@ check "600 short HTTP connections to $VIP4:80 all answered ($ok ok, $connects co
     test "$ok" = 600 -a "$connects" = 600
 check "wlc 1,2,3 shares within 10 % of 100/200/300 ($s)" within_10pct "$s" 600
 
-check "client link MTU 1400: http://$VIP4/big downloads the whole 1 MiB, byte for byte" big_download "http://$VIP4/big" 4
-check "frag-needed reached ${big_server:-the real server}: its route to the client learned MTU 1400" pmtu_learned "$big_server" 4
-check "client link MTU 1400: http://[$VIP6]/big downloads the whole 1 MiB, byte for byte" big_download "http://[$VIP6]/big" 6
-check "packet-too-big reached ${big_server:-the real server}: its route to the client learned MTU 1400" pmtu_learned "$big_server" 6
+check "${link}http://$VIP4/big downloads the whole 1 MiB, byte for byte" big_download "http://$VIP4/big" 4
+[ "$mode" = nat ] && check "frag-needed reached ${big_server:-the real server}: its route to the client learned MTU 1400" pmtu_learned "$big_server" 4
+check "${link}http://[$VIP6]/big downloads the whole 1 MiB, byte for byte" big_download "http://[$VIP6]/big" 6
+[ "$mode" = nat ] && check "packet-too-big reached ${big_server:-the real server}: its route to the client learned MTU 1400" pmtu_learned "$big_server" 6
 if [ "$balancer" = xvs ]; then
-    check "the director sent frag-needed / packet-too-big (stats: too_big_sent > 0)" \
+    [ "$mode" = nat ] && check "the director sent frag-needed / packet-too-big (stats: too_big_sent > 0)" \
         stat_positive too_big_sent
     check "counters: per real server, the director's conns equal the client's connections it answered; their sum, all the client made" counters_match
 fi
@@ -366,7 +488,8 @@ down
 # rewrite's incremental update the real server receives a wrong checksum
 # and drops the SYN. So connections must fail here: if they did not, the
 # guard in A would guard nothing. (The kernel's own NAT is immune: it knows
-# the checksum is partial.)
+# the checksum is partial.) DR does not touch the checksum, but forwards the
+# partial one as it is, which the real server drops all the same.
 if [ "$balancer" = xvs ] && [ "$backend" = xdp ]; then
     up --scheduler wrr --weights 1,2,3 --keep-offload
     check "with offload left on, a connection the director scheduled fails (partial checksums reach the real server)" \

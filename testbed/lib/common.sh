@@ -27,6 +27,7 @@ XVS_PACKAGES=(
     curl              # HTTP checks of the end-to-end suite
     wrk               # HTTP load from the client (demo, benchmarks)
     iputils-ping      # reachability checks
+    tcpdump           # the DR suite's capture of what a real server receives and sends
     python3           # UDP echo server and client, stats file reader
 )
 
