@@ -175,7 +175,7 @@ write_nginx_conf() {
     cat >"$dir/nginx.conf" <<EOF
 # rs$k of the xvs testbed (written by testbed/cluster.sh)
 user nobody nogroup;
-worker_processes 1;
+worker_processes auto;
 pid $dir/nginx.pid;
 error_log $dir/error.log warn;
 events { worker_connections 4096; }
