@@ -302,7 +302,7 @@ impl Live {
         let mut io = IoStats::default();
         for w in &self.workers {
             add_counters(&mut total, &w.published.counters.lock());
-            add_io(&mut io, &w.published.io.lock());
+            io += *w.published.io.lock();
         }
         (total, io)
     }
@@ -395,14 +395,6 @@ impl WorkerContext {
     }
 }
 
-fn add_traffic(total: &mut TrafficCounters, c: &TrafficCounters) {
-    total.conns += c.conns;
-    total.packets_in += c.packets_in;
-    total.packets_out += c.packets_out;
-    total.bytes_in += c.bytes_in;
-    total.bytes_out += c.bytes_out;
-}
-
 fn add_counters(total: &mut WorkerCounters, c: &WorkerCounters) {
     total.frames += c.frames;
     total.transmitted += c.transmitted;
@@ -413,17 +405,8 @@ fn add_counters(total: &mut WorkerCounters, c: &WorkerCounters) {
         *t += d;
     }
     for (t, d) in total.dests.iter_mut().zip(&c.dests) {
-        add_traffic(t, d);
+        *t += *d;
     }
-}
-
-fn add_io(total: &mut IoStats, s: &IoStats) {
-    total.rx_frames += s.rx_frames;
-    total.tx_frames += s.tx_frames;
-    total.tx_dropped += s.tx_dropped;
-    total.pass_unreachable += s.pass_unreachable;
-    total.sleeps += s.sleeps;
-    total.kernel_rx_dropped += s.kernel_rx_dropped;
 }
 
 fn proto_name(p: IpProtocol) -> &'static str {
@@ -477,7 +460,7 @@ pub fn stats_json(director: &Director, c: &WorkerCounters, io: &IoStats, now: Mi
                 continue;
             }
             let t = c.dests.get(di).copied().unwrap_or_default();
-            add_traffic(&mut total, &t);
+            total += t;
             let mut m = traffic_json(&t);
             m.insert("address".into(), addr_string(dest.addr).into());
             m.insert("port".into(), dest.port.into());

@@ -50,7 +50,6 @@ use std::fs::File;
 use std::io::IoSlice;
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -66,6 +65,9 @@ use xvs_director::io::packet::{
 use xvs_director::io::{Burst, IoInterface, RxFrame, WorkerIo, pin_to_cpu};
 use xvs_director::pipeline::{IfaceId, InterfaceRole, Verdict};
 use xvs_packet::IpProtocol;
+
+mod common;
+use common::ip;
 
 /// Frames sent per measurement.
 const FRAMES: u64 = 200_000;
@@ -90,22 +92,6 @@ const SOURCE_PORT: u16 = 43_001;
 
 const SENDER_CPU: usize = 0;
 const RECEIVER_CPU: usize = 1;
-
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("ip: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
 
 /// The two namespaces and the veth pair between them; deleted on drop.
 struct Bed {
@@ -251,17 +237,6 @@ impl Drop for Bed {
 }
 
 /// RFC 1071 sum over an IPv4 header.
-fn ipv4_checksum(header: &[u8]) -> u16 {
-    let mut sum: u32 = header
-        .chunks(2)
-        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
 /// The sender's frame: UDP from `TX_ADDR:SOURCE_PORT` to `RX_ADDR:PROBE_PORT`.
 fn probe_frame() -> [u8; FRAME_LEN] {
     let mut f = [0u8; FRAME_LEN];
@@ -275,7 +250,7 @@ fn probe_frame() -> [u8; FRAME_LEN] {
     f[23] = 17;
     f[26..30].copy_from_slice(&TX_ADDR.octets());
     f[30..34].copy_from_slice(&RX_ADDR.octets());
-    let checksum = ipv4_checksum(&f[14..34]);
+    let checksum = xvs_packet::checksum::checksum(&f[14..34]);
     f[24..26].copy_from_slice(&checksum.to_be_bytes());
     f[34..36].copy_from_slice(&SOURCE_PORT.to_be_bytes());
     f[36..38].copy_from_slice(&PROBE_PORT.to_be_bytes());

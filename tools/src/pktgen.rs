@@ -129,7 +129,8 @@ impl FromStr for DstMac {
     }
 }
 
-fn parse_seconds(s: &str) -> Result<Duration, String> {
+/// A `--duration`: seconds, fractions allowed, above 0 and at most a day.
+pub(crate) fn parse_seconds(s: &str) -> Result<Duration, String> {
     let secs: f64 = s
         .parse()
         .map_err(|_| format!("{s:?} is not a number of seconds"))?;

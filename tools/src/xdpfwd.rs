@@ -160,16 +160,6 @@ pub enum Poll {
     Busy,
 }
 
-fn parse_seconds(s: &str) -> Result<Duration, String> {
-    let secs: f64 = s
-        .parse()
-        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
-    if !(secs > 0.0 && secs <= 86_400.0) {
-        return Err(format!("{s}: give a duration between 0 and 86400 seconds"));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
 /// The command line of `xvs-xdpfwd`.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "xvs-xdpfwd", version, about, long_about = None, after_help = AFTER_HELP)]
@@ -192,7 +182,7 @@ pub struct FwdArgs {
     #[arg(long, value_name = "MAC")]
     pub to_mac: MacAddr,
     /// Stop after this many seconds [default: at SIGINT or SIGTERM].
-    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+    #[arg(long, value_name = "SECONDS", value_parser = crate::pktgen::parse_seconds)]
     pub duration: Option<Duration>,
     /// Queue to serve on both interfaces.
     #[arg(long, value_name = "Q", default_value_t = 0)]

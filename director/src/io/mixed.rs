@@ -139,15 +139,10 @@ impl WorkerIo for MixedIo {
     }
 
     fn stats(&self) -> IoStats {
-        let (a, b) = (self.xdp.stats(), self.packet.stats());
-        IoStats {
-            rx_frames: a.rx_frames + b.rx_frames,
-            tx_frames: a.tx_frames + b.tx_frames,
-            tx_dropped: a.tx_dropped + b.tx_dropped,
-            pass_unreachable: a.pass_unreachable + b.pass_unreachable,
-            sleeps: a.sleeps + b.sleeps + self.sleeps,
-            kernel_rx_dropped: a.kernel_rx_dropped + b.kernel_rx_dropped,
-        }
+        let mut total = self.xdp.stats();
+        total += self.packet.stats();
+        total.sleeps += self.sleeps;
+        total
     }
 
     fn describe(&self) -> String {

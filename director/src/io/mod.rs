@@ -50,6 +50,17 @@ pub struct IoStats {
     pub kernel_rx_dropped: u64,
 }
 
+impl std::ops::AddAssign for IoStats {
+    fn add_assign(&mut self, o: Self) {
+        self.rx_frames += o.rx_frames;
+        self.tx_frames += o.tx_frames;
+        self.tx_dropped += o.tx_dropped;
+        self.pass_unreachable += o.pass_unreachable;
+        self.sleeps += o.sleeps;
+        self.kernel_rx_dropped += o.kernel_rx_dropped;
+    }
+}
+
 /// One interface as a backend sees it.
 #[derive(Debug, Clone)]
 pub struct IoInterface {

@@ -146,6 +146,16 @@ pub struct TrafficCounters {
     pub bytes_out: u64,
 }
 
+impl std::ops::AddAssign for TrafficCounters {
+    fn add_assign(&mut self, o: Self) {
+        self.conns += o.conns;
+        self.packets_in += o.packets_in;
+        self.packets_out += o.packets_out;
+        self.bytes_in += o.bytes_in;
+        self.bytes_out += o.bytes_out;
+    }
+}
+
 /// One worker's counters: plain integers, summed by the control plane.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WorkerCounters {
