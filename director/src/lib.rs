@@ -14,6 +14,7 @@
 
 pub mod config;
 pub mod conn;
+pub mod control;
 #[expect(
     unsafe_code,
     reason = "STYLE.md: the packet sockets' unsafe lives here and nowhere else"

@@ -267,7 +267,7 @@ fn run(args: &Args) -> Result<(), String> {
     } else {
         let mut program = XdpProgram::load().map_err(|e| e.to_string())?;
         program
-            .set_filter(&redirect_filter(director.state()))
+            .set_filter(&redirect_filter(&director.state()))
             .map_err(|e| e.to_string())?;
         let options = AfXdpOptions {
             zero_copy: match args.zero_copy {
@@ -294,7 +294,7 @@ fn run(args: &Args) -> Result<(), String> {
         // The kernel gets a copy of every frame a packet socket sees: this
         // filter makes it drop the ones the director handles, after the
         // sockets have taken theirs.
-        let (mut ifaces, rules) = kernel_filter_rules(director.state());
+        let (mut ifaces, rules) = kernel_filter_rules(&director.state());
         ifaces.retain(|f| packet_ifaces.iter().any(|(_, n)| *n == f.name));
         filter = Some(KernelFilter::install(&ifaces, &rules).map_err(|e| e.to_string())?);
         let options = PacketOptions::new(args.queues);

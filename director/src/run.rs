@@ -714,13 +714,13 @@ mac = "02:00:00:00:00:11"
     fn the_redirect_filter_names_services_nat_servers_and_local_addresses() {
         let config = ClusterConfig::parse("run.toml", CONFIG).unwrap();
         let director = Director::new(&config, 1, 1).unwrap();
-        let f = redirect_filter(director.state());
+        let f = redirect_filter(&director.state());
         let vip: IpAddr = "203.0.113.10".parse().unwrap();
         let rs: IpAddr = "192.0.2.11".parse().unwrap();
         assert_eq!(f.services, [(IpProtocol::Udp, vip, 53)]);
         assert_eq!(f.nat_real_servers, [(IpProtocol::Udp, rs, 53)]);
         assert_eq!(f.local_addresses.len(), 2);
-        let (ifaces, rules) = kernel_filter_rules(director.state());
+        let (ifaces, rules) = kernel_filter_rules(&director.state());
         assert_eq!(ifaces.len(), 2);
         assert_eq!(rules.len(), 3);
     }

@@ -123,6 +123,29 @@ impl Service {
         Ok(())
     }
 
+    /// `ipvsadm -E`: new persistence, options and scheduler. The scheduler
+    /// starts afresh when its name or its options change (the kernel binds
+    /// a new one only when the name changes; options are read when it is
+    /// bound, so a change of flags needs a new one too); otherwise it keeps
+    /// its state. Servers and their counters are untouched.
+    ///
+    /// # Errors
+    /// [`SchedError::UnknownScheduler`]; the service is then unchanged.
+    pub fn reconfigure(
+        &mut self,
+        persistence: Option<PersistConfig>,
+        options: SchedOptions,
+        scheduler: &str,
+        now: Millis,
+    ) -> Result<(), SchedError> {
+        if scheduler != self.scheduler.name() || options != self.config.options {
+            self.scheduler = create_scheduler(scheduler, &self.servers, &options, now)?;
+        }
+        self.config.persistence = persistence;
+        self.config.options = options;
+        Ok(())
+    }
+
     /// Its configuration.
     #[must_use]
     pub fn config(&self) -> &ServiceConfig {

@@ -549,7 +549,7 @@ pub fn replay(files: &ReplayFiles) -> Result<Replayed, ReplayError> {
             director.housekeeping(now, HOUSEKEEPING_BUDGET);
             last_housekeeping = now;
         }
-        let line = match receiving_interface(state, frame.on, &data) {
+        let line = match receiving_interface(&state, frame.on, &data) {
             None => {
                 summary.unknown_interface += 1;
                 VerdictLine {
@@ -606,7 +606,7 @@ pub fn replay(files: &ReplayFiles) -> Result<Replayed, ReplayError> {
             }
         };
         if let (Some(w), Some(path)) = (verdicts.as_mut(), &files.verdicts) {
-            writeln!(w, "{number}\t{}", line.render(state)).map_err(write_err(path))?;
+            writeln!(w, "{number}\t{}", line.render(&state)).map_err(write_err(path))?;
         }
     }
     director.housekeeping(now, HOUSEKEEPING_BUDGET);
@@ -617,7 +617,7 @@ pub fn replay(files: &ReplayFiles) -> Result<Replayed, ReplayError> {
         w.flush().map_err(write_err(path))?;
     }
     summary.counters = worker.counters;
-    let report = summary.render(state);
+    let report = summary.render(&state);
     Ok(Replayed { summary, report })
 }
 

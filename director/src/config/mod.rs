@@ -127,6 +127,12 @@ pub struct ConnTableConfig {
     /// fixed at start. Default 1 048 576 (about 104 MiB).
     #[serde(default = "default_capacity", deserialize_with = "de_capacity")]
     pub capacity: u32,
+    /// IPVS's `expire_nodest_conn`: when on, a packet of a connection
+    /// whose real server was deleted expires that connection (the client
+    /// must reconnect); when off (the default, as in IPVS) such
+    /// connections keep going to the deleted server until they end.
+    #[serde(default)]
+    pub expire_nodest_conn: bool,
 }
 
 const fn default_capacity() -> u32 {
@@ -137,6 +143,7 @@ impl Default for ConnTableConfig {
     fn default() -> Self {
         Self {
             capacity: default_capacity(),
+            expire_nodest_conn: false,
         }
     }
 }

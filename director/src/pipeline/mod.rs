@@ -51,6 +51,14 @@
 //!   one per persistent service behind a mutex taken only when a
 //!   persistent service schedules a new connection or the control thread
 //!   expires templates.
+//! - **Changes at run time**: the state is an immutable [`Snapshot`] that
+//!   the control plane replaces ([`Director::publish`]). A worker checks
+//!   one counter per call and picks the new snapshot up at its next frame;
+//!   destination numbers never change, so connections go on. A deleted
+//!   real server gets no new connections; its established ones keep going
+//!   to it (IPVS's `expire_nodest_conn` = 0), or, with
+//!   `expire_nodest_conn` on, are expired at their next packet
+//!   (`dest_deleted`).
 
 pub mod neighbours;
 pub mod snapshot;
@@ -61,9 +69,9 @@ mod tests;
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use parking_lot::Mutex;
+use arc_swap::ArcSwap;
 use xvs_packet::ethernet::{self, MacAddr};
 use xvs_packet::icmp_error::{build_too_big, nat_error_inbound, nat_error_outbound};
 use xvs_packet::parse::{Fragment, IcmpKind, IpFrame, IpVersion};
@@ -79,7 +87,7 @@ use crate::conn::{
     PacketDirection, TcpEvent, TcpState,
 };
 pub use neighbours::{NeighbourCache, NeighbourChange, Neighbours};
-pub use snapshot::{BuildError, Dest, DestIndex, Iface, InterfaceRole, Snapshot};
+pub use snapshot::{BuildError, Dest, DestIndex, Iface, InterfaceRole, Snapshot, VirtualService};
 pub use verdict::{DropReason, IfaceId, Verdict};
 
 /// Frames [`Director::process_burst`] decides in one call at most.
@@ -209,6 +217,10 @@ pub struct Worker {
     ip_ident: u16,
     /// The time of the frame being processed.
     now: Millis,
+    /// The snapshot this worker reads (taken out for the length of a call).
+    snapshot: Option<Arc<Snapshot>>,
+    /// The generation of `snapshot`.
+    generation: u64,
 }
 
 /// What happened to one frame, for logs and `--verdicts` files.
@@ -233,10 +245,12 @@ impl Outcome {
 /// templates.
 #[derive(Debug)]
 pub struct Director {
-    state: Snapshot,
+    state: ArcSwap<Snapshot>,
+    /// Bumped by every [`Director::publish`]: workers compare it with the
+    /// generation of the snapshot they hold, once per call.
+    generation: AtomicU64,
     neighbours: Arc<Neighbours>,
     table: ConnTable,
-    templates: Vec<Option<Mutex<Templates>>>,
     conn_template: Box<[AtomicU32]>,
 }
 
@@ -315,6 +329,20 @@ impl Director {
         neighbours: Arc<Neighbours>,
     ) -> Result<Self, BuildError> {
         let state = Snapshot::build(config, now)?;
+        Ok(Self::with_snapshot(state, config, seed, neighbours))
+    }
+
+    /// A data plane running `state` (built by the control plane's
+    /// [`ServiceTable`](crate::control::table::ServiceTable), which keeps
+    /// editing it), with the connection table and static neighbours of
+    /// `config`.
+    #[must_use]
+    pub fn with_snapshot(
+        state: Snapshot,
+        config: &ClusterConfig,
+        seed: u64,
+        neighbours: Arc<Neighbours>,
+    ) -> Self {
         neighbours.apply(config.neighbours.iter().filter_map(|n| {
             let iface = state.interfaces.iter().find(|i| i.name == n.interface)?;
             Some(NeighbourChange::Learned {
@@ -324,31 +352,49 @@ impl Director {
             })
         }));
         let capacity = config.conn_table.capacity;
-        let templates = state
-            .services
-            .iter()
-            .map(|s| {
-                s.sched
-                    .config()
-                    .persistence
-                    .map(|_| Mutex::new(Templates::new()))
-            })
-            .collect();
         let conn_template =
             crate::io::mem::huge_boxed_slice(capacity as usize, |_| AtomicU32::new(NO_TEMPLATE));
-        Ok(Self {
-            state,
+        Self {
+            state: ArcSwap::from_pointee(state),
+            generation: AtomicU64::new(0),
             neighbours,
             table: ConnTable::new(capacity, seed),
-            templates,
             conn_template,
-        })
+        }
     }
 
-    /// The state workers read.
+    /// Makes `state` the one every worker reads from its next frame on.
+    /// Destination numbers must be those of the state it replaces (the
+    /// service table keeps them): established connections go on as before.
+    pub fn publish(&self, state: Snapshot) {
+        self.state.store(Arc::new(state));
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// The state workers read now.
     #[must_use]
-    pub fn state(&self) -> &Snapshot {
-        &self.state
+    pub fn state(&self) -> Arc<Snapshot> {
+        self.state.load_full()
+    }
+
+    /// The worker's snapshot, refreshed when a newer one was published;
+    /// the worker's counters grow with the destinations.
+    #[inline]
+    fn acquire(&self, w: &mut Worker) -> Arc<Snapshot> {
+        let generation = self.generation.load(Ordering::Acquire);
+        match w.snapshot.take() {
+            Some(st) if w.generation == generation => st,
+            _ => {
+                let st = self.state.load_full();
+                w.generation = generation;
+                if w.counters.dests.len() < st.dests.len() {
+                    w.counters
+                        .dests
+                        .resize(st.dests.len(), TrafficCounters::default());
+                }
+                st
+            }
+        }
     }
 
     /// The neighbour table: workers read it, the kernel watcher writes it
@@ -367,8 +413,11 @@ impl Director {
     /// A new worker context. `seed` feeds the `twos` scheduler's draws.
     #[must_use]
     pub fn worker(&self, seed: u64) -> Worker {
+        let st = self.state.load_full();
         Worker {
-            counters: WorkerCounters::new(self.state.dests.len()),
+            counters: WorkerCounters::new(st.dests.len()),
+            generation: self.generation.load(Ordering::Acquire),
+            snapshot: Some(st),
             neighbours: self.neighbours.reader(),
             last_request: None,
             scratch: vec![0; HEADROOM + 2048],
@@ -385,30 +434,29 @@ impl Director {
     /// template), expires persistence templates, runs scheduler timers.
     /// Returns how many connections were reclaimed.
     pub fn housekeeping(&self, now: Millis, budget: usize) -> usize {
-        let reclaimed = self.table.expire(now, budget, |conn| self.unbind(conn));
-        for (svc, templates) in self.state.services.iter().zip(&self.templates) {
-            if let Some(templates) = templates {
-                templates.lock().expire(now, svc.sched.servers());
-            }
+        let st = self.state.load_full();
+        let reclaimed = self
+            .table
+            .expire(now, budget, |conn| self.unbind(&st, conn));
+        for svc in &st.services {
+            svc.templates.lock().expire(now, svc.sched.servers());
             svc.sched.run_timers(now);
         }
         reclaimed
     }
 
-    fn unbind(&self, conn: &Connection) {
-        let Some(dest) = self.state.dests.get(conn.server_id as usize) else {
+    fn unbind(&self, st: &Snapshot, conn: &Connection) {
+        let Some(dest) = st.dests.get(conn.server_id as usize) else {
             return;
         };
-        let svc = &self.state.services[dest.service as usize];
+        let svc = &st.services[dest.service as usize];
         if let Some(server) = dest.server {
             svc.sched.servers().unbind_conn(server, conn.is_active());
         }
         let slot = &self.conn_template[conn.handle.index() as usize];
         let tpl = slot.swap(NO_TEMPLATE, Ordering::Relaxed);
-        if tpl != NO_TEMPLATE
-            && let Some(templates) = &self.templates[dest.service as usize]
-        {
-            templates.lock().release(TemplateId(tpl));
+        if tpl != NO_TEMPLATE {
+            svc.templates.lock().release(TemplateId(tpl));
         }
     }
 
@@ -425,13 +473,16 @@ impl Director {
         now: Millis,
     ) -> Outcome {
         worker.now = now;
+        let st = self.acquire(worker);
         let mut frame = Received {
             buf,
             start,
             len,
             rx,
         };
-        self.count(worker, |this, w| this.decide(w, &mut frame, now))
+        let outcome = self.count(worker, |this, w| this.decide(&st, w, &mut frame, now));
+        worker.snapshot = Some(st);
+        outcome
     }
 
     /// Decides the fate of a whole receive burst: `out[i]` gets the outcome
@@ -448,6 +499,7 @@ impl Director {
         out: &mut [Outcome],
     ) -> usize {
         let n = burst.len().min(out.len()).min(MAX_BURST);
+        let st = self.acquire(worker);
         let mut parsed = [IpFrame::default(); MAX_BURST];
         let mut kinds = [Ok(FrameKind::Ip); MAX_BURST];
         let mut inbound = [parsed[0].flow; MAX_BURST];
@@ -462,7 +514,7 @@ impl Director {
             if kinds[i] == Ok(FrameKind::Ip) {
                 inbound[n_in] = parsed[i].flow;
                 n_in += 1;
-                if self.state.iface(f.rx).role == InterfaceRole::Server {
+                if st.iface(f.rx).role == InterfaceRole::Server {
                     replies[n_reply] = parsed[i].flow;
                     n_reply += 1;
                 }
@@ -480,9 +532,10 @@ impl Director {
                 rx: f.rx,
             };
             out[i] = self.count(worker, |this, w| {
-                this.decide_parsed(w, &mut frame, &parsed[i], kinds[i], now)
+                this.decide_parsed(&st, w, &mut frame, &parsed[i], kinds[i], now)
             });
         }
+        worker.snapshot = Some(st);
         n
     }
 
@@ -503,7 +556,7 @@ impl Director {
         outcome
     }
 
-    fn decide(&self, w: &mut Worker, f: &mut Received<'_>, now: Millis) -> Outcome {
+    fn decide(&self, st: &Snapshot, w: &mut Worker, f: &mut Received<'_>, now: Millis) -> Outcome {
         let Some(frame) = f.buf.get(f.start..f.start + f.len) else {
             return Outcome::of(Verdict::Drop(DropReason::EthernetTruncated));
         };
@@ -511,11 +564,12 @@ impl Director {
         // would cost more than the parse (see `xvs_packet::parse_into`).
         let mut parsed = IpFrame::default();
         let kind = parse_into(frame, &mut parsed);
-        self.decide_parsed(w, f, &parsed, kind, now)
+        self.decide_parsed(st, w, f, &parsed, kind, now)
     }
 
     fn decide_parsed(
         &self,
+        st: &Snapshot,
         w: &mut Worker,
         f: &mut Received<'_>,
         ip: &IpFrame,
@@ -527,7 +581,6 @@ impl Director {
             Ok(FrameKind::NotIp { .. }) => return Outcome::of(Verdict::PassToKernel),
             Err(e) => return Outcome::of(Verdict::Drop(e.into())),
         }
-        let st = &self.state;
         if ip.fragment == Fragment::Later {
             let verdict = if st.is_vip(ip.flow.dst) {
                 Verdict::Drop(DropReason::LaterFragment)
@@ -537,26 +590,26 @@ impl Director {
             return Outcome::of(verdict);
         }
         if ip.origin == FlowOrigin::IcmpError {
-            return self.icmp_error(w, f, ip, now);
+            return self.icmp_error(st, w, f, ip, now);
         }
         if st.iface(f.rx).role == InterfaceRole::Server
             && let Some(conn) = self.table.lookup_reply(&ip.flow, now)
         {
-            self.track(&conn, ip, PacketDirection::FromServer, now);
-            return self.forward_reply(w, f, ip, &conn);
+            self.track(st, &conn, ip, PacketDirection::FromServer, now);
+            return self.forward_reply(st, w, f, ip, &conn);
         }
         if let Some(conn) = self.table.lookup_inbound(&ip.flow, now) {
             let reuse = ip.tcp_flags.syn()
                 && !ip.tcp_flags.rst()
                 && matches!(conn.tcp_state, TcpState::TimeWait | TcpState::Close);
             if !reuse {
-                return self.established(w, f, ip, &conn, now);
+                return self.established(st, w, f, ip, &conn, now);
             }
             // A new SYN on a closing connection (a reused client port):
             // the old entry goes, the SYN is scheduled afresh (IPVS's
             // conn_reuse_mode).
             if let Some(old) = self.table.remove(conn.handle) {
-                self.unbind(&old);
+                self.unbind(st, &old);
             }
         }
         let Some(service) = st.find_service(ip.flow.proto, ip.flow.dst, ip.flow.dport) else {
@@ -572,17 +625,24 @@ impl Director {
         };
         if !opens {
             if self.table.len() >= self.table.capacity() {
-                return self.stateless(w, f, ip, service);
+                return self.stateless(st, w, f, ip, service);
             }
             return Outcome::of(Verdict::Drop(DropReason::NoConnection));
         }
-        self.new_connection(w, f, ip, service, now)
+        self.new_connection(st, w, f, ip, service, now)
     }
 
     /// Moves a connection's state for a packet in `direction`; reports
     /// active/inactive changes to its real server.
-    fn track(&self, conn: &Connection, ip: &IpFrame, direction: PacketDirection, now: Millis) {
-        let timeouts = &self.state.timeouts;
+    fn track(
+        &self,
+        st: &Snapshot,
+        conn: &Connection,
+        ip: &IpFrame,
+        direction: PacketDirection,
+        now: Millis,
+    ) {
+        let timeouts = &st.timeouts;
         if conn.proto == IpProtocol::Tcp && ip.icmp.is_none() {
             let event = TcpEvent::from_flags(ip.tcp_flags);
             if let Ok(t) = self
@@ -594,9 +654,9 @@ impl Director {
                     ActivityChange::BecameActive => (false, true),
                     ActivityChange::BecameInactive => (true, false),
                 };
-                let dest = &self.state.dests[conn.server_id as usize];
+                let dest = &st.dests[conn.server_id as usize];
                 if let Some(server) = dest.server {
-                    let svc = &self.state.services[dest.service as usize];
+                    let svc = &st.services[dest.service as usize];
                     svc.sched.servers().conn_activity_changed(server, was, is);
                 }
             }
@@ -608,39 +668,51 @@ impl Director {
 
     fn established(
         &self,
+        st: &Snapshot,
         w: &mut Worker,
         f: &mut Received<'_>,
         ip: &IpFrame,
         conn: &Connection,
         now: Millis,
     ) -> Outcome {
-        self.track(conn, ip, PacketDirection::FromClient, now);
+        if st.expire_nodest_conn
+            && st
+                .dests
+                .get(conn.server_id as usize)
+                .is_some_and(|d| !d.available)
+        {
+            // IPVS's expire_nodest_conn: the server is gone, so is the
+            // connection; the client's next SYN is scheduled afresh.
+            if let Some(old) = self.table.remove(conn.handle) {
+                self.unbind(st, &old);
+            }
+            return Outcome::of(Verdict::Drop(DropReason::DestDeleted));
+        }
+        self.track(st, conn, ip, PacketDirection::FromClient, now);
         let target = Target::of_conn(conn);
-        self.forward_inbound(w, f, ip, target)
+        self.forward_inbound(st, w, f, ip, target)
     }
 
     fn new_connection(
         &self,
+        st: &Snapshot,
         w: &mut Worker,
         f: &mut Received<'_>,
         ip: &IpFrame,
         service: u32,
         now: Millis,
     ) -> Outcome {
-        let st = &self.state;
         let svc = &st.services[service as usize];
         let mut ctx = SchedContext {
             now,
             random: &mut w.random,
         };
-        let scheduled = match &self.templates[service as usize] {
-            Some(templates) => {
-                svc.sched
-                    .schedule_connection(&mut templates.lock(), &ip.flow, &mut ctx)
-            }
-            None => svc
-                .sched
-                .schedule_connection(&mut Templates::new(), &ip.flow, &mut ctx),
+        let scheduled = if svc.sched.config().persistence.is_some() {
+            svc.sched
+                .schedule_connection(&mut svc.templates.lock(), &ip.flow, &mut ctx)
+        } else {
+            svc.sched
+                .schedule_connection(&mut Templates::new(), &ip.flow, &mut ctx)
         };
         let (dest_index, template) = match scheduled {
             Ok(s) => (svc.dest_of[s.server.0 as usize], s.template),
@@ -671,7 +743,7 @@ impl Director {
                     self.conn_template[handle.index() as usize].store(tpl.0, Ordering::Relaxed);
                 }
                 if let Some(conn) = self.table.get(handle) {
-                    self.track(&conn, ip, PacketDirection::FromClient, now);
+                    self.track(st, &conn, ip, PacketDirection::FromClient, now);
                 }
             }
             Err(InsertError::Full) => {
@@ -680,27 +752,27 @@ impl Director {
                 if let Some(server) = dest.server {
                     svc.sched.servers().unbind_conn(server, false);
                 }
-                if let (Some(tpl), Some(templates)) = (template, &self.templates[service as usize])
-                {
-                    templates.lock().release(tpl);
+                if let Some(tpl) = template {
+                    svc.templates.lock().release(tpl);
                 }
-                return self.stateless(w, f, ip, service);
+                return self.stateless(st, w, f, ip, service);
             }
         }
         w.counters.dests[dest_index as usize].conns += 1;
-        self.forward_inbound(w, f, ip, target)
+        self.forward_inbound(st, w, f, ip, target)
     }
 
     /// Forwards without a connection entry, to the usable real server a
     /// hash of the flow picks (so every packet of the flow goes there).
     fn stateless(
         &self,
+        st: &Snapshot,
         w: &mut Worker,
         f: &mut Received<'_>,
         ip: &IpFrame,
         service: u32,
     ) -> Outcome {
-        let svc = &self.state.services[service as usize];
+        let svc = &st.services[service as usize];
         // Two passes over the list rather than collecting: no allocation.
         let servers = svc.sched.servers();
         let usable = servers.iter().filter(|s| s.is_usable()).count();
@@ -714,7 +786,7 @@ impl Director {
             (None, Some(fb)) => fb,
             (None, None) => return Outcome::of(Verdict::Drop(DropReason::NoRealServer)),
         };
-        let dest = &self.state.dests[dest_index as usize];
+        let dest = &st.dests[dest_index as usize];
         if dest.method == ForwardMethod::Nat {
             // A NAT reply can only be rewritten back to the VIP through the
             // connection's entry: without one the client would get
@@ -723,21 +795,22 @@ impl Director {
         }
         w.counters.stateless += 1;
         let target = Target::of_dest(dest_index, dest, ip.flow.dport);
-        self.forward_inbound(w, f, ip, target)
+        self.forward_inbound(st, w, f, ip, target)
     }
 
     /// Client → real server, by the connection's method.
     fn forward_inbound(
         &self,
+        st: &Snapshot,
         w: &mut Worker,
         f: &mut Received<'_>,
         ip: &IpFrame,
         target: Target,
     ) -> Outcome {
-        let Some((egress, hop)) = self.state.dests[target.dest as usize].route else {
+        let Some((egress, hop)) = st.dests[target.dest as usize].route else {
             return Outcome::of(Verdict::Drop(DropReason::NoRoute));
         };
-        let (iface, mac) = match self.neighbour(w, egress, hop) {
+        let (iface, mac) = match self.neighbour(st, w, egress, hop) {
             Ok(found) => found,
             Err(reason) => return Outcome::of(Verdict::Drop(reason)),
         };
@@ -795,22 +868,28 @@ impl Director {
     }
 
     /// Where a packet to `dst` leaves: the interface and the next hop's MAC.
-    fn next_hop(&self, w: &mut Worker, dst: IpAddr) -> Result<(&Iface, MacAddr), DropReason> {
-        let (egress, hop) = self.state.route(dst).ok_or(DropReason::NoRoute)?;
-        self.neighbour(w, egress, hop)
+    fn next_hop<'s>(
+        &self,
+        st: &'s Snapshot,
+        w: &mut Worker,
+        dst: IpAddr,
+    ) -> Result<(&'s Iface, MacAddr), DropReason> {
+        let (egress, hop) = st.route(dst).ok_or(DropReason::NoRoute)?;
+        self.neighbour(st, w, egress, hop)
     }
 
     /// The MAC of next hop `hop` on `egress`; on a miss, asks the kernel
     /// side to resolve it (once per interval for a repeated miss).
     #[inline]
-    fn neighbour(
+    fn neighbour<'s>(
         &self,
+        st: &'s Snapshot,
         w: &mut Worker,
         egress: IfaceId,
         hop: IpAddr,
-    ) -> Result<(&Iface, MacAddr), DropReason> {
+    ) -> Result<(&'s Iface, MacAddr), DropReason> {
         match w.neighbours.lookup(egress, hop) {
-            Some(mac) => Ok((self.state.iface(egress), mac)),
+            Some(mac) => Ok((st.iface(egress), mac)),
             None => {
                 let repeat = matches!(w.last_request, Some((i, ip, at))
                     if i == egress && ip == hop && w.now < at + NEIGHBOUR_REQUEST_INTERVAL_MS);
@@ -826,19 +905,20 @@ impl Director {
     /// Real server → client (NAT): back to the VIP, towards the client.
     fn forward_reply(
         &self,
+        st: &Snapshot,
         w: &mut Worker,
         f: &mut Received<'_>,
         ip: &IpFrame,
         conn: &Connection,
     ) -> Outcome {
-        let (iface, mac) = match self.next_hop(w, conn.client) {
+        let (iface, mac) = match self.next_hop(st, w, conn.client) {
             Ok(found) => found,
             Err(reason) => return Outcome::of(Verdict::Drop(reason)),
         };
         if ip.ip_len() > usize::from(iface.mtu) {
             // The director routes this packet: it answers from its own
             // address on the side the packet came from.
-            let Some(src) = self.state.iface(f.rx).address_like(ip.flow.src) else {
+            let Some(src) = st.iface(f.rx).address_like(ip.flow.src) else {
                 return Outcome::of(Verdict::Drop(DropReason::NoRoute));
             };
             return self.too_big(w, f, ip, iface.mtu, src);
@@ -865,6 +945,7 @@ impl Director {
     /// when it is about the director's own traffic.
     fn icmp_error(
         &self,
+        st: &Snapshot,
         w: &mut Worker,
         f: &mut Received<'_>,
         ip: &IpFrame,
@@ -873,17 +954,17 @@ impl Director {
         // The key is the direction the error travels: towards a real
         // server it matches the inbound index, towards a client (from the
         // server side, NAT only) the reply index.
-        if self.state.iface(f.rx).role == InterfaceRole::Server
+        if st.iface(f.rx).role == InterfaceRole::Server
             && let Some(conn) = self.table.lookup_reply(&ip.flow, now)
         {
-            return self.forward_reply(w, f, ip, &conn);
+            return self.forward_reply(st, w, f, ip, &conn);
         }
         if let Some(conn) = self.table.lookup_inbound(&ip.flow, now) {
             let target = Target::of_conn(&conn);
-            return self.forward_inbound(w, f, ip, target);
+            return self.forward_inbound(st, w, f, ip, target);
         }
         let outer_dst = outer_destination(f.bytes(), ip);
-        if self.state.is_local(outer_dst) {
+        if st.is_local(outer_dst) {
             Outcome::of(Verdict::PassToKernel)
         } else {
             Outcome::of(Verdict::Drop(DropReason::IcmpErrorNoConnection))

@@ -9,17 +9,19 @@
 //! finds its service, real server and counters without hashing again.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
+use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
 
 use xvs_packet::IpProtocol;
 use xvs_packet::ethernet::MacAddr;
-use xvs_sched::{
-    PersistConfig, RealServerId, RealServerSpec, SchedOptions, Service, ServiceConfig,
-};
+use xvs_sched::{RealServerId, Service, Templates};
 
-use crate::config::{ClusterConfig, IpNet, SchedFlag, ServiceProtocol};
+use crate::config::{ClusterConfig, IpNet};
 use crate::conn::{ForwardMethod, Millis, Timeouts};
+use crate::control::proto::ServiceParams;
+use crate::control::table::ServiceTable;
 use crate::pipeline::verdict::IfaceId;
 
 pub use crate::config::InterfaceRole;
@@ -58,8 +60,10 @@ impl Iface {
     }
 }
 
-/// A virtual service as the pipeline sees it.
-#[derive(Debug)]
+/// A virtual service as the pipeline sees it. Shared between snapshots
+/// while it does not change (an `Arc` per service), so a change to one
+/// service leaves every other exactly as it was, scheduler state included.
+#[derive(Debug, Clone)]
 pub struct VirtualService {
     /// Protocol.
     pub proto: IpProtocol,
@@ -73,8 +77,16 @@ pub struct VirtualService {
     pub sloppy: bool,
     /// The destination used when no real server can be scheduled.
     pub fallback: Option<DestIndex>,
-    /// `dest_of[RealServerId]`: the destination of each real server.
+    /// `dest_of[RealServerId]`: the destination of each real server
+    /// (deleted ones included: they keep their number).
     pub dest_of: Vec<DestIndex>,
+    /// The parameters it was built from, as the control socket lists them.
+    pub params: ServiceParams,
+    /// False once deleted: it then schedules nothing, and stays only for
+    /// the connections that still point at its destinations.
+    pub live: bool,
+    /// Persistence templates (used while the service is persistent).
+    pub templates: Arc<Mutex<Templates>>,
 }
 
 /// Where a connection goes.
@@ -88,37 +100,46 @@ pub struct Dest {
     pub addr: IpAddr,
     /// Port (0: keep the packet's destination port).
     pub port: u16,
-    /// Forwarding method.
+    /// Forwarding method (of new connections; a connection keeps the
+    /// method it was created with).
     pub method: ForwardMethod,
     /// The interface towards it and the next hop's address on it, routed
     /// when the snapshot is built (`None`: no route). The next hop's MAC is
     /// looked up per packet in the neighbour table.
     pub route: Option<(IfaceId, IpAddr)>,
+    /// False once deleted from its service (or its service deleted): it
+    /// gets no new connection; its established ones drain, or are expired
+    /// at their next packet under `expire_nodest_conn`.
+    pub available: bool,
 }
 
 /// Everything the workers read.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Snapshot {
     /// Interfaces, by [`IfaceId`].
     pub interfaces: Vec<Iface>,
-    /// Virtual services.
-    pub services: Vec<VirtualService>,
-    /// Destinations, by [`DestIndex`].
+    /// Virtual services, deleted ones included (see [`VirtualService::live`]).
+    pub services: Vec<Arc<VirtualService>>,
+    /// Destinations, by [`DestIndex`]; numbers are never reused.
     pub dests: Vec<Dest>,
     /// Connection timeouts.
     pub timeouts: Timeouts,
-    service_keys: FxHashMap<(IpProtocol, IpAddr, u16), u32>,
+    /// IPVS's `expire_nodest_conn`: a packet of a connection whose real
+    /// server was deleted expires the connection (and is dropped) instead
+    /// of being forwarded to it.
+    pub expire_nodest_conn: bool,
+    pub(crate) service_keys: FxHashMap<(IpProtocol, IpAddr, u16), u32>,
 }
 
 /// Why a configuration could not be turned into a running state.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    /// The scheduler crate refused a service or real server.
+    /// The service table refused a service or real server.
     #[error("services[{service}]: {message}")]
     Scheduler {
         /// The service's position in the config.
         service: usize,
-        /// What the scheduler said.
+        /// What was wrong.
         message: String,
     },
     /// An interface without a MAC address: discovery did not run.
@@ -138,7 +159,15 @@ impl Snapshot {
     /// A scheduler name the scheduler crate does not know, or a real server
     /// it refuses; an interface without a MAC address.
     pub fn build(config: &ClusterConfig, now: Millis) -> Result<Self, BuildError> {
-        let interfaces = config
+        Ok(ServiceTable::from_config(config, now)?.snapshot())
+    }
+
+    /// The interfaces a config describes.
+    ///
+    /// # Errors
+    /// An interface without a MAC address.
+    pub fn interfaces_of(config: &ClusterConfig) -> Result<Vec<Iface>, BuildError> {
+        config
             .interfaces
             .iter()
             .enumerate()
@@ -155,105 +184,16 @@ impl Snapshot {
                     gateways: c.gateways.clone(),
                 })
             })
-            .collect::<Result<Vec<_>, BuildError>>()?;
-        let mut services = Vec::new();
-        let mut dests = Vec::new();
-        let mut service_keys = FxHashMap::default();
-        for (si, svc) in config.services.iter().enumerate() {
-            let err = |message: String| BuildError::Scheduler {
-                service: si,
-                message,
-            };
-            let proto = match svc.proto {
-                ServiceProtocol::Tcp => IpProtocol::Tcp,
-                ServiceProtocol::Udp => IpProtocol::Udp,
-            };
-            let mut options = SchedOptions::default();
-            for flag in &svc.sched_flags {
-                match flag {
-                    SchedFlag::ShFallback | SchedFlag::MhFallback => options.flags.fallback = true,
-                    SchedFlag::ShPort | SchedFlag::MhPort => options.flags.port = true,
-                }
-            }
-            let persistence = svc.persistence.map(|p| {
-                let mut persist = PersistConfig::new(Millis::from(p.timeout) * 1000);
-                if let Some(prefix) = p.netmask {
-                    persist.netmask_v4 = u32::MAX
-                        .checked_shl(32 - u32::from(prefix.min(32)))
-                        .unwrap_or(0);
-                    persist.prefix_v6 = prefix.min(128);
-                }
-                persist
-            });
-            let sched_config = ServiceConfig {
-                proto,
-                vip: svc.vip,
-                vport: svc.port,
-                fwmark: 0,
-                persistence,
-                options,
-            };
-            let mut sched =
-                Service::new(sched_config, &svc.scheduler, now).map_err(|e| err(e.to_string()))?;
-            let service = services.len() as u32;
-            let mut dest_of = Vec::new();
-            for rs in &svc.real_servers {
-                let spec = RealServerSpec {
-                    addr: rs.address,
-                    port: rs.port.unwrap_or(svc.port),
-                    weight: u32::from(rs.weight),
-                    u_threshold: rs.u_threshold,
-                    l_threshold: rs.l_threshold,
-                };
-                let id = sched.add_server(&spec).map_err(|e| err(e.to_string()))?;
-                let index = id.0 as usize;
-                if dest_of.len() <= index {
-                    dest_of.resize(index + 1, DestIndex::MAX);
-                }
-                dest_of[index] = dests.len() as DestIndex;
-                dests.push(Dest {
-                    service,
-                    server: Some(id),
-                    addr: rs.address,
-                    port: spec.port,
-                    method: rs.method,
-                    route: None,
-                });
-            }
-            let fallback = svc.fallback.as_ref().map(|fb| {
-                dests.push(Dest {
-                    service,
-                    server: None,
-                    addr: fb.address,
-                    port: fb.port.unwrap_or(svc.port),
-                    method: fb.method,
-                    route: None,
-                });
-                (dests.len() - 1) as DestIndex
-            });
-            service_keys.insert((proto, svc.vip, svc.port), service);
-            services.push(VirtualService {
-                proto,
-                vip: svc.vip,
-                port: svc.port,
-                sched,
-                sloppy: svc.sloppy,
-                fallback,
-                dest_of,
-            });
-        }
-        let mut snapshot = Self {
-            interfaces,
-            services,
-            dests,
-            timeouts: config.timeouts.effective(),
-            service_keys,
-        };
-        // Every packet to a real server needs its next hop: route it once.
-        for i in 0..snapshot.dests.len() {
-            snapshot.dests[i].route = snapshot.route(snapshot.dests[i].addr);
-        }
-        Ok(snapshot)
+            .collect()
+    }
+
+    /// The live services.
+    pub fn live_services(&self) -> impl Iterator<Item = (u32, &VirtualService)> {
+        self.services
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.live)
+            .map(|(i, s)| (i as u32, &**s))
     }
 
     /// The service a new flow to `dst:dport` belongs to: the exact port
@@ -269,7 +209,7 @@ impl Snapshot {
     /// True when `addr` is the VIP of some service.
     #[must_use]
     pub fn is_vip(&self, addr: IpAddr) -> bool {
-        self.services.iter().any(|s| s.vip == addr)
+        self.services.iter().any(|s| s.live && s.vip == addr)
     }
 
     /// True when `addr` is one of the director's own interface addresses.
@@ -285,17 +225,7 @@ impl Snapshot {
     /// its family.
     #[must_use]
     pub fn route(&self, dst: IpAddr) -> Option<(IfaceId, IpAddr)> {
-        if let Some(iface) = self
-            .interfaces
-            .iter()
-            .find(|i| i.addresses.iter().any(|n| n.contains(dst)))
-        {
-            return Some((iface.id, dst));
-        }
-        self.interfaces.iter().find_map(|i| {
-            let gw = i.gateways.iter().find(|g| g.is_ipv4() == dst.is_ipv4())?;
-            Some((i.id, *gw))
-        })
+        route_in(&self.interfaces, dst)
     }
 
     /// Every next hop the director will need a MAC for, without
@@ -303,7 +233,12 @@ impl Snapshot {
     /// live director asks the kernel to resolve them at start).
     #[must_use]
     pub fn next_hops(&self) -> Vec<(IfaceId, IpAddr)> {
-        let mut hops: Vec<(IfaceId, IpAddr)> = self.dests.iter().filter_map(|d| d.route).collect();
+        let mut hops: Vec<(IfaceId, IpAddr)> = self
+            .dests
+            .iter()
+            .filter(|d| d.available)
+            .filter_map(|d| d.route)
+            .collect();
         for iface in &self.interfaces {
             hops.extend(iface.gateways.iter().map(|g| (iface.id, *g)));
         }
@@ -317,4 +252,20 @@ impl Snapshot {
     pub fn iface(&self, id: IfaceId) -> &Iface {
         &self.interfaces[usize::from(id.0)]
     }
+}
+
+/// The interface among `interfaces` that reaches `dst`, and the next hop
+/// on it: see [`Snapshot::route`].
+#[must_use]
+pub fn route_in(interfaces: &[Iface], dst: IpAddr) -> Option<(IfaceId, IpAddr)> {
+    if let Some(iface) = interfaces
+        .iter()
+        .find(|i| i.addresses.iter().any(|n| n.contains(dst)))
+    {
+        return Some((iface.id, dst));
+    }
+    interfaces.iter().find_map(|i| {
+        let gw = i.gateways.iter().find(|g| g.is_ipv4() == dst.is_ipv4())?;
+        Some((i.id, *gw))
+    })
 }

@@ -400,7 +400,8 @@ fn nat_tcp_connection_both_ways_and_teardown() {
     let dest = d.state().services[0].dest_of[0] as usize;
     let c = w.counters.dests[dest];
     assert_eq!((c.conns, c.packets_in, c.packets_out), (1, 3, 2));
-    let servers = d.state().services[0].sched.servers();
+    let state = d.state();
+    let servers = state.services[0].sched.servers();
     let rs1 = servers.iter().next().unwrap();
     assert_eq!(
         (rs1.active_conns(), rs1.inactive_conns()),
@@ -843,13 +844,14 @@ fn full_table_forwards_dr_statelessly_and_refuses_nat() {
     assert_eq!(nat, Verdict::Drop(DropReason::ConnTableFull));
     assert_eq!(w.counters.stateless, 2);
     assert_eq!(d.table().len(), 1);
-    let rs2 = d.state().services[2].sched.servers().iter().next().unwrap();
+    let state = d.state();
+    let rs2 = state.services[2].sched.servers().iter().next().unwrap();
     assert_eq!(
         rs2.active_conns() + rs2.inactive_conns(),
         1,
         "the stateless flow is not counted on the server"
     );
-    let rs1 = d.state().services[0].sched.servers().iter().next().unwrap();
+    let rs1 = state.services[0].sched.servers().iter().next().unwrap();
     assert_eq!(
         rs1.active_conns() + rs1.inactive_conns(),
         0,
@@ -872,7 +874,8 @@ fn expired_connections_release_their_real_server() {
     let mut buf = vec![0u8; HEADROOM + frame.len()];
     buf[HEADROOM..].copy_from_slice(&frame);
     d.process(&mut w, &mut buf, HEADROOM, frame.len(), CLIENT, 0);
-    let servers = d.state().services[0].sched.servers();
+    let state = d.state();
+    let servers = state.services[0].sched.servers();
     assert_eq!(
         servers.iter().next().unwrap().active_conns(),
         1,
@@ -995,4 +998,164 @@ fn a_nat_reply_to_an_unknown_client_asks_for_the_client() {
         b"",
     );
     assert_eq!(sent, want);
+}
+
+/// The director and the control plane's table for the fixture config,
+/// sharing one state (as the live director has them).
+fn director_with_table() -> (Director, Worker, crate::control::table::ServiceTable) {
+    let config = ClusterConfig::parse("fixtures.toml", CONFIG).unwrap();
+    let table = crate::control::table::ServiceTable::from_config(&config, 0).unwrap();
+    let d = Director::with_snapshot(table.snapshot(), &config, 7, Arc::new(Neighbours::new()));
+    let w = d.worker(1);
+    (d, w, table)
+}
+
+fn rs2_params(weight: u32) -> crate::control::proto::ServerParams {
+    crate::control::proto::ServerParams {
+        addr: "192.0.2.12".parse().unwrap(),
+        port: 8080,
+        method: crate::control::proto::Method::Nat,
+        weight,
+        u_threshold: 0,
+        l_threshold: 0,
+    }
+}
+
+fn web_service() -> crate::control::proto::ServiceId {
+    crate::control::proto::ServiceId {
+        proto: crate::control::proto::Proto::Tcp,
+        vip: "203.0.113.10".parse().unwrap(),
+        port: 80,
+    }
+}
+
+/// The real server a frame was sent to (its destination MAC), if sent.
+fn sent_to(v: Verdict, out: &[u8]) -> Option<[u8; 6]> {
+    matches!(v, Verdict::Transmit { .. }).then(|| out[..6].try_into().unwrap())
+}
+
+#[test]
+fn published_changes_reach_new_connections_and_spare_established_ones() {
+    let (d, mut w, mut table) = director_with_table();
+    let syn = |port: u16| {
+        tcp(
+            (CLIENT_MAC, CLIENT_IF_MAC),
+            C4,
+            "203.0.113.10",
+            (port, 80),
+            "S",
+            64,
+            b"",
+        )
+    };
+    let ack = |port: u16| {
+        tcp(
+            (CLIENT_MAC, CLIENT_IF_MAC),
+            C4,
+            "203.0.113.10",
+            (port, 80),
+            "A",
+            64,
+            b"x",
+        )
+    };
+    // One connection to rs1 before the change.
+    let (v, out) = once(&d, &mut w, &syn(41000), CLIENT, 10);
+    assert_eq!(sent_to(v, &out), Some(RS1_MAC));
+    let dests_before = d.state().dests.len();
+
+    // Add rs2 (rr: new connections alternate), publish.
+    table.add_server(web_service(), &rs2_params(1)).unwrap();
+    d.publish(table.snapshot());
+    let mut seen = std::collections::HashSet::new();
+    for port in 41001..41005 {
+        let (v, out) = once(&d, &mut w, &syn(port), CLIENT, 20);
+        seen.insert(sent_to(v, &out).expect("scheduled"));
+    }
+    assert_eq!(seen, [RS1_MAC, RS2_MAC].into_iter().collect());
+    assert_eq!(d.state().dests.len(), dests_before + 1);
+    // The worker's counters grew with the destinations.
+    assert_eq!(w.counters.dests.len(), dests_before + 1);
+
+    // Delete rs1: the established connection keeps going to it, new ones
+    // all go to rs2.
+    table
+        .delete_server(web_service(), "192.0.2.11".parse().unwrap(), 8080)
+        .unwrap();
+    d.publish(table.snapshot());
+    let (v, out) = once(&d, &mut w, &ack(41000), CLIENT, 30);
+    assert_eq!(
+        sent_to(v, &out),
+        Some(RS1_MAC),
+        "established connections drain"
+    );
+    for port in 42000..42004 {
+        let (v, out) = once(&d, &mut w, &syn(port), CLIENT, 40);
+        assert_eq!(sent_to(v, &out), Some(RS2_MAC));
+    }
+
+    // Re-adding rs1 revives its destination number and counters.
+    let rs1 = crate::control::proto::ServerParams {
+        addr: "192.0.2.11".parse().unwrap(),
+        weight: 1,
+        ..rs2_params(1)
+    };
+    let before = d.state().services[0].dest_of[0];
+    table.add_server(web_service(), &rs1).unwrap();
+    d.publish(table.snapshot());
+    assert_eq!(d.state().services[0].dest_of[0], before);
+    assert!(d.state().dests[before as usize].available);
+    assert_eq!(d.state().dests.len(), dests_before + 1, "no new number");
+
+    // With expire_nodest_conn, a deleted server's connections end at
+    // their next packet.
+    table
+        .delete_server(web_service(), "192.0.2.11".parse().unwrap(), 8080)
+        .unwrap();
+    table.set_expire_nodest_conn(true);
+    d.publish(table.snapshot());
+    let (v, _) = once(&d, &mut w, &ack(41000), CLIENT, 50);
+    assert_eq!(v, Verdict::Drop(DropReason::DestDeleted));
+    let state = d.state();
+    let rs1_now = state.services[0]
+        .sched
+        .servers()
+        .get(xvs_sched::RealServerId(0))
+        .unwrap();
+    assert_eq!(
+        rs1_now.active_conns() + rs1_now.inactive_conns(),
+        2,
+        "the expired connection released rs1 (two SYN_RECV ones remain)"
+    );
+}
+
+#[test]
+fn a_deleted_service_stops_scheduling_and_comes_back_with_its_numbers() {
+    let (d, mut w, mut table) = director_with_table();
+    let syn = tcp(
+        (CLIENT_MAC, CLIENT_IF_MAC),
+        C4,
+        "203.0.113.10",
+        (43000, 80),
+        "S",
+        64,
+        b"",
+    );
+    table.delete_service(web_service()).unwrap();
+    d.publish(table.snapshot());
+    let (v, _) = once(&d, &mut w, &syn, CLIENT, 10);
+    assert_eq!(v, Verdict::PassToKernel, "no service: the kernel's");
+    let err = table.delete_service(web_service()).unwrap_err();
+    assert_eq!(err.kind, crate::control::proto::ErrorKind::NoSuchService);
+    let params = d.state().services[0].params.clone();
+    table.add_service(&params, 20).unwrap();
+    let rs1 = crate::control::proto::ServerParams {
+        addr: "192.0.2.11".parse().unwrap(),
+        ..rs2_params(1)
+    };
+    table.add_server(web_service(), &rs1).unwrap();
+    d.publish(table.snapshot());
+    let (v, out) = once(&d, &mut w, &syn, CLIENT, 30);
+    assert_eq!(sent_to(v, &out), Some(RS1_MAC));
+    assert_eq!(d.state().services.len(), 6, "the slot was revived");
 }

@@ -104,6 +104,8 @@ drop_reasons! {
     FamilyMismatch => "family_mismatch",
     NoHeadroom => "no_headroom",
     ConnTableFull => "conn_table_full",
+    /// — the connection's real server was deleted and `expire_nodest_conn` is on: the entry is expired and the client must reconnect.
+    DestDeleted => "dest_deleted",
 }
 
 impl From<ParseError> for DropReason {
