@@ -12,7 +12,12 @@ use std::time::{Duration, Instant};
 use clap::{Parser, ValueEnum};
 use log::{error, info, warn};
 
+use crossbeam::channel::{RecvTimeoutError, unbounded};
 use xvs_director::config::ClusterConfig;
+use xvs_director::control::plane::{ControlMsg, ControlPlane, DataPlaneHooks};
+use xvs_director::control::proto::DEFAULT_SOCKET;
+use xvs_director::control::socket::ControlSocket;
+use xvs_director::control::table::ServiceTable;
 use xvs_director::io::afxdp::{AfXdpIo, AfXdpOptions, ZeroCopy};
 use xvs_director::io::mixed::MixedIo;
 use xvs_director::io::packet::{KernelFilter, PacketIo, PacketOptions};
@@ -20,6 +25,7 @@ use xvs_director::io::xdp::{XdpAttachment, XdpProgram};
 use xvs_director::io::{IoInterface, WorkerIo};
 use xvs_director::kernel::{self, NeighbourWatcher};
 use xvs_director::pipeline::{Director, IfaceId};
+use xvs_director::pipeline::{Neighbours, Snapshot};
 use xvs_director::run::{
     Clock, InterfaceLock, Live, PollMode, WorkerOptions, kernel_filter_rules, redirect_filter,
 };
@@ -78,6 +84,16 @@ struct Args {
     /// Seconds between two writes of --stats-file.
     #[arg(long, default_value_t = 1.0, value_name = "SECS")]
     stats_interval: f64,
+
+    /// The control socket xvsadm talks to (default: the config's
+    /// `[control] socket`, else /run/xvs/control.sock).
+    #[arg(long, value_name = "PATH")]
+    control_socket: Option<PathBuf>,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics (off by default;
+    /// overrides the config's `[control] metrics_listen`).
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics_listen: Option<std::net::SocketAddr>,
 
     /// Seconds between two counter lines in the log (0: none).
     #[arg(long, default_value_t = 10.0, value_name = "SECS")]
@@ -232,7 +248,13 @@ fn run(args: &Args) -> Result<(), String> {
         use std::hash::{BuildHasher, RandomState};
         RandomState::new().hash_one(std::process::id())
     };
-    let director = Arc::new(Director::new(&config, clock.now(), seed).map_err(|e| e.to_string())?);
+    let table = ServiceTable::from_config(&config, clock.now()).map_err(|e| e.to_string())?;
+    let director = Arc::new(Director::with_snapshot(
+        table.snapshot(),
+        &config,
+        seed,
+        Arc::new(Neighbours::new()),
+    ));
 
     let names: Vec<String> = config.interfaces.iter().map(|i| i.name.clone()).collect();
     let _locks = names
@@ -246,6 +268,9 @@ fn run(args: &Args) -> Result<(), String> {
         signal_hook::flag::register(signal, Arc::clone(&term))
             .map_err(|e| format!("installing the signal handler: {e}"))?;
     }
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup))
+        .map_err(|e| format!("installing the signal handler: {e}"))?;
 
     // Which backend drives each interface: --backend, unless --iface says
     // otherwise for it.
@@ -341,16 +366,101 @@ fn run(args: &Args) -> Result<(), String> {
     }
     log_startup(&config, &director, &live, args);
 
+    // The control plane: the socket xvsadm talks to, reloads (SIGHUP,
+    // autoreload), metrics. Requests reach this thread through `to_main`.
+    let (to_main, from_threads) = unbounded::<ControlMsg>();
+    let socket_path = args
+        .control_socket
+        .clone()
+        .or_else(|| config.control.socket.clone())
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
+    let control_socket = ControlSocket::bind(&socket_path, to_main.clone())?;
+    info!("control socket {}", control_socket.path().display());
+    let metrics_addr = args.metrics_listen.or(config.control.metrics_listen);
+    let metrics = match metrics_addr {
+        Some(addr) => {
+            let server =
+                xvs_director::control::metrics::MetricsServer::bind(addr, to_main.clone())?;
+            info!("metrics at http://{}/metrics", server.addr());
+            Some(server)
+        }
+        None => None,
+    };
+    drop(to_main);
+    let mut plane = ControlPlane::new(table, Arc::clone(&director), config.conn_table.capacity);
+    let mut hooks = Hooks {
+        program,
+        filter: filter.take(),
+        packet_ifaces: packet_ifaces.iter().map(|(_, n)| n.clone()).collect(),
+        neighbours: Arc::clone(director.neighbours()),
+    };
+    let autoreload = config.control.autoreload && args.config.is_some();
+    let mut stamp_seen = args.config.as_deref().and_then(file_stamp);
+    let mut checked_file_at = Instant::now();
+    let mut reload = || -> Result<ClusterConfig, String> {
+        let Some(path) = &args.config else {
+            return Err("started without --config: there is no file to reload".to_owned());
+        };
+        let mut config = ClusterConfig::load(path).map_err(|e| e.to_string())?;
+        kernel::discover(&mut config).map_err(|e| e.to_string())?;
+        Ok(config)
+    };
+
     let stats_every = Duration::from_secs_f64(args.stats_interval.max(0.1));
     let log_every = (args.log_interval > 0.0).then(|| Duration::from_secs_f64(args.log_interval));
     let mut stats_at = Instant::now();
     let mut log_at = Instant::now();
     if let Some(path) = &args.stats_file {
-        write_stats(path, &live, program.as_ref());
+        write_stats(path, &live, hooks.program.as_ref());
     }
     let mut failure = None;
     while !term.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(100));
+        match from_threads.recv_timeout(Duration::from_millis(100)) {
+            Ok(ControlMsg::Request(request, reply_to)) => {
+                let (counters, _) = live.counters();
+                let reply = plane.handle(&request, &counters, clock.now(), &mut reload, &mut hooks);
+                let _ = reply_to.send(reply);
+            }
+            Ok(ControlMsg::Metrics(reply_to)) => {
+                let (counters, io) = live.counters();
+                let xdp = hooks.program.as_ref().and_then(|p| p.counters().ok());
+                let text = xvs_director::control::metrics::render(
+                    &plane,
+                    &counters,
+                    &io,
+                    xdp.as_ref(),
+                    &live.worker_counters(),
+                );
+                let _ = reply_to.send(text);
+            }
+            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {}
+        }
+        let mut reload_now = hup.swap(false, Ordering::Relaxed);
+        if reload_now {
+            info!("SIGHUP: reloading the configuration");
+        }
+        if autoreload && checked_file_at.elapsed() >= Duration::from_secs(1) {
+            checked_file_at = Instant::now();
+            let stamp = args.config.as_deref().and_then(file_stamp);
+            if stamp != stamp_seen {
+                stamp_seen = stamp;
+                info!("the configuration file changed: reloading");
+                reload_now = true;
+            }
+        }
+        if reload_now {
+            match reload() {
+                Ok(new) => match plane.reload(&new, clock.now(), &mut hooks) {
+                    Ok(()) => info!("configuration reloaded"),
+                    Err(e) => error!("reload refused, the running state is kept: {e}"),
+                },
+                Err(e) => error!("reload refused, the running state is kept: {e}"),
+            }
+        }
+        {
+            let (counters, _) = live.counters();
+            plane.tick(&counters, clock.now());
+        }
         if let Some(f) = live.failure() {
             failure = Some(f);
             break;
@@ -359,7 +469,7 @@ fn run(args: &Args) -> Result<(), String> {
             && stats_at.elapsed() >= stats_every
         {
             stats_at = Instant::now();
-            write_stats(path, &live, program.as_ref());
+            write_stats(path, &live, hooks.program.as_ref());
         }
         if let Some(every) = log_every
             && log_at.elapsed() >= every
@@ -368,6 +478,10 @@ fn run(args: &Args) -> Result<(), String> {
             log_counters(&live);
         }
     }
+    drop(metrics);
+    drop(control_socket);
+    let program = hooks.program.take();
+    filter = hooks.filter.take();
     info!("stopping: workers first, then the XDP program is detached");
     live.stop();
     drop(attachments);
@@ -387,6 +501,7 @@ fn run(args: &Args) -> Result<(), String> {
     if let Some(path) = &args.stats_file {
         write_stats(path, &live, program.as_ref());
     }
+    drop(program);
     log_counters(&live);
     match failure {
         Some(f) => Err(format!("a worker stopped: {f}")),
@@ -395,6 +510,51 @@ fn run(args: &Args) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+/// What follows a published state outside the pipeline: the XDP
+/// program's maps, the AF_PACKET kernel filter, next-hop resolution.
+struct Hooks {
+    program: Option<XdpProgram>,
+    filter: Option<KernelFilter>,
+    packet_ifaces: Vec<String>,
+    neighbours: Arc<Neighbours>,
+}
+
+impl DataPlaneHooks for Hooks {
+    fn published(&mut self, snapshot: &Snapshot) -> Result<(), String> {
+        let mut problems = Vec::new();
+        if let Some(program) = &mut self.program
+            && let Err(e) = program.set_filter(&redirect_filter(snapshot))
+        {
+            problems.push(format!("updating the XDP program's maps: {e}"));
+        }
+        if let Some(filter) = &mut self.filter {
+            let (mut ifaces, rules) = kernel_filter_rules(snapshot);
+            ifaces.retain(|f| self.packet_ifaces.contains(&f.name));
+            if let Err(e) = filter.update(&ifaces, &rules) {
+                problems.push(format!("updating the AF_PACKET kernel filter: {e}"));
+            }
+        }
+        // New real servers' next hops are resolved now, not at their
+        // first packet.
+        for (iface, ip) in snapshot.next_hops() {
+            if self.neighbours.reader().lookup(iface, ip).is_none() {
+                self.neighbours.request(iface, ip);
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+}
+
+/// What tells a file changed: its modification time and size.
+fn file_stamp(path: &Path) -> Option<(std::time::SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
 }
 
 fn io_interfaces(ifaces: &[(IfaceId, String)], queue: u32) -> Vec<IoInterface> {

@@ -193,6 +193,7 @@ impl InterfaceLock {
 #[derive(Debug, Default)]
 struct Published {
     counters: Mutex<WorkerCounters>,
+    polls: std::sync::atomic::AtomicU64,
     io: Mutex<IoStats>,
     failure: Mutex<Option<String>>,
 }
@@ -295,6 +296,19 @@ impl Live {
             .find_map(|w| w.published.failure.lock().clone())
     }
 
+    /// Each worker's frames, polls and sleeps, in worker order.
+    #[must_use]
+    pub fn worker_counters(&self) -> Vec<crate::control::metrics::WorkerFigures> {
+        self.workers
+            .iter()
+            .map(|w| crate::control::metrics::WorkerFigures {
+                frames: w.published.counters.lock().frames,
+                polls: w.published.polls.load(Ordering::Relaxed),
+                sleeps: w.published.io.lock().sleeps,
+            })
+            .collect()
+    }
+
     /// Every worker's counters, summed.
     #[must_use]
     pub fn counters(&self) -> (WorkerCounters, IoStats) {
@@ -359,7 +373,9 @@ impl WorkerContext {
             dest: None,
         }; MAX_BURST];
         let mut published_at = Instant::now();
+        let mut polls = 0u64;
         while !self.stop.load(Ordering::Relaxed) {
+            polls += 1;
             let now = self.clock.now();
             let received = io.run_burst(BURST, &mut |burst, verdicts| {
                 let n = director.process_burst(&mut worker, burst, now, &mut outcomes);
@@ -388,8 +404,10 @@ impl WorkerContext {
                 published_at = Instant::now();
                 self.published.counters.lock().clone_from(&worker.counters);
                 *self.published.io.lock() = io.stats();
+                self.published.polls.store(polls, Ordering::Relaxed);
             }
         }
+        self.published.polls.store(polls, Ordering::Relaxed);
         self.published.counters.lock().clone_from(&worker.counters);
         *self.published.io.lock() = io.stats();
     }
@@ -452,7 +470,8 @@ pub fn stats_json(director: &Director, c: &WorkerCounters, io: &IoStats, now: Mi
         }
     }
     let mut services = Vec::with_capacity(state.services.len());
-    for (si, svc) in state.services.iter().enumerate() {
+    for (si, svc) in state.live_services() {
+        let si = si as usize;
         let mut total = TrafficCounters::default();
         let mut servers = Vec::new();
         for (di, dest) in state.dests.iter().enumerate() {

@@ -58,6 +58,27 @@ pub struct ClusterConfig {
     /// Static neighbours (IP → MAC per interface) for replay and tests.
     #[serde(default)]
     pub neighbours: Vec<Neighbour>,
+    /// The control socket, reloading, metrics.
+    #[serde(default)]
+    pub control: ControlConfig,
+}
+
+/// How the live director is operated (`[control]`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlConfig {
+    /// The control socket `xvsadm` talks to (default
+    /// `/run/xvs/control.sock`; `--control-socket` overrides it).
+    #[serde(default)]
+    pub socket: Option<std::path::PathBuf>,
+    /// Reload the file when it changes (ldirectord's `autoreload`), as
+    /// well as on SIGHUP.
+    #[serde(default)]
+    pub autoreload: bool,
+    /// Serve Prometheus metrics over HTTP on this address (off unless
+    /// given; `--metrics-listen` overrides it).
+    #[serde(default)]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Which side of the director an interface faces.

@@ -903,6 +903,18 @@ impl ConnTable {
         (life_gen(raw.w[W_LIFE]) == handle.gen_).then(|| Self::decode(idx, &raw))
     }
 
+    /// Calls `f` with every live connection (templates included), in
+    /// table order: a consistent copy of each entry, read without locks
+    /// while workers go on (`ipvsadm -L -c`). Costs one pass over the
+    /// whole table: for operators, not for the data path.
+    pub fn for_each(&self, mut f: impl FnMut(&Connection)) {
+        for idx in 0..self.entries.len() {
+            if let Some(raw) = self.read(idx) {
+                f(&Self::decode(idx, &raw));
+            }
+        }
+    }
+
     // -- free list --
 
     fn pop_free(&self) -> Option<usize> {

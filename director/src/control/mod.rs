@@ -1,5 +1,11 @@
 //! The control plane: the service table operators change ([`table`]), the
-//! control socket's protocol ([`proto`]).
+//! control socket's protocol ([`proto`]) and server ([`socket`]), the
+//! owner of it all on the main thread ([`plane`]), rate estimation
+//! ([`estimator`]) and the Prometheus metrics ([`metrics`]).
 
+pub mod estimator;
+pub mod metrics;
+pub mod plane;
 pub mod proto;
+pub mod socket;
 pub mod table;

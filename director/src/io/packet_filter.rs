@@ -300,6 +300,20 @@ impl KernelFilter {
         })
     }
 
+    /// Replaces the table's rules with `rules` in one transaction (the
+    /// kernel never sees a moment without a filter).
+    ///
+    /// # Errors
+    /// `nft` refused the ruleset; the previous one stays.
+    pub fn update(
+        &mut self,
+        interfaces: &[FilterInterface],
+        rules: &[FilterRule],
+    ) -> Result<(), IoError> {
+        let script = ruleset(interfaces, rules)?;
+        run_nft(&self.program, &script)
+    }
+
     /// Deletes the table.
     ///
     /// # Errors

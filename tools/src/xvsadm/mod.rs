@@ -24,6 +24,7 @@
 //! docs say what xvsadm does and why.
 
 pub mod args;
+pub mod client;
 pub mod format;
 pub mod restore;
 

@@ -1,0 +1,418 @@
+//! Prometheus metrics over HTTP (`--metrics-listen ADDR`, off by default):
+//! `GET /metrics` in the Prometheus text format.
+//!
+//! Where node_exporter's `ipvs` collector has a metric, xvs exports it
+//! under the same name and labels, so dashboards built for IPVS work
+//! unchanged: `node_ipvs_connections_total`,
+//! `node_ipvs_incoming_packets_total`, `node_ipvs_outgoing_packets_total`,
+//! `node_ipvs_incoming_bytes_total`, `node_ipvs_outgoing_bytes_total`, and
+//! per real server `node_ipvs_backend_connections_active`,
+//! `node_ipvs_backend_connections_inactive`, `node_ipvs_backend_weight`
+//! (labels `local_address`, `local_port`, `local_mark`, `proto`,
+//! `remote_address`, `remote_port`). xvs's own metrics are named `xvs_*`:
+//! per-real-server traffic, drops by reason, connection-table fill and
+//! capacity, per-worker frames and polls, neighbour misses, XDP counters.
+//!
+//! A scrape is answered by the main thread (it owns the counters); the
+//! HTTP thread only carries the text.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam::channel::{Sender, bounded};
+use prometheus::{Encoder, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+
+use crate::control::plane::{ControlMsg, ControlPlane};
+use crate::control::proto::Proto;
+use crate::io::IoStats;
+use crate::io::xdp::XdpCounters;
+use crate::pipeline::{DropReason, WorkerCounters};
+
+/// One worker's I/O figures for the metrics.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WorkerFigures {
+    /// Frames the pipeline saw.
+    pub frames: u64,
+    /// Receive rounds (polls of its sockets).
+    pub polls: u64,
+    /// Times it slept waiting for frames.
+    pub sleeps: u64,
+}
+
+const BACKEND_LABELS: [&str; 6] = [
+    "local_address",
+    "local_port",
+    "local_mark",
+    "proto",
+    "remote_address",
+    "remote_port",
+];
+
+fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("static metric definition");
+    registry
+        .register(Box::new(g.clone()))
+        .expect("each name registered once");
+    g
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition");
+    registry
+        .register(Box::new(c.clone()))
+        .expect("each name registered once");
+    c
+}
+
+fn as_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// The metrics text for the state and counters given.
+#[must_use]
+pub fn render(
+    plane: &ControlPlane,
+    counters: &WorkerCounters,
+    io: &IoStats,
+    xdp: Option<&XdpCounters>,
+    workers: &[WorkerFigures],
+) -> String {
+    let registry = Registry::new();
+    let table = plane.table_view(counters);
+
+    let totals = [
+        (
+            "node_ipvs_connections_total",
+            "The total number of connections made.",
+        ),
+        (
+            "node_ipvs_incoming_packets_total",
+            "The total number of incoming packets.",
+        ),
+        (
+            "node_ipvs_outgoing_packets_total",
+            "The total number of outgoing packets.",
+        ),
+        (
+            "node_ipvs_incoming_bytes_total",
+            "The total amount of incoming data.",
+        ),
+        (
+            "node_ipvs_outgoing_bytes_total",
+            "The total amount of outgoing data.",
+        ),
+    ]
+    .map(|(name, help)| counter(&registry, name, help, &[]));
+    let mut sum = [0u64; 5];
+    for s in &table.services {
+        sum[0] += s.stats.conns;
+        sum[1] += s.stats.inpkts;
+        sum[2] += s.stats.outpkts;
+        sum[3] += s.stats.inbytes;
+        sum[4] += s.stats.outbytes;
+    }
+    for (c, v) in totals.iter().zip(sum) {
+        c.with_label_values::<&str>(&[]).inc_by(v);
+    }
+
+    let active = gauge(
+        &registry,
+        "node_ipvs_backend_connections_active",
+        "The current active connections by local and remote address.",
+        &BACKEND_LABELS,
+    );
+    let inactive = gauge(
+        &registry,
+        "node_ipvs_backend_connections_inactive",
+        "The current inactive connections by local and remote address.",
+        &BACKEND_LABELS,
+    );
+    let weight = gauge(
+        &registry,
+        "node_ipvs_backend_weight",
+        "The current backend weight by local and remote address.",
+        &BACKEND_LABELS,
+    );
+    let per_backend = [
+        (
+            "xvs_backend_connections_total",
+            "Connections scheduled to the real server.",
+        ),
+        (
+            "xvs_backend_incoming_packets_total",
+            "Packets forwarded to the real server.",
+        ),
+        (
+            "xvs_backend_outgoing_packets_total",
+            "Packets from the real server (NAT).",
+        ),
+        (
+            "xvs_backend_incoming_bytes_total",
+            "Bytes forwarded to the real server.",
+        ),
+        (
+            "xvs_backend_outgoing_bytes_total",
+            "Bytes from the real server (NAT).",
+        ),
+    ]
+    .map(|(name, help)| counter(&registry, name, help, &BACKEND_LABELS));
+    for s in &table.services {
+        let proto = match s.params.id.proto {
+            Proto::Tcp => "TCP",
+            Proto::Udp => "UDP",
+        };
+        let (vip, vport) = (s.params.id.vip.to_string(), s.params.id.port.to_string());
+        for rs in &s.servers {
+            let (raddr, rport) = (rs.params.addr.to_string(), rs.params.port.to_string());
+            let labels = [
+                vip.as_str(),
+                vport.as_str(),
+                "",
+                proto,
+                raddr.as_str(),
+                rport.as_str(),
+            ];
+            active.with_label_values(&labels).set(i64::from(rs.active));
+            inactive
+                .with_label_values(&labels)
+                .set(i64::from(rs.inactive));
+            weight
+                .with_label_values(&labels)
+                .set(i64::from(rs.params.weight));
+            let values = [
+                rs.stats.conns,
+                rs.stats.inpkts,
+                rs.stats.outpkts,
+                rs.stats.inbytes,
+                rs.stats.outbytes,
+            ];
+            for (c, v) in per_backend.iter().zip(values) {
+                c.with_label_values(&labels).inc_by(v);
+            }
+        }
+    }
+
+    let drops = counter(
+        &registry,
+        "xvs_drops_total",
+        "Frames dropped by the pipeline, by reason.",
+        &["reason"],
+    );
+    for &reason in DropReason::ALL {
+        drops
+            .with_label_values(&[reason.name()])
+            .inc_by(counters.dropped(reason));
+    }
+    let frames = counter(
+        &registry,
+        "xvs_frames_total",
+        "Frames the pipeline decided, by verdict.",
+        &["verdict"],
+    );
+    frames
+        .with_label_values(&["transmit"])
+        .inc_by(counters.transmitted);
+    frames.with_label_values(&["pass"]).inc_by(counters.passed);
+    let dropped: u64 = counters.drops.iter().sum();
+    frames.with_label_values(&["drop"]).inc_by(dropped);
+
+    let director = plane.director();
+    let conn = gauge(
+        &registry,
+        "xvs_conn_table_entries",
+        "Connections in the table.",
+        &[],
+    );
+    conn.with_label_values::<&str>(&[])
+        .set(as_i64(director.table().len() as u64));
+    let cap = gauge(
+        &registry,
+        "xvs_conn_table_capacity",
+        "Connections the table can hold.",
+        &[],
+    );
+    cap.with_label_values::<&str>(&[])
+        .set(as_i64(director.table().capacity() as u64));
+    counter(
+        &registry,
+        "xvs_conn_table_refused_total",
+        "New connections refused because the table was full.",
+        &[],
+    )
+    .with_label_values::<&str>(&[])
+    .inc_by(director.table().refused_full());
+
+    let worker_frames = counter(
+        &registry,
+        "xvs_worker_frames_total",
+        "Frames each worker processed.",
+        &["worker"],
+    );
+    let worker_polls = counter(
+        &registry,
+        "xvs_worker_polls_total",
+        "Receive rounds of each worker.",
+        &["worker"],
+    );
+    let worker_sleeps = counter(
+        &registry,
+        "xvs_worker_sleeps_total",
+        "Times each worker slept waiting for frames (adaptive polling).",
+        &["worker"],
+    );
+    for (i, w) in workers.iter().enumerate() {
+        let id = i.to_string();
+        worker_frames
+            .with_label_values(&[id.as_str()])
+            .inc_by(w.frames);
+        worker_polls
+            .with_label_values(&[id.as_str()])
+            .inc_by(w.polls);
+        worker_sleeps
+            .with_label_values(&[id.as_str()])
+            .inc_by(w.sleeps);
+    }
+
+    let neighbours = counter(
+        &registry,
+        "xvs_neighbour_misses_total",
+        "Frames dropped because the next hop's MAC was not known yet.",
+        &[],
+    );
+    neighbours
+        .with_label_values::<&str>(&[])
+        .inc_by(counters.dropped(DropReason::NeighbourUnresolved));
+    counter(
+        &registry,
+        "xvs_neighbour_requests_lost_total",
+        "Neighbour resolution requests lost (queue full).",
+        &[],
+    )
+    .with_label_values::<&str>(&[])
+    .inc_by(director.neighbours().requests_lost());
+
+    let io_counter = counter(
+        &registry,
+        "xvs_io_frames_total",
+        "Frames through the sockets, by direction.",
+        &["direction"],
+    );
+    io_counter.with_label_values(&["rx"]).inc_by(io.rx_frames);
+    io_counter.with_label_values(&["tx"]).inc_by(io.tx_frames);
+    io_counter
+        .with_label_values(&["tx_dropped"])
+        .inc_by(io.tx_dropped);
+    io_counter
+        .with_label_values(&["kernel_rx_dropped"])
+        .inc_by(io.kernel_rx_dropped);
+    if let Some(x) = xdp {
+        let c = counter(
+            &registry,
+            "xvs_xdp_frames_total",
+            "Frames the XDP program saw, by where they went.",
+            &["to"],
+        );
+        c.with_label_values(&["director"]).inc_by(x.to_director);
+        c.with_label_values(&["kernel"])
+            .inc_by(x.frames.saturating_sub(x.to_director));
+    }
+
+    let mut out = Vec::new();
+    if let Err(e) = TextEncoder::new().encode(&registry.gather(), &mut out) {
+        log::warn!("encoding metrics: {e}");
+    }
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// The HTTP endpoint; stopped on drop.
+#[derive(Debug)]
+pub struct MetricsServer {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl MetricsServer {
+    /// Listens on `addr` and answers `GET /metrics` by asking the main
+    /// thread through `to_main`.
+    ///
+    /// # Errors
+    /// The address cannot be bound.
+    pub fn bind(addr: SocketAddr, to_main: Sender<ControlMsg>) -> Result<Self, String> {
+        let server = tiny_http::Server::http(addr)
+            .map_err(|e| format!("metrics endpoint: cannot listen on {addr}: {e}"))?;
+        let bound = server
+            .server_addr()
+            .to_ip()
+            .ok_or_else(|| format!("metrics endpoint: {addr} is not an IP address"))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread_stop = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("xvs-metrics".to_owned())
+            .spawn(move || serve(&server, &to_main, &thread_stop))
+            .map_err(|e| format!("starting the metrics thread: {e}"))?;
+        Ok(Self {
+            addr: bound,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// The address it listens on.
+    #[must_use]
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve(server: &tiny_http::Server, to_main: &Sender<ControlMsg>, stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        let request = match server.recv_timeout(Duration::from_millis(200)) {
+            Ok(Some(r)) => r,
+            Ok(None) => continue,
+            Err(e) => {
+                log::warn!("metrics endpoint: {e}");
+                continue;
+            }
+        };
+        let path = request.url().split('?').next().unwrap_or("");
+        let response = if *request.method() != tiny_http::Method::Get {
+            tiny_http::Response::from_string("only GET\n").with_status_code(405)
+        } else if path != "/metrics" {
+            tiny_http::Response::from_string("see /metrics\n").with_status_code(404)
+        } else {
+            let (tx, rx) = bounded(1);
+            let text = to_main
+                .send(ControlMsg::Metrics(tx))
+                .ok()
+                .and_then(|()| rx.recv_timeout(Duration::from_secs(10)).ok());
+            match text {
+                Some(text) => {
+                    let content_type = tiny_http::Header::from_bytes(
+                        &b"Content-Type"[..],
+                        &b"text/plain; version=0.0.4; charset=utf-8"[..],
+                    )
+                    .expect("a valid static header");
+                    tiny_http::Response::from_string(text).with_header(content_type)
+                }
+                None => tiny_http::Response::from_string("the director did not answer\n")
+                    .with_status_code(503),
+            }
+        };
+        if let Err(e) = request.respond(response) {
+            log::debug!("metrics endpoint: {e}");
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! `xvsadm`: administer the xvs director with ipvsadm's commands and
+//! output. See `xvsadm -h` and `xvs_tools::xvsadm::client`.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use xvs_director::control::proto::DEFAULT_SOCKET;
+use xvs_director::control::proto::{Reply, Request};
+use xvs_director::control::socket::ControlClient;
+use xvs_tools::xvsadm::client::{EXIT_USAGE, FileNames, HELP, Outcome, Transport, run};
+
+/// Connects on first use, so that `-h` and bad command lines need no
+/// director.
+struct Lazy {
+    path: PathBuf,
+    client: Option<ControlClient>,
+}
+
+impl Transport for Lazy {
+    fn call(&mut self, request: Request) -> Result<Reply, String> {
+        if self.client.is_none() {
+            self.client = Some(ControlClient::connect(&self.path)?);
+        }
+        match &mut self.client {
+            Some(c) => c.call(request),
+            None => Err("not connected".to_owned()),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let path = std::env::var_os("XVSADM_SOCKET")
+        .map_or_else(|| PathBuf::from(DEFAULT_SOCKET), PathBuf::from);
+    let mut transport = Lazy { path, client: None };
+    let mut stdin = || {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s).map(|_| s)
+    };
+    let outcome: Outcome = if args.iter().any(|a| a == "--help") && args.len() == 1 {
+        Outcome {
+            stdout: HELP.to_owned(),
+            ..Outcome::default()
+        }
+    } else {
+        run(&args, &mut transport, &mut stdin, &FileNames::system())
+    };
+    let _ = std::io::stdout().write_all(outcome.stdout.as_bytes());
+    let _ = std::io::stderr().write_all(outcome.stderr.as_bytes());
+    ExitCode::from(u8::try_from(outcome.status).unwrap_or(EXIT_USAGE as u8))
+}
