@@ -1,0 +1,344 @@
+#!/usr/bin/env bash
+# End-to-end drills for operating the director (issue #7), on a NAT cluster
+# of testbed/cluster.sh (3 real servers, rr, weights 1,1,1):
+#
+#   1. xvsadm changes live forwarding: -L -n shows the table; a deleted real
+#      server gets no new connections, an added one does; weight 0 on the
+#      server of an open keep-alive connection: no new connections for it,
+#      the open one keeps working; deleted: the open one still drains;
+#      -S -n | -C | -R leaves -S -n identical and traffic flowing.
+#   2. Reloads with traffic running (a bounded loop of short requests from
+#      the client): SIGHUP with the file unchanged, a weight changed, a real
+#      server removed and added back, an invalid file (refused, state kept),
+#      and a change picked up by autoreload — zero failed requests, and
+#      xvsadm -L -n shows the expected state after each.
+#   3. Metrics scraped during traffic: node_ipvs_* and xvs_* parse, and the
+#      connections counted for the service equal the requests the client
+#      made in the window.
+#
+#   testbed/e2e/control.sh [--backend xdp|packet]
+#
+# Prints one PASS or FAIL line per check, exits 1 if any failed. Skips (exit
+# 0, says why) when not root or without network namespaces. Namespaces are
+# named by XVS_NS_PREFIX (default xvs; see cluster.sh).
+set -euo pipefail
+# shellcheck source=../lib/common.sh
+. "$(dirname "$0")/../lib/common.sh"
+
+backend=xdp
+while [ $# -gt 0 ]; do
+    case $1 in
+    --backend) backend=${2:?}; shift 2 ;;
+    *) echo "usage: $0 [--backend xdp|packet]" >&2; exit 2 ;;
+    esac
+done
+case $backend in xdp | packet) ;; *) die "--backend: '$backend' is not xdp or packet" ;; esac
+
+check_ns_prefix
+STATE=${XVS_TESTBED_STATE:-$(xvs_default_state)}
+XVS_BIN=${XVS_BIN:-$XVS_ROOT/target/release}
+export XVS_TESTBED_STATE=$STATE XVS_BIN
+PY=/usr/bin/python3
+[ -x "$PY" ] || PY=python3
+CLUSTER=$XVS_ROOT/testbed/cluster.sh
+LIB=$XVS_ROOT/testbed/lib
+VIP4=203.0.113.10
+URL=http://$VIP4/
+METRICS=127.0.0.1:9531
+export XVSADM_SOCKET=$STATE/control.sock
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "SKIP e2e/control.sh: needs root to create network namespaces"
+    exit 0
+fi
+if ! unshare --net true 2>/dev/null; then
+    echo "SKIP e2e/control.sh: this kernel cannot create network namespaces"
+    exit 0
+fi
+for b in xvs-director xvsadm; do
+    [ -x "$XVS_BIN/$b" ] || { echo "FAIL e2e/control.sh: $XVS_BIN/$b does not exist: build it first (cargo build --release --workspace)"; exit 1; }
+done
+ensure_packages "${XVS_PACKAGES[@]}"
+
+failures=0
+pass() { printf 'PASS  %s\n' "$*"; }
+fail() { printf 'FAIL  %s\n' "$*"; failures=$((failures + 1)); }
+check() {
+    local what=$1
+    shift
+    if "$@" >"$work/check.out" 2>&1; then
+        pass "$what"
+    else
+        fail "$what"
+        sed 's/^/      /' "$work/check.out"
+    fi
+}
+
+cluster_up=0
+ka_pid=""
+loop_pid=""
+work=$(mktemp -d)
+cleanup() {
+    local rc=$?
+    [ -n "$ka_pid" ] && kill "$ka_pid" 2>/dev/null || true
+    [ -n "$loop_pid" ] && kill "$loop_pid" 2>/dev/null || true
+    if [ "$cluster_up" = 1 ]; then
+        if [ "$failures" -gt 0 ] && [ -f "$STATE/director.log" ]; then
+            echo "--- the end of $STATE/director.log ---"
+            tail -n 30 "$STATE/director.log" || true
+        fi
+        "$CLUSTER" down >/dev/null || true
+    fi
+    rm -rf "$work"
+    exit "$rc"
+}
+trap cleanup EXIT
+
+xvsadm() { "$XVS_BIN/xvsadm" "$@"; }
+client() { ip netns exec "$(ns_of client)" "$@"; }
+rs4() { echo "192.0.2.$((10 + $1))"; }
+
+# requests N: N short requests from the client; sets got[rsK] and bad.
+declare -A got
+bad=0
+requests() {
+    client "$PY" "$LIB/http-loop.py" "$URL" --max "$1" --seconds 60 --pause 0 --out "$work/req.json"
+    got=()
+    bad=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["failed"])' "$work/req.json")
+    local page n
+    while read -r page n; do got[$page]=$n; done < <("$PY" -c '
+import json, sys
+for k, v in json.load(open(sys.argv[1]))["servers"].items():
+    print(k, v)' "$work/req.json")
+}
+
+# listed ADDR: the -L -n line of that real server in the TCP VIP4:80 service.
+listed() {
+    xvsadm -L -n -t "$VIP4:80" | grep -F -- "-> $1:80 " || true
+}
+
+say "NAT cluster for the control drills (xvs-director, $backend backend)"
+"$CLUSTER" up --mode nat --servers 3 --weights 1,1,1 --scheduler rr >"$work/up.log" 2>&1 ||
+    { cat "$work/up.log"; die "testbed/cluster.sh up failed"; }
+cluster_up=1
+# Autoreload on (ldirectord's autoreload): a changed file is applied without
+# a signal. The table goes first in the file, before [[interfaces]].
+{ printf '[control]\nautoreload = true\n\n'; cat "$STATE/cluster.toml"; } >"$work/with-control.toml"
+cp "$work/with-control.toml" "$STATE/cluster.toml"
+"$CLUSTER" balancer start xvs --backend "$backend" -- --metrics-listen "$METRICS" --log-interval 0
+PID=$(cat "$STATE/director.pid")
+CONFIG=$STATE/cluster.toml
+cp "$CONFIG" "$work/original.toml"
+
+# --- 1. xvsadm changes live forwarding -------------------------------------
+say "xvsadm: the table, and changes to it"
+table_has_three() {
+    local out
+    out=$(xvsadm -L -n)
+    echo "$out"
+    head -1 <<<"$out" | grep -q '^IP Virtual Server version 1.2.1 (size=' &&
+        grep -q "^TCP  $VIP4:80 rr\$" <<<"$out" &&
+        [ "$(grep -c -- '-> 192.0.2.1[123]:80 *Masq    1 ' <<<"$out")" = 3 ]
+}
+check "xvsadm -L -n lists the service and its three NAT real servers, as ipvsadm lays them out" table_has_three
+
+deleted_gets_none() {
+    xvsadm -d -t "$VIP4:80" -r "$(rs4 3):80" || return 1
+    [ -z "$(listed "$(rs4 3)")" ] || { echo "still listed"; return 1; }
+    requests 60
+    echo "served: ${got[*]} failed $bad"
+    [ "$bad" = 0 ] && [ "${got[rs3]:-0}" = 0 ] && [ "${got[rs1]:-0}" -gt 0 ] && [ "${got[rs2]:-0}" -gt 0 ]
+}
+check "xvsadm -d: the deleted real server gets no new connection, the others get all 60" deleted_gets_none
+
+added_gets_some() {
+    xvsadm -a -t "$VIP4:80" -r "$(rs4 3):80" -m -w 1 || return 1
+    requests 60
+    echo "served: rs1 ${got[rs1]:-0} rs2 ${got[rs2]:-0} rs3 ${got[rs3]:-0}, failed $bad"
+    [ "$bad" = 0 ] && [ "${got[rs3]:-0}" -ge 15 ]
+}
+check "xvsadm -a: the added real server gets its share of new connections at once" added_gets_some
+
+# A keep-alive connection, driven through a coprocess.
+coproc KA { ip netns exec "$(ns_of client)" "$PY" "$LIB/keepalive.py" "$URL"; }
+ka_pid=$KA_PID
+read -r -t 10 ka_server <&"${KA[0]}" || ka_server=""
+ka() { # N: N requests on the keep-alive connection; all must come from $ka_server
+    local i line ok=0
+    echo "go $1" >&"${KA[1]}"
+    for ((i = 0; i < $1; i++)); do
+        read -r -t 10 line <&"${KA[0]}" || { echo "no answer"; return 1; }
+        echo "$line"
+        [ "$line" = "ok $ka_server" ] && ok=$((ok + 1))
+    done
+    [ "$ok" = "$1" ]
+}
+ka_k=${ka_server#rs}
+quiesced_keeps_keepalive() {
+    [ -n "$ka_server" ] || { echo "the keep-alive connection got no first answer"; return 1; }
+    xvsadm -e -t "$VIP4:80" -r "$(rs4 "$ka_k"):80" -m -w 0 || return 1
+    listed "$(rs4 "$ka_k")" | grep -q 'Masq    0 ' || { listed "$(rs4 "$ka_k")"; return 1; }
+    ka 5 || return 1
+    requests 60
+    echo "new connections: rs1 ${got[rs1]:-0} rs2 ${got[rs2]:-0} rs3 ${got[rs3]:-0}, failed $bad"
+    [ "$bad" = 0 ] && [ "${got[$ka_server]:-0}" = 0 ] || return 1
+    ka 5
+}
+check "weight 0 (xvsadm -e -w 0): no new connection for $ka_server, its open keep-alive connection keeps working" quiesced_keeps_keepalive
+
+deleted_drains() {
+    xvsadm -d -t "$VIP4:80" -r "$(rs4 "$ka_k"):80" || return 1
+    ka 5
+}
+check "xvsadm -d of that server: its open keep-alive connection drains (expire_nodest_conn off)" deleted_drains
+echo quit >&"${KA[1]}" || true
+wait "$ka_pid" 2>/dev/null || true
+ka_pid=""
+xvsadm -a -t "$VIP4:80" -r "$(rs4 "$ka_k"):80" -m -w 1 || true
+
+save_restore() {
+    xvsadm -S -n >"$work/saved" || return 1
+    xvsadm -C || return 1
+    [ -z "$(xvsadm -S -n)" ] || { echo "-C left a table"; return 1; }
+    xvsadm -R <"$work/saved" || return 1
+    xvsadm -S -n >"$work/again" || return 1
+    diff "$work/saved" "$work/again" || return 1
+    requests 30
+    [ "$bad" = 0 ] && [ "${got[rs1]:-0}" -gt 0 ]
+}
+check "xvsadm -S -n | -C | -R: -S -n identical, and traffic flows" save_restore
+
+errors_as_ipvsadm() {
+    local out rc=0
+    out=$(xvsadm -A -t "$VIP4:80" -s rr 2>&1) || rc=$?
+    echo "$out (exit $rc)"
+    [ "$rc" = 255 ] && [ "$(head -1 <<<"$out")" = "Service already exists" ] || return 1
+    rc=0
+    out=$(xvsadm -a -t "$VIP4:81" -r "$(rs4 1)" -m 2>&1) || rc=$?
+    echo "$out (exit $rc)"
+    [ "$rc" = 255 ] && [ "$(head -1 <<<"$out")" = "Service not defined" ]
+}
+check "errors as ipvsadm gives them (message, exit status 255)" errors_as_ipvsadm
+
+# --- 2. reloads with traffic running ---------------------------------------
+say "reloads under a bounded request loop"
+# The file is unchanged since the start, so autoreload does nothing here:
+# the signal alone brings the table back to the file's state.
+sighup_reapplies() {
+    xvsadm -e -t "$VIP4:80" -r "$(rs4 1):80" -m -w 5 || return 1
+    listed "$(rs4 1)" | grep -q 'Masq    5 ' || return 1
+    kill -HUP "$PID"
+    sleep 1
+    listed "$(rs4 1)"
+    listed "$(rs4 1)" | grep -q 'Masq    1 '
+}
+check "SIGHUP re-applies the file over a runtime change (weight 5 -> the file's 1)" sighup_reapplies
+rm -f "$work/stop"
+client "$PY" "$LIB/http-loop.py" "$URL" --seconds 90 --max 40000 --pause 0.002 \
+    --stop-file "$work/stop" --out "$work/loop.json" &
+loop_pid=$!
+sleep 1
+
+reload_with() { # FILE: install it as the config, SIGHUP, give it a moment
+    cp "$1" "$CONFIG"
+    kill -HUP "$PID"
+    sleep 1.5
+}
+before=$(xvsadm -L -n)
+unchanged() {
+    reload_with "$work/original.toml"
+    diff <(echo "$before") <(xvsadm -L -n)
+}
+check "reload of an unchanged file: -L -n unchanged" unchanged
+
+"$PY" "$LIB/edit-config.py" "$work/original.toml" --weight "$(rs4 2)=3" >"$work/weight.toml"
+weight_changed() {
+    reload_with "$work/weight.toml"
+    listed "$(rs4 2)"
+    listed "$(rs4 2)" | grep -q 'Masq    3 ' && listed "$(rs4 1)" | grep -q 'Masq    1 '
+}
+check "reload with rs2's weight 1 -> 3: -L -n shows it" weight_changed
+
+"$PY" "$LIB/edit-config.py" "$work/weight.toml" --remove "$(rs4 3)" >"$work/removed.toml"
+server_removed() {
+    reload_with "$work/removed.toml"
+    xvsadm -L -n -t "$VIP4:80"
+    [ -z "$(listed "$(rs4 3)")" ] && [ -n "$(listed "$(rs4 1)")" ]
+}
+check "reload without rs3: -L -n no longer lists it" server_removed
+
+server_added() {
+    reload_with "$work/weight.toml"
+    [ -n "$(listed "$(rs4 3)")" ]
+}
+check "reload with rs3 back: -L -n lists it again" server_added
+
+"$PY" "$LIB/edit-config.py" "$work/weight.toml" --scheduler nosuch >"$work/invalid.toml"
+invalid_refused() {
+    local state
+    state=$(xvsadm -L -n)
+    reload_with "$work/invalid.toml"
+    grep -q 'reload refused, the running state is kept' "$STATE/director.log" || { echo "no refusal in the log"; return 1; }
+    diff <(echo "$state") <(xvsadm -L -n)
+}
+check "reload of an invalid file (unknown scheduler): refused, logged, running state kept" invalid_refused
+reload_with "$work/original.toml"
+
+autoreloaded() {
+    local i
+    cp "$work/weight.toml" "$CONFIG" # no signal
+    for ((i = 0; i < 50; i++)); do
+        listed "$(rs4 2)" | grep -q 'Masq    3 ' && return 0
+        sleep 0.1
+    done
+    listed "$(rs4 2)"
+    return 1
+}
+check "autoreload: a changed file is applied without a signal" autoreloaded
+
+touch "$work/stop"
+wait "$loop_pid" || true
+loop_pid=""
+loop_clean() {
+    cat "$work/loop.json"
+    "$PY" -c '
+import json, sys
+s = json.load(open(sys.argv[1]))
+sys.exit(0 if s["failed"] == 0 and s["total"] >= 500 else 1)' "$work/loop.json"
+}
+check "zero failed requests through every reload (and at least 500 made)" loop_clean
+
+# --- 3. metrics --------------------------------------------------------------
+say "metrics during traffic"
+scrape() { ip netns exec "$(ns_of director)" curl -s --max-time 5 "http://$METRICS/metrics"; }
+# conns_metric: the service's connections, summed over its real servers.
+conns_metric() {
+    scrape | awk -v vip="$VIP4" '
+        /^xvs_backend_connections_total\{/ && index($0, "local_address=\"" vip "\"") && index($0, "local_port=\"80\"") { n += $NF }
+        END { print n + 0 }'
+}
+metrics_match() {
+    local before after text
+    text=$(scrape)
+    for m in node_ipvs_connections_total node_ipvs_incoming_packets_total node_ipvs_backend_connections_active \
+        node_ipvs_backend_connections_inactive node_ipvs_backend_weight xvs_drops_total xvs_conn_table_entries \
+        xvs_conn_table_capacity xvs_worker_frames_total xvs_worker_polls_total xvs_neighbour_misses_total; do
+        grep -q "^$m" <<<"$text" || { echo "no $m"; return 1; }
+    done
+    grep -q "^node_ipvs_backend_weight{local_address=\"$VIP4\",local_mark=\"\",local_port=\"80\",proto=\"TCP\",remote_address=\"$(rs4 1)\",remote_port=\"80\"} 1\$" <<<"$text" ||
+        { grep '^node_ipvs_backend_weight' <<<"$text"; return 1; }
+    before=$(conns_metric)
+    requests 200
+    after=$(conns_metric)
+    echo "client: 200 requests, $bad failed; metrics: $before -> $after"
+    [ "$bad" = 0 ] && [ $((after - before)) = 200 ]
+}
+check "metrics: node_ipvs_* and xvs_* present; connections counted = the client's 200 requests" metrics_match
+
+"$CLUSTER" down >/dev/null
+cluster_up=0
+if [ "$failures" -gt 0 ]; then
+    echo "e2e/control.sh ($backend): $failures check(s) failed"
+    exit 1
+fi
+echo "e2e/control.sh ($backend): all checks passed"
