@@ -58,23 +58,33 @@
 #   testbed/cluster.sh exec client|director|switch|router|rsK CMD...
 #   testbed/cluster.sh down
 #
-# Environment: XVS_TESTBED_STATE (default /run/xvs-testbed) holds the
-# director's config (cluster.toml), its stats file, logs and pid files, and
-# in DR mode xvs-agent's run directories (agent-rsK); XVS_BIN (default
-# target/release of the repo) holds xvs-director and xvs-agent.
+# Environment:
+#   XVS_NS_PREFIX (default xvs) names every namespace: PREFIX-client,
+#     PREFIX-director, PREFIX-switch, PREFIX-router, PREFIX-rsK (the names
+#     drawn above are the default's). Two clusters with different prefixes
+#     run side by side: interface names and addresses are the same in both,
+#     but each lives in its own namespaces. Every script of testbed/ (e2e,
+#     demo) follows it. 1 to 12 lower-case letters, digits or dashes.
+#   XVS_TESTBED_STATE (default /run/xvs-testbed, or /run/xvs-testbed-PREFIX
+#     for a prefix other than xvs) holds the director's config
+#     (cluster.toml), its stats file, logs and pid files, and in DR mode
+#     xvs-agent's run directories (agent-rsK).
+#   XVS_BIN (default target/release of the repo) holds xvs-director and
+#     xvs-agent.
 set -euo pipefail
 # shellcheck source=lib/common.sh
 . "$(dirname "$0")/lib/common.sh"
 
-STATE=${XVS_TESTBED_STATE:-/run/xvs-testbed}
+check_ns_prefix
+STATE=${XVS_TESTBED_STATE:-$(xvs_default_state)}
 XVS_BIN=${XVS_BIN:-$XVS_ROOT/target/release}
 PY=/usr/bin/python3
 [ -x "$PY" ] || PY=python3
 
-NS_CLIENT=xvs-client
-NS_DIRECTOR=xvs-director
-NS_SWITCH=xvs-switch
-NS_ROUTER=xvs-router # DR mode only
+NS_CLIENT=$(ns_of client)
+NS_DIRECTOR=$(ns_of director)
+NS_SWITCH=$(ns_of switch)
+NS_ROUTER=$(ns_of router) # DR mode only
 VIP4=203.0.113.10
 VIP6=2001:db8:f::10
 CLIENT4=198.51.100.2
@@ -156,7 +166,8 @@ stop_pid() {
     rm -f "$file"
 }
 
-rs_namespaces() { ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^xvs-rs[0-9]+$' | sort -V || true; }
+ns_rs() { ns_of "rs$1"; }
+rs_namespaces() { ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^$XVS_NS_PREFIX-rs[0-9]+\$" | sort -V || true; }
 our_namespaces() {
     ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^($NS_CLIENT|$NS_DIRECTOR|$NS_SWITCH|$NS_ROUTER)$" || true
     rs_namespaces
@@ -275,8 +286,8 @@ cmd_up() {
 
     local router=""
     [ "$mode" = dr ] && router=$NS_ROUTER
-    say "namespaces ($mode): $NS_CLIENT $NS_DIRECTOR $NS_SWITCH ${router:+$router }xvs-rs1..xvs-rs$servers"
-    for ns in "$NS_CLIENT" "$NS_DIRECTOR" "$NS_SWITCH" $router $(for ((k = 1; k <= servers; k++)); do echo "xvs-rs$k"; done); do
+    say "namespaces ($mode): $NS_CLIENT $NS_DIRECTOR $NS_SWITCH ${router:+$router }$(ns_rs 1)..$(ns_rs "$servers")"
+    for ns in "$NS_CLIENT" "$NS_DIRECTOR" "$NS_SWITCH" $router $(for ((k = 1; k <= servers; k++)); do ns_rs "$k"; done); do
         ip netns add "$ns"
         # No duplicate address detection: addresses are usable at once.
         ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
@@ -292,7 +303,7 @@ cmd_up() {
     ip -n "$NS_SWITCH" link add br0 type bridge mcast_snooping 0
     ip -n "$NS_SWITCH" link set sw-dir master br0 up
     for ((k = 1; k <= servers; k++)); do
-        ip link add eth0 netns "xvs-rs$k" type veth peer name "sw-rs$k" netns "$NS_SWITCH"
+        ip link add eth0 netns "$(ns_rs "$k")" type veth peer name "sw-rs$k" netns "$NS_SWITCH"
         ip -n "$NS_SWITCH" link set "sw-rs$k" master br0 up
     done
     ip -n "$NS_SWITCH" link set br0 up
@@ -334,7 +345,7 @@ cmd_up() {
     local gw4=$DSRV4 gw6=$DSRV6
     [ "$mode" = dr ] && gw4=$RSW4 gw6=$RSW6
     for ((k = 1; k <= servers; k++)); do
-        ns=xvs-rs$k
+        ns=$(ns_rs "$k")
         ip -n "$ns" addr add "$(rs4 "$k")/24" dev eth0
         ip -n "$ns" addr add "$(rs6 "$k")/64" dev eth0 nodad
         ip -n "$ns" link set eth0 up
@@ -354,7 +365,7 @@ cmd_up() {
     if [ "$keep_offload" = 1 ]; then
         say "transmit checksum offload left ON on the endpoints (--keep-offload)"
     else
-        for ns in "$NS_CLIENT" $(for ((k = 1; k <= servers; k++)); do echo "xvs-rs$k"; done); do
+        for ns in "$NS_CLIENT" $(for ((k = 1; k <= servers; k++)); do ns_rs "$k"; done); do
             ip netns exec "$ns" ethtool -K eth0 tx off >/dev/null
         done
         # DR: no frame from the router or the client's eth1 ever reaches the
@@ -371,7 +382,7 @@ cmd_up() {
 
     say "real servers: nginx on :80 (page 'rsK', /big = 1 MiB) and UDP echo on :7"
     for ((k = 1; k <= servers; k++)); do
-        ns=xvs-rs$k
+        ns=$(ns_rs "$k")
         local dir=$STATE/rs$k
         rm -rf "$dir"
         mkdir -p "$dir/www" "$dir/tmp"
@@ -391,7 +402,7 @@ cmd_up() {
         poll "IPv6 addresses in $ns to leave the tentative state" 5 no_tentative "$ns"
     done
     for ((k = 1; k <= servers; k++)); do
-        ns=xvs-rs$k
+        ns=$(ns_rs "$k")
         poll "nginx on rs$k (IPv4)" 10 page_is "$ns" "http://127.0.0.1/" "rs$k"
         poll "nginx on rs$k (IPv6)" 10 page_is "$ns" "http://[::1]/" "rs$k"
         poll "UDP echo on rs$k" 10 udp_listening "$ns"
@@ -612,7 +623,7 @@ cmd_status() {
         ip -n "$ns" -br addr show dev lo | awk '{ for (i = 3; i <= NF; i++) if ($i !~ /^(127\.|::1)/) printf "    lo: %s\n", $i }'
     done
     for ns in $(rs_namespaces); do
-        k=${ns#xvs-rs}
+        k=${ns#"$XVS_NS_PREFIX"-rs}
         if pid=$(live_pid "$STATE/rs$k/nginx.pid" nginx); then echo "rs$k nginx: pid $pid"; else echo "rs$k nginx: NOT running"; fi
         if pid=$(live_pid "$STATE/rs$k/udp-echo.pid" udp-echo); then echo "rs$k udp echo: pid $pid"; else echo "rs$k udp echo: NOT running"; fi
         [ -f "$STATE/agent-rs$k/state.json" ] && echo "rs$k xvs-agent: set up for DR (record $STATE/agent-rs$k/state.json)"
@@ -627,7 +638,7 @@ cmd_down() {
         stop_pid "$STATE/director.pid" xvs-director xvs-director TERM
     fi
     for ns in $(rs_namespaces); do
-        k=${ns#xvs-rs}
+        k=${ns#"$XVS_NS_PREFIX"-rs}
         stop_pid "$STATE/rs$k/nginx.pid" nginx "nginx on rs$k" TERM
         stop_pid "$STATE/rs$k/udp-echo.pid" udp-echo "UDP echo on rs$k" TERM
         # DR: the agent undoes its own set-up (deleting the namespace would
@@ -669,8 +680,8 @@ cmd_exec() {
     client | director | switch | router | rs[0-9]*) ;;
     *) die "exec: unknown role '$role' (client, director, switch, router (DR), rs1..rsN)" ;;
     esac
-    ip netns list | awk '{print $1}' | grep -qx "xvs-$role" || die "exec: namespace xvs-$role does not exist (is the cluster up?)"
-    exec ip netns exec "xvs-$role" "$@"
+    ip netns list | awk '{print $1}' | grep -qx "$(ns_of "$role")" || die "exec: namespace $(ns_of "$role") does not exist (is the cluster up?)"
+    exec ip netns exec "$(ns_of "$role")" "$@"
 }
 
 case ${1:-} in

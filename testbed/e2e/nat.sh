@@ -20,6 +20,7 @@
 # Prints one PASS or FAIL line per check and exits 1 if any failed. Skips
 # (exit 0, says why) when not root, when the kernel has no network
 # namespaces, or, for --balancer xvs, while xvs-director is not built.
+# Namespaces are named by XVS_NS_PREFIX (default xvs; see cluster.sh).
 # Three clusters, one after the other:
 #   A. wrr, weights 1,2,3: shares, keep-alive, IPv6, UDP, counters, offload
 #      guard, crash resilience;
@@ -52,7 +53,8 @@ case $backend in
 esac
 case $balancer in xvs | nft) ;; *) die "--balancer: '$balancer' is not xvs or nft" ;; esac
 
-STATE=${XVS_TESTBED_STATE:-/run/xvs-testbed}
+check_ns_prefix
+STATE=${XVS_TESTBED_STATE:-$(xvs_default_state)}
 XVS_BIN=${XVS_BIN:-$XVS_ROOT/target/release}
 export XVS_TESTBED_STATE=$STATE XVS_BIN
 PY=/usr/bin/python3
@@ -113,7 +115,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-client() { ip netns exec xvs-client "$@"; }
+client() { ip netns exec "$(ns_of client)" "$@"; }
 
 # Per cluster: TCP connections the client made to each VIP, and how many of
 # them each real server answered (by the page of the connection's first
@@ -150,7 +152,7 @@ http() {
     local url=$1 family=$2 out n page
     shift 2
     out=$work/http.out
-    timeout 300 ip netns exec xvs-client curl -s --fail-early --connect-timeout 3 --max-time 10 \
+    timeout 300 ip netns exec "$(ns_of client)" curl -s --fail-early --connect-timeout 3 --max-time 10 \
         -w '\n%{http_code} %{num_connects}\n' "$@" "$url" >"$out" 2>/dev/null || true
     ok=$(grep -cE '^200 [0-9]+$' "$out" || true)
     connects=$(awk '/^[0-9][0-9][0-9] [0-9]+$/ { n += $2 } END { print n + 0 }' "$out")
@@ -235,9 +237,9 @@ udp_traffic_matches() {
 
 offload_off_everywhere() {
     local nsif ok=0 extra=()
-    [ "$mode" = dr ] && extra=(xvs-client/eth1 xvs-router/r-cli xvs-router/r-sw)
-    for nsif in xvs-client/eth0 xvs-rs1/eth0 xvs-rs2/eth0 xvs-rs3/eth0 "${extra[@]}"; do
-        if ! ip netns exec "${nsif%/*}" ethtool -k "${nsif#*/}" | grep -qx 'tx-checksumming: off'; then
+    [ "$mode" = dr ] && extra=(client/eth1 router/r-cli router/r-sw)
+    for nsif in client/eth0 rs1/eth0 rs2/eth0 rs3/eth0 "${extra[@]}"; do
+        if ! ip netns exec "$(ns_of "${nsif%/*}")" ethtool -k "${nsif#*/}" | grep -qx 'tx-checksumming: off'; then
             echo "  $nsif: transmit checksum offload is on"
             ok=1
         fi
@@ -277,7 +279,7 @@ dr_frames_right() {
     for side in client rs1; do
         # --immediate-mode: frames reach the file at once, none waits in the
         # kernel ring buffer's block (up to a second) when tcpdump is stopped.
-        ip netns exec "xvs-$side" tcpdump -Z root --immediate-mode -U -n -i eth0 -w "$work/$side.pcap" 'tcp port 80' \
+        ip netns exec "$(ns_of "$side")" tcpdump -Z root --immediate-mode -U -n -i eth0 -w "$work/$side.pcap" 'tcp port 80' \
             >/dev/null 2>"$work/tcpdump-$side.err" &
         pids[$side]=$!
     done
@@ -296,12 +298,12 @@ dr_frames_right() {
         wait "${pids[$side]}" 2>/dev/null || true
     done
     for side in client rs1; do
-        grep -q 'listening on' "$work/tcpdump-$side.err" || { echo "  tcpdump in xvs-$side did not start:"; cat "$work/tcpdump-$side.err"; return 1; }
+        grep -q 'listening on' "$work/tcpdump-$side.err" || { echo "  tcpdump in $(ns_of "$side") did not start:"; cat "$work/tcpdump-$side.err"; return 1; }
         "$PY" "$XVS_ROOT/testbed/lib/pcap-frames.py" "$work/$side.pcap" >"$work/$side.frames" || return 1
     done
-    rs_mac=$(mac_of xvs-rs1 eth0)
-    dir_mac=$(mac_of xvs-director d-srv)
-    rtr_mac=$(mac_of xvs-router r-sw)
+    rs_mac=$(mac_of "$(ns_of rs1)" eth0)
+    dir_mac=$(mac_of "$(ns_of director)" d-srv)
+    rtr_mac=$(mac_of "$(ns_of router)" r-sw)
     echo "  MACs: rs1 eth0 $rs_mac, director d-srv $dir_mac, router r-sw $rtr_mac"
     for family in 4 6; do
         if [ "$family" = 4 ]; then vip=$VIP4 cl=198.51.100.2; else vip=$VIP6 cl=2001:db8:c::2; fi
@@ -379,7 +381,7 @@ big_download() {
 pmtu_learned() {
     local route
     [ -n "$1" ] || return 1
-    if [ "$2" = 4 ]; then route=$(ip -n "xvs-$1" route get 198.51.100.2); else route=$(ip -n "xvs-$1" -6 route get 2001:db8:c::2); fi
+    if [ "$2" = 4 ]; then route=$(ip -n "$(ns_of "$1")" route get 198.51.100.2); else route=$(ip -n "$(ns_of "$1")" -6 route get 2001:db8:c::2); fi
     echo "$route"
     grep -q 'mtu 1400' <<<"$route"
 }
