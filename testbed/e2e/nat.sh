@@ -337,7 +337,8 @@ mac_of() { ip -n "$1" -br link show dev "$2" | awk '{ print $3 }'; }
 #   TUN: every frame it received for a VIP is IP in IP: outer protocol 4
 #        (IPv4) or next header 41 (IPv6), outer source the director's d-srv
 #        address, outer destination rsK's own, outer TTL two less than the
-#        client's (the director's, then the router's decrement), the inner
+#        client's (the director's, then the router's decrement), an outer
+#        IPv4 header with DF (the client's TCP segments carry it), the inner
 #        packet one the client sent with its TTL one less, MACs router
 #        r-tun -> rsK, and no bare frame for the VIP;
 #   both: every reply it sent goes from the VIP to the client through the
@@ -345,7 +346,7 @@ mac_of() { ip -n "$1" -br link show dev "$2" | awk '{ print $3 }'; }
 # and for each family some frames each way.
 frames_right() {
     # "wrong", not "ok": http sets ok (the requests it saw answered).
-    local k wrong=0 client_ttl rs_mac dir_mac gw_mac method family vip cl n i cap outer_proto outer_src
+    local k wrong=0 client_ttl rs_mac dir_mac gw_mac method family vip cl n i cap outer_proto outer_src outer_df
     local -A pids
     local caps=(client)
     for k in "$@"; do caps+=("sw-rs$k"); done
@@ -364,7 +365,7 @@ frames_right() {
     done
     for cap in "${caps[@]}"; do
         for ((i = 0; i < 50; i++)); do # 5 s
-            grep -q 'listening on' "$work/tcpdump-$cap.err" && break
+            grep -qs 'listening on' "$work/tcpdump-$cap.err" && break
             sleep 0.1
         done
     done
@@ -400,21 +401,26 @@ frames_right() {
             [ "$n" -gt 0 ] || wrong=1
             if [ "$method" = tun ]; then
                 # Outer header: protocol 4 for IPv4 inside, 41 for IPv6;
-                # from the director's d-srv address.
-                if [ "$family" = 4 ]; then outer_proto=4 outer_src=192.0.2.1; else outer_proto=41 outer_src=2001:db8:5::1; fi
+                # from the director's d-srv address; an IPv4 one copies the
+                # inner DF (set on every segment of the client's TCP).
+                if [ "$family" = 4 ]; then
+                    outer_proto=4 outer_src=192.0.2.1 outer_df=df
+                else
+                    outer_proto=41 outer_src=2001:db8:5::1 outer_df=-
+                fi
                 awk -v v="$vip" -v c="$cl" -v m="$rs_mac" -v g="$gw_mac" -v t=$((client_ttl - 1)) \
-                    -v op="$outer_proto" -v os="$outer_src" -v od="$(rs_addr "$k" "$family")" -v ot=$((client_ttl - 2)) '
+                    -v op="$outer_proto" -v os="$outer_src" -v od="$(rs_addr "$k" "$family")" -v ot=$((client_ttl - 2)) -v df="$outer_df" '
                     FNR == NR { if ($4 == v && $8 == 80) sent[$9] = 1; next }
                     $4 == v && $8 == 80 {
-                        if (NF != 13) { print "  received bare, not tunnelled: " $0; bad = 1; next }
-                        if ($3 != c || $1 != g || $2 != m || $5 != t || $10 != op || $11 != os || $12 != od || $13 != ot || !($9 in sent)) {
+                        if (NF != 14) { print "  received bare, not tunnelled: " $0; bad = 1; next }
+                        if ($3 != c || $1 != g || $2 != m || $5 != t || $10 != op || $11 != os || $12 != od || $13 != ot || $14 != df || !($9 in sent)) {
                             print "  received, wrong: " $0
-                            print "    (want inner src " c ", TTL " t ", a packet the client sent; outer proto " op " " os " -> " od ", TTL " ot "; MACs " g " -> " m ")"
+                            print "    (want inner src " c ", TTL " t ", a packet the client sent; outer proto " op " " os " -> " od ", TTL " ot ", DF " df "; MACs " g " -> " m ")"
                             bad = 1
                         }
                     }
                     END { exit bad }' "$work/client.frames" "$work/sw-rs$k.frames" || wrong=1
-                awk -v v="$vip" 'NF == 13 && $4 == v' "$work/sw-rs$k.frames" | head -n 1 | sed 's/^/  e.g. /'
+                awk -v v="$vip" 'NF == 14 && $4 == v' "$work/sw-rs$k.frames" | head -n 1 | sed 's/^/  e.g. /'
             else
                 awk -v v="$vip" -v c="$cl" -v m="$rs_mac" -v d="$dir_mac" -v t=$((client_ttl - 1)) '
                     FNR == NR { if ($4 == v && $8 == 80) sent[$9] = 1; next }

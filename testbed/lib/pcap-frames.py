@@ -19,9 +19,11 @@ A frame carrying IP in IP (outer IPv4 protocol 4 or 41, outer IPv6 next
 header 4 or 41), as VS/TUN sends, describes the inner packet as above,
 followed by the outer header's fields:
 
-  ... DIGEST OUTER_PROTO OUTER_SRC OUTER_DST OUTER_TTL
+  ... DIGEST OUTER_PROTO OUTER_SRC OUTER_DST OUTER_TTL OUTER_DF
 
-(OUTER_PROTO is the number, 4 for IPv4 inside, 41 for IPv6 inside). Other
+(OUTER_PROTO is the number, 4 for IPv4 inside, 41 for IPv6 inside;
+OUTER_DF is "df" when an outer IPv4 header has don't-fragment set, "-"
+otherwise and for an outer IPv6 header). Other
 frames are left out. Addresses are printed as Python's ipaddress prints
 them (IPv6 compressed), MACs in lower case.
 """
@@ -114,7 +116,8 @@ def describe(frame):
     _, hlen, total, ttl, proto, src, dst = header
     if proto in (4, 41):
         inner = describe_ip(ip[hlen:total])
-        return f"{macs} {inner} {proto} {src} {dst} {ttl}" if inner else None
+        df = "df" if ip[0] >> 4 == 4 and ip[6] & 0x40 else "-"
+        return f"{macs} {inner} {proto} {src} {dst} {ttl} {df}" if inner else None
     inner = describe_ip(ip)
     return f"{macs} {inner}" if inner else None
 
