@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A whole LVS cluster on one machine, in network namespaces: VS/NAT (the
-# default, `up --mode nat`) or VS/DR (`up --mode dr`).
+# default, `up --mode nat`), VS/DR (`up --mode dr`), VS/TUN (`up --mode
+# tun`) or one service whose real servers use all three (`up --mode mixed`).
 #
 # VS/NAT:
 #
@@ -47,9 +48,49 @@
 # rsK accepts them for the VIP on its lo and answers from the VIP to the
 # client through its default route, the router, which hands them to the
 # client's eth1. Replies never reach the director. The director's kernel
-# keeps forwarding off in both modes (xvs forwards; the kernel must not).
+# keeps forwarding off in every mode (xvs forwards; the kernel must not).
 #
-#   testbed/cluster.sh up [--mode nat|dr] [--servers N] [--weights 1,2,3] [--scheduler wlc]
+# VS/TUN: the real servers live on a LAN of their own (br1: 203.0.113.128/26,
+# 2001:db8:7::/64) behind the router; the director's server-side LAN (br0)
+# holds only the director and the router's r-sw:
+#
+#   xvs-client            xvs-director                     xvs-router
+#  +----------------+    +-------------------------+      +-------------------------------+
+#  | eth0           |    | d-cli            d-srv  | br0  | r-sw 192.0.2.254              |
+#  | 198.51.100.2   |----| 198.51.100.1  192.0.2.1 |------|      2001:db8:5::fe           |
+#  | 2001:db8:c::2  |===>| 2001:db8:c::1 2001:db8: |=====>|  forwarding on (the outer     |
+#  | default via    |VIP |                   5::1  | IPIP |  header is just IP to it)     |
+#  |  the director  |    | xvs encapsulates: outer |ip6ip6|                               |
+#  |                |    | src = d-srv's address,  |      | r-tun 203.0.113.129/26        |
+#  |                |    | dst = rsK, proto 4 (v4) |      |       2001:db8:7::fe/64 ---+  |
+#  |                |    | or 41 (v6), to the      |      |                            |  |
+#  |                |    | router (its gateway)    |      | r-cli 203.0.113.65/26      |  |
+#  | eth1           |    +-------------------------+      |       2001:db8:e::1/64     |  |
+#  | 203.0.113.66/26|<====================================| routes 198.51.100.0/24,    |  |
+#  | 2001:db8:e::2  |------------------------------------ |  2001:db8:c::/64 via eth1  |  |
+#  | rp_filter off  |          replies, from the VIP      +----------------------------|--+
+#  +----------------+                                                      br1 (xvs-switch)
+#                                                                                      |
+#     xvs-rsK (K = 1..N): eth0 203.0.113.(140+K)/26, 2001:db8:7::(10+K)/64, default   |
+#     via the router's r-tun; xvs-agent setup --method tun: VIPs on lo, arp_ignore, ---+
+#     and our XDP program on eth0 strips the outer header (this kernel has no ipip
+#     module); nginx and UDP echo answer from the VIP, straight to the client.
+#
+# The director reaches the tunnel LAN through the router: its config names
+# the router as d-srv's gateway (and its kernel has a route there for its
+# own pings). The outer TTL is the inner one after the director's
+# decrement; the router takes one more off the outer header only.
+#
+# Mixed (`--mode mixed`): one service, real server K's method by K: nat,
+# dr, tun, nat, dr, tun... All three live at once on the union of the
+# topologies above: NAT and DR servers on br0 with addresses 192.0.2.(10+K)
+# (a NAT server's default route is the director, a DR server's the
+# router's r-sw), TUN servers on br1 behind the router with addresses
+# 203.0.113.(140+K). NAT replies come back through the director, DR and TUN
+# replies go through the router to the client's eth1. --client-mtu applies
+# (NAT replies cross the director's client link).
+#
+#   testbed/cluster.sh up [--mode nat|dr|tun|mixed] [--servers N] [--weights 1,2,3] [--scheduler wlc]
 #                         [--client-mtu M] [--keep-offload]
 #   testbed/cluster.sh balancer start xvs [--backend xdp|packet] [-- DIRECTOR_ARGS...]
 #   testbed/cluster.sh balancer start nft       (NAT mode only)
@@ -58,23 +99,35 @@
 #   testbed/cluster.sh exec client|director|switch|router|rsK CMD...
 #   testbed/cluster.sh down
 #
-# Environment: XVS_TESTBED_STATE (default /run/xvs-testbed) holds the
-# director's config (cluster.toml), its stats file, logs and pid files, and
-# in DR mode xvs-agent's run directories (agent-rsK); XVS_BIN (default
-# target/release of the repo) holds xvs-director and xvs-agent.
+# Environment:
+#   XVS_NS_PREFIX (default xvs) names every namespace: PREFIX-client,
+#     PREFIX-director, PREFIX-switch, PREFIX-router, PREFIX-rsK (the names
+#     drawn above are the default's). Two clusters with different prefixes
+#     run side by side: interface names and addresses are the same in both,
+#     but each lives in its own namespaces. Every script of testbed/ (e2e,
+#     demo) follows it. 1 to 12 lower-case letters, digits or dashes.
+#   XVS_TESTBED_STATE (default /run/xvs-testbed, or /run/xvs-testbed-PREFIX
+#     for a prefix other than xvs) holds the director's config
+#     (cluster.toml), its stats file, logs and pid files, cluster.env (the
+#     mode, and each real server's method and addresses, for the e2e
+#     suite), and for DR and TUN servers xvs-agent's run directories
+#     (agent-rsK).
+#   XVS_BIN (default target/release of the repo) holds xvs-director and
+#     xvs-agent.
 set -euo pipefail
 # shellcheck source=lib/common.sh
 . "$(dirname "$0")/lib/common.sh"
 
-STATE=${XVS_TESTBED_STATE:-/run/xvs-testbed}
+check_ns_prefix
+STATE=${XVS_TESTBED_STATE:-$(xvs_default_state)}
 XVS_BIN=${XVS_BIN:-$XVS_ROOT/target/release}
 PY=/usr/bin/python3
 [ -x "$PY" ] || PY=python3
 
-NS_CLIENT=xvs-client
-NS_DIRECTOR=xvs-director
-NS_SWITCH=xvs-switch
-NS_ROUTER=xvs-router # DR mode only
+NS_CLIENT=$(ns_of client)
+NS_DIRECTOR=$(ns_of director)
+NS_SWITCH=$(ns_of switch)
+NS_ROUTER=$(ns_of router) # every mode but NAT
 VIP4=203.0.113.10
 VIP6=2001:db8:f::10
 CLIENT4=198.51.100.2
@@ -83,18 +136,44 @@ DCLI4=198.51.100.1
 DCLI6=2001:db8:c::1
 DSRV4=192.0.2.1
 DSRV6=2001:db8:5::1
-# DR mode: the router's leg on the real servers' LAN, the client's second
-# link (router side, client side).
+# DR, TUN and mixed modes: the router's leg on the director's server-side
+# LAN, the client's second link (router side, client side).
 RSW4=192.0.2.254
 RSW6=2001:db8:5::fe
 RCLI4=203.0.113.65
 RCLI6=2001:db8:e::1
 CLIENT4_ETH1=203.0.113.66
 CLIENT6_ETH1=2001:db8:e::2
+# TUN and mixed modes: the router's leg on the tunnel real servers' LAN,
+# and that LAN's prefixes.
+RTUN4=203.0.113.129
+RTUN6=2001:db8:7::fe
+TUNNET4=203.0.113.128/26
+TUNNET6=2001:db8:7::/64
 NFT_TABLE=xvs_testbed
 
-rs4() { echo "192.0.2.$((10 + $1))"; }
-rs6() { echo "2001:db8:5::$((10 + $1))"; }
+# The cluster's mode (cmd_up sets it, load_cluster_env reads it back).
+XVS_MODE=nat
+
+# rs_method K: real server K's forwarding method: the cluster's mode, or in
+# mixed mode nat, dr, tun, nat, dr, tun... by K.
+rs_method() {
+    if [ "$XVS_MODE" = mixed ]; then
+        case $((($1 - 1) % 3)) in 0) echo nat ;; 1) echo dr ;; *) echo tun ;; esac
+    else
+        echo "$XVS_MODE"
+    fi
+}
+# rs4 K, rs6 K: real server K's addresses: on the director's server-side
+# LAN (NAT, DR) or on the tunnel LAN behind the router (TUN).
+rs4() { if [ "$(rs_method "$1")" = tun ]; then echo "203.0.113.$((140 + $1))"; else echo "192.0.2.$((10 + $1))"; fi; }
+rs6() { if [ "$(rs_method "$1")" = tun ]; then echo "2001:db8:7::$((10 + $1))"; else echo "2001:db8:5::$((10 + $1))"; fi; }
+# has_method M N: one of real servers 1..N uses method M.
+has_method() {
+    local k
+    for ((k = 1; k <= $2; k++)); do [ "$(rs_method "$k")" = "$1" ] && return 0; done
+    return 1
+}
 
 usage() {
     sed -n '/^#   testbed\/cluster.sh/s/^#   //p' "$0" >&2
@@ -156,7 +235,8 @@ stop_pid() {
     rm -f "$file"
 }
 
-rs_namespaces() { ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^xvs-rs[0-9]+$' | sort -V || true; }
+ns_rs() { ns_of "rs$1"; }
+rs_namespaces() { ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^$XVS_NS_PREFIX-rs[0-9]+\$" | sort -V || true; }
 our_namespaces() {
     ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^($NS_CLIENT|$NS_DIRECTOR|$NS_SWITCH|$NS_ROUTER)$" || true
     rs_namespaces
@@ -191,16 +271,23 @@ http {
         root $dir/www;
         index index.html;
         add_header X-Real-Server rs$k always;
+        # Uploads (the e2e suite's large transfers towards the server):
+        # PUT /up/NAME stores the body, GET /up/NAME returns it.
+        location /up/ {
+            dav_methods PUT;
+            client_max_body_size 4m;
+        }
     }
 }
 EOF
 }
 
 # Writes the director's config from the kernel's view of its interfaces.
-# MODE (nat or dr) is every real server's forwarding method.
+# Each real server's method is rs_method's; tunnel real servers are reached
+# through the router, the server side's gateway.
 write_director_config() {
     local servers=$1 weights=$2 scheduler=$3 mode=$4 out=$STATE/cluster.toml
-    local ifname role addrs mac mtu proto vip port k
+    local ifname role addrs mac mtu proto vip port k gateways
     {
         echo "# xvs-director config for the testbed's ${mode^^} cluster (written by testbed/cluster.sh up)."
         echo "# Keys: director/CONFIG.md. Neighbours come from the kernel; connection table and"
@@ -211,6 +298,10 @@ write_director_config() {
                 "$PY" -c 'import json,sys; l=json.load(sys.stdin)[0]; print(l["address"], l["mtu"])')
             printf '\n[[interfaces]]\nname = "%s"\nrole = "%s"\nmac = "%s"\nmtu = %s\naddresses = [%s]\n' \
                 "$ifname" "$role" "$mac" "$mtu" "$addrs"
+            if [ "$role" = server ] && has_method tun "$servers"; then
+                gateways="\"$RSW4\", \"$RSW6\""
+                printf 'gateways = [%s]\n' "$gateways"
+            fi
         done
         for vip in "$VIP4" "$VIP6"; do
             for proto in tcp udp; do
@@ -218,7 +309,7 @@ write_director_config() {
                 printf '\n[[services]]\nproto = "%s"\nvip = "%s"\nport = %s\nscheduler = "%s"\n' "$proto" "$vip" "$port" "$scheduler"
                 for ((k = 1; k <= servers; k++)); do
                     printf '\n[[services.real_servers]]\naddress = "%s"\nport = %s\nmethod = "%s"\nweight = %s\n' \
-                        "$(if [ "$vip" = "$VIP4" ]; then rs4 "$k"; else rs6 "$k"; fi)" "$port" "$mode" "$(cut -d, -f"$k" <<<"$weights")"
+                        "$(if [ "$vip" = "$VIP4" ]; then rs4 "$k"; else rs6 "$k"; fi)" "$port" "$(rs_method "$k")" "$(cut -d, -f"$k" <<<"$weights")"
                 done
             done
         done
@@ -232,7 +323,7 @@ page_is() { [ "$(ip netns exec "$1" curl -s --max-time 1 "$2")" = "$3" ]; }
 udp_listening() { ip netns exec "$1" ss -Hlun 'sport = :7' | grep -q .; }
 
 cmd_up() {
-    local mode=nat servers=3 weights="" scheduler=wlc client_mtu="" keep_offload=0 k w ns
+    local mode=nat servers=3 weights="" scheduler=wlc client_mtu="" keep_offload=0 k w ns method
     while [ $# -gt 0 ]; do
         case $1 in
         --mode) mode=${2:?}; shift 2 ;;
@@ -252,12 +343,13 @@ cmd_up() {
     [[ "$weights" =~ ^[0-9]+(,[0-9]+)*$ ]] || die "--weights: '$weights' is not a comma-separated list of integers"
     [ "$(tr ',' '\n' <<<"$weights" | wc -l)" -eq "$servers" ] || die "--weights: '$weights' has not $servers entries (one per real server)"
     [[ "$scheduler" =~ ^[a-z]+$ ]] || die "--scheduler: '$scheduler' is not a scheduler name"
-    case $mode in nat | dr) ;; *) die "--mode: '$mode' is not nat or dr" ;; esac
+    case $mode in nat | dr | tun | mixed) ;; *) die "--mode: '$mode' is not nat, dr, tun or mixed" ;; esac
+    XVS_MODE=$mode
     # The narrow client link exists to make the director send frag-needed
-    # for the replies it forwards; in DR it forwards none.
-    [ "$mode" = nat ] || [ -z "$client_mtu" ] || die "--client-mtu: only with --mode nat (DR replies do not cross the director's client link)"
+    # for the replies it forwards; DR and TUN forward none.
+    case $mode in nat | mixed) ;; *) [ -z "$client_mtu" ] || die "--client-mtu: only with --mode nat or mixed (${mode^^} replies do not cross the director's client link)" ;; esac
     [ "$mode" = nat ] || [ -x "$XVS_BIN/xvs-agent" ] ||
-        die "$XVS_BIN/xvs-agent does not exist (DR real servers are set up by it): build it with 'cargo build --release --workspace' (or set XVS_BIN)"
+        die "$XVS_BIN/xvs-agent does not exist (DR and TUN real servers are set up by it): build it with 'cargo build --release --workspace' (or set XVS_BIN)"
     [ -z "$client_mtu" ] || { [[ "$client_mtu" =~ ^[0-9]+$ ]] && [ "$client_mtu" -ge 1280 ] && [ "$client_mtu" -le 1500 ]; } ||
         die "--client-mtu: $client_mtu is not a number from 1280 (IPv6's minimum) to 1500"
     need_root "testbed/cluster.sh up"
@@ -267,35 +359,53 @@ cmd_up() {
     # Whatever fails from here on, leave nothing behind.
     trap 'echo "cluster.sh up failed: tearing down what was built" >&2; cmd_down >/dev/null 2>&1 || true' EXIT
 
+    local router="" tun_lan=0 rs4_list="" rs6_list="" methods=""
+    [ "$mode" = nat ] || router=$NS_ROUTER
+    has_method tun "$servers" && tun_lan=1
+    for ((k = 1; k <= servers; k++)); do
+        rs4_list+="${rs4_list:+ }$(rs4 "$k")"
+        rs6_list+="${rs6_list:+ }$(rs6 "$k")"
+        methods+="${methods:+,}$(rs_method "$k")"
+    done
+
     mkdir -p "$STATE"
     chmod 755 "$STATE" # nginx workers (nobody) read the pages under it
     rm -f "$STATE/stats.json" "$STATE/director.log" "$STATE/balancer"
-    printf 'XVS_MODE=%s\nXVS_SERVERS=%s\nXVS_WEIGHTS=%s\nXVS_SCHEDULER=%s\nXVS_CLIENT_MTU=%s\nXVS_KEEP_OFFLOAD=%s\n' \
-        "$mode" "$servers" "$weights" "$scheduler" "$client_mtu" "$keep_offload" >"$STATE/cluster.env"
+    # What the e2e suite reads back: real server K is the K-th address of
+    # XVS_RS4 / XVS_RS6 and uses the K-th method of XVS_METHODS.
+    printf 'XVS_MODE=%s\nXVS_SERVERS=%s\nXVS_WEIGHTS=%s\nXVS_SCHEDULER=%s\nXVS_CLIENT_MTU=%s\nXVS_KEEP_OFFLOAD=%s\nXVS_METHODS=%s\nXVS_RS4="%s"\nXVS_RS6="%s"\n' \
+        "$mode" "$servers" "$weights" "$scheduler" "$client_mtu" "$keep_offload" "$methods" "$rs4_list" "$rs6_list" >"$STATE/cluster.env"
 
-    local router=""
-    [ "$mode" = dr ] && router=$NS_ROUTER
-    say "namespaces ($mode): $NS_CLIENT $NS_DIRECTOR $NS_SWITCH ${router:+$router }xvs-rs1..xvs-rs$servers"
-    for ns in "$NS_CLIENT" "$NS_DIRECTOR" "$NS_SWITCH" $router $(for ((k = 1; k <= servers; k++)); do echo "xvs-rs$k"; done); do
+    say "namespaces ($mode): $NS_CLIENT $NS_DIRECTOR $NS_SWITCH ${router:+$router }$(ns_rs 1)..$(ns_rs "$servers")"
+    for ns in "$NS_CLIENT" "$NS_DIRECTOR" "$NS_SWITCH" $router $(for ((k = 1; k <= servers; k++)); do ns_rs "$k"; done); do
         ip netns add "$ns"
         # No duplicate address detection: addresses are usable at once.
         ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
         ip -n "$ns" link set lo up
     done
-    # The switch is a pure layer-2 bridge: no addresses of its own.
+    # The switch is a pure layer-2 bridge (two, with a tunnel LAN): no
+    # addresses of its own.
     ip netns exec "$NS_SWITCH" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
 
     # Links are created directly inside their namespaces: nothing appears,
-    # even briefly, in the caller's namespace.
+    # even briefly, in the caller's namespace. br0 is the director's
+    # server-side LAN (NAT and DR real servers, the router), br1 the tunnel
+    # real servers' LAN (only the router's other leg and them).
     ip link add eth0 netns "$NS_CLIENT" type veth peer name d-cli netns "$NS_DIRECTOR"
     ip link add d-srv netns "$NS_DIRECTOR" type veth peer name sw-dir netns "$NS_SWITCH"
     ip -n "$NS_SWITCH" link add br0 type bridge mcast_snooping 0
     ip -n "$NS_SWITCH" link set sw-dir master br0 up
+    [ "$tun_lan" = 1 ] && ip -n "$NS_SWITCH" link add br1 type bridge mcast_snooping 0
     for ((k = 1; k <= servers; k++)); do
-        ip link add eth0 netns "xvs-rs$k" type veth peer name "sw-rs$k" netns "$NS_SWITCH"
-        ip -n "$NS_SWITCH" link set "sw-rs$k" master br0 up
+        ip link add eth0 netns "$(ns_rs "$k")" type veth peer name "sw-rs$k" netns "$NS_SWITCH"
+        if [ "$(rs_method "$k")" = tun ]; then
+            ip -n "$NS_SWITCH" link set "sw-rs$k" master br1 up
+        else
+            ip -n "$NS_SWITCH" link set "sw-rs$k" master br0 up
+        fi
     done
     ip -n "$NS_SWITCH" link set br0 up
+    [ "$tun_lan" = 1 ] && ip -n "$NS_SWITCH" link set br1 up
 
     # Director.
     ip -n "$NS_DIRECTOR" addr add "$DCLI4/24" dev d-cli
@@ -305,6 +415,13 @@ cmd_up() {
     ip -n "$NS_DIRECTOR" addr add "$VIP4/32" dev lo
     ip -n "$NS_DIRECTOR" addr add "$VIP6/128" dev lo nodad
     ip -n "$NS_DIRECTOR" link set d-srv up
+    if [ "$tun_lan" = 1 ]; then
+        # The director's own route to the tunnel LAN (its health checks, the
+        # readiness pings below); xvs itself reads the router as the server
+        # side's gateway from its config.
+        ip -n "$NS_DIRECTOR" route add "$TUNNET4" via "$RSW4"
+        ip -n "$NS_DIRECTOR" -6 route add "$TUNNET6" via "$RSW6"
+    fi
 
     # Client.
     ip -n "$NS_CLIENT" addr add "$CLIENT4/24" dev eth0
@@ -327,24 +444,30 @@ cmd_up() {
         ip -n "$NS_CLIENT" -6 route add default via "$DCLI6"
     fi
 
-    [ "$mode" = dr ] && up_router
+    [ -n "$router" ] && up_router "$tun_lan"
 
-    # Real servers: in NAT their replies must go back through the director,
-    # in DR around it, through the router.
-    local gw4=$DSRV4 gw6=$DSRV6
-    [ "$mode" = dr ] && gw4=$RSW4 gw6=$RSW6
+    # Real servers: a NAT server's replies must go back through the
+    # director, a DR or TUN server's around it, through the router.
+    local gw4 gw6 plen4
     for ((k = 1; k <= servers; k++)); do
-        ns=xvs-rs$k
-        ip -n "$ns" addr add "$(rs4 "$k")/24" dev eth0
+        ns=$(ns_rs "$k")
+        method=$(rs_method "$k")
+        case $method in
+        nat) gw4=$DSRV4 gw6=$DSRV6 plen4=24 ;;
+        dr) gw4=$RSW4 gw6=$RSW6 plen4=24 ;;
+        tun) gw4=$RTUN4 gw6=$RTUN6 plen4=${TUNNET4#*/} ;;
+        esac
+        ip -n "$ns" addr add "$(rs4 "$k")/$plen4" dev eth0
         ip -n "$ns" addr add "$(rs6 "$k")/64" dev eth0 nodad
         ip -n "$ns" link set eth0 up
         ip -n "$ns" route add default via "$gw4"
         ip -n "$ns" -6 route add default via "$gw6"
-        if [ "$mode" = dr ]; then
-            # What the LVS HOWTO has an operator do by hand on a DR real
-            # server (VIPs on lo, never answer ARP for them) is the agent's job.
+        if [ "$method" != nat ]; then
+            # What the LVS HOWTO has an operator do by hand on a DR or TUN
+            # real server (VIPs on lo, never answer ARP for them; for TUN,
+            # decapsulation) is the agent's job.
             ip netns exec "$ns" "$XVS_BIN/xvs-agent" --run-dir "$STATE/agent-rs$k" \
-                setup --vip "$VIP4" --vip "$VIP6" --method dr --iface eth0 | sed "s/^/    rs$k: /"
+                setup --vip "$VIP4" --vip "$VIP6" --method "$method" --iface eth0 | sed "s/^/    rs$k: /"
         fi
     done
 
@@ -354,30 +477,34 @@ cmd_up() {
     if [ "$keep_offload" = 1 ]; then
         say "transmit checksum offload left ON on the endpoints (--keep-offload)"
     else
-        for ns in "$NS_CLIENT" $(for ((k = 1; k <= servers; k++)); do echo "xvs-rs$k"; done); do
+        for ns in "$NS_CLIENT" $(for ((k = 1; k <= servers; k++)); do ns_rs "$k"; done); do
             ip netns exec "$ns" ethtool -K eth0 tx off >/dev/null
         done
-        # DR: no frame from the router or the client's eth1 ever reaches the
-        # director (the router only forwards replies to the client, and
-        # forwarding keeps the sender's full checksum), so this is not
-        # needed today; it is done all the same, so that no veth of the
-        # testbed hands anyone a partial checksum if a path changes.
-        if [ "$mode" = dr ]; then
+        # DR and TUN: no frame from the router or the client's eth1 ever
+        # reaches the director (the router only forwards replies to the
+        # client and tunnel packets to the real servers, and forwarding
+        # keeps the sender's full checksum), so this is not needed today; it
+        # is done all the same, so that no veth of the testbed hands anyone
+        # a partial checksum if a path changes.
+        if [ -n "$router" ]; then
             ip netns exec "$NS_CLIENT" ethtool -K eth1 tx off >/dev/null
             ip netns exec "$NS_ROUTER" ethtool -K r-cli tx off >/dev/null
             ip netns exec "$NS_ROUTER" ethtool -K r-sw tx off >/dev/null
+            [ "$tun_lan" = 1 ] && ip netns exec "$NS_ROUTER" ethtool -K r-tun tx off >/dev/null
         fi
     fi
 
-    say "real servers: nginx on :80 (page 'rsK', /big = 1 MiB) and UDP echo on :7"
+    say "real servers: nginx on :80 (page 'rsK', /big = 1 MiB, PUT to /up/) and UDP echo on :7"
     for ((k = 1; k <= servers; k++)); do
-        ns=xvs-rs$k
+        ns=$(ns_rs "$k")
         local dir=$STATE/rs$k
         rm -rf "$dir"
-        mkdir -p "$dir/www" "$dir/tmp"
+        mkdir -p "$dir/www/up" "$dir/tmp"
         printf 'rs%s\n' "$k" >"$dir/www/index.html"
         head -c 1048576 /dev/urandom >"$dir/www/big"
         chmod 644 "$dir/www/index.html" "$dir/www/big"
+        # Uploads are written by nginx's workers (nobody).
+        chown nobody:nogroup "$dir/www/up"
         write_nginx_conf "$k" "$dir"
         ip netns exec "$ns" nginx -q -c "$dir/nginx.conf" -e "$dir/error.log"
         setsid ip netns exec "$ns" "$PY" "$XVS_ROOT/testbed/udp-echo.py" serve --port 7 \
@@ -391,18 +518,24 @@ cmd_up() {
         poll "IPv6 addresses in $ns to leave the tentative state" 5 no_tentative "$ns"
     done
     for ((k = 1; k <= servers; k++)); do
-        ns=xvs-rs$k
+        ns=$(ns_rs "$k")
         poll "nginx on rs$k (IPv4)" 10 page_is "$ns" "http://127.0.0.1/" "rs$k"
         poll "nginx on rs$k (IPv6)" 10 page_is "$ns" "http://[::1]/" "rs$k"
         poll "UDP echo on rs$k" 10 udp_listening "$ns"
         poll "director -> rs$k over IPv4" 5 ip netns exec "$NS_DIRECTOR" ping -c1 -W1 "$(rs4 "$k")"
         poll "director -> rs$k over IPv6" 5 ip netns exec "$NS_DIRECTOR" ping -c1 -W1 "$(rs6 "$k")"
-        if [ "$mode" = dr ]; then
+        case $(rs_method "$k") in
+        dr)
             poll "rs$k -> router over IPv4" 5 ip netns exec "$ns" ping -c1 -W1 "$RSW4"
             poll "rs$k -> router over IPv6" 5 ip netns exec "$ns" ping -c1 -W1 "$RSW6"
-        fi
+            ;;
+        tun)
+            poll "rs$k -> router over IPv4" 5 ip netns exec "$ns" ping -c1 -W1 "$RTUN4"
+            poll "rs$k -> router over IPv6" 5 ip netns exec "$ns" ping -c1 -W1 "$RTUN6"
+            ;;
+        esac
     done
-    if [ "$mode" = dr ]; then
+    if [ -n "$router" ]; then
         poll "router -> client's eth1 over IPv4" 5 ip netns exec "$NS_ROUTER" ping -c1 -W1 "$CLIENT4_ETH1"
         poll "router -> client's eth1 over IPv6" 5 ip netns exec "$NS_ROUTER" ping -c1 -W1 "$CLIENT6_ETH1"
     fi
@@ -411,7 +544,7 @@ cmd_up() {
 
     write_director_config "$servers" "$weights" "$scheduler" "$mode"
     trap - EXIT
-    say "${mode^^} cluster up: $servers real servers (weights $weights, scheduler $scheduler${client_mtu:+, client link MTU $client_mtu}); director config $STATE/cluster.toml"
+    say "${mode^^} cluster up: $servers real servers (methods $methods, weights $weights, scheduler $scheduler${client_mtu:+, client link MTU $client_mtu}); director config $STATE/cluster.toml"
     if [ "$mode" = nat ]; then
         echo "    next: testbed/cluster.sh balancer start xvs   (or: balancer start nft)"
     else
@@ -419,9 +552,12 @@ cmd_up() {
     fi
 }
 
-# DR: the router namespace, its link to the switch and its link to the
-# client's second interface (eth1), over which the replies arrive.
+# DR, TUN and mixed: the router namespace, its link to the director's
+# server-side LAN (br0), with TUN_LAN=1 its link to the tunnel LAN (br1),
+# and its link to the client's second interface (eth1), over which the
+# replies arrive.
 up_router() {
+    local tun_lan=$1
     ip link add r-sw netns "$NS_ROUTER" type veth peer name sw-rtr netns "$NS_SWITCH"
     ip -n "$NS_SWITCH" link set sw-rtr master br0 up
     ip link add r-cli netns "$NS_ROUTER" type veth peer name eth1 netns "$NS_CLIENT"
@@ -431,15 +567,22 @@ up_router() {
     ip -n "$NS_ROUTER" addr add "$RCLI6/64" dev r-cli nodad
     ip -n "$NS_ROUTER" link set r-sw up
     ip -n "$NS_ROUTER" link set r-cli up
+    if [ "$tun_lan" = 1 ]; then
+        ip link add r-tun netns "$NS_ROUTER" type veth peer name sw-rtun netns "$NS_SWITCH"
+        ip -n "$NS_SWITCH" link set sw-rtun master br1 up
+        ip -n "$NS_ROUTER" addr add "$RTUN4/${TUNNET4#*/}" dev r-tun
+        ip -n "$NS_ROUTER" addr add "$RTUN6/64" dev r-tun nodad
+        ip -n "$NS_ROUTER" link set r-tun up
+    fi
     ip netns exec "$NS_ROUTER" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
     ip -n "$NS_ROUTER" route add 198.51.100.0/24 via "$CLIENT4_ETH1"
     ip -n "$NS_ROUTER" -6 route add 2001:db8:c::/64 via "$CLIENT6_ETH1"
 
     # The client's replies from a VIP arrive on eth1, while its route to the
     # VIP leaves by eth0 (towards the director): reverse-path filtering
-    # would drop them as spoofed. Asymmetric routing is the point of DR, so
-    # it is off (the effective value is the larger of all and eth1). IPv6
-    # has no reverse-path filter unless a firewall adds one.
+    # would drop them as spoofed. Asymmetric routing is the point of DR and
+    # TUN, so it is off (the effective value is the larger of all and eth1).
+    # IPv6 has no reverse-path filter unless a firewall adds one.
     ip netns exec "$NS_CLIENT" sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
     ip -n "$NS_CLIENT" addr add "$CLIENT4_ETH1/26" dev eth1
     ip -n "$NS_CLIENT" addr add "$CLIENT6_ETH1/64" dev eth1 nodad
@@ -612,10 +755,10 @@ cmd_status() {
         ip -n "$ns" -br addr show dev lo | awk '{ for (i = 3; i <= NF; i++) if ($i !~ /^(127\.|::1)/) printf "    lo: %s\n", $i }'
     done
     for ns in $(rs_namespaces); do
-        k=${ns#xvs-rs}
+        k=${ns#"$XVS_NS_PREFIX"-rs}
         if pid=$(live_pid "$STATE/rs$k/nginx.pid" nginx); then echo "rs$k nginx: pid $pid"; else echo "rs$k nginx: NOT running"; fi
         if pid=$(live_pid "$STATE/rs$k/udp-echo.pid" udp-echo); then echo "rs$k udp echo: pid $pid"; else echo "rs$k udp echo: NOT running"; fi
-        [ -f "$STATE/agent-rs$k/state.json" ] && echo "rs$k xvs-agent: set up for DR (record $STATE/agent-rs$k/state.json)"
+        [ -f "$STATE/agent-rs$k/state.json" ] && echo "rs$k xvs-agent: set up (record $STATE/agent-rs$k/state.json)"
     done
     balancer_status
 }
@@ -627,7 +770,7 @@ cmd_down() {
         stop_pid "$STATE/director.pid" xvs-director xvs-director TERM
     fi
     for ns in $(rs_namespaces); do
-        k=${ns#xvs-rs}
+        k=${ns#"$XVS_NS_PREFIX"-rs}
         stop_pid "$STATE/rs$k/nginx.pid" nginx "nginx on rs$k" TERM
         stop_pid "$STATE/rs$k/udp-echo.pid" udp-echo "UDP echo on rs$k" TERM
         # DR: the agent undoes its own set-up (deleting the namespace would
@@ -667,10 +810,10 @@ cmd_exec() {
     [ $# -gt 0 ] || usage
     case $role in
     client | director | switch | router | rs[0-9]*) ;;
-    *) die "exec: unknown role '$role' (client, director, switch, router (DR), rs1..rsN)" ;;
+    *) die "exec: unknown role '$role' (client, director, switch, router (not NAT), rs1..rsN)" ;;
     esac
-    ip netns list | awk '{print $1}' | grep -qx "xvs-$role" || die "exec: namespace xvs-$role does not exist (is the cluster up?)"
-    exec ip netns exec "xvs-$role" "$@"
+    ip netns list | awk '{print $1}' | grep -qx "$(ns_of "$role")" || die "exec: namespace $(ns_of "$role") does not exist (is the cluster up?)"
+    exec ip netns exec "$(ns_of "$role")" "$@"
 }
 
 case ${1:-} in

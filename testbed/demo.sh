@@ -19,7 +19,8 @@ need_root "testbed/demo.sh"
 ensure_packages "${XVS_PACKAGES[@]}"
 ensure_rust
 
-STATE=${XVS_TESTBED_STATE:-/run/xvs-testbed}
+check_ns_prefix
+STATE=${XVS_TESTBED_STATE:-$(xvs_default_state)}
 XVS_BIN=${XVS_BIN:-$XVS_ROOT/target/release}
 export XVS_TESTBED_STATE=$STATE XVS_BIN
 PY=/usr/bin/python3
@@ -33,7 +34,7 @@ table() { "$PY" testbed/lib/xvs-stats.py table "$STATS" tcp "$VIP" 80; }
 say "1/6 building xvs (cargo build --release --workspace)"
 cargo build --release --workspace --quiet
 
-[ -z "$(ip netns list | grep -E '^xvs-(client|director|switch|rs[0-9]+)( |$)' || true)" ] ||
+[ -z "$(ip netns list | grep -E "^$XVS_NS_PREFIX-(client|director|switch|router|rs[0-9]+)( |\$)" || true)" ] ||
     die "a testbed cluster is already up: run testbed/cluster.sh down first"
 work=$(mktemp -d)
 wrk_pid=""
@@ -64,7 +65,7 @@ explain "Its XDP program hands VIP traffic and the real servers' replies to the 
 
 say "4/6 six requests through the VIP, each on a new connection"
 explain "The page names the real server that answered:"
-pages=$(ip netns exec xvs-client curl -s --max-time 5 -H 'Connection: close' "http://$VIP/?[1-6]" </dev/null | xargs || true)
+pages=$(ip netns exec "$(ns_of client)" curl -s --max-time 5 -H 'Connection: close' "http://$VIP/?[1-6]" </dev/null | xargs || true)
 explain "  $pages"
 
 say "5/6 load: wrk from the client, 16 connections at a time, each request on a new connection, 20 s"
@@ -72,7 +73,7 @@ explain "Every 2 s, the director's counters per real server (from its stats file
     "conns = connections scheduled to it so far; active = established now; inactive = closing" \
     "or closed but still remembered (TIME_WAIT...); packets in/out = forwarded to it / from it." \
     "wlc gives each new connection to the server with the least (256 x active + inactive) / weight."
-timeout 40 ip netns exec xvs-client wrk -t1 -c16 -d20s -H 'Connection: close' "http://$VIP/" \
+timeout 40 ip netns exec "$(ns_of client)" wrk -t1 -c16 -d20s -H 'Connection: close' "http://$VIP/" \
     </dev/null >"$work/wrk.out" 2>&1 &
 wrk_pid=$!
 start=$SECONDS

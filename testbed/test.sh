@@ -43,8 +43,14 @@ if [ "${XVS_SKIP_E2E:-0}" != 1 ]; then
     testbed/e2e/nat.sh --balancer xvs --backend packet
     say "end-to-end: VS/NAT through xvs-director, AF_XDP client side and AF_PACKET server side"
     testbed/e2e/nat.sh --balancer xvs --backend mixed
-    say "end-to-end: VS/DR through xvs-director on AF_XDP (replies bypass it, through the testbed's router)"
-    testbed/e2e/nat.sh --mode dr --balancer xvs --backend xdp
+    # DR, TUN and one service mixing NAT, DR and TUN real servers, each for
+    # IPv4 and IPv6 inside the run, on both backends.
+    for mode in dr tun mixed; do
+        for backend in xdp packet; do
+            say "end-to-end: VS/${mode^^} through xvs-director on $([ "$backend" = xdp ] && echo AF_XDP || echo AF_PACKET) (DR and TUN replies bypass it, through the testbed's router)"
+            testbed/e2e/nat.sh --mode "$mode" --balancer xvs --backend "$backend"
+        done
+    done
 fi
 
 if [ "${XVS_SKIP_FUZZ:-0}" != 1 ] && [ -x testbed/fuzz-smoke.sh ]; then

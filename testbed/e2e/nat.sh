@@ -1,31 +1,45 @@
 #!/usr/bin/env bash
-# End-to-end VS/NAT and VS/DR suite: real HTTP and UDP traffic from a client
-# namespace through the director to nginx on the real servers, on the cluster
-# of testbed/cluster.sh (topologies drawn at the top of that script):
+# End-to-end suite for every forwarding method: real HTTP and UDP traffic
+# from a client namespace through the director to nginx on the real
+# servers, on the cluster of testbed/cluster.sh (topologies drawn at the top
+# of that script):
 #
-#   xvs-client --- d-cli [xvs-director] d-srv --- br0 [xvs-switch] --- xvs-rs1..3
-#   198.51.100.2   VIP 203.0.113.10, 2001:db8:f::10 on lo             192.0.2.11..13
-#     eth1 <------------------ [xvs-router] <----------- br0 (DR: the replies)
+#   xvs-client --- d-cli [xvs-director] d-srv --- br0 [xvs-switch] --- xvs-rs1..3 (NAT, DR)
+#   198.51.100.2   VIP 203.0.113.10, 2001:db8:f::10 on lo      |        192.0.2.11..13
+#     eth1 <------------------ [xvs-router] <-----------------+ (DR, TUN: the replies)
+#                                   +-------- br1 ----------------- xvs-rsK (TUN)
+#                                                                   203.0.113.141..143
 #
-#   testbed/e2e/nat.sh [--mode nat|dr] [--backend xdp|packet|mixed] [--balancer xvs|nft]
+#   testbed/e2e/nat.sh [--mode nat|dr|tun|mixed] [--backend xdp|packet|mixed] [--balancer xvs|nft]
 #
-# --mode dr (xvs only) runs the same checks on a DR cluster, where the
-# replies bypass the director, plus DR's own: the frames a real server
-# receives and sends (captured with tcpdump), and no reply counted by the
-# director.
+# --mode dr, tun and mixed (xvs only) run the same checks on a DR, TUN or
+# mixed cluster (rs1 NAT, rs2 DR, rs3 TUN in one service), plus their own:
+# the frames on the DR and TUN real servers' segments (tcpdump on their
+# switch ports): a DR server receives the client's packet untouched but for
+# the TTL and the MACs, a TUN server the client's packet untouched but for
+# the TTL inside an outer header from the director's address to its own
+# (protocol 4, next header 41); the replies go from the VIP to the client
+# through the router; the director counts no reply of theirs.
 #
-# mixed: AF_XDP on the client side, AF_PACKET on the server side (one
-# worker serving both, frames copied between the two backends).
+# --backend mixed: AF_XDP on the client side, AF_PACKET on the server side
+# (one worker serving both, frames copied between the two backends).
 #
 # Prints one PASS or FAIL line per check and exits 1 if any failed. Skips
 # (exit 0, says why) when not root, when the kernel has no network
 # namespaces, or, for --balancer xvs, while xvs-director is not built.
+# Namespaces are named by XVS_NS_PREFIX (default xvs; see cluster.sh).
 # Three clusters, one after the other:
-#   A. wrr, weights 1,2,3: shares, keep-alive, IPv6, UDP, counters, offload
-#      guard, crash resilience;
-#   B. wlc, weights 1,2,3, client link MTU 1400 (NAT; DR keeps 1500, its
-#      replies do not cross the director): shares, 1 MiB downloads (in NAT
-#      they need frag-needed / packet-too-big from the director), counters;
+#   A. wrr, weights 1,2,3: for IPv4 and IPv6, 600 short connections (exact
+#      shares) and keep-alive; UDP; captures (DR, TUN); counters; offload
+#      guard; crash resilience;
+#   B. wlc, weights 1,2,3, and a client link MTU of 1400 (NAT) or 1490
+#      (mixed; DR and TUN keep 1500, their replies do not cross the
+#      director): shares; 1 MiB downloads and uploads until every real
+#      server has served one, for IPv4 and IPv6 — NAT downloads need
+#      frag-needed / packet-too-big from the director to the real server,
+#      TUN uploads need them to the client (the tunnel header makes the
+#      client's full-sized segments too big for the server side) —;
+#      counters;
 #   C. (xvs over AF_XDP only) transmit checksum offload left on: connections
 #      must fail, which shows that the offload guard of A guards something.
 set -euo pipefail
@@ -40,10 +54,10 @@ while [ $# -gt 0 ]; do
     --mode) mode=${2:?}; shift 2 ;;
     --backend) backend=${2:?}; shift 2 ;;
     --balancer) balancer=${2:?}; shift 2 ;;
-    *) echo "usage: $0 [--mode nat|dr] [--backend xdp|packet|mixed] [--balancer xvs|nft]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--mode nat|dr|tun|mixed] [--backend xdp|packet|mixed] [--balancer xvs|nft]" >&2; exit 2 ;;
     esac
 done
-case $mode in nat | dr) ;; *) die "--mode: '$mode' is not nat or dr" ;; esac
+case $mode in nat | dr | tun | mixed) ;; *) die "--mode: '$mode' is not nat, dr, tun or mixed" ;; esac
 [ "$mode" = nat ] || [ "$balancer" = xvs ] || die "--mode $mode: nftables DNAT balances NAT only: use --balancer xvs"
 case $backend in
     xdp | packet) director_args=(--backend "$backend") ;;
@@ -52,7 +66,8 @@ case $backend in
 esac
 case $balancer in xvs | nft) ;; *) die "--balancer: '$balancer' is not xvs or nft" ;; esac
 
-STATE=${XVS_TESTBED_STATE:-/run/xvs-testbed}
+check_ns_prefix
+STATE=${XVS_TESTBED_STATE:-$(xvs_default_state)}
 XVS_BIN=${XVS_BIN:-$XVS_ROOT/target/release}
 export XVS_TESTBED_STATE=$STATE XVS_BIN
 PY=/usr/bin/python3
@@ -75,8 +90,8 @@ if [ "$balancer" = xvs ] && [ ! -x "$XVS_BIN/xvs-director" ]; then
     echo "FAIL e2e/nat.sh (xvs, $backend): $XVS_BIN/xvs-director does not exist: build it first (cargo build --release --workspace)"
     exit 1
 fi
-if [ "$mode" = dr ] && [ ! -x "$XVS_BIN/xvs-agent" ]; then
-    echo "FAIL e2e/nat.sh (dr): $XVS_BIN/xvs-agent does not exist: build it first (cargo build --release --workspace)"
+if [ "$mode" != nat ] && [ ! -x "$XVS_BIN/xvs-agent" ]; then
+    echo "FAIL e2e/nat.sh ($mode): $XVS_BIN/xvs-agent does not exist: build it first (cargo build --release --workspace)"
     exit 1
 fi
 ensure_packages "${XVS_PACKAGES[@]}"
@@ -113,7 +128,26 @@ cleanup() {
 }
 trap cleanup EXIT
 
-client() { ip netns exec xvs-client "$@"; }
+client() { ip netns exec "$(ns_of client)" "$@"; }
+
+# What cluster.sh up wrote: real server K's method (XVS_METHODS) and
+# addresses (XVS_RS4, XVS_RS6), read back after each bring-up.
+XVS_METHODS=""
+XVS_RS4=""
+XVS_RS6=""
+rs_method() { cut -d, -f"$1" <<<"$XVS_METHODS"; }
+rs_addr() { # K FAMILY
+    if [ "$2" = 4 ]; then tr ' ' '\n' <<<"$XVS_RS4" | sed -n "${1}p"; else tr ' ' '\n' <<<"$XVS_RS6" | sed -n "${1}p"; fi
+}
+# rs_index ADDRESS: the K of the real server with that address.
+rs_index() {
+    tr ' ' '\n' <<<"$XVS_RS4 $XVS_RS6" | awk -v a="$1" -v n="$(wc -w <<<"$XVS_RS4")" '$1 == a { print (NR - 1) % n + 1; exit }'
+}
+# servers_using METHOD: the K of every real server with that method.
+servers_using() { tr ',' '\n' <<<"$XVS_METHODS" | awk -v m="$1" '$1 == m { print NR }'; }
+vip_of() { if [ "$1" = 4 ]; then echo "$VIP4"; else echo "$VIP6"; fi; }
+url_of() { if [ "$1" = 4 ]; then echo "http://$VIP4"; else echo "http://[$VIP6]"; fi; }
+client_of() { if [ "$1" = 4 ]; then echo 198.51.100.2; else echo 2001:db8:c::2; fi; }
 
 # Per cluster: TCP connections the client made to each VIP, and how many of
 # them each real server answered (by the page of the connection's first
@@ -126,6 +160,8 @@ up() {
     say "$MODE cluster: $*"
     "$CLUSTER" up --mode "$mode" "$@" >"$work/up.log" 2>&1 || { cat "$work/up.log"; die "testbed/cluster.sh up --mode $mode $* failed"; }
     cluster_up=1
+    # shellcheck disable=SC1091
+    . "$STATE/cluster.env"
     served=()
     conns4=0
     conns6=0
@@ -150,7 +186,7 @@ http() {
     local url=$1 family=$2 out n page
     shift 2
     out=$work/http.out
-    timeout 300 ip netns exec xvs-client curl -s --fail-early --connect-timeout 3 --max-time 10 \
+    timeout 300 ip netns exec "$(ns_of client)" curl -s --fail-early --connect-timeout 3 --max-time 10 \
         -w '\n%{http_code} %{num_connects}\n' "$@" "$url" >"$out" 2>/dev/null || true
     ok=$(grep -cE '^200 [0-9]+$' "$out" || true)
     connects=$(awk '/^[0-9][0-9][0-9] [0-9]+$/ { n += $2 } END { print n + 0 }' "$out")
@@ -198,7 +234,7 @@ counters_match() {
         sum=0
         while read -r address conns; do
             sum=$((sum + conns))
-            k=$((${address##*[.:]} - 10))
+            k=$(rs_index "$address")
             expected=${served[$family.rs$k]:-0}
             if [ "$conns" != "$expected" ]; then
                 echo "  tcp $vip:80 -> $address: the director counted $conns connections, rs$k answered $expected of the client's"
@@ -214,19 +250,35 @@ counters_match() {
 }
 
 # udp_traffic_matches: each UDP echo check sent 5 datagrams of 32 bytes,
-# each on a new flow, and got 5 back: the director must count 5
-# connections, 5 packets and 5 IP lengths each way per VIP (in DR, the
-# echoes bypass it: none back).
+# each on a new flow, and got 5 back: per VIP the director must count 5
+# connections, 5 packets and 5 IP lengths in, and per real server one
+# datagram per connection in; out, the echoes of its NAT servers, none of
+# its DR and TUN servers' (they bypass it).
 udp_traffic_matches() {
-    local vip ip_len got want ok=0 back=5
-    [ "$mode" = dr ] && back=0
+    local vip ip_len ok=0 address method conns pin pout bin bout sum_conns sum_in sum_bytes
     fresh_stats || return 1
     for vip in "$VIP4" "$VIP6"; do
         if [ "$vip" = "$VIP4" ]; then ip_len=$((20 + 8 + 32)); else ip_len=$((40 + 8 + 32)); fi
-        want="5 5 $back $((5 * ip_len)) $((back * ip_len))"
-        got=$("$PY" "$XVS_ROOT/testbed/lib/xvs-stats.py" traffic "$STATE/stats.json" udp "$vip" 7)
-        if [ "$got" != "$want" ]; then
-            echo "  udp $vip:7: conns, packets in/out, bytes in/out are '$got', the client's traffic makes '$want'"
+        sum_conns=0 sum_in=0 sum_bytes=0
+        while read -r address method conns pin pout bin bout; do
+            echo "  udp $vip:7 -> $address ($method): conns $conns, packets in $pin, out $pout, bytes in $bin, out $bout"
+            sum_conns=$((sum_conns + conns)) sum_in=$((sum_in + pin)) sum_bytes=$((sum_bytes + bin))
+            if [ "$pin" != "$conns" ] || [ "$bin" != $((conns * ip_len)) ]; then
+                echo "  udp $vip:7 -> $address: not one datagram of $ip_len bytes per connection in"
+                ok=1
+            fi
+            if [ "$method" = nat ]; then
+                if [ "$pout" != "$pin" ] || [ "$bout" != "$bin" ]; then
+                    echo "  udp $vip:7 -> $address (NAT): the echoes back are not the datagrams in"
+                    ok=1
+                fi
+            elif [ "$pout" != 0 ] || [ "$bout" != 0 ]; then
+                echo "  udp $vip:7 -> $address (${method^^}): the director counted echoes, which bypass it"
+                ok=1
+            fi
+        done < <("$PY" "$XVS_ROOT/testbed/lib/xvs-stats.py" servers "$STATE/stats.json" udp "$vip" 7)
+        if [ "$sum_conns $sum_in $sum_bytes" != "5 5 $((5 * ip_len))" ]; then
+            echo "  udp $vip:7: conns, packets in, bytes in are '$sum_conns $sum_in $sum_bytes', the client's traffic makes '5 5 $((5 * ip_len))'"
             ok=1
         fi
     done
@@ -235,9 +287,10 @@ udp_traffic_matches() {
 
 offload_off_everywhere() {
     local nsif ok=0 extra=()
-    [ "$mode" = dr ] && extra=(xvs-client/eth1 xvs-router/r-cli xvs-router/r-sw)
-    for nsif in xvs-client/eth0 xvs-rs1/eth0 xvs-rs2/eth0 xvs-rs3/eth0 "${extra[@]}"; do
-        if ! ip netns exec "${nsif%/*}" ethtool -k "${nsif#*/}" | grep -qx 'tx-checksumming: off'; then
+    [ "$mode" = nat ] || extra=(client/eth1 router/r-cli router/r-sw)
+    [ -z "$(servers_using tun)" ] || extra+=(router/r-tun)
+    for nsif in client/eth0 rs1/eth0 rs2/eth0 rs3/eth0 "${extra[@]}"; do
+        if ! ip netns exec "$(ns_of "${nsif%/*}")" ethtool -k "${nsif#*/}" | grep -qx 'tx-checksumming: off'; then
             echo "  $nsif: transmit checksum offload is on"
             ok=1
         fi
@@ -245,17 +298,27 @@ offload_off_everywhere() {
     return $ok
 }
 
-# replies_bypass_director: in DR the director sees every request and no
-# reply: per service, packets in > 0 and packets (and bytes) out = 0.
-replies_bypass_director() {
-    local proto vip port conns pin pout bin bout ok=0
+# replies_path_right: the director sees every request and, of the
+# replies, only its NAT servers': per service packets in > 0, and per real
+# server packets (and bytes) out = 0 for DR and TUN, > 0 for NAT when it
+# was given connections.
+replies_path_right() {
+    local proto vip port address method conns pin pout bin bout total ok=0
     fresh_stats || return 1
     for proto in tcp udp; do
         if [ "$proto" = tcp ]; then port=80; else port=7; fi
         for vip in "$VIP4" "$VIP6"; do
-            read -r conns pin pout bin bout < <("$PY" "$XVS_ROOT/testbed/lib/xvs-stats.py" traffic "$STATE/stats.json" "$proto" "$vip" "$port")
-            echo "  $proto $vip:$port: conns $conns, packets in $pin, out $pout, bytes in $bin, out $bout"
-            if [ "$pin" -le 0 ] || [ "$pout" != 0 ] || [ "$bout" != 0 ]; then ok=1; fi
+            total=0
+            while read -r address method conns pin pout bin bout; do
+                echo "  $proto $vip:$port -> $address ($method): conns $conns, packets in $pin, out $pout, bytes in $bin, out $bout"
+                total=$((total + pin))
+                if [ "$method" = nat ]; then
+                    if [ "$conns" -gt 0 ] && [ "$pout" -le 0 ]; then ok=1; fi
+                elif [ "$pout" != 0 ] || [ "$bout" != 0 ]; then
+                    ok=1
+                fi
+            done < <("$PY" "$XVS_ROOT/testbed/lib/xvs-stats.py" servers "$STATE/stats.json" "$proto" "$vip" "$port")
+            [ "$total" -gt 0 ] || ok=1
         done
     done
     return $ok
@@ -264,70 +327,117 @@ replies_bypass_director() {
 # mac_of NS IFACE
 mac_of() { ip -n "$1" -br link show dev "$2" | awk '{ print $3 }'; }
 
-# dr_frames_right: with tcpdump on the client's eth0 and on rs1's eth0,
-# HTTP requests to both VIPs; then every frame rs1 received for a VIP must
-# be the client's, unchanged but for the MACs (rs1's as destination, the
-# director's d-srv as source) and the TTL / hop limit (one less than the
-# client sent), and every reply rs1 sent must go from the VIP to the
-# client through the router (its MAC as destination), not the director.
-dr_frames_right() {
+# frames_right K...: with tcpdump on the client's eth0 and on the switch
+# ports of real servers K... (their segment, as the wire carries it: a TUN
+# server's XDP program strips the outer header before a capture on its own
+# eth0 would see it), HTTP requests to both VIPs; then, per real server,
+#   DR:  every frame it received for a VIP is one the client sent (same
+#        digest: untouched but for the TTL), TTL one less, MACs director
+#        d-srv -> rsK, and no tunnel frame;
+#   TUN: every frame it received for a VIP is IP in IP: outer protocol 4
+#        (IPv4) or next header 41 (IPv6), outer source the director's d-srv
+#        address, outer destination rsK's own, outer TTL two less than the
+#        client's (the director's, then the router's decrement), an outer
+#        IPv4 header with DF (the client's TCP segments carry it), the inner
+#        packet one the client sent with its TTL one less, MACs router
+#        r-tun -> rsK, and no bare frame for the VIP;
+#   both: every reply it sent goes from the VIP to the client through the
+#        router (its MAC as destination), not the director;
+# and for each family some frames each way.
+frames_right() {
     # "wrong", not "ok": http sets ok (the requests it saw answered).
-    local side wrong=0 client_ttl rs_mac dir_mac rtr_mac family vip cl n i
+    local k wrong=0 client_ttl rs_mac dir_mac gw_mac method family vip cl n i cap outer_proto outer_src outer_df
     local -A pids
-    for side in client rs1; do
+    local caps=(client)
+    for k in "$@"; do caps+=("sw-rs$k"); done
+    for cap in "${caps[@]}"; do
         # --immediate-mode: frames reach the file at once, none waits in the
         # kernel ring buffer's block (up to a second) when tcpdump is stopped.
-        ip netns exec "xvs-$side" tcpdump -Z root --immediate-mode -U -n -i eth0 -w "$work/$side.pcap" 'tcp port 80' \
-            >/dev/null 2>"$work/tcpdump-$side.err" &
-        pids[$side]=$!
+        if [ "$cap" = client ]; then
+            ip netns exec "$(ns_of client)" tcpdump -Z root --immediate-mode -U -n -i eth0 -w "$work/$cap.pcap" 'tcp port 80' \
+                >/dev/null 2>"$work/tcpdump-$cap.err" &
+        else
+            ip netns exec "$(ns_of switch)" tcpdump -Z root --immediate-mode -U -n -i "$cap" -w "$work/$cap.pcap" \
+                'tcp port 80 or ip proto 4 or ip proto 41 or ip6 proto 41 or ip6 proto 4' \
+                >/dev/null 2>"$work/tcpdump-$cap.err" &
+        fi
+        pids[$cap]=$!
     done
-    for side in client rs1; do
+    for cap in "${caps[@]}"; do
         for ((i = 0; i < 50; i++)); do # 5 s
-            grep -q 'listening on' "$work/tcpdump-$side.err" && break
+            grep -qs 'listening on' "$work/tcpdump-$cap.err" && break
             sleep 0.1
         done
     done
-    # wrr 1,2,3 gives rs1 one connection in six, per service.
+    # wrr 1,2,3 gives every real server a connection in any six, per service.
     http "http://$VIP4/?h=[1-12]" 4 -H 'Connection: close'
     http "http://[$VIP6]/?h=[1-12]" 6 -H 'Connection: close'
     sleep 0.2
-    for side in client rs1; do
-        kill -TERM "${pids[$side]}" 2>/dev/null || true
-        wait "${pids[$side]}" 2>/dev/null || true
+    for cap in "${caps[@]}"; do
+        kill -TERM "${pids[$cap]}" 2>/dev/null || true
+        wait "${pids[$cap]}" 2>/dev/null || true
     done
-    for side in client rs1; do
-        grep -q 'listening on' "$work/tcpdump-$side.err" || { echo "  tcpdump in xvs-$side did not start:"; cat "$work/tcpdump-$side.err"; return 1; }
-        "$PY" "$XVS_ROOT/testbed/lib/pcap-frames.py" "$work/$side.pcap" >"$work/$side.frames" || return 1
+    for cap in "${caps[@]}"; do
+        grep -q 'listening on' "$work/tcpdump-$cap.err" || { echo "  tcpdump on $cap did not start:"; cat "$work/tcpdump-$cap.err"; return 1; }
+        "$PY" "$XVS_ROOT/testbed/lib/pcap-frames.py" "$work/$cap.pcap" >"$work/$cap.frames" || return 1
     done
-    rs_mac=$(mac_of xvs-rs1 eth0)
-    dir_mac=$(mac_of xvs-director d-srv)
-    rtr_mac=$(mac_of xvs-router r-sw)
-    echo "  MACs: rs1 eth0 $rs_mac, director d-srv $dir_mac, router r-sw $rtr_mac"
-    for family in 4 6; do
-        if [ "$family" = 4 ]; then vip=$VIP4 cl=198.51.100.2; else vip=$VIP6 cl=2001:db8:c::2; fi
-        # What the client sent to the VIP: one TTL for all of it.
-        client_ttl=$(awk -v v="$vip" '$4 == v && $8 == 80 { print $5 }' "$work/client.frames" | sort -u)
-        if [ "$(wc -w <<<"$client_ttl")" != 1 ]; then
-            echo "  IPv$family: the client's frames to $vip carry TTLs '$client_ttl', not one value"
-            wrong=1
-            continue
-        fi
-        n=$(awk -v v="$vip" '$4 == v && $8 == 80' "$work/rs1.frames" | wc -l)
-        echo "  IPv$family: the client sent TTL $client_ttl; rs1 received $n frames for $vip:80"
-        [ "$n" -gt 0 ] || wrong=1
-        awk -v v="$vip" -v c="$cl" -v m="$rs_mac" -v d="$dir_mac" -v t=$((client_ttl - 1)) '
-            $4 == v && $8 == 80 && ($3 != c || $1 != d || $2 != m || $5 != t) {
-                print "  received, wrong: " $0 "  (want src " c ", MACs " d " -> " m ", TTL " t ")"; bad = 1
-            }
-            END { exit bad }' "$work/rs1.frames" || wrong=1
-        n=$(awk -v v="$vip" '$3 == v && $7 == 80' "$work/rs1.frames" | wc -l)
-        echo "  IPv$family: rs1 sent $n reply frames from $vip:80"
-        [ "$n" -gt 0 ] || wrong=1
-        awk -v v="$vip" -v c="$cl" -v m="$rs_mac" -v r="$rtr_mac" '
-            $3 == v && $7 == 80 && ($4 != c || $1 != m || $2 != r) {
-                print "  sent, wrong: " $0 "  (want dst " c ", MACs " m " -> " r " (the router))"; bad = 1
-            }
-            END { exit bad }' "$work/rs1.frames" || wrong=1
+    dir_mac=$(mac_of "$(ns_of director)" d-srv)
+    for k in "$@"; do
+        method=$(rs_method "$k")
+        rs_mac=$(mac_of "$(ns_of "rs$k")" eth0)
+        if [ "$method" = tun ]; then gw_mac=$(mac_of "$(ns_of router)" r-tun); else gw_mac=$(mac_of "$(ns_of router)" r-sw); fi
+        echo "  rs$k (${method^^}): MACs rs$k eth0 $rs_mac, director d-srv $dir_mac, its router leg $gw_mac"
+        for family in 4 6; do
+            vip=$(vip_of "$family") cl=$(client_of "$family")
+            # What the client sent to the VIP: one TTL for all of it.
+            client_ttl=$(awk -v v="$vip" '$4 == v && $8 == 80 { print $5 }' "$work/client.frames" | sort -u)
+            if [ "$(wc -w <<<"$client_ttl")" != 1 ]; then
+                echo "  IPv$family: the client's frames to $vip carry TTLs '$client_ttl', not one value"
+                wrong=1
+                continue
+            fi
+            n=$(awk -v v="$vip" '$4 == v && $8 == 80' "$work/sw-rs$k.frames" | wc -l)
+            echo "  IPv$family: the client sent TTL $client_ttl; rs$k received $n frames for $vip:80"
+            [ "$n" -gt 0 ] || wrong=1
+            if [ "$method" = tun ]; then
+                # Outer header: protocol 4 for IPv4 inside, 41 for IPv6;
+                # from the director's d-srv address; an IPv4 one copies the
+                # inner DF (set on every segment of the client's TCP).
+                if [ "$family" = 4 ]; then
+                    outer_proto=4 outer_src=192.0.2.1 outer_df=df
+                else
+                    outer_proto=41 outer_src=2001:db8:5::1 outer_df=-
+                fi
+                awk -v v="$vip" -v c="$cl" -v m="$rs_mac" -v g="$gw_mac" -v t=$((client_ttl - 1)) \
+                    -v op="$outer_proto" -v os="$outer_src" -v od="$(rs_addr "$k" "$family")" -v ot=$((client_ttl - 2)) -v df="$outer_df" '
+                    FNR == NR { if ($4 == v && $8 == 80) sent[$9] = 1; next }
+                    $4 == v && $8 == 80 {
+                        if (NF != 14) { print "  received bare, not tunnelled: " $0; bad = 1; next }
+                        if ($3 != c || $1 != g || $2 != m || $5 != t || $10 != op || $11 != os || $12 != od || $13 != ot || $14 != df || !($9 in sent)) {
+                            print "  received, wrong: " $0
+                            print "    (want inner src " c ", TTL " t ", a packet the client sent; outer proto " op " " os " -> " od ", TTL " ot ", DF " df "; MACs " g " -> " m ")"
+                            bad = 1
+                        }
+                    }
+                    END { exit bad }' "$work/client.frames" "$work/sw-rs$k.frames" || wrong=1
+                awk -v v="$vip" 'NF == 14 && $4 == v' "$work/sw-rs$k.frames" | head -n 1 | sed 's/^/  e.g. /'
+            else
+                awk -v v="$vip" -v c="$cl" -v m="$rs_mac" -v d="$dir_mac" -v t=$((client_ttl - 1)) '
+                    FNR == NR { if ($4 == v && $8 == 80) sent[$9] = 1; next }
+                    $4 == v && $8 == 80 && (NF != 9 || $3 != c || $1 != d || $2 != m || $5 != t || !($9 in sent)) {
+                        print "  received, wrong: " $0 "  (want src " c ", MACs " d " -> " m ", TTL " t ", a packet the client sent)"; bad = 1
+                    }
+                    END { exit bad }' "$work/client.frames" "$work/sw-rs$k.frames" || wrong=1
+            fi
+            n=$(awk -v v="$vip" '$3 == v && $7 == 80' "$work/sw-rs$k.frames" | wc -l)
+            echo "  IPv$family: rs$k sent $n reply frames from $vip:80"
+            [ "$n" -gt 0 ] || wrong=1
+            awk -v v="$vip" -v c="$cl" -v m="$rs_mac" -v r="$gw_mac" '
+                $3 == v && $7 == 80 && (NF != 9 || $4 != c || $1 != m || $2 != r) {
+                    print "  sent, wrong: " $0 "  (want dst " c ", MACs " m " -> " r " (the router))"; bad = 1
+                }
+                END { exit bad }' "$work/sw-rs$k.frames" || wrong=1
+        done
     done
     return $wrong
 }
@@ -372,18 +482,66 @@ big_download() {
     echo "  $url: 1048576 bytes from $server, identical to its /big"
 }
 
-# stat_positive KEY: a fresh stats file says KEY > 0.
-# pmtu_learned RS FAMILY: RS's route back to the client carries the MTU of
-# the narrow link, which it can only have learned from a frag-needed /
-# packet-too-big sent by the director.
-pmtu_learned() {
-    local route
-    [ -n "$1" ] || return 1
-    if [ "$2" = 4 ]; then route=$(ip -n "xvs-$1" route get 198.51.100.2); else route=$(ip -n "xvs-$1" -6 route get 2001:db8:c::2); fi
-    echo "$route"
-    grep -q 'mtu 1400' <<<"$route"
+# big_upload URL FAMILY: PUTs the 1 MiB $work/up.bin to URL (under /up/);
+# the real server that answered must have stored it byte for byte. Sets
+# big_server to it.
+big_upload() {
+    local url=$1 family=$2 hdr=$work/up.hdr code server name
+    rm -f "$hdr"
+    big_server=""
+    code=$(client curl -s -g --connect-timeout 3 --max-time 30 -D "$hdr" -o /dev/null -w '%{http_code}' -T "$work/up.bin" "$url") || {
+        echo "  curl -T $url failed"
+        return 1
+    }
+    if [ "$family" = 4 ]; then conns4=$((conns4 + 1)); else conns6=$((conns6 + 1)); fi
+    server=$(tr -d '\r' <"$hdr" | sed -n 's/^[Xx]-[Rr]eal-[Ss]erver: //p')
+    [ -n "$server" ] || { echo "  $url: no X-Real-Server header in the response (HTTP $code)"; return 1; }
+    served[$family.$server]=$((${served[$family.$server]:-0} + 1))
+    big_server=$server
+    [ "$code" = 201 ] || { echo "  PUT $url: HTTP $code from $server, not 201"; return 1; }
+    name=${url##*/}
+    if ! cmp -s "$work/up.bin" "$STATE/$server/www/up/$name"; then
+        echo "  PUT $url: what $server stored differs from the 1 MiB sent"
+        return 1
+    fi
+    echo "  PUT $url: 1048576 bytes to $server, stored identical"
 }
 
+# big_transfers DIRECTION FAMILY: 1 MiB downloads of /big (DIRECTION down)
+# or uploads (up) through the VIP, each checked byte for byte, until every
+# real server has served one (at most 12: wlc spreads consecutive
+# connections over all of them well within that). Sets big_servers.
+big_servers=""
+big_transfers() {
+    local direction=$1 family=$2 i k url missing
+    big_servers=""
+    for ((i = 1; i <= 12; i++)); do
+        if [ "$direction" = down ]; then
+            big_download "$(url_of "$family")/big" "$family" || return 1
+        else
+            big_upload "$(url_of "$family")/up/$family-$i" "$family" || return 1
+        fi
+        grep -qw "$big_server" <<<"$big_servers" || big_servers+="${big_servers:+ }$big_server"
+        missing=0
+        for ((k = 1; k <= 3; k++)); do grep -qw "rs$k" <<<"$big_servers" || missing=1; done
+        [ "$missing" = 0 ] && return 0
+    done
+    echo "  after 12 transfers, only $big_servers served one"
+    return 1
+}
+
+# pmtu_learned NS DST MTU: NS's route to DST carries MTU, which it can only
+# have learned from a frag-needed / packet-too-big the director sent (a
+# real server's route back to the client across the narrow client link in
+# NAT; the client's route to the VIP in TUN).
+pmtu_learned() {
+    local route
+    route=$(ip -n "$(ns_of "$1")" route get "$2")
+    echo "$route"
+    grep -q "mtu $3\b" <<<"$route"
+}
+
+# stat_positive KEY: a fresh stats file says KEY > 0.
 stat_positive() { fresh_stats && [ "$("$PY" "$XVS_ROOT/testbed/lib/xvs-stats.py" get "$STATE/stats.json" "$1")" -gt 0 ]; }
 # offload_breaks_xvs: with offload on, a connection through the VIP fails
 # although the director received and scheduled it (so it failed on the way,
@@ -401,45 +559,50 @@ offload_breaks_xvs() {
 }
 
 say "VS/$MODE end-to-end suite through $label"
+head -c 1048576 /dev/urandom >"$work/up.bin"
 
 # ---- A: wrr 1,2,3 -----------------------------------------------------------
 up --scheduler wrr --weights 1,2,3
 
-if [ "$mode" = dr ]; then endpoints="every eth0, the client's eth1 and the router's veths"; else endpoints="every eth0"; fi
+if [ "$mode" = nat ]; then endpoints="every eth0"; else endpoints="every eth0, the client's eth1 and the router's veths"; fi
 check "endpoints (client, rs1..rs3) transmit full checksums: tx-checksumming off on $endpoints" offload_off_everywhere
 
-http "http://$VIP4/?a=[1-600]" 4 -H 'Connection: close'
-s=$(shares)
-check "600 short HTTP connections to $VIP4:80 all answered ($ok ok, $connects connections)" \
-    test "$ok" = 600 -a "$connects" = 600
-check "wrr 1,2,3 shares exactly 100/200/300 ($s)" test "$s" = "rs1=100 rs2=200 rs3=300"
+for family in 4 6; do
+    url=$(url_of "$family")
+    http "$url/?a=[1-600]" "$family" -H 'Connection: close'
+    s=$(shares)
+    check "IPv$family: 600 short HTTP connections to $url all answered ($ok ok, $connects connections)" \
+        test "$ok" = 600 -a "$connects" = 600
+    check "IPv$family: wrr 1,2,3 shares exactly 100/200/300 ($s)" test "$s" = "rs1=100 rs2=200 rs3=300"
 
-http "http://$VIP4/?k=[1-20]" 4
-s=$(shares)
-servers=$( (grep -E '^rs[0-9]+$' "$work/http.out" || true) | sort -u | wc -l)
-check "keep-alive: 20 requests answered on $connects connection by $servers server ($s)" \
-    test "$ok" = 20 -a "$connects" = 1 -a "$servers" = 1
-
-http "http://[$VIP6]/?b=[1-60]" 6 -H 'Connection: close'
-check "IPv6: 60 short HTTP connections to [$VIP6]:80 all answered ($ok ok, $connects connections, $(shares))" \
-    test "$ok" = 60 -a "$connects" = 60
+    http "$url/?k=[1-20]" "$family"
+    s=$(shares)
+    servers=$( (grep -E '^rs[0-9]+$' "$work/http.out" || true) | sort -u | wc -l)
+    check "IPv$family: keep-alive: 20 requests answered on $connects connection by $servers server ($s)" \
+        test "$ok" = 20 -a "$connects" = 1 -a "$servers" = 1
+done
 
 check "UDP echo through $VIP4:7 (5 flows, same bytes back from the VIP)" \
     client "$PY" "$XVS_ROOT/testbed/udp-echo.py" check "$VIP4" 7 --count 5
 check "UDP echo through [$VIP6]:7 (5 flows, same bytes back from the VIP)" \
     client "$PY" "$XVS_ROOT/testbed/udp-echo.py" check "$VIP6" 7 --count 5
 
-if [ "$mode" = dr ]; then
-    check "DR frames at rs1 (tcpdump): client's source and the VIP unchanged, TTL - 1, MACs director d-srv -> rs1; replies from the VIP go to the router's MAC" \
-        dr_frames_right
+# The first DR and the first TUN real server, if any.
+captured=$(servers_using dr | head -n 1; servers_using tun | head -n 1)
+if [ -n "$captured" ]; then
+    names=""
+    for k in $captured; do names+="${names:+ }rs$k"; done
+    # shellcheck disable=SC2086 # one word per real server
+    check "frames on the segments of $names (tcpdump, IPv4 and IPv6): DR = the client's packet, TTL - 1, MACs director -> rsK; TUN = the client's packet, TTL - 1, inside IPIP / ip6ip6 from the director's address to rsK's; replies from the VIP to the router's MAC" \
+        frames_right $captured
 fi
 if [ "$balancer" = xvs ]; then
     check "counters: per real server, the director's conns equal the client's connections it answered; their sum, all the client made" counters_match
-    if [ "$mode" = dr ]; then
-        check "counters: the UDP services saw exactly the client's datagrams, and none of the echoes (they bypass the director)" udp_traffic_matches
-        check "DR replies bypass the director: every service has packets in > 0 and packets out = 0" replies_bypass_director
-    else
+    if [ "$mode" = nat ]; then
         check "counters: the UDP services saw exactly the client's datagrams and the echoes (packets and bytes, both ways)" udp_traffic_matches
+    else
+        check "counters: the UDP services saw exactly the client's datagrams, and the echoes of NAT servers only (DR and TUN ones bypass the director)" udp_traffic_matches
+        check "replies of DR and TUN servers bypass the director (packets out = 0), NAT servers' come back through it; every service has packets in" replies_path_right
     fi
 fi
 
@@ -455,10 +618,20 @@ http "http://$VIP4/?r=1" 4
 check "after a restart of the balancer, an HTTP request through $VIP4 is answered" test "$ok" = 1
 down
 
-# ---- B: wlc 1,2,3 and (NAT) a narrow client link ----------------------------
-if [ "$mode" = nat ]; then
-    up --scheduler wlc --weights 1,2,3 --client-mtu 1400
-    link="client link MTU 1400: "
+# ---- B: wlc 1,2,3, large transfers ------------------------------------------
+# A narrow client link where replies cross the director (NAT, mixed): NAT
+# replies of 1500 bytes must make the director send frag-needed to the real
+# server. In mixed mode the link is 1490, not 1400, so that the client's
+# own full-sized segments still exceed the director's server side once a
+# tunnel header is added (1490 + 20 or 40 > 1500).
+case $mode in
+nat) client_mtu=1400 ;;
+mixed) client_mtu=1490 ;;
+*) client_mtu="" ;;
+esac
+if [ -n "$client_mtu" ]; then
+    up --scheduler wlc --weights 1,2,3 --client-mtu "$client_mtu"
+    link="client link MTU $client_mtu: "
 else
     up --scheduler wlc --weights 1,2,3
     link=""
@@ -470,13 +643,27 @@ check "600 short HTTP connections to $VIP4:80 all answered ($ok ok, $connects co
     test "$ok" = 600 -a "$connects" = 600
 check "wlc 1,2,3 shares within 10 % of 100/200/300 ($s)" within_10pct "$s" 600
 
-check "${link}http://$VIP4/big downloads the whole 1 MiB, byte for byte" big_download "http://$VIP4/big" 4
-[ "$mode" = nat ] && check "frag-needed reached ${big_server:-the real server}: its route to the client learned MTU 1400" pmtu_learned "$big_server" 4
-check "${link}http://[$VIP6]/big downloads the whole 1 MiB, byte for byte" big_download "http://[$VIP6]/big" 6
-[ "$mode" = nat ] && check "packet-too-big reached ${big_server:-the real server}: its route to the client learned MTU 1400" pmtu_learned "$big_server" 6
+for family in 4 6; do
+    check "${link}IPv$family: 1 MiB downloads of $(url_of "$family")/big until every real server sent one, each byte for byte" \
+        big_transfers down "$family"
+    if [ -n "$client_mtu" ]; then
+        for k in $(servers_using nat); do
+            check "IPv$family: frag-needed / packet-too-big reached rs$k (NAT): its route to the client learned MTU $client_mtu" \
+                pmtu_learned "rs$k" "$(client_of "$family")" "$client_mtu"
+        done
+    fi
+    check "${link}IPv$family: 1 MiB uploads (PUT) to $(url_of "$family")/up/ until every real server received one, each byte for byte" \
+        big_transfers up "$family"
+    if [ -n "$(servers_using tun)" ]; then
+        if [ "$family" = 4 ]; then tunnel_mtu=1480; else tunnel_mtu=1460; fi
+        check "IPv$family: frag-needed / packet-too-big from the director reached the client: its route to $(vip_of "$family") learned MTU $tunnel_mtu (1500 less the tunnel header)" \
+            pmtu_learned client "$(vip_of "$family")" "$tunnel_mtu"
+    fi
+done
 if [ "$balancer" = xvs ]; then
-    [ "$mode" = nat ] && check "the director sent frag-needed / packet-too-big (stats: too_big_sent > 0)" \
-        stat_positive too_big_sent
+    if [ -n "$client_mtu" ] || [ -n "$(servers_using tun)" ]; then
+        check "the director sent frag-needed / packet-too-big (stats: too_big_sent > 0)" stat_positive too_big_sent
+    fi
     check "counters: per real server, the director's conns equal the client's connections it answered; their sum, all the client made" counters_match
 fi
 down
@@ -488,8 +675,9 @@ down
 # rewrite's incremental update the real server receives a wrong checksum
 # and drops the SYN. So connections must fail here: if they did not, the
 # guard in A would guard nothing. (The kernel's own NAT is immune: it knows
-# the checksum is partial.) DR does not touch the checksum, but forwards the
-# partial one as it is, which the real server drops all the same.
+# the checksum is partial.) DR and TUN do not touch the checksum, but
+# forward the partial one as it is, which the real server drops all the
+# same.
 if [ "$balancer" = xvs ] && [ "$backend" = xdp ]; then
     up --scheduler wrr --weights 1,2,3 --keep-offload
     check "with offload left on, a connection the director scheduled fails (partial checksums reach the real server)" \

@@ -5,8 +5,32 @@
 XVS_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 export XVS_ROOT
 
+# Namespace names: every namespace of the testbed is "$XVS_NS_PREFIX-ROLE"
+# (xvs-client, xvs-director, xvs-rs1...), so that two clusters with different
+# prefixes can run side by side on one machine. The default state directory
+# follows the prefix (see xvs_default_state).
+XVS_NS_PREFIX=${XVS_NS_PREFIX:-xvs}
+export XVS_NS_PREFIX
+
+# ns_of ROLE: the namespace of a role (client, director, switch, router, rsK).
+ns_of() { printf '%s-%s\n' "$XVS_NS_PREFIX" "$1"; }
+
+# The state directory a script uses when XVS_TESTBED_STATE is not set:
+# /run/xvs-testbed for the default prefix, /run/xvs-testbed-PREFIX for any
+# other (two clusters must not share pid files and configs).
+xvs_default_state() {
+    if [ "$XVS_NS_PREFIX" = xvs ]; then echo /run/xvs-testbed; else echo "/run/xvs-testbed-$XVS_NS_PREFIX"; fi
+}
+
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# check_ns_prefix: dies unless XVS_NS_PREFIX is a short name of lower-case
+# letters, digits and dashes (it becomes part of namespace names and paths).
+check_ns_prefix() {
+    [[ "$XVS_NS_PREFIX" =~ ^[a-z0-9][a-z0-9-]{0,11}$ ]] ||
+        die "XVS_NS_PREFIX: '$XVS_NS_PREFIX' is not 1 to 12 lower-case letters, digits or dashes"
+}
 
 need_root() {
     [ "$(id -u)" -eq 0 ] || die "$1 needs root (it installs packages and creates network namespaces): run it with sudo"

@@ -7,12 +7,27 @@ FILE is a classic pcap (what `tcpdump -w` writes) of Ethernet frames. Each
 IPv4 or IPv6 frame carrying TCP or UDP (no IPv6 extension headers, no
 802.1Q tag: the testbed has neither) becomes
 
-  SRC_MAC DST_MAC SRC_IP DST_IP TTL PROTO SRC_PORT DST_PORT
+  SRC_MAC DST_MAC SRC_IP DST_IP TTL PROTO SRC_PORT DST_PORT DIGEST
 
-with TTL the IPv4 TTL or the IPv6 hop limit and PROTO tcp or udp. Other
+with TTL the IPv4 TTL or the IPv6 hop limit and PROTO tcp or udp. DIGEST
+identifies the IP packet (IP header and all it carries, up to the IP
+length) apart from its TTL / hop limit and the IPv4 header checksum that
+follows the TTL: a packet forwarded untouched but for its TTL has the
+digest it had before.
+
+A frame carrying IP in IP (outer IPv4 protocol 4 or 41, outer IPv6 next
+header 4 or 41), as VS/TUN sends, describes the inner packet as above,
+followed by the outer header's fields:
+
+  ... DIGEST OUTER_PROTO OUTER_SRC OUTER_DST OUTER_TTL OUTER_DF
+
+(OUTER_PROTO is the number, 4 for IPv4 inside, 41 for IPv6 inside;
+OUTER_DF is "df" when an outer IPv4 header has don't-fragment set, "-"
+otherwise and for an outer IPv6 header). Other
 frames are left out. Addresses are printed as Python's ipaddress prints
 them (IPv6 compressed), MACs in lower case.
 """
+import hashlib
 import ipaddress
 import struct
 import sys
@@ -46,27 +61,65 @@ def frames(path):
         off += 16 + incl
 
 
-def describe(frame):
-    if len(frame) < 14:
-        return None
-    ethertype = struct.unpack("!H", frame[12:14])[0]
-    ip = frame[14:]
-    if ethertype == 0x0800 and len(ip) >= 20 and ip[0] >> 4 == 4:
+def ip_header(ip):
+    """(version, header length, total length, TTL, protocol, src, dst) of an
+    IP packet, or None when it is neither a whole IPv4 nor IPv6 header."""
+    if len(ip) >= 20 and ip[0] >> 4 == 4:
         ihl = (ip[0] & 0x0F) * 4
-        ttl, proto = ip[8], ip[9]
+        total = struct.unpack("!H", ip[2:4])[0]
         src, dst = ipaddress.IPv4Address(ip[12:16]), ipaddress.IPv4Address(ip[16:20])
-        l4 = ip[ihl:]
-    elif ethertype == 0x86DD and len(ip) >= 40 and ip[0] >> 4 == 6:
-        proto, ttl = ip[6], ip[7]
+        return 4, ihl, total, ip[8], ip[9], src, dst
+    if len(ip) >= 40 and ip[0] >> 4 == 6:
+        total = 40 + struct.unpack("!H", ip[4:6])[0]
         src, dst = ipaddress.IPv6Address(ip[8:24]), ipaddress.IPv6Address(ip[24:40])
-        l4 = ip[40:]
+        return 6, 40, total, ip[7], ip[6], src, dst
+    return None
+
+
+def digest(ip, version, total):
+    """The packet's identity apart from TTL / hop limit (and the IPv4
+    header checksum, which follows the TTL)."""
+    packet = bytearray(ip[:total])
+    if version == 4:
+        packet[8] = 0
+        packet[10:12] = b"\0\0"
     else:
+        packet[7] = 0
+    return hashlib.sha1(packet).hexdigest()[:16]
+
+
+def describe_ip(ip):
+    """'SRC DST TTL PROTO SPORT DPORT DIGEST' of a TCP or UDP packet, or None."""
+    header = ip_header(ip)
+    if header is None:
         return None
+    version, hlen, total, ttl, proto, src, dst = header
+    l4 = ip[hlen:total]
     if proto not in (6, 17) or len(l4) < 4:
         return None
     sport, dport = struct.unpack("!HH", l4[:4])
     name = "tcp" if proto == 6 else "udp"
-    return f"{mac(frame[6:12])} {mac(frame[0:6])} {src} {dst} {ttl} {name} {sport} {dport}"
+    return f"{src} {dst} {ttl} {name} {sport} {dport} {digest(ip, version, total)}"
+
+
+def describe(frame):
+    if len(frame) < 14:
+        return None
+    ethertype = struct.unpack("!H", frame[12:14])[0]
+    if ethertype not in (0x0800, 0x86DD):
+        return None
+    ip = frame[14:]
+    header = ip_header(ip)
+    if header is None:
+        return None
+    macs = f"{mac(frame[6:12])} {mac(frame[0:6])}"
+    _, hlen, total, ttl, proto, src, dst = header
+    if proto in (4, 41):
+        inner = describe_ip(ip[hlen:total])
+        df = "df" if ip[0] >> 4 == 4 and ip[6] & 0x40 else "-"
+        return f"{macs} {inner} {proto} {src} {dst} {ttl} {df}" if inner else None
+    inner = describe_ip(ip)
+    return f"{macs} {inner}" if inner else None
 
 
 def main(argv):

@@ -5,13 +5,15 @@
                                              (default tcp 203.0.113.10 80)
   xvs-stats.py conns FILE PROTO VIP PORT     "ADDRESS CONNS" per real server
   xvs-stats.py traffic FILE PROTO VIP PORT   "CONNS PKTS_IN PKTS_OUT BYTES_IN BYTES_OUT" of a service
+  xvs-stats.py servers FILE PROTO VIP PORT   "ADDRESS METHOD CONNS PKTS_IN PKTS_OUT BYTES_IN BYTES_OUT"
+                                             per real server
   xvs-stats.py get FILE KEY                  a top-level number (time_ms, too_big_sent…)
 
 Fields read: time_ms, frames, transmitted, passed, too_big_sent, drops{},
 services[].{proto,vip,port,scheduler,conns,packets_in,packets_out,bytes_in,
 bytes_out,real_servers[]} and
-real_servers[].{address,port,weight,conns,active_conns,inactive_conns,
-packets_in,packets_out}.
+real_servers[].{address,port,method,weight,conns,active_conns,inactive_conns,
+packets_in,packets_out,bytes_in,bytes_out}.
 """
 import json
 import sys
@@ -62,6 +64,10 @@ def main(argv):
         svc = service(stats, argv[3], argv[4], argv[5])
         keys = ("conns", "packets_in", "packets_out", "bytes_in", "bytes_out")
         print(" ".join(str(svc.get(k, 0)) for k in keys))
+    elif cmd == "servers" and len(argv) == 6:
+        keys = ("conns", "packets_in", "packets_out", "bytes_in", "bytes_out")
+        for rs in service(stats, argv[3], argv[4], argv[5]).get("real_servers", []):
+            print(rs["address"], rs.get("method", "?"), " ".join(str(rs.get(k, 0)) for k in keys))
     elif cmd == "get" and len(argv) == 4:
         print(stats.get(argv[3], 0))
     else:
