@@ -108,7 +108,7 @@
 #     demo) follows it. 1 to 12 lower-case letters, digits or dashes.
 #   XVS_TESTBED_STATE (default /run/xvs-testbed, or /run/xvs-testbed-PREFIX
 #     for a prefix other than xvs) holds the director's config
-#     (cluster.toml), its stats file, logs and pid files, cluster.env (the
+#     (cluster.toml), its stats file, control socket (control.sock: XVSADM_SOCKET=... xvsadm), logs and pid files, cluster.env (the
 #     mode, and each real server's method and addresses, for the e2e
 #     suite), and for DR and TUN servers xvs-agent's run directories
 #     (agent-rsK).
@@ -610,7 +610,7 @@ start_xvs() {
     rm -f "$STATE/stats.json"
     echo "xvs $backend" >"$STATE/balancer"
     RUST_LOG=${RUST_LOG:-info} setsid ip netns exec "$NS_DIRECTOR" "$bin" --config "$STATE/cluster.toml" \
-        --backend "$backend" --stats-file "$STATE/stats.json" "${extra[@]}" \
+        --backend "$backend" --stats-file "$STATE/stats.json" --control-socket "$STATE/control.sock" "${extra[@]}" \
         </dev/null >"$STATE/director.log" 2>&1 &
     pid=$!
     echo "$pid" >"$STATE/director.pid"

@@ -51,6 +51,8 @@ if [ "${XVS_SKIP_E2E:-0}" != 1 ]; then
             testbed/e2e/nat.sh --mode "$mode" --balancer xvs --backend "$backend"
         done
     done
+    say "end-to-end: operating the director (xvsadm, reloads under traffic, metrics) on AF_XDP"
+    testbed/e2e/control.sh --backend xdp
 fi
 
 if [ "${XVS_SKIP_FUZZ:-0}" != 1 ] && [ -x testbed/fuzz-smoke.sh ]; then
