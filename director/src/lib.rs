@@ -8,12 +8,14 @@
 //! backends and our XDP program ([`io`]), what the live director learns
 //! from the kernel ([`kernel`]: interface facts, neighbours), and the
 //! worker threads that tie them together ([`run`]); the `xvs-director`
-//! binary runs them. All `unsafe` of the workspace lives under `src/io/`;
+//! binary runs them. The health-check engine ([`health`]) is built, to be
+//! wired to the control plane. All `unsafe` of the workspace lives under `src/io/`;
 //! everything else denies it.
 #![deny(unsafe_code)]
 
 pub mod config;
 pub mod conn;
+pub mod health;
 #[expect(
     unsafe_code,
     reason = "STYLE.md: the packet sockets' unsafe lives here and nowhere else"
