@@ -289,12 +289,24 @@ impl TargetState {
     }
 }
 
+/// The shortest interval the checker keeps, whatever a spec says: a spec
+/// built by hand with 0 must not make a target's checks spin.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(1);
+/// The longest interval the checker keeps (one day), so that the next
+/// check's time cannot overflow.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(86_400);
+
 /// When the check after one that started at `started` and finished at
 /// `finished` starts: one interval after the start, or at once if the check
-/// took longer than that (checks of one target never overlap).
+/// took longer than that (checks of one target never overlap). The
+/// interval is clamped to [`MIN_INTERVAL`]..=[`MAX_INTERVAL`].
 #[must_use]
 pub fn next_check(started: Instant, finished: Instant, interval: Duration) -> Instant {
-    (started + interval).max(finished)
+    let interval = interval.clamp(MIN_INTERVAL, MAX_INTERVAL);
+    started
+        .checked_add(interval)
+        .unwrap_or(finished)
+        .max(finished)
 }
 
 #[cfg(test)]
@@ -511,6 +523,15 @@ mod tests {
         let i = Duration::from_millis(100);
         assert_eq!(next_check(t.at(0), t.at(5), i), t.at(100));
         assert_eq!(next_check(t.at(0), t.at(250), i), t.at(250));
+        assert_eq!(
+            next_check(t.at(0), t.at(0), Duration::ZERO),
+            t.at(1),
+            "an interval of 0 does not spin"
+        );
+        assert_eq!(
+            next_check(t.at(0), t.at(0), Duration::MAX),
+            t.at(0) + MAX_INTERVAL
+        );
     }
 
     #[test]
