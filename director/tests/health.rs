@@ -253,7 +253,7 @@ fn wait_for(
 }
 
 /// Polls until `cond` holds.
-fn eventually(what: &str, cond: impl Fn() -> bool) {
+fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
         assert!(start.elapsed() < DEADLINE, "{what}: not after {DEADLINE:?}");
@@ -535,17 +535,79 @@ fn an_external_command_is_up_on_exit_0_and_down_otherwise() {
     );
 }
 
+/// Whether process `pid` is gone (or a zombie waiting for init to reap it).
+fn process_gone(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z'))
+    })
+}
+
+/// A command that starts a background `sleep` (as a shell script's helper
+/// would), writes its pid to a file, and waits for it.
+fn hanging_command(pid_file: &std::path::Path, timeout: Duration) -> Check {
+    Check::External {
+        command: vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            format!("sleep 30 & echo $! > '{}'; wait", pid_file.display()),
+            "check".into(),
+        ],
+        timeout,
+    }
+}
+
+fn read_pid(pid_file: &std::path::Path) -> String {
+    let mut pid = String::new();
+    eventually("the command wrote its pid", || {
+        pid = std::fs::read_to_string(pid_file).unwrap_or_default();
+        pid.ends_with('\n')
+    });
+    pid.trim().to_owned()
+}
+
 #[test]
-fn an_external_command_that_hangs_is_killed_at_its_timeout() {
+fn an_external_command_that_hangs_is_killed_with_its_children_at_its_timeout() {
+    let pid_file =
+        std::env::temp_dir().join(format!("xvs-health-timeout-{}.pid", std::process::id()));
+    let _ = std::fs::remove_file(&pid_file);
     let server: SocketAddr = "127.0.0.1:80".parse().unwrap();
     let started = Instant::now();
-    let s = assert_down(server, sh("sleep 30"), &Reason::Timeout(Phase::Command));
+    let k = key(server);
+    let mut spec = spec(
+        hanging_command(&pid_file, Duration::from_millis(300)),
+        false,
+    );
+    spec.interval = Duration::from_secs(3600);
+    let (checker, _) = start(vec![Target { key: k, spec }]);
+    let s = wait_for(&checker, &k, "down", |s| !s.up);
+    assert_eq!(s.last_reason, Reason::Timeout(Phase::Command));
+    assert!(s.last_latency.unwrap() >= Duration::from_millis(300));
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "{:?}",
         started.elapsed()
     );
-    assert!(s.last_latency.unwrap() >= Duration::from_millis(500));
+    let pid = read_pid(&pid_file);
+    eventually("the background sleep was killed", || process_gone(&pid));
+    checker.stop();
+    let _ = std::fs::remove_file(&pid_file);
+}
+
+#[test]
+fn stopping_the_checker_kills_a_running_command_and_its_children() {
+    let pid_file = std::env::temp_dir().join(format!("xvs-health-stop-{}.pid", std::process::id()));
+    let _ = std::fs::remove_file(&pid_file);
+    let k = key("127.0.0.1:80".parse().unwrap());
+    let (checker, _) = start(vec![Target {
+        key: k,
+        spec: spec(hanging_command(&pid_file, Duration::from_secs(60)), false),
+    }]);
+    let pid = read_pid(&pid_file);
+    assert!(!process_gone(&pid), "the command runs");
+    checker.stop();
+    eventually("the background sleep was killed", || process_gone(&pid));
+    let _ = std::fs::remove_file(&pid_file);
 }
 
 #[test]

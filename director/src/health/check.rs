@@ -470,19 +470,39 @@ async fn run_command(
     let mut child = cmd
         .spawn()
         .map_err(|e| Reason::CommandFailed(format!("cannot run {program}: {e}")))?;
-    match timeout(limit, child.wait()).await {
+    let mut group = GroupKill(
+        child
+            .id()
+            .and_then(|p| i32::try_from(p).ok())
+            .map(nix::unistd::Pid::from_raw),
+    );
+    let waited = timeout(limit, child.wait()).await;
+    if waited.is_ok() {
+        // It exited (and was reaped): its group id may be reused from now on.
+        group.0 = None;
+    }
+    match waited {
         Ok(Ok(status)) if status.success() => Ok(()),
         Ok(Ok(status)) => Err(Reason::CommandFailed(describe(status))),
         Ok(Err(e)) => Err(Reason::CommandFailed(e.to_string())),
         Err(_) => {
-            if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
-                let _ = nix::sys::signal::killpg(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
+            drop(group);
             let _ = child.kill().await;
             Err(Reason::Timeout(Phase::Command))
+        }
+    }
+}
+
+/// Kills a command's whole process group when dropped: at its timeout,
+/// and when the check itself is dropped mid-run (a reload replaced the
+/// target, or the checker stopped). `kill_on_drop` alone would kill only
+/// the direct child — a shell's children would live on.
+struct GroupKill(Option<nix::unistd::Pid>);
+
+impl Drop for GroupKill {
+    fn drop(&mut self) {
+        if let Some(group) = self.0.take() {
+            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
         }
     }
 }
