@@ -7,14 +7,17 @@
 //! ([`pipeline`]) that live workers and `xvs-replay` share, the I/O
 //! backends and our XDP program ([`io`]), what the live director learns
 //! from the kernel ([`kernel`]: interface facts, neighbours), and the
-//! worker threads that tie them together ([`run`]); the `xvs-director`
-//! binary runs them. All `unsafe` of the workspace lives under `src/io/`;
-//! everything else denies it.
+//! worker threads that tie them together ([`run`]); the control plane
+//! ([`control`]: the service table edited at run time, the control socket,
+//! reloads, metrics) and the health-check engine ([`health`]); the
+//! `xvs-director` binary runs them. All `unsafe` of the workspace lives
+//! under `src/io/`; everything else denies it.
 #![deny(unsafe_code)]
 
 pub mod config;
 pub mod conn;
 pub mod control;
+pub mod health;
 #[expect(
     unsafe_code,
     reason = "STYLE.md: the packet sockets' unsafe lives here and nowhere else"

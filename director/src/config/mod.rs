@@ -19,6 +19,10 @@
 //!   threshold above the upper one is refused; `sh-*`/`mh-*` flags need
 //!   their scheduler. The scheduler name is kept as written; the registry of
 //!   the scheduler crate validates it when services are built.
+//! * `health` tables (`[services.health]` and a real server's overrides)
+//!   are [`crate::health::config`]'s: their values are checked while
+//!   deserialising, their combinations by
+//!   [`check_service`](crate::health::config::check_service).
 //! * [`ClusterConfig::to_toml`] writes a config back in the same format, so
 //!   `parse(to_toml(c)) == c`.
 
@@ -34,6 +38,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::conn::ForwardMethod;
 use crate::conn::state::{TcpState, Timeouts};
+use crate::health::config::{HealthConfig, HealthProblem};
 use location::{LineCol, PathStep, line_col, offset_of, path_at, render_path};
 
 // ---- the configuration ------------------------------------------------------
@@ -256,7 +261,7 @@ impl TimeoutsConfig {
 }
 
 /// Transport protocol of a virtual service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ServiceProtocol {
     /// `-t`.
@@ -352,6 +357,10 @@ pub struct VirtualService {
     /// Real servers, in the order written.
     #[serde(default)]
     pub real_servers: Vec<RealServer>,
+    /// How its real servers are health-checked (`[services.health]`);
+    /// absent: not checked, always in rotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthConfig>,
 }
 
 fn default_scheduler() -> String {
@@ -384,6 +393,10 @@ pub struct RealServer {
     /// Lower connection threshold (`-y`), 0 = none.
     #[serde(default, deserialize_with = "de_threshold")]
     pub l_threshold: u32,
+    /// This server's overrides of the service's health table
+    /// (`[services.real_servers.health]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthConfig>,
 }
 
 const fn default_method() -> ForwardMethod {
@@ -791,6 +804,9 @@ pub enum Problem {
     /// A scheduler name that is empty.
     #[error("the scheduler name is empty: use an ipvsadm name such as \"wlc\", \"rr\" or \"mh\"")]
     EmptyScheduler,
+    /// A `health` table that cannot be used.
+    #[error("{0}")]
+    Health(HealthProblem),
 }
 
 /// A configuration file that cannot be used.
@@ -1084,6 +1100,8 @@ impl ClusterConfig {
                     ));
                 }
             }
+            crate::health::config::check_service(svc, &at)
+                .map_err(|(p, problem)| (p, Problem::Health(problem)))?;
             for (r, rs) in svc.real_servers.iter().enumerate() {
                 let port = rs.effective_port(svc.port);
                 if let Some(first) = svc.real_servers[..r]
