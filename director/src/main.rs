@@ -386,6 +386,7 @@ fn run(args: &Args) -> Result<(), String> {
         }
         None => None,
     };
+    let health_sink = Arc::new(xvs_director::control::health::ChannelSink(to_main.clone()));
     drop(to_main);
     let mut plane = ControlPlane::new(table, Arc::clone(&director), config.conn_table.capacity);
     let mut hooks = Hooks {
@@ -394,6 +395,7 @@ fn run(args: &Args) -> Result<(), String> {
         packet_ifaces: packet_ifaces.iter().map(|(_, n)| n.clone()).collect(),
         neighbours: Arc::clone(director.neighbours()),
     };
+    plane.start_health(&config, health_sink, &mut hooks)?;
     let autoreload = config.control.autoreload && args.config.is_some();
     let mut stamp_seen = args.config.as_deref().and_then(file_stamp);
     let mut checked_file_at = Instant::now();
@@ -432,6 +434,9 @@ fn run(args: &Args) -> Result<(), String> {
                     &live.worker_counters(),
                 );
                 let _ = reply_to.send(text);
+            }
+            Ok(ControlMsg::Health { target, up, reason }) => {
+                plane.health_transition(&target, up, &reason, &mut hooks);
             }
             Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {}
         }

@@ -6,7 +6,7 @@
 use crate::control::proto::RatesView;
 use crate::pipeline::TrafficCounters;
 
-/// How often [`Estimator::sample`] should run: IPVS's two seconds.
+/// How often [`Estimate::sample`] should run: IPVS's two seconds.
 pub const PERIOD_MS: u64 = 2_000;
 
 /// One object's estimate (a service or a real server).

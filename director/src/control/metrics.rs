@@ -195,6 +195,60 @@ pub fn render(
         }
     }
 
+    let health = plane.health_status();
+    if !health.is_empty() {
+        let up = gauge(
+            &registry,
+            "xvs_backend_up",
+            "1 while the real server passes its health check, 0 while it is down.",
+            &BACKEND_LABELS,
+        );
+        let latency = prometheus::GaugeVec::new(
+            Opts::new(
+                "xvs_backend_check_latency_seconds",
+                "How long the last health check took.",
+            ),
+            &BACKEND_LABELS,
+        )
+        .expect("static metric definition");
+        registry
+            .register(Box::new(latency.clone()))
+            .expect("each name registered once");
+        let transitions = counter(
+            &registry,
+            "xvs_backend_health_transitions_total",
+            "Up/down changes of the real server's health.",
+            &BACKEND_LABELS,
+        );
+        for t in &health {
+            let proto = match t.key.service.proto {
+                crate::config::ServiceProtocol::Tcp => "TCP",
+                crate::config::ServiceProtocol::Udp => "UDP",
+            };
+            let (vip, vport) = (
+                t.key.service.vip.to_string(),
+                t.key.service.port.to_string(),
+            );
+            let (raddr, rport) = (
+                t.key.server.ip().to_string(),
+                t.key.server.port().to_string(),
+            );
+            let labels = [
+                vip.as_str(),
+                vport.as_str(),
+                "",
+                proto,
+                raddr.as_str(),
+                rport.as_str(),
+            ];
+            up.with_label_values(&labels).set(i64::from(t.up));
+            if let Some(l) = t.last_latency {
+                latency.with_label_values(&labels).set(l.as_secs_f64());
+            }
+            transitions.with_label_values(&labels).inc_by(t.transitions);
+        }
+    }
+
     let drops = counter(
         &registry,
         "xvs_drops_total",

@@ -31,6 +31,15 @@ pub enum ControlMsg {
     Request(Request, Sender<Reply>),
     /// A scrape: the metrics text goes back.
     Metrics(Sender<String>),
+    /// The health checker saw a real server go up or down.
+    Health {
+        /// Which one.
+        target: crate::health::TargetKey,
+        /// Its new state.
+        up: bool,
+        /// Why, for the log.
+        reason: String,
+    },
 }
 
 /// What else must follow a published state: the XDP program's maps, the
@@ -64,6 +73,9 @@ pub struct ControlPlane {
     dest_rates: Vec<Estimate>,
     service_rates: Vec<Estimate>,
     last_sample: Option<Millis>,
+    health: crate::control::health::HealthOverrides,
+    checker: Option<crate::health::HealthChecker>,
+    passive: Option<Arc<crate::control::health::PassiveReporter>>,
 }
 
 fn stats_view(t: TrafficCounters) -> StatsView {
@@ -98,6 +110,85 @@ impl ControlPlane {
             dest_rates: Vec::new(),
             service_rates: Vec::new(),
             last_sample: None,
+            health: crate::control::health::HealthOverrides::default(),
+            checker: None,
+            passive: None,
+        }
+    }
+
+    /// Starts the health checks `config` asks for, reporting to `sink`;
+    /// real servers that start down (`alpha`, `check = "off"`) are taken
+    /// out of rotation at once.
+    ///
+    /// # Errors
+    /// The checker's thread could not start.
+    pub fn start_health(
+        &mut self,
+        config: &ClusterConfig,
+        sink: std::sync::Arc<dyn crate::health::HealthSink>,
+        hooks: &mut dyn DataPlaneHooks,
+    ) -> Result<(), String> {
+        self.health.configure(config);
+        let checker = crate::health::HealthChecker::start(crate::health::targets(config), sink)
+            .map_err(|e| format!("starting the health checker: {e}"))?;
+        let mut changed = false;
+        for status in checker.status() {
+            if !status.up {
+                log::info!(
+                    "health: {} {} starts down ({})",
+                    status.key.service,
+                    status.key.server,
+                    status.last_reason
+                );
+                changed |= self.health.down(&mut self.table, &status.key);
+            }
+        }
+        // Passive checks: the workers report what they see of NAT real
+        // servers' answers to SYNs.
+        let reporter = Arc::new(crate::control::health::PassiveReporter::new(
+            checker.passive_handle(),
+        ));
+        reporter.follow(&self.director.state());
+        self.director
+            .set_passive_sink(Arc::clone(&reporter) as Arc<dyn crate::pipeline::PassiveSink>);
+        self.passive = Some(reporter);
+        self.checker = Some(checker);
+        if changed {
+            self.publish(hooks);
+        }
+        Ok(())
+    }
+
+    /// The health checker's view of every target (empty without checks).
+    #[must_use]
+    pub fn health_status(&self) -> Vec<crate::health::TargetStatus> {
+        self.checker
+            .as_ref()
+            .map(crate::health::HealthChecker::status)
+            .unwrap_or_default()
+    }
+
+    /// A real server went up or down: in or out of rotation.
+    pub fn health_transition(
+        &mut self,
+        target: &crate::health::TargetKey,
+        up: bool,
+        reason: &str,
+        hooks: &mut dyn DataPlaneHooks,
+    ) {
+        let changed = if up {
+            self.health.up(&mut self.table, target)
+        } else {
+            self.health.down(&mut self.table, target)
+        };
+        if changed {
+            log::info!(
+                "health: {} {} {} rotation ({reason})",
+                target.service,
+                target.server,
+                if up { "back in" } else { "out of" }
+            );
+            self.publish(hooks);
         }
     }
 
@@ -115,6 +206,9 @@ impl ControlPlane {
 
     fn publish(&mut self, hooks: &mut dyn DataPlaneHooks) {
         let snapshot = self.table.snapshot();
+        if let Some(reporter) = &self.passive {
+            reporter.follow(&snapshot);
+        }
         let hook_result = hooks.published(&snapshot);
         self.director.publish(snapshot);
         if let Err(e) = hook_result {
@@ -174,6 +268,13 @@ impl ControlPlane {
         hooks: &mut dyn DataPlaneHooks,
     ) -> Result<(), ControlError> {
         self.table.reconcile(config, now)?;
+        let targets = crate::health::targets(config);
+        let keys: Vec<crate::health::TargetKey> = targets.iter().map(|t| t.key).collect();
+        self.health.configure(config);
+        if let Some(checker) = &self.checker {
+            checker.update(targets);
+        }
+        self.health.reapply(&mut self.table, &keys);
         self.publish(hooks);
         Ok(())
     }

@@ -113,6 +113,32 @@ enum Command {
     ClearTls,
 }
 
+/// A clonable sender of passive reports, for threads that do not own the
+/// checker (the workers).
+#[derive(Clone)]
+pub struct PassiveHandle {
+    passive: mpsc::Sender<(TargetKey, bool)>,
+    shared: Arc<Shared>,
+}
+
+impl core::fmt::Debug for PassiveHandle {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("PassiveHandle").finish_non_exhaustive()
+    }
+}
+
+impl PassiveHandle {
+    /// As [`HealthChecker::report_passive`]: never blocks; `false` when the
+    /// report was dropped.
+    pub fn report(&self, target: &TargetKey, failed: bool) -> bool {
+        let queued = self.passive.try_send((*target, failed)).is_ok();
+        if !queued {
+            self.shared.passive_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        queued
+    }
+}
+
 /// The health checker. Dropping it stops it.
 pub struct HealthChecker {
     shared: Arc<Shared>,
@@ -261,6 +287,16 @@ impl HealthChecker {
             self.shared.passive_dropped.fetch_add(1, Ordering::Relaxed);
         }
         queued
+    }
+
+    /// A handle the data path keeps to report with
+    /// ([`PassiveHandle::report`] is [`HealthChecker::report_passive`]).
+    #[must_use]
+    pub fn passive_handle(&self) -> PassiveHandle {
+        PassiveHandle {
+            passive: self.passive.clone(),
+            shared: Arc::clone(&self.shared),
+        }
     }
 
     /// Passive reports dropped because the queue was full.

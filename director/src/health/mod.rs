@@ -39,6 +39,6 @@ pub use config::{
 };
 pub use engine::{
     FIRST_ROUND_SPREAD, HealthChecker, HealthSink, MAX_CONCURRENT_CHECKS, PASSIVE_QUEUE,
-    TargetStatus,
+    PassiveHandle, TargetStatus,
 };
 pub use state::{Counts, Phase, Reason, TargetState, Transition};

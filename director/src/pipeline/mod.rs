@@ -90,6 +90,22 @@ pub use neighbours::{NeighbourCache, NeighbourChange, Neighbours};
 pub use snapshot::{BuildError, Dest, DestIndex, Iface, InterfaceRole, Snapshot, VirtualService};
 pub use verdict::{DropReason, IfaceId, Verdict};
 
+/// Where the data path reports what it sees of real servers' health (a
+/// NAT real server answering a client's SYN with a SYN-ACK, or refusing it
+/// with a RST): passive health checks. Called from workers: must never
+/// block.
+pub trait PassiveSink: Send + Sync + std::fmt::Debug {
+    /// The connection to destination `dest` was refused (`failed`) or
+    /// accepted.
+    fn report(&self, dest: DestIndex, failed: bool);
+}
+
+/// What a worker last reported for a destination (reports are sent only
+/// when the outcome differs from the last one, or for every failure).
+const PASSIVE_UNKNOWN: u8 = 0;
+const PASSIVE_OK: u8 = 1;
+const PASSIVE_FAILED: u8 = 2;
+
 /// Frames [`Director::process_burst`] decides in one call at most.
 pub const MAX_BURST: usize = 64;
 
@@ -221,6 +237,8 @@ pub struct Worker {
     snapshot: Option<Arc<Snapshot>>,
     /// The generation of `snapshot`.
     generation: u64,
+    /// Per destination, the last passive outcome reported.
+    passive_last: Vec<u8>,
 }
 
 /// What happened to one frame, for logs and `--verdicts` files.
@@ -252,6 +270,7 @@ pub struct Director {
     neighbours: Arc<Neighbours>,
     table: ConnTable,
     conn_template: Box<[AtomicU32]>,
+    passive: std::sync::OnceLock<Arc<dyn PassiveSink>>,
 }
 
 /// The frame being decided: its buffer, where in it the frame lies, and
@@ -360,7 +379,14 @@ impl Director {
             neighbours,
             table: ConnTable::new(capacity, seed),
             conn_template,
+            passive: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Where passive health reports go (set once, before the workers
+    /// start; a second call is ignored).
+    pub fn set_passive_sink(&self, sink: Arc<dyn PassiveSink>) {
+        let _ = self.passive.set(sink);
     }
 
     /// Makes `state` the one every worker reads from its next frame on.
@@ -391,6 +417,7 @@ impl Director {
                     w.counters
                         .dests
                         .resize(st.dests.len(), TrafficCounters::default());
+                    w.passive_last.resize(st.dests.len(), PASSIVE_UNKNOWN);
                 }
                 st
             }
@@ -417,6 +444,7 @@ impl Director {
         Worker {
             counters: WorkerCounters::new(st.dests.len()),
             generation: self.generation.load(Ordering::Acquire),
+            passive_last: vec![PASSIVE_UNKNOWN; st.dests.len()],
             snapshot: Some(st),
             neighbours: self.neighbours.reader(),
             last_request: None,
@@ -595,6 +623,9 @@ impl Director {
         if st.iface(f.rx).role == InterfaceRole::Server
             && let Some(conn) = self.table.lookup_reply(&ip.flow, now)
         {
+            if conn.proto == IpProtocol::Tcp && conn.tcp_state == TcpState::SynRecv {
+                self.passive_report(w, &conn, ip);
+            }
             self.track(st, &conn, ip, PacketDirection::FromServer, now);
             return self.forward_reply(st, w, f, ip, &conn);
         }
@@ -630,6 +661,31 @@ impl Director {
             return Outcome::of(Verdict::Drop(DropReason::NoConnection));
         }
         self.new_connection(st, w, f, ip, service, now)
+    }
+
+    /// The server's first answer to a client's SYN: a RST is a refused
+    /// connection, a SYN-ACK an accepted one. Every refusal is reported; an
+    /// acceptance only after something else was (a healthy server costs
+    /// nothing).
+    #[inline]
+    fn passive_report(&self, w: &mut Worker, conn: &Connection, ip: &IpFrame) {
+        let Some(sink) = self.passive.get() else {
+            return;
+        };
+        let flags = ip.tcp_flags;
+        let failed = flags.rst();
+        let accepted = flags.syn() && flags.ack();
+        if !failed && !accepted {
+            return;
+        }
+        let Some(last) = w.passive_last.get_mut(conn.server_id as usize) else {
+            return;
+        };
+        let outcome = if failed { PASSIVE_FAILED } else { PASSIVE_OK };
+        if failed || *last != outcome {
+            *last = outcome;
+            sink.report(conn.server_id, failed);
+        }
     }
 
     /// Moves a connection's state for a packet in `direction`; reports

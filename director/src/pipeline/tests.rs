@@ -1159,3 +1159,58 @@ fn a_deleted_service_stops_scheduling_and_comes_back_with_its_numbers() {
     assert_eq!(sent_to(v, &out), Some(RS1_MAC));
     assert_eq!(d.state().services.len(), 6, "the slot was revived");
 }
+
+#[derive(Debug, Default)]
+struct Recorded(parking_lot::Mutex<Vec<(DestIndex, bool)>>);
+
+impl PassiveSink for Recorded {
+    fn report(&self, dest: DestIndex, failed: bool) {
+        self.0.lock().push((dest, failed));
+    }
+}
+
+#[test]
+fn a_nat_server_s_answer_to_a_syn_is_a_passive_health_report() {
+    let (d, mut w) = director();
+    let sink = Arc::new(Recorded::default());
+    d.set_passive_sink(Arc::clone(&sink) as Arc<dyn PassiveSink>);
+    let syn = |port| {
+        tcp(
+            (CLIENT_MAC, CLIENT_IF_MAC),
+            C4,
+            "203.0.113.10",
+            (port, 80),
+            "S",
+            64,
+            b"",
+        )
+    };
+    let answer = |port, flags| {
+        tcp(
+            (RS1_MAC, SERVER_IF_MAC),
+            "192.0.2.11",
+            C4,
+            (8080, port),
+            flags,
+            64,
+            b"",
+        )
+    };
+    let dest = d.state().services[0].dest_of[0];
+    // Refused twice: both reported.
+    for port in [45000, 45001] {
+        once(&d, &mut w, &syn(port), CLIENT, 10);
+        once(&d, &mut w, &answer(port, "RA"), SERVER, 11);
+    }
+    // Accepted twice: reported once (the change), then silence.
+    for port in [45002, 45003] {
+        once(&d, &mut w, &syn(port), CLIENT, 20);
+        once(&d, &mut w, &answer(port, "SA"), SERVER, 21);
+    }
+    // A later segment of an established connection is no report.
+    once(&d, &mut w, &answer(45002, "A"), SERVER, 30);
+    assert_eq!(
+        *sink.0.lock(),
+        vec![(dest, true), (dest, true), (dest, false)]
+    );
+}
