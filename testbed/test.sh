@@ -53,6 +53,8 @@ if [ "${XVS_SKIP_E2E:-0}" != 1 ]; then
     done
     say "end-to-end: operating the director (xvsadm, reloads under traffic, metrics) on AF_XDP"
     testbed/e2e/control.sh --backend xdp
+    say "end-to-end: health checks (a server stops, hangs, answers wrongly; the fallback) on AF_XDP"
+    testbed/e2e/health.sh --backend xdp
 fi
 
 if [ "${XVS_SKIP_FUZZ:-0}" != 1 ] && [ -x testbed/fuzz-smoke.sh ]; then

@@ -1,0 +1,324 @@
+#!/usr/bin/env bash
+# End-to-end drills for health checks (issue #8), on a NAT cluster of
+# testbed/cluster.sh with four real servers: rs1..rs3 serve the IPv4 HTTP
+# service (rr), rs4 is its fallback ("sorry") server. The service is checked
+# with an HTTP negotiate check (GET /, expect "rs", interval 0.5 s, 2
+# failures to go down, 2 successes to come back, 1 s timeouts), removal
+# mode (not quiescent), and passive checks on. A bounded request loop runs
+# from the client throughout, and each drill reports the requests that
+# failed.
+#
+#   1. nginx on rs1 stopped: out of rotation within interval x failures +
+#      timeout (and at once through the passive check: the director sees
+#      rs1's RST to the SYNs it sends there); no new connection goes to it.
+#   2. nginx on rs1 started again: back in rotation after 2 successes.
+#   3. rs2 answers the wrong content: down, and the log says why.
+#   4. rs3 hangs (accepts, never answers): down by the negotiate timeout.
+#   5. Every server down: the fallback (rs4) answers; one back: it stops.
+#
+#   testbed/e2e/health.sh [--backend xdp|packet]
+#
+# Prints one PASS or FAIL line per check, exits 1 if any failed. Skips (exit
+# 0, says why) when not root or without network namespaces.
+set -euo pipefail
+# shellcheck source=../lib/common.sh
+. "$(dirname "$0")/../lib/common.sh"
+
+backend=xdp
+while [ $# -gt 0 ]; do
+    case $1 in
+    --backend) backend=${2:?}; shift 2 ;;
+    *) echo "usage: $0 [--backend xdp|packet]" >&2; exit 2 ;;
+    esac
+done
+case $backend in xdp | packet) ;; *) die "--backend: '$backend' is not xdp or packet" ;; esac
+
+check_ns_prefix
+STATE=${XVS_TESTBED_STATE:-$(xvs_default_state)}
+XVS_BIN=${XVS_BIN:-$XVS_ROOT/target/release}
+export XVS_TESTBED_STATE=$STATE XVS_BIN
+PY=/usr/bin/python3
+[ -x "$PY" ] || PY=python3
+CLUSTER=$XVS_ROOT/testbed/cluster.sh
+LIB=$XVS_ROOT/testbed/lib
+VIP4=203.0.113.10
+URL=http://$VIP4/
+export XVSADM_SOCKET=$STATE/control.sock
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "SKIP e2e/health.sh: needs root to create network namespaces"
+    exit 0
+fi
+if ! unshare --net true 2>/dev/null; then
+    echo "SKIP e2e/health.sh: this kernel cannot create network namespaces"
+    exit 0
+fi
+for b in xvs-director xvsadm; do
+    [ -x "$XVS_BIN/$b" ] || { echo "FAIL e2e/health.sh: $XVS_BIN/$b does not exist: build it first (cargo build --release --workspace)"; exit 1; }
+done
+ensure_packages "${XVS_PACKAGES[@]}"
+
+failures=0
+pass() { printf 'PASS  %s\n' "$*"; }
+fail() { printf 'FAIL  %s\n' "$*"; failures=$((failures + 1)); }
+check() {
+    local what=$1
+    shift
+    if "$@" >"$work/check.out" 2>&1; then
+        pass "$what"
+    else
+        fail "$what"
+        sed 's/^/      /' "$work/check.out"
+    fi
+}
+
+cluster_up=0
+loop_pid=""
+hang_pid=""
+work=$(mktemp -d)
+cleanup() {
+    local rc=$?
+    [ -n "$loop_pid" ] && kill "$loop_pid" 2>/dev/null || true
+    [ -n "$hang_pid" ] && kill "$hang_pid" 2>/dev/null || true
+    if [ "$cluster_up" = 1 ]; then
+        if [ "$failures" -gt 0 ] && [ -f "$STATE/director.log" ]; then
+            echo "--- the end of $STATE/director.log ---"
+            tail -n 30 "$STATE/director.log" || true
+        fi
+        "$CLUSTER" down >/dev/null || true
+    fi
+    rm -rf "$work"
+    exit "$rc"
+}
+trap cleanup EXIT
+
+xvsadm() { "$XVS_BIN/xvsadm" "$@"; }
+client() { ip netns exec "$(ns_of client)" "$@"; }
+rs4() { echo "192.0.2.$((10 + $1))"; }
+listed() { xvsadm -L -n -t "$VIP4:80" | grep -F -- "-> $1:80 " || true; }
+in_rotation() { [ -n "$(listed "$(rs4 "$1")")" ]; }
+not_in_rotation() { ! in_rotation "$1"; }
+none_in_rotation() { ! in_rotation 1 && ! in_rotation 2 && ! in_rotation 3; }
+
+nginx_stop() { kill -TERM "$(cat "$STATE/rs$1/nginx.pid")"; }
+nginx_start() { ip netns exec "$(ns_of "rs$1")" nginx -q -c "$STATE/rs$1/nginx.conf" -e "$STATE/rs$1/error.log"; }
+
+# wait_for SECONDS CMD...: polls CMD every 0.1 s; prints how long it took.
+wait_for() {
+    local limit=$1 i start
+    shift
+    start=$(date +%s.%N)
+    for ((i = 0; i < limit * 10; i++)); do
+        if "$@"; then
+            echo "after $(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "not within $limit s"
+    return 1
+}
+
+# requests N: N short requests; sets got[page] and bad.
+declare -A got
+bad=0
+requests() {
+    client "$PY" "$LIB/http-loop.py" "$URL" --max "$1" --seconds 60 --pause 0 --out "$work/req.json"
+    got=()
+    bad=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["failed"])' "$work/req.json")
+    local page n
+    while read -r page n; do got[$page]=$n; done < <("$PY" -c '
+import json, sys
+for k, v in json.load(open(sys.argv[1]))["servers"].items():
+    print(k, v)' "$work/req.json")
+}
+
+# loop_start NAME / loop_stop NAME: a background request loop; loop_stop
+# prints its summary and sets loop_failed.
+loop_start() {
+    rm -f "$work/stop"
+    client "$PY" "$LIB/http-loop.py" "$URL" --seconds 60 --max 30000 --pause 0.01 \
+        --stop-file "$work/stop" --out "$work/loop-$1.json" &
+    loop_pid=$!
+}
+loop_failed=0
+loop_stop() {
+    touch "$work/stop"
+    wait "$loop_pid" || true
+    loop_pid=""
+    loop_failed=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["failed"])' "$work/loop-$1.json")
+    echo "request loop during '$1': $(cat "$work/loop-$1.json")"
+}
+
+say "NAT cluster for the health drills (xvs-director, $backend backend)"
+"$CLUSTER" up --mode nat --servers 4 --weights 1,1,1,1 --scheduler rr >"$work/up.log" 2>&1 ||
+    { cat "$work/up.log"; die "testbed/cluster.sh up failed"; }
+cluster_up=1
+# The IPv4 HTTP service: rs1..rs3 checked, rs4 its fallback.
+"$PY" - "$STATE/cluster.toml" "$(rs4 4)" >"$work/health.toml" <<'EOF'
+import re, sys
+path, sorry = sys.argv[1], sys.argv[2]
+text = open(path).read()
+head, *blocks = re.split(r"(?m)^(?=\[\[services\]\])", text)
+out = [head]
+for b in blocks:
+    if 'proto = "tcp"' in b and 'vip = "203.0.113.10"' in b:
+        parts = re.split(r"(?m)^(?=\[\[services\.real_servers\]\])", b)
+        svc, servers = parts[0], [p for p in parts[1:] if 'address = "%s"' % sorry not in p]
+        svc = svc.rstrip("\n") + '\nfallback = { address = "%s", port = 80, method = "nat" }\n\n' % sorry
+        svc += ('[services.health]\ncheck = "negotiate"\nservice = "http"\nrequest = "/"\nreceive = "rs"\n'
+                'interval = "500ms"\nconnect_timeout = 1\nnegotiate_timeout = 1\nfailures = 2\nsuccesses = 2\n'
+                'quiescent = false\npassive = true\n\n')
+        b = svc + "".join(servers)
+    out.append(b)
+sys.stdout.write("".join(out))
+EOF
+cp "$work/health.toml" "$STATE/cluster.toml"
+"$CLUSTER" balancer start xvs --backend "$backend" -- --log-interval 0 --metrics-listen 127.0.0.1:9532
+sleep 2
+
+all_three() {
+    xvsadm -L -n -t "$VIP4:80"
+    in_rotation 1 && in_rotation 2 && in_rotation 3 && ! in_rotation 4
+}
+check "three checked real servers in rotation, the fallback not listed" all_three
+
+# --- 1 and 2: a server stops and comes back --------------------------------
+say "nginx on rs1 stops, then starts again"
+loop_start stop
+sleep 1
+nginx_stop 1
+out_of_rotation() { wait_for 5 not_in_rotation 1; }
+check "rs1 leaves the rotation within interval x failures + timeout (2 s)" out_of_rotation
+sleep 1
+loop_stop stop
+stop_failed=$loop_failed
+check_no_new() {
+    requests 60
+    echo "after detection: ${got[*]} failed $bad"
+    [ "$bad" = 0 ] && [ "${got[rs1]:-0}" = 0 ] && [ "${got[rs4]:-0}" = 0 ]
+}
+check "after detection no new connection goes to rs1 (nor the fallback), none fails" check_no_new
+echo "      requests that failed while rs1 was being detected: $stop_failed"
+check "the log says why rs1 went down" grep -Eq "health: .*$(rs4 1):80 out of rotation" "$STATE/director.log"
+
+loop_start start
+nginx_start 1
+back_in() { wait_for 6 in_rotation 1; }
+check "rs1 back in rotation after 2 passed checks" back_in
+sleep 1
+loop_stop start
+check "no request failed while rs1 came back" test "$loop_failed" = 0
+gets_again() {
+    requests 60
+    echo "${got[*]} failed $bad"
+    [ "$bad" = 0 ] && [ "${got[rs1]:-0}" -ge 15 ]
+}
+check "rs1 gets its share again" gets_again
+
+# --- 3: wrong content ----------------------------------------------------
+say "rs2 answers the wrong content"
+cp "$STATE/rs2/www/index.html" "$work/rs2-index.html"
+echo "broken" >"$STATE/rs2/www/index.html"
+wrong_content() {
+    wait_for 5 not_in_rotation 2 || return 1
+    grep -E "$(rs4 2)" "$STATE/director.log" | grep -i 'content' | tail -1
+    grep -E "$(rs4 2)" "$STATE/director.log" | grep -qi 'content'
+}
+check "rs2 with the wrong content: down, and the log names the reason" wrong_content
+cp "$work/rs2-index.html" "$STATE/rs2/www/index.html"
+check "rs2 back once its content is right" wait_for 6 in_rotation 2
+
+# --- 4: a hung server -----------------------------------------------------
+say "rs3 hangs: accepts connections and never answers"
+nginx_stop 3
+sleep 0.3
+ip netns exec "$(ns_of rs3)" "$PY" -c '
+import socket, time
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 80)); s.listen(64)
+held = []
+end = time.monotonic() + 30
+s.settimeout(0.5)
+while time.monotonic() < end:
+    try:
+        held.append(s.accept()[0])
+    except socket.timeout:
+        pass
+' &
+hang_pid=$!
+hung() {
+    wait_for 6 not_in_rotation 3 || return 1
+    grep -E "$(rs4 3)" "$STATE/director.log" | grep -i 'time' | tail -1
+    grep -E "$(rs4 3)" "$STATE/director.log" | grep -qi 'time'
+}
+check "rs3 hung: down by the negotiate timeout, and the log says so" hung
+kill "$hang_pid" 2>/dev/null || true
+wait "$hang_pid" 2>/dev/null || true
+hang_pid=""
+nginx_start 3
+check "rs3 back with nginx" wait_for 6 in_rotation 3
+
+# --- 5: every server down: the fallback ------------------------------------
+say "every real server down: the fallback answers"
+for k in 1 2 3; do nginx_stop "$k"; done
+all_down() { wait_for 6 none_in_rotation; }
+check "rs1..rs3 all out of rotation" all_down
+fallback_answers() {
+    requests 20
+    echo "${got[*]} failed $bad"
+    [ "$bad" = 0 ] && [ "${got[rs4]:-0}" = 20 ]
+}
+check "the fallback (rs4) answers every request" fallback_answers
+nginx_start 2
+check "rs2 back" wait_for 6 in_rotation 2
+fallback_stops() {
+    requests 20
+    echo "${got[*]} failed $bad"
+    [ "$bad" = 0 ] && [ "${got[rs2]:-0}" = 20 ]
+}
+check "one server back: the fallback is no longer used" fallback_stops
+nginx_start 1
+nginx_start 3
+
+health_metrics() {
+    local text
+    text=$(ip netns exec "$(ns_of director)" curl -s --max-time 5 "http://127.0.0.1:9532/metrics")
+    grep '^xvs_backend_up' <<<"$text"
+    [ "$(grep -c '^xvs_backend_up{.*local_address="203.0.113.10".* 1$' <<<"$text")" = 3 ] || return 1
+    grep '^xvs_backend_health_transitions_total' <<<"$text" | grep -q 'remote_address="192.0.2.11"'
+}
+check "metrics: xvs_backend_up for the three servers, transitions counted" wait_for 8 health_metrics
+
+# --- 6: a flapping server -----------------------------------------------------
+say "rs1 flaps: nginx stopped and started every 0.5 s for 6 s"
+transitions_rs1() {
+    ip netns exec "$(ns_of director)" curl -s --max-time 5 "http://127.0.0.1:9532/metrics" |
+        awk '/^xvs_backend_health_transitions_total\{/ && /remote_address="192.0.2.11"/ && /local_port="80"/ { print $NF }'
+}
+flapping() {
+    local before after i
+    wait_for 6 in_rotation 1 || return 1
+    before=$(transitions_rs1)
+    for ((i = 0; i < 6; i++)); do
+        nginx_stop 1
+        sleep 0.5
+        nginx_start 1
+        sleep 0.5
+    done
+    after=$(transitions_rs1)
+    # Each change needs 2 results in a row, one per 0.5 s interval: at most
+    # one change per second, 7 in 6 s (a failure count of 1 would allow 12).
+    echo "rs1 transitions while flapping: $((after - before))"
+    [ $((after - before)) -le 7 ]
+}
+check "flapping: the rotation changes at most as often as the counts allow" flapping
+
+"$CLUSTER" down >/dev/null
+cluster_up=0
+if [ "$failures" -gt 0 ]; then
+    echo "e2e/health.sh ($backend): $failures check(s) failed"
+    exit 1
+fi
+echo "e2e/health.sh ($backend): all checks passed"
