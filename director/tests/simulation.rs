@@ -597,8 +597,17 @@ impl Sim {
         }
         self.send(id, s, first);
         let c = &mut self.conns[id];
+        // The table leaves a timer alone when a packet would move it by
+        // less than its slack (a sixteenth of the timeout, at most 1 s) and
+        // nothing else changes (NAT flows: the state).
+        let timeout = s.after.timeout_ms();
+        let deadline = now + timeout;
+        let slack = (timeout / 16).min(1_000);
+        let unchanged = !first && c.in_table && c.state == s.after;
+        if !(unchanged && deadline >= c.deadline && deadline - c.deadline < slack) {
+            c.deadline = deadline;
+        }
         c.state = s.after;
-        c.deadline = now + s.after.timeout_ms();
         c.in_table = true;
         if c.next < c.script.len() {
             let gap = self.rng.packet_gap();

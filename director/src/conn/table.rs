@@ -272,6 +272,22 @@ impl Hasher {
     }
 }
 
+/// A timer re-armed by a packet is left alone when it would move by less
+/// than this (and less than a sixteenth of the timeout: see
+/// [`rearm_slack`]).
+const REARM_SLACK_MS: Millis = 1_000;
+
+/// The slack for re-arming a timer of `timeout`: a sixteenth of it, at
+/// most [`REARM_SLACK_MS`].
+const fn rearm_slack(timeout: Millis) -> Millis {
+    let s = timeout / 16;
+    if s < REARM_SLACK_MS {
+        s
+    } else {
+        REARM_SLACK_MS
+    }
+}
+
 // ---- index -----------------------------------------------------------------
 
 const SLOTS: usize = 7;
@@ -1041,10 +1057,17 @@ impl ConnTable {
     /// Applies `change` to a connection's life word atomically: `change`
     /// gets the current (state, flags, deadline) and returns the new ones
     /// plus a result; it may run more than once under contention.
+    ///
+    /// `change` also returns a slack: when state and flags stay the same
+    /// and the new deadline is later than the current one by less than the
+    /// slack, the word is left as it is:
+    /// a packet of an established flow then costs a read, not an atomic
+    /// write to a shared cache line, and the connection's timer is at most
+    /// `slack` short of exact.
     fn update<R>(
         &self,
         handle: ConnHandle,
-        mut change: impl FnMut(TcpState, ConnFlags, Millis) -> (TcpState, ConnFlags, Millis, R),
+        mut change: impl FnMut(TcpState, ConnFlags, Millis) -> (TcpState, ConnFlags, Millis, Millis, R),
     ) -> Result<R, Gone> {
         let idx = handle.index as usize;
         let word = &self.entries.get(idx).ok_or(Gone)?.0[W_LIFE];
@@ -1053,11 +1076,19 @@ impl ConnTable {
             if !life_visible(life) || life_gen(life) != handle.gen_ {
                 return Err(Gone);
             }
-            let (state, flags, deadline, r) = change(
+            let (old_state, old_flags, old_deadline) = (
                 life_state(life),
                 ConnFlags::from_life(life),
                 life_deadline(life),
             );
+            let (state, flags, deadline, slack, r) = change(old_state, old_flags, old_deadline);
+            if state == old_state
+                && flags == old_flags
+                && deadline >= old_deadline
+                && deadline - old_deadline < slack
+            {
+                return Ok(r);
+            }
             let new = make_life(deadline, state, flags, handle.gen_);
             match word.compare_exchange_weak(life, new, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => return Ok(r),
@@ -1096,8 +1127,15 @@ impl ConnTable {
             if next.no_output {
                 bits |= ConnFlags::NO_OUTPUT.0;
             }
-            let deadline = now.saturating_add(timeouts.tcp_ms(next.tcp));
-            (next.tcp, ConnFlags(bits), deadline, transition)
+            let timeout = timeouts.tcp_ms(next.tcp);
+            let deadline = now.saturating_add(timeout);
+            (
+                next.tcp,
+                ConnFlags(bits),
+                deadline,
+                rearm_slack(timeout),
+                transition,
+            )
         })
     }
 
@@ -1118,7 +1156,13 @@ impl ConnTable {
                 PacketDirection::FromServer => ConnFlags(flags.0 & !ConnFlags::NO_OUTPUT.0),
                 PacketDirection::FromClient => flags,
             };
-            (state, flags, now.saturating_add(timeout), ())
+            (
+                state,
+                flags,
+                now.saturating_add(timeout),
+                rearm_slack(timeout),
+                (),
+            )
         })
     }
 
@@ -1128,7 +1172,7 @@ impl ConnTable {
     /// # Errors
     /// [`Gone`] when the connection was removed.
     pub fn set_deadline(&self, handle: ConnHandle, deadline: Millis) -> Result<(), Gone> {
-        self.update(handle, |state, flags, _| (state, flags, deadline, ()))
+        self.update(handle, |state, flags, _| (state, flags, deadline, 0, ()))
     }
 
     /// Unlinks a claimed entry from both indexes and frees it.
