@@ -246,6 +246,12 @@ counters_match() {
             ok=1
         fi
     done
+    if [ "$ok" != 0 ]; then
+        # What the director did besides: drops by reason, stateless sends.
+        "$PY" -c 'import json, sys
+s = json.load(open(sys.argv[1]))
+print("  director: drops", s.get("drops"), "stateless", s.get("stateless"), "connections in the table", s.get("connections"))' "$STATE/stats.json" || true
+    fi
     return $ok
 }
 
