@@ -2,7 +2,7 @@
 # Where xvs stands against what an operator would use instead, measured in
 # one run on one machine, and appended as a dated section to BENCHMARKS.md.
 #
-#   testbed/bench.sh [--quick] [--no-append]
+#   testbed/bench.sh [--quick] [--no-append] [--profile]
 #
 # Two clusters of testbed/cluster.sh, up side by side (two real servers,
 # round robin), PREFIX = $XVS_NS_PREFIX (default "bench", so that it never
@@ -47,8 +47,14 @@
 # "–". Small-packet rows give CPU 1's busy time (/proc/stat), the core the
 # balancer and everything downstream of it run on.
 #
-# --quick: fewer and shorter runs (about 2.5 min in all). --no-append:
-# print the section, leave BENCHMARKS.md alone.
+# --quick: fewer and shorter runs (under 2 min in all). --no-append:
+# print the section, leave BENCHMARKS.md alone. --profile: after the
+# measurements, one more xvs NAT small-packet run and one more short-
+# connection run under `perf record` (CPU 1, and the whole machine), their
+# hottest symbols written to the work directory (/run/xvs-bench-PREFIX).
+#
+# The machine is not ours alone: the load average before and after the
+# measurements goes into the section, so that a disturbed run shows.
 #
 # Environment: XVS_NS_PREFIX (default bench), XVS_BIN (default
 # target/release), XVS_BENCH_REPS / XVS_BENCH_HTTP_S / XVS_BENCH_PPS_S to
@@ -60,11 +66,12 @@ export XVS_NS_PREFIX
 . "$(dirname "$0")/lib/common.sh"
 cd "$XVS_ROOT"
 
-quick=0 append=1
+quick=0 append=1 profile=0
 while [ $# -gt 0 ]; do
     case $1 in
     --quick) quick=1; shift ;;
     --no-append) append=0; shift ;;
+    --profile) profile=1; shift ;;
     *) sed -n '/^#   testbed\/bench.sh/s/^#   //p' "$0" >&2; exit 2 ;;
     esac
 done
@@ -363,6 +370,7 @@ pps_round() {
 # ---------------------------------------------------------------- runs ---
 
 started=$(date +%s)
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 HTTP_PATHS=(direct xvs-nat xvs-dr nft haproxy)
 PPS_PATHS=(xdpfwd xvs-nat xvs-dr nft kernel-fwd)
 for ((rep = 1; rep <= REPS; rep++)); do
@@ -374,6 +382,39 @@ for ((rep = 1; rep <= REPS; rep++)); do
     say "64-byte UDP, round $rep of $REPS (${PPS_S} s per run): ${PPS_PATHS[*]}"
     for path in "${PPS_PATHS[@]}"; do pps_round "$rep" "$path"; done
 done
+
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# perf_top FILE PERF_ARGS...: records while the caller's load runs (PERF_S
+# seconds), then writes the hottest symbols to FILE.
+perf_top() {
+    local out=$1
+    shift
+    timeout $((PPS_S + 30)) perf record -q -o "$out.data" "$@" -- sleep "$PPS_S" >/dev/null 2>&1 || true
+    perf report -q -i "$out.data" --no-children --sort comm,dso,sym --percent-limit 0.5 2>/dev/null | head -60 >"$out"
+    rm -f "$out.data"
+}
+if [ "$profile" = 1 ]; then
+    ensure_packages linux-perf
+    say "profiling xvs NAT: 64-byte UDP (CPU 1) and HTTP short connections (both CPUs)"
+    start_path xvs-nat pps
+    perf_top "$WORK/profile-pps-cpu1.txt" -C 1 &
+    perf_pid=$!
+    timeout $((PPS_S + 20)) ip netns exec "$NAT_PREFIX-client" "$XVS_BIN/xvs-pktgen" send --engine xdp-live \
+        --iface eth0 --dst-mac "$(mac_of "$NAT_PREFIX-director" d-cli)" --src "$CLIENT4" --dst "$VIP4:7" \
+        --src-port 41000 --flows 16 --count $((PPS_S * 50000000)) --duration "$PPS_S" --cpu 0 >/dev/null || true
+    wait "$perf_pid" || true
+    stop_path xvs-nat
+    start_path xvs-nat http
+    ip netns exec "$NAT_PREFIX-client" sysctl -qw net.ipv4.ip_local_port_range="35000 39999"
+    perf_top "$WORK/profile-http-short.txt" -a &
+    perf_pid=$!
+    timeout $((PPS_S + 20)) ip netns exec "$NAT_PREFIX-client" wrk -t2 -c64 -H "Connection: close" -d"${PPS_S}s" \
+        "http://$VIP4/" >/dev/null 2>&1 || true
+    wait "$perf_pid" || true
+    stop_path xvs-nat
+    echo "    $WORK/profile-pps-cpu1.txt, $WORK/profile-http-short.txt"
+fi
 
 # ---------------------------------------------------------------- report ---
 
@@ -389,6 +430,7 @@ json.dump({
     "commit": "$commit",
     "mode": "$([ "$quick" = 1 ] && echo quick || echo full)",
     "reps": $REPS, "http_s": $HTTP_S, "pps_s": $PPS_S,
+    "load": "load average $load_before before the measurements, $load_after after",
     "generator": "Small packets: xvs-pktgen --engine xdp-live (BPF_PROG_TEST_RUN live frames, XDP_TX) on CPU 0, 16 flows; balancer on CPU 1.",
 }, open(sys.argv[1], "w"))
 EOF

@@ -186,7 +186,8 @@ def table(results_path, meta_path):
     out = []
     out.append(f"## {meta['date']} — {meta['mode']} run, commit {meta['commit']}")
     out.append("")
-    out.append(f"Machine: {meta['machine']}.")
+    out.append(f"Machine: {meta['machine']}; {meta.get('load', 'load not recorded')} "
+               "(the machine is shared with other work: the load before is theirs).")
     out.append("")
     out.append(
         f"{meta['reps']} repetitions per scenario, interleaved (every path once per round); "
