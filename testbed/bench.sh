@@ -26,7 +26,12 @@
 #               close) and keep-alive; -t1 -c1 --latency for p50/p99 at one
 #               connection. Everything shares the machine's two cores.
 #   small pkts  64-byte UDP frames from `xvs-pktgen send --engine xdp-live`
-#               (16 flows, on CPU 0) to VIP:7; what reaches the real servers
+#               (16 flows, on CPU 0) to VIP:7, offered at rising rates
+#               (PPS_RATES) until a path delivers less than 80% of what it
+#               is offered: the best delivered rate is the path's figure.
+#               Then one run flat out: the delivered rate under overload
+#               (a kernel path on veth can livelock: its upstream hop fills
+#               the per-CPU backlog its downstream hops need). What reaches the real servers
 #               is counted and dropped at their eth0 ingress by an nftables
 #               netdev rule (no socket, so the sink costs little). The
 #               balancer gets CPU 1: xvs and xdpfwd are pinned there, and
@@ -90,11 +95,13 @@ REPORT=(timeout 30 "$PY" "$XVS_ROOT/testbed/lib/bench-report.py")
 CLUSTER=$XVS_ROOT/testbed/cluster.sh
 
 if [ "$quick" = 1 ]; then
-    REPS=${XVS_BENCH_REPS:-2} HTTP_S=${XVS_BENCH_HTTP_S:-2} PPS_S=${XVS_BENCH_PPS_S:-2}
+    REPS=${XVS_BENCH_REPS:-2} PPS_REPS=${XVS_BENCH_REPS:-1} HTTP_S=${XVS_BENCH_HTTP_S:-2} PPS_S=${XVS_BENCH_PPS_S:-2} STEP_S=1
 else
-    REPS=${XVS_BENCH_REPS:-3} HTTP_S=${XVS_BENCH_HTTP_S:-10} PPS_S=${XVS_BENCH_PPS_S:-8}
+    REPS=${XVS_BENCH_REPS:-3} PPS_REPS=${XVS_BENCH_REPS:-3} HTTP_S=${XVS_BENCH_HTTP_S:-10} PPS_S=${XVS_BENCH_PPS_S:-5} STEP_S=2
 fi
-for v in REPS HTTP_S PPS_S; do
+# Offered rates of the small-packet sweep, frames per second.
+PPS_RATES=(100000 200000 300000 450000 650000 900000 1200000)
+for v in REPS PPS_REPS HTTP_S PPS_S; do
     if ! [[ "${!v}" =~ ^[0-9]+$ ]] || [ "${!v}" -lt 1 ] || [ "${!v}" -gt 120 ]; then
         die "$v=${!v}: give a whole number from 1 to 120"
     fi
@@ -339,32 +346,72 @@ pps_setup() {
     done
 }
 
-pps_round() {
-    local rep=$1 path=$2 prefix dst sunk delivered gen sent elapsed offered
+# pps_step PATH RATE SECONDS TAG: one generator run at RATE frames/s (0:
+# flat out); prints "OFFERED_PPS DELIVERED ELAPSED_S", leaves CPU
+# snapshots in $WORK/cpu.TAG.before/after.
+pps_step() {
+    local path=$1 rate=$2 secs=$3 tag=$4 prefix dst sunk delivered gen rate_args=()
     prefix=$(prefix_of "$path")
-    if ! start_path "$path" pps; then
-        "${REPORT[@]}" record "$RESULTS" test=udp-pps path="$path" rep="$rep" value= note="start failed"
-        return 0
-    fi
+    [ "$rate" != 0 ] && rate_args=(--rate "$rate")
     dst=$VIP4:7
     [ "$path" = kernel-fwd ] && dst=$RS1:7
     sunk=$(sink_count "$prefix")
-    "${REPORT[@]}" cpu >"$WORK/cpu.before"
-    gen=$(timeout $((PPS_S + 20)) ip netns exec "$prefix-client" "$XVS_BIN/xvs-pktgen" send --engine xdp-live \
+    "${REPORT[@]}" cpu >"$WORK/cpu.$tag.before"
+    gen=$(timeout $((secs + 20)) ip netns exec "$prefix-client" "$XVS_BIN/xvs-pktgen" send --engine xdp-live \
         --iface eth0 --dst-mac "$(mac_of "$prefix-director" d-cli)" --src "$CLIENT4" --dst "$dst" \
-        --src-port "$(src_port "$path")" --flows 16 --count $((PPS_S * 50000000)) --duration "$PPS_S" --cpu 0 --json) || gen=""
-    "${REPORT[@]}" cpu >"$WORK/cpu.after"
+        --src-port "$(src_port "$path")" --flows 16 --count $((secs * 50000000)) --duration "$secs" --cpu 0 \
+        "${rate_args[@]}" --json) || return 1
+    "${REPORT[@]}" cpu >"$WORK/cpu.$tag.after"
     sleep 0.3 # frames in flight reach the sink
     delivered=$(($(sink_count "$prefix") - sunk))
-    stop_path "$path"
-    if [ -z "$gen" ]; then
-        "${REPORT[@]}" record "$RESULTS" test=udp-pps path="$path" rep="$rep" value= note="generator failed"
+    "$PY" -c 'import json,sys; g=json.loads(sys.argv[1]); print(g["sent"] / g["elapsed_s"], sys.argv[2], g["elapsed_s"])' "$gen" "$delivered"
+}
+
+# pps_round REP PATH: offered rates from PPS_RATES in turn until the
+# delivered rate falls below 80% of the offered one (past the knee), the
+# best of them recorded as udp-pps; then one run flat out (udp-overload):
+# where a path goes when it is offered more than it can take.
+pps_round() {
+    local rep=$1 path=$2 rate out offered delivered elapsed best=0 best_tag="" best_line="" step=0 knee=0
+    if ! start_path "$path" pps; then
+        "${REPORT[@]}" record "$RESULTS" test=udp-pps path="$path" rep="$rep" value= note="start failed"
+        "${REPORT[@]}" record "$RESULTS" test=udp-overload path="$path" rep="$rep" value= note="start failed"
         return 0
     fi
-    read -r sent elapsed < <("$PY" -c 'import json,sys; g=json.loads(sys.argv[1]); print(g["sent"], g["elapsed_s"])' "$gen")
-    offered=$("$PY" -c "print($sent / $elapsed / 1e6)")
-    "${REPORT[@]}" record "$RESULTS" test=udp-pps path="$path" rep="$rep" value="$("$PY" -c "print($delivered / $elapsed / 1e6)")" \
-        unit=Mpps window_s="$elapsed" units="$delivered" offered="$offered" cpu_before="$WORK/cpu.before" cpu_after="$WORK/cpu.after"
+    for rate in "${PPS_RATES[@]}"; do
+        step=$((step + 1))
+        out=$(pps_step "$path" "$rate" "$STEP_S" "s$step") || { echo "    $path: generator failed at $rate/s" >&2; continue; }
+        read -r offered delivered elapsed <<<"$out"
+        printf '    %s rep %s: offered %.3f Mpps, delivered %.3f Mpps\n' "$path" "$rep" \
+            "$("$PY" -c "print($offered / 1e6)")" "$("$PY" -c "print($delivered / $elapsed / 1e6)")"
+        if "$PY" -c "import sys; sys.exit(0 if $delivered / $elapsed > $best else 1)"; then
+            best=$("$PY" -c "print($delivered / $elapsed)")
+            best_tag=s$step
+            best_line="$offered $delivered $elapsed"
+        fi
+        if "$PY" -c "import sys; sys.exit(0 if $delivered / $elapsed < 0.8 * $offered else 1)"; then
+            knee=1
+            break
+        fi
+    done
+    if [ -n "$best_line" ]; then
+        read -r offered delivered elapsed <<<"$best_line"
+        "${REPORT[@]}" record "$RESULTS" test=udp-pps path="$path" rep="$rep" \
+            value="$("$PY" -c "print($delivered / $elapsed / 1e6)")" unit=Mpps window_s="$elapsed" units="$delivered" \
+            offered="$("$PY" -c "print($offered / 1e6)")" cpu_before="$WORK/cpu.$best_tag.before" cpu_after="$WORK/cpu.$best_tag.after" \
+            note="$([ "$knee" = 0 ] && echo "no knee below ${PPS_RATES[-1]}/s")"
+    else
+        "${REPORT[@]}" record "$RESULTS" test=udp-pps path="$path" rep="$rep" value= note="generator failed"
+    fi
+    if out=$(pps_step "$path" 0 "$PPS_S" flat); then
+        read -r offered delivered elapsed <<<"$out"
+        "${REPORT[@]}" record "$RESULTS" test=udp-overload path="$path" rep="$rep" \
+            value="$("$PY" -c "print($delivered / $elapsed / 1e6)")" unit=Mpps window_s="$elapsed" units="$delivered" \
+            offered="$("$PY" -c "print($offered / 1e6)")" cpu_before="$WORK/cpu.flat.before" cpu_after="$WORK/cpu.flat.after"
+    else
+        "${REPORT[@]}" record "$RESULTS" test=udp-overload path="$path" rep="$rep" value= note="generator failed"
+    fi
+    stop_path "$path"
 }
 
 # ---------------------------------------------------------------- runs ---
@@ -378,8 +425,8 @@ for ((rep = 1; rep <= REPS; rep++)); do
     for path in "${HTTP_PATHS[@]}"; do http_round "$rep" "$path"; done
 done
 pps_setup
-for ((rep = 1; rep <= REPS; rep++)); do
-    say "64-byte UDP, round $rep of $REPS (${PPS_S} s per run): ${PPS_PATHS[*]}"
+for ((rep = 1; rep <= PPS_REPS; rep++)); do
+    say "64-byte UDP, round $rep of $PPS_REPS (${STEP_S} s per offered rate, then ${PPS_S} s flat out): ${PPS_PATHS[*]}"
     for path in "${PPS_PATHS[@]}"; do pps_round "$rep" "$path"; done
 done
 
@@ -429,7 +476,8 @@ json.dump({
     "machine": "$(nproc) vCPU ($cpu_model), $mem, kernel $(uname -r)",
     "commit": "$commit",
     "mode": "$([ "$quick" = 1 ] && echo quick || echo full)",
-    "reps": $REPS, "http_s": $HTTP_S, "pps_s": $PPS_S,
+    "reps": $REPS, "pps_reps": $PPS_REPS, "http_s": $HTTP_S, "pps_s": $PPS_S, "step_s": $STEP_S,
+    "rates": "$(IFS=,; echo "${PPS_RATES[*]}")",
     "load": "load average $load_before before the measurements, $load_after after",
     "generator": "Small packets: xvs-pktgen --engine xdp-live (BPF_PROG_TEST_RUN live frames, XDP_TX) on CPU 0, 16 flows; balancer on CPU 1.",
 }, open(sys.argv[1], "w"))

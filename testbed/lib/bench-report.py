@@ -38,7 +38,8 @@ TESTS = [
     ("http-keepalive", "HTTP keep-alive", "req/s", True, "direct"),
     ("latency-p50", "latency p50, 1 connection", "µs", False, "direct"),
     ("latency-p99", "latency p99, 1 connection", "µs", False, "direct"),
-    ("udp-pps", "64-byte UDP delivered", "Mpps", True, "xdpfwd"),
+    ("udp-pps", "64-byte UDP delivered, best offered rate", "Mpps", True, "xdpfwd"),
+    ("udp-overload", "64-byte UDP delivered, generator flat out", "Mpps", True, "xdpfwd"),
 ]
 PATHS = [
     ("direct", "direct to rs1 (kernel routing)"),
@@ -190,8 +191,10 @@ def table(results_path, meta_path):
                "(the machine is shared with other work: the load before is theirs).")
     out.append("")
     out.append(
-        f"{meta['reps']} repetitions per scenario, interleaved (every path once per round); "
-        f"HTTP {meta['http_s']} s per wrk run, small packets {meta['pps_s']} s per run. "
+        f"HTTP: {meta['reps']} repetitions per path, {meta['http_s']} s per wrk run; small packets: "
+        f"{meta.get('pps_reps', meta['reps'])} repetitions, offered rates {meta.get('rates', '?')}/s, "
+        f"{meta.get('step_s', '?')} s each, until less than 80% is delivered (best kept), then "
+        f"{meta['pps_s']} s flat out. Paths interleaved (each round runs every path once). "
         f"{meta['generator']}"
     )
     out.append("")
@@ -220,9 +223,10 @@ def table(results_path, meta_path):
             errors = sum(r.get("errors") or 0 for r in ok)
             if errors:
                 flags.append(f"{errors} socket errors/non-2xx")
-            gen_bound = [r for r in ok if r.get("offered") and r["value"] >= 0.9 * r["offered"]]
-            if gen_bound:
-                flags.append("generator-bound (≥ 90% of offered)")
+            if test == "udp-overload":
+                gen_bound = [r for r in ok if r.get("offered") and r["value"] >= 0.9 * r["offered"]]
+                if gen_bound:
+                    flags.append("generator-bound (≥ 90% of offered)")
             notes = sorted({r["note"] for r in ok if r.get("note")})
             flags.extend(notes)
             # CPU: the balancer's own (a process) or its core (pps).
@@ -259,7 +263,8 @@ def table(results_path, meta_path):
         verdict = "PASS" if ratio >= factor else "MISS"
         out.append(f"- {name}: {ratio:.2f} (need ≥ {factor:.2f}) — **{verdict}**")
 
-    target("xvs NAT pps ≥ 90% of xvs-xdpfwd", ("udp-pps", "xvs-nat"), ("udp-pps", "xdpfwd"), 0.9)
+    target("xvs NAT pps ≥ 90% of xvs-xdpfwd (best offered rate)", ("udp-pps", "xvs-nat"), ("udp-pps", "xdpfwd"), 0.9)
+    target("xvs NAT pps ≥ 90% of xvs-xdpfwd (flat out)", ("udp-overload", "xvs-nat"), ("udp-overload", "xdpfwd"), 0.9)
     target("HTTP short, xvs NAT ≥ nftables DNAT", ("http-short", "xvs-nat"), ("http-short", "nft"), 1.0)
     target("HTTP short, xvs NAT ≥ 1.5× HAProxy", ("http-short", "xvs-nat"), ("http-short", "haproxy"), 1.5)
     target("HTTP short, xvs DR ≥ nftables DNAT", ("http-short", "xvs-dr"), ("http-short", "nft"), 1.0)
@@ -272,7 +277,8 @@ def table(results_path, meta_path):
         "softirq, not attributable to a namespace: –); small-packet rows, CPU 1's busy time, the "
         "core the balancer (and everything downstream of it) is given. CPU per unit: that CPU time "
         "divided by requests or delivered packets. Flags: a repetition below half its median "
-        f"(COLLAPSE), wrk socket errors, a generator that offered barely more than was delivered."
+        "(COLLAPSE), wrk socket errors, a flat-out generator that offered barely more than was "
+        "delivered, a sweep that never found the path's limit."
     )
     out.append("")
     return "\n".join(out)

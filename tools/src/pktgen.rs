@@ -667,9 +667,12 @@ pub fn send(
 /// Sends `frames` out of `iface` from inside the kernel
 /// ([`Engine::XdpLive`]): copies of one flow's frame for about
 /// [`LIVE_CALL`] per call, the flows in turn, until a bound is reached or
-/// `stop` is set.
-/// `sent` counts the frames handed to the kernel; those the interface
-/// could not pass on show in `iface_tx_dropped`.
+/// `stop` is set. `sent` is the interface's own count of transmitted
+/// frames over the run (on a veth, those its peer took); those it could
+/// not pass on show in `iface_tx_dropped`. With a rate, each call
+/// transmits a random share of its repetitions (see
+/// [`xvs_director::io::livegen::LiveFrames::load_share`]), the share
+/// corrected after each call towards the rate.
 ///
 /// # Errors
 /// The program could not be loaded (no root) or the kernel refused a run
@@ -696,14 +699,31 @@ pub fn send_live(
             "no interface {iface:?} in this network namespace (see `ip link`)"
         ))
     })?;
-    let program = xvs_director::io::livegen::LiveFrames::load().map_err(os(
-        "loading the live-frames XDP program",
-        ". It needs root (CAP_BPF, CAP_NET_ADMIN)",
-    ))?;
+    let load = |frame: &[u8], share: f64| {
+        // The share of repetitions transmitted, as the program's threshold.
+        let threshold = (share * f64::from(u32::MAX)).clamp(0.0, f64::from(u32::MAX)) as u32;
+        xvs_director::io::livegen::LiveFrames::load_share(frame, threshold).map_err(os(
+            "loading the live-frames XDP program",
+            ". It needs root (CAP_BPF, CAP_NET_ADMIN)",
+        ))
+    };
+    // With --rate, a share of the repetitions is transmitted (the rest
+    // dropped in the program, frame by frame, so the rate is smooth within
+    // a call), corrected after every call from what the interface counted.
+    let mut share = bounds.rate.map_or(1.0, |pps| {
+        (pps as f64 / LIVE_FIRST_GUESS_PPS).clamp(MIN_SHARE, 1.0)
+    });
+    // One program per flow: each writes its own frame.
+    let mut programs = frames
+        .iter()
+        .map(|f| load(f, share))
+        .collect::<Result<Vec<_>, _>>()?;
     let dropped_before = iface_counter(iface, "tx_dropped");
+    let tx_before = iface_counter(iface, "tx_packets");
     let mut report = SendReport::default();
     let start = Instant::now();
     let mut flow = 0usize;
+    // Repetitions per call: a first guess, then from the speed seen.
     let mut size = LIVE_CHUNK;
     while report.sent < bounds.count && !stop.load(Ordering::Relaxed) {
         let now = start.elapsed();
@@ -713,29 +733,41 @@ pub fn send_live(
         let left = bounds.duration - now;
         // Never aim past the duration bound by more than one grain.
         let aim = LIVE_CALL.min(left).max(Duration::from_millis(1));
-        if report.sent > 0 && now > Duration::ZERO {
-            let pps = report.sent as f64 / now.as_secs_f64();
-            size = ((pps * aim.as_secs_f64()) as u64).clamp(1, LIVE_CHUNK_MAX);
-        }
-        let mut chunk = (bounds.count - report.sent).min(size);
-        if let Some(pps) = bounds.rate {
-            let allowed = (now.as_secs_f64() * pps as f64) as u64 + 1;
-            let room = allowed.saturating_sub(report.sent);
-            if room == 0 {
-                std::thread::sleep(
-                    Duration::from_secs_f64(1.0 / pps.max(1) as f64).min(Duration::from_millis(1)),
-                );
-                continue;
-            }
-            chunk = chunk.min(room);
-        }
+        let wanted = ((bounds.count - report.sent) as f64 / share).ceil() as u64;
+        let chunk = wanted.clamp(1, size);
         let repeat = u32::try_from(chunk).unwrap_or(u32::MAX);
-        match program.send(&frames[flow], ifindex, repeat) {
-            Ok(()) => report.sent += chunk,
-            // A signal cut the run short: how far it got is unknown, so
-            // it counts as not sent (the receiver's count is the truth).
+        let call = Instant::now();
+        let outcome = programs[flow].send(&frames[flow], ifindex, repeat);
+        let took = call.elapsed();
+        let completed = outcome.is_ok();
+        match outcome {
+            Ok(()) => {
+                size = ((chunk as f64 / took.as_secs_f64().max(1e-6) * aim.as_secs_f64()) as u64)
+                    .clamp(1, LIVE_CHUNK_MAX);
+            }
+            // A signal cut the run short; the interface's count says how
+            // far it got.
             Err(e) if e.raw_os_error() == Some(Errno::EINTR as i32) => report.partial_sends += 1,
             Err(e) => return Err(os("sending (BPF_PROG_TEST_RUN, live frames)", LIVE_HINT)(e)),
+        }
+        report.sent = match (tx_before, iface_counter(iface, "tx_packets")) {
+            (Some(a), Some(b)) => b.saturating_sub(a),
+            _ if completed => report.sent + (chunk as f64 * share) as u64,
+            _ => report.sent,
+        };
+        if let Some(pps) = bounds.rate {
+            let elapsed = start.elapsed().as_secs_f64();
+            let achieved = report.sent as f64 / elapsed.max(1e-6);
+            if achieved > 0.0 {
+                let next = (share * pps as f64 / achieved).clamp(MIN_SHARE, 1.0);
+                if (next - share).abs() > share * 0.01 {
+                    share = next;
+                    programs = frames
+                        .iter()
+                        .map(|f| load(f, share))
+                        .collect::<Result<Vec<_>, _>>()?;
+                }
+            }
         }
         flow = (flow + 1) % frames.len();
     }
@@ -745,6 +777,12 @@ pub fn send_live(
         .map(|(a, b)| b.saturating_sub(a));
     Ok(report)
 }
+
+/// The full speed `--rate` starts from (frames the kernel repeats per
+/// second with most of them dropped); corrected after the first call.
+const LIVE_FIRST_GUESS_PPS: f64 = 5e6;
+/// The smallest share of repetitions transmitted.
+const MIN_SHARE: f64 = 1e-6;
 
 const LIVE_HINT: &str = ". Live frames need Linux 5.18 or later; use --engine packet";
 
