@@ -256,7 +256,12 @@ mod tests {
 
     #[test]
     fn the_program_writes_the_whole_frame_and_its_guard_jumps_to_the_drop() {
-        for (len, threshold) in [(64, u32::MAX), (61, u32::MAX), (64, 1 << 31), (1514, 7)] {
+        for (len, threshold) in [
+            (64usize, u32::MAX),
+            (61, u32::MAX),
+            (64, 1 << 31),
+            (1514, 7),
+        ] {
             let frame: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
             let p = program(&frame, threshold);
             assert_eq!(written(&p), frame, "len {len}");
