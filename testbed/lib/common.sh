@@ -55,6 +55,13 @@ XVS_PACKAGES=(
     python3           # UDP echo server and client, stats file reader
 )
 
+# What testbed/bench.sh needs beyond XVS_PACKAGES: the peer balancers it
+# measures xvs against (nftables is already there).
+# shellcheck disable=SC2034 # used by bench.sh
+XVS_BENCH_PACKAGES=(
+    haproxy           # HAProxy in mode tcp, the userspace peer
+)
+
 # ensure_packages PKG...: installs the ones dpkg does not know as installed.
 ensure_packages() {
     local missing=() p

@@ -22,6 +22,7 @@
 //! syscall per burst and interface, not per frame.
 
 pub mod afxdp;
+pub mod livegen;
 pub mod mem;
 pub mod mixed;
 pub mod packet;

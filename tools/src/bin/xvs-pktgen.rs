@@ -25,7 +25,10 @@ fn run(cli: Cli, stop: &AtomicBool) -> Result<(), pktgen::PktgenError> {
                 duration: args.duration,
                 rate: args.rate,
             };
-            let report = pktgen::send(&args.iface, &frames, bounds, stop)?;
+            let report = match args.engine {
+                pktgen::Engine::Packet => pktgen::send(&args.iface, &frames, bounds, stop)?,
+                pktgen::Engine::XdpLive => pktgen::send_live(&args.iface, &frames, bounds, stop)?,
+            };
             if args.json {
                 println!("{}", report.to_json());
             } else {
