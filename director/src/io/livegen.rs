@@ -163,7 +163,8 @@ impl LiveFrames {
     /// thinning the kernel's repetitions frame by frame is how a rate below
     /// the generator's full speed stays smooth within a call (a drop costs
     /// a page-pool recycle, a few nanoseconds). `u32::MAX` transmits all.
-    /// Each repetition is `frame` afresh (see [`program`]).
+    /// Each repetition is `frame` afresh: the program writes the whole frame
+    /// into the packet before it transmits it.
     ///
     /// # Errors
     /// The kernel refused it: no privileges (CAP_BPF, CAP_NET_ADMIN), or a
