@@ -15,68 +15,8 @@ use etherparse::PacketBuilder;
 use xvs_director::config::ClusterConfig;
 use xvs_director::pipeline::{Director, HEADROOM, IfaceId};
 
-const CONFIG: &str = r#"
-[conn_table]
-capacity = 1100000
-
-# Established connections outlive any run; half-open ones go within 1 s so
-# that the SYN benchmark can churn through fresh flows.
-[timeouts]
-tcp = 1000000
-[timeouts.tcp_states]
-syn_recv = 1
-
-[[interfaces]]
-name = "client0"
-role = "client"
-mac = "02:00:00:00:01:01"
-addresses = ["198.51.100.1/24"]
-gateways = ["198.51.100.254"]
-
-[[interfaces]]
-name = "server0"
-role = "server"
-mac = "02:00:00:00:02:01"
-addresses = ["192.0.2.1/24"]
-
-[[services]]
-proto = "tcp"
-vip = "203.0.113.10"
-port = 80
-scheduler = "wlc"
-real_servers = [
-  { address = "192.0.2.11", port = 8080, method = "nat", weight = 1 },
-  { address = "192.0.2.12", port = 8080, method = "nat", weight = 2 },
-  { address = "192.0.2.13", port = 8080, method = "nat", weight = 3 },
-  { address = "192.0.2.14", port = 8080, method = "nat", weight = 4 },
-  { address = "192.0.2.15", port = 8080, method = "nat", weight = 5 },
-]
-
-[[neighbours]]
-interface = "client0"
-address = "198.51.100.254"
-mac = "02:00:00:00:01:fe"
-[[neighbours]]
-interface = "server0"
-address = "192.0.2.11"
-mac = "02:00:00:00:02:11"
-[[neighbours]]
-interface = "server0"
-address = "192.0.2.12"
-mac = "02:00:00:00:02:12"
-[[neighbours]]
-interface = "server0"
-address = "192.0.2.13"
-mac = "02:00:00:00:02:13"
-[[neighbours]]
-interface = "server0"
-address = "192.0.2.14"
-mac = "02:00:00:00:02:14"
-[[neighbours]]
-interface = "server0"
-address = "192.0.2.15"
-mac = "02:00:00:00:02:15"
-"#;
+/// The pipeline benchmark's cluster.
+const CONFIG: &str = include_str!("../benches/pipeline.toml");
 
 fn main() {
     let n: usize = std::env::args()
