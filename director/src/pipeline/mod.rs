@@ -630,9 +630,15 @@ impl Director {
             return self.forward_reply(st, w, f, ip, &conn);
         }
         if let Some(conn) = self.table.lookup_inbound(&ip.flow, now) {
-            let reuse = ip.tcp_flags.syn()
-                && !ip.tcp_flags.rst()
-                && matches!(conn.tcp_state, TcpState::TimeWait | TcpState::Close);
+            // IPVS's conn_reuse_mode 1, plus bit 2: a DR/TUN connection
+            // (no output seen) sits in FIN_WAIT after the client closed, so a
+            // SYN from the same client port there is a new connection too.
+            let closing = match conn.tcp_state {
+                TcpState::TimeWait | TcpState::Close => true,
+                TcpState::FinWait => conn.flags.contains(crate::conn::ConnFlags::NO_OUTPUT),
+                _ => false,
+            };
+            let reuse = ip.tcp_flags.syn() && !ip.tcp_flags.rst() && closing;
             if !reuse {
                 return self.established(st, w, f, ip, &conn, now);
             }

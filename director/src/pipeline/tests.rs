@@ -1214,3 +1214,30 @@ fn a_nat_server_s_answer_to_a_syn_is_a_passive_health_report() {
         vec![(dest, true), (dest, true), (dest, false)]
     );
 }
+
+#[test]
+fn a_syn_on_a_closed_dr_connection_is_a_new_connection() {
+    let (d, mut w) = director();
+    let seg = |flags| {
+        tcp(
+            (CLIENT_MAC, CLIENT_IF_MAC),
+            C4,
+            "203.0.113.20",
+            (46000, 80),
+            flags,
+            64,
+            b"",
+        )
+    };
+    // A DR connection opened, then closed by the client (FIN, ACK): the
+    // director, seeing only the client's side, leaves it in FIN_WAIT.
+    for flags in ["S", "A", "FA", "A"] {
+        once(&d, &mut w, &seg(flags), CLIENT, 10);
+    }
+    let dest = d.state().services[2].dest_of[0] as usize;
+    assert_eq!(w.counters.dests[dest].conns, 1);
+    // The client reuses the port: a new connection, scheduled and counted.
+    let (v, _) = once(&d, &mut w, &seg("S"), CLIENT, 20);
+    assert!(matches!(v, Verdict::Transmit { .. }));
+    assert_eq!(w.counters.dests[dest].conns, 2);
+}
