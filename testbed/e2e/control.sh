@@ -321,6 +321,20 @@ conns_metric() {
         /^xvs_backend_connections_total\{/ && index($0, "local_address=\"" vip "\"") && index($0, "local_port=\"80\"") { n += $NF }
         END { print n + 0 }'
 }
+# settled_conns: conns_metric once two scrapes 0.3 s apart agree (workers
+# publish their counters every 100 ms: a scrape right after traffic may
+# miss the last of it).
+settled_conns() {
+    local a b i
+    a=$(conns_metric)
+    for ((i = 0; i < 20; i++)); do
+        sleep 0.3
+        b=$(conns_metric)
+        [ "$a" = "$b" ] && break
+        a=$b
+    done
+    echo "$a"
+}
 metrics_match() {
     local before after text
     text=$(scrape)
@@ -331,9 +345,9 @@ metrics_match() {
     done
     grep -q "^node_ipvs_backend_weight{local_address=\"$VIP4\",local_mark=\"\",local_port=\"80\",proto=\"TCP\",remote_address=\"$(rs4 1)\",remote_port=\"80\"} 1\$" <<<"$text" ||
         { grep '^node_ipvs_backend_weight' <<<"$text"; return 1; }
-    before=$(conns_metric)
+    before=$(settled_conns)
     requests 200
-    after=$(conns_metric)
+    after=$(settled_conns)
     echo "client: 200 requests, $bad failed; metrics: $before -> $after"
     [ "$bad" = 0 ] && [ $((after - before)) = 200 ]
 }
