@@ -56,22 +56,11 @@ pub struct HealthOverrides {
 }
 
 fn current(table: &ServiceTable, target: &TargetKey) -> Option<ServerParams> {
-    let id = service_id(&target.service);
-    let vs = table.services().find(|s| s.params.id == id)?;
-    let rs = vs
-        .sched
-        .servers()
-        .iter()
-        .find(|r| r.addr() == target.server.ip() && r.port() == target.server.port())?;
-    let dest = table.dest(vs.dest_of[rs.id().index()])?;
-    Some(ServerParams {
-        addr: rs.addr(),
-        port: rs.port(),
-        method: dest.method.into(),
-        weight: rs.weight(),
-        u_threshold: rs.u_threshold(),
-        l_threshold: rs.l_threshold(),
-    })
+    table.server(
+        service_id(&target.service),
+        target.server.ip(),
+        target.server.port(),
+    )
 }
 
 impl HealthOverrides {

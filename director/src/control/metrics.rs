@@ -26,7 +26,7 @@ use crossbeam::channel::{Sender, bounded};
 use prometheus::{Encoder, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use crate::control::plane::{ControlMsg, ControlPlane};
-use crate::control::proto::Proto;
+use crate::control::proto::{Proto, ServiceId};
 use crate::io::IoStats;
 use crate::io::xdp::XdpCounters;
 use crate::pipeline::{DropReason, WorkerCounters};
@@ -50,6 +50,23 @@ const BACKEND_LABELS: [&str; 6] = [
     "remote_address",
     "remote_port",
 ];
+
+/// The [`BACKEND_LABELS`] values of real server `server` of `service`
+/// (`local_mark` is empty: no firewall-mark services).
+fn backend_labels(service: ServiceId, server: SocketAddr) -> [String; 6] {
+    let proto = match service.proto {
+        Proto::Tcp => "TCP",
+        Proto::Udp => "UDP",
+    };
+    [
+        service.vip.to_string(),
+        service.port.to_string(),
+        String::new(),
+        proto.to_owned(),
+        server.ip().to_string(),
+        server.port().to_string(),
+    ]
+}
 
 fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("static metric definition");
@@ -160,21 +177,12 @@ pub fn render(
     ]
     .map(|(name, help)| counter(&registry, name, help, &BACKEND_LABELS));
     for s in &table.services {
-        let proto = match s.params.id.proto {
-            Proto::Tcp => "TCP",
-            Proto::Udp => "UDP",
-        };
-        let (vip, vport) = (s.params.id.vip.to_string(), s.params.id.port.to_string());
         for rs in &s.servers {
-            let (raddr, rport) = (rs.params.addr.to_string(), rs.params.port.to_string());
-            let labels = [
-                vip.as_str(),
-                vport.as_str(),
-                "",
-                proto,
-                raddr.as_str(),
-                rport.as_str(),
-            ];
+            let owned = backend_labels(
+                s.params.id,
+                std::net::SocketAddr::new(rs.params.addr, rs.params.port),
+            );
+            let labels = owned.each_ref().map(String::as_str);
             active.with_label_values(&labels).set(i64::from(rs.active));
             inactive
                 .with_label_values(&labels)
@@ -221,26 +229,11 @@ pub fn render(
             &BACKEND_LABELS,
         );
         for t in &health {
-            let proto = match t.key.service.proto {
-                crate::config::ServiceProtocol::Tcp => "TCP",
-                crate::config::ServiceProtocol::Udp => "UDP",
-            };
-            let (vip, vport) = (
-                t.key.service.vip.to_string(),
-                t.key.service.port.to_string(),
+            let owned = backend_labels(
+                crate::control::health::service_id(&t.key.service),
+                t.key.server,
             );
-            let (raddr, rport) = (
-                t.key.server.ip().to_string(),
-                t.key.server.port().to_string(),
-            );
-            let labels = [
-                vip.as_str(),
-                vport.as_str(),
-                "",
-                proto,
-                raddr.as_str(),
-                rport.as_str(),
-            ];
+            let labels = owned.each_ref().map(String::as_str);
             up.with_label_values(&labels).set(i64::from(t.up));
             if let Some(l) = t.last_latency {
                 latency.with_label_values(&labels).set(l.as_secs_f64());

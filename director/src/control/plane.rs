@@ -16,8 +16,8 @@ use crate::config::ClusterConfig;
 use crate::conn::Millis;
 use crate::control::estimator::{Estimate, PERIOD_MS};
 use crate::control::proto::{
-    ConnView, ControlError, ErrorKind, Proto, Reply, Request, ServerParams, ServerState,
-    ServiceState, StatsView, TableView,
+    ConnView, ControlError, ErrorKind, Proto, Reply, Request, ServerState, ServiceState, StatsView,
+    TableView,
 };
 use crate::control::table::ServiceTable;
 use crate::pipeline::{Director, Snapshot, TrafficCounters, WorkerCounters};
@@ -286,7 +286,7 @@ impl ControlPlane {
         counters: &WorkerCounters,
     ) -> Result<(), ControlError> {
         let slot = match service {
-            Some(id) => Some(self.slot_of(id).ok_or_else(|| {
+            Some(id) => Some(self.table.slot(id).ok_or_else(|| {
                 ControlError::new(ErrorKind::NoSuchService, format!("{id}: No such service"))
             })?),
             None => None,
@@ -307,15 +307,6 @@ impl ControlPlane {
             }
         }
         Ok(())
-    }
-
-    fn slot_of(&self, id: crate::control::proto::ServiceId) -> Option<u32> {
-        let snapshot = self.director.state();
-        snapshot
-            .services
-            .iter()
-            .position(|s| s.live && s.params.id == id)
-            .map(|i| i as u32)
     }
 
     fn grow(&mut self, dests: usize, services: usize) {
@@ -363,16 +354,8 @@ impl ControlPlane {
             let mut servers = Vec::new();
             for rs in vs.sched.servers().iter() {
                 let d = vs.dest_of[rs.id().index()] as usize;
-                let dest = &snapshot.dests[d];
                 servers.push(ServerState {
-                    params: ServerParams {
-                        addr: rs.addr(),
-                        port: rs.port(),
-                        method: dest.method.into(),
-                        weight: rs.weight(),
-                        u_threshold: rs.u_threshold(),
-                        l_threshold: rs.l_threshold(),
-                    },
+                    params: crate::control::table::server_params_in(vs, &snapshot.dests, rs),
                     active: rs.active_conns(),
                     inactive: rs.inactive_conns(),
                     persistent: rs.persistent_conns(),

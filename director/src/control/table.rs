@@ -131,14 +131,6 @@ pub fn service_params_of(svc: &crate::config::VirtualService) -> ServiceParams {
             prefix_v6,
         }
     });
-    let server = |rs: &crate::config::RealServer| ServerParams {
-        addr: rs.address,
-        port: rs.port.unwrap_or(svc.port),
-        method: rs.method.into(),
-        weight: u32::from(rs.weight),
-        u_threshold: rs.u_threshold,
-        l_threshold: rs.l_threshold,
-    };
     ServiceParams {
         id: ServiceId {
             proto: match svc.proto {
@@ -152,7 +144,7 @@ pub fn service_params_of(svc: &crate::config::VirtualService) -> ServiceParams {
         flags,
         persistence,
         sloppy: svc.sloppy,
-        fallback: svc.fallback.as_ref().map(server),
+        fallback: svc.fallback.as_ref().map(|rs| config_server(svc, rs)),
     }
 }
 
@@ -161,15 +153,41 @@ pub fn service_params_of(svc: &crate::config::VirtualService) -> ServiceParams {
 pub fn server_params_of(svc: &crate::config::VirtualService) -> Vec<ServerParams> {
     svc.real_servers
         .iter()
-        .map(|rs| ServerParams {
-            addr: rs.address,
-            port: rs.port.unwrap_or(svc.port),
-            method: rs.method.into(),
-            weight: u32::from(rs.weight),
-            u_threshold: rs.u_threshold,
-            l_threshold: rs.l_threshold,
-        })
+        .map(|rs| config_server(svc, rs))
         .collect()
+}
+
+/// A real server (or fallback) of the config file as the table takes it.
+fn config_server(
+    svc: &crate::config::VirtualService,
+    rs: &crate::config::RealServer,
+) -> ServerParams {
+    ServerParams {
+        addr: rs.address,
+        port: rs.port.unwrap_or(svc.port),
+        method: rs.method.into(),
+        weight: u32::from(rs.weight),
+        u_threshold: rs.u_threshold,
+        l_threshold: rs.l_threshold,
+    }
+}
+
+/// A real server of `vs`, as the control socket lists it (its method is
+/// its destination's, in `dests`).
+#[must_use]
+pub fn server_params_in(
+    vs: &VirtualService,
+    dests: &[Dest],
+    rs: &xvs_sched::RealServer,
+) -> ServerParams {
+    ServerParams {
+        addr: rs.addr(),
+        port: rs.port(),
+        method: dests[vs.dest_of[rs.id().index()] as usize].method.into(),
+        weight: rs.weight(),
+        u_threshold: rs.u_threshold(),
+        l_threshold: rs.l_threshold(),
+    }
 }
 
 impl ServiceTable {
@@ -237,8 +255,10 @@ impl ServiceTable {
         self.services.iter().filter(|s| s.live).map(|s| &**s)
     }
 
-    /// A live service's slot number.
-    fn live_slot(&self, id: ServiceId) -> Option<u32> {
+    /// A live service's slot number (its index in the snapshot's
+    /// services).
+    #[must_use]
+    pub fn slot(&self, id: ServiceId) -> Option<u32> {
         self.slots
             .get(&id)
             .copied()
@@ -329,7 +349,7 @@ impl ServiceTable {
     /// [`ErrorKind::ServiceExists`], [`ErrorKind::SchedulerNotFound`],
     /// [`ErrorKind::Invalid`].
     pub fn add_service(&mut self, p: &ServiceParams, now: Millis) -> Result<(), ControlError> {
-        if self.live_slot(p.id).is_some() {
+        if self.slot(p.id).is_some() {
             return Err(ControlError::new(
                 ErrorKind::ServiceExists,
                 format!(
@@ -441,7 +461,7 @@ impl ServiceTable {
         keep_config_only: bool,
         now: Millis,
     ) -> Result<(), ControlError> {
-        let slot = self.live_slot(p.id).ok_or_else(|| {
+        let slot = self.slot(p.id).ok_or_else(|| {
             ControlError::new(
                 ErrorKind::NoSuchService,
                 format!("{}: No such service; add it with -A", p.id),
@@ -480,7 +500,7 @@ impl ServiceTable {
     /// # Errors
     /// [`ErrorKind::NoSuchService`].
     pub fn delete_service(&mut self, id: ServiceId) -> Result<(), ControlError> {
-        let slot = self.live_slot(id).ok_or_else(|| {
+        let slot = self.slot(id).ok_or_else(|| {
             ControlError::new(ErrorKind::NoSuchService, format!("{id}: No such service"))
         })?;
         let mut vs = (*self.services[slot as usize]).clone();
@@ -511,7 +531,7 @@ impl ServiceTable {
     }
 
     fn service_for_server(&self, id: ServiceId) -> Result<u32, ControlError> {
-        self.live_slot(id).ok_or_else(|| {
+        self.slot(id).ok_or_else(|| {
             ControlError::new(
                 ErrorKind::ServiceNotDefined,
                 format!("{id}: Service not defined; add it with -A first"),
@@ -738,7 +758,7 @@ impl ServiceTable {
                 kind: e.kind,
                 message: format!("services[{i}]: {}", e.message),
             };
-            match next.live_slot(params.id) {
+            match next.slot(params.id) {
                 None => {
                     next.add_service(params, now).map_err(at)?;
                     for s in servers {
@@ -789,18 +809,20 @@ impl ServiceTable {
         vs.sched
             .servers()
             .iter()
-            .map(|r| {
-                let d = &self.dests[vs.dest_of[r.id().index()] as usize];
-                ServerParams {
-                    addr: r.addr(),
-                    port: r.port(),
-                    method: d.method.into(),
-                    weight: r.weight(),
-                    u_threshold: r.u_threshold(),
-                    l_threshold: r.l_threshold(),
-                }
-            })
+            .map(|r| server_params_in(vs, &self.dests, r))
             .collect()
+    }
+
+    /// The live real server `addr:port` of live service `id`, if any.
+    #[must_use]
+    pub fn server(&self, id: ServiceId, addr: IpAddr, port: u16) -> Option<ServerParams> {
+        let vs = &self.services[self.slot(id)? as usize];
+        let rs = vs
+            .sched
+            .servers()
+            .find(addr, port)
+            .filter(|r| r.is_available())?;
+        Some(server_params_in(vs, &self.dests, rs))
     }
 }
 
@@ -871,7 +893,7 @@ method = "nat"
     }
 
     fn weights(t: &ServiceTable, id: ServiceId) -> Vec<(IpAddr, u32)> {
-        let slot = t.live_slot(id).unwrap();
+        let slot = t.slot(id).unwrap();
         t.server_params(slot)
             .iter()
             .map(|s| (s.addr, s.weight))
