@@ -24,6 +24,8 @@
 set -euo pipefail
 # shellcheck source=../lib/common.sh
 . "$(dirname "$0")/../lib/common.sh"
+# shellcheck source=../lib/e2e.sh
+. "$(dirname "$0")/../lib/e2e.sh"
 
 backend=xdp
 while [ $# -gt 0 ]; do
@@ -47,32 +49,7 @@ URL=http://$VIP4/
 METRICS=127.0.0.1:9531
 export XVSADM_SOCKET=$STATE/control.sock
 
-if [ "$(id -u)" -ne 0 ]; then
-    echo "SKIP e2e/control.sh: needs root to create network namespaces"
-    exit 0
-fi
-if ! unshare --net true 2>/dev/null; then
-    echo "SKIP e2e/control.sh: this kernel cannot create network namespaces"
-    exit 0
-fi
-for b in xvs-director xvsadm; do
-    [ -x "$XVS_BIN/$b" ] || { echo "FAIL e2e/control.sh: $XVS_BIN/$b does not exist: build it first (cargo build --release --workspace)"; exit 1; }
-done
-ensure_packages "${XVS_PACKAGES[@]}"
-
-failures=0
-pass() { printf 'PASS  %s\n' "$*"; }
-fail() { printf 'FAIL  %s\n' "$*"; failures=$((failures + 1)); }
-check() {
-    local what=$1
-    shift
-    if "$@" >"$work/check.out" 2>&1; then
-        pass "$what"
-    else
-        fail "$what"
-        sed 's/^/      /' "$work/check.out"
-    fi
-}
+e2e_preflight control.sh xvs-director xvsadm
 
 cluster_up=0
 ka_pid=""
@@ -93,29 +70,6 @@ cleanup() {
     exit "$rc"
 }
 trap cleanup EXIT
-
-xvsadm() { "$XVS_BIN/xvsadm" "$@"; }
-client() { ip netns exec "$(ns_of client)" "$@"; }
-rs4() { echo "192.0.2.$((10 + $1))"; }
-
-# requests N: N short requests from the client; sets got[rsK] and bad.
-declare -A got
-bad=0
-requests() {
-    client "$PY" "$LIB/http-loop.py" "$URL" --max "$1" --seconds 60 --pause 0 --out "$work/req.json"
-    got=()
-    bad=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["failed"])' "$work/req.json")
-    local page n
-    while read -r page n; do got[$page]=$n; done < <("$PY" -c '
-import json, sys
-for k, v in json.load(open(sys.argv[1]))["servers"].items():
-    print(k, v)' "$work/req.json")
-}
-
-# listed ADDR: the -L -n line of that real server in the TCP VIP4:80 service.
-listed() {
-    xvsadm -L -n -t "$VIP4:80" | grep -F -- "-> $1:80 " || true
-}
 
 say "NAT cluster for the control drills (xvs-director, $backend backend)"
 "$CLUSTER" up --mode nat --servers 3 --weights 1,1,1 --scheduler rr >"$work/up.log" 2>&1 ||
@@ -311,6 +265,7 @@ s = json.load(open(sys.argv[1]))
 sys.exit(0 if s["failed"] == 0 and s["total"] >= 500 else 1)' "$work/loop.json"
 }
 check "zero failed requests through every reload (and at least 500 made)" loop_clean
+echo "      request loop through the reloads: $(cat "$work/loop.json")"
 
 # --- 3. metrics --------------------------------------------------------------
 say "metrics during traffic"

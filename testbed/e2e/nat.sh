@@ -45,6 +45,8 @@
 set -euo pipefail
 # shellcheck source=../lib/common.sh
 . "$(dirname "$0")/../lib/common.sh"
+# shellcheck source=../lib/e2e.sh
+. "$(dirname "$0")/../lib/e2e.sh"
 
 mode=nat
 backend=xdp
@@ -96,22 +98,6 @@ if [ "$mode" != nat ] && [ ! -x "$XVS_BIN/xvs-agent" ]; then
 fi
 ensure_packages "${XVS_PACKAGES[@]}"
 
-failures=0
-pass() { printf 'PASS  %s\n' "$*"; }
-fail() { printf 'FAIL  %s\n' "$*"; failures=$((failures + 1)); }
-# check DESCRIPTION CMD...: PASS if CMD succeeds. CMD runs in this shell (it
-# may add to the tallies); what it prints is shown only when it fails.
-check() {
-    local what=$1
-    shift
-    if "$@" >"$work/check.out" 2>&1; then
-        pass "$what"
-    else
-        fail "$what"
-        sed 's/^/      /' "$work/check.out"
-    fi
-}
-
 cluster_up=0
 work=$(mktemp -d)
 cleanup() {
@@ -128,7 +114,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-client() { ip netns exec "$(ns_of client)" "$@"; }
 
 # What cluster.sh up wrote: real server K's method (XVS_METHODS) and
 # addresses (XVS_RS4, XVS_RS6), read back after each bring-up.

@@ -1,0 +1,63 @@
+# shellcheck shell=bash
+# Shared by the end-to-end scripts (testbed/e2e/*.sh): the PASS/FAIL tally,
+# the pre-flight checks, and the client's bounded request loops. Source it
+# after lib/common.sh; the script sets `work` (a temporary directory) before
+# the first check, and PY, LIB, URL, VIP4 before the first request.
+
+# e2e_preflight NAME BINARY...: skips the script (exit 0, says why) without
+# root or network namespaces; fails it when a binary is not built; installs
+# the packages.
+e2e_preflight() {
+    local name=$1 b
+    shift
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "SKIP e2e/$name: needs root to create network namespaces"
+        exit 0
+    fi
+    if ! unshare --net true 2>/dev/null; then
+        echo "SKIP e2e/$name: this kernel cannot create network namespaces"
+        exit 0
+    fi
+    for b in "$@"; do
+        [ -x "$XVS_BIN/$b" ] || { echo "FAIL e2e/$name: $XVS_BIN/$b does not exist: build it first (cargo build --release --workspace)"; exit 1; }
+    done
+    ensure_packages "${XVS_PACKAGES[@]}"
+}
+
+failures=0
+pass() { printf 'PASS  %s\n' "$*"; }
+fail() { printf 'FAIL  %s\n' "$*"; failures=$((failures + 1)); }
+# check DESCRIPTION CMD...: PASS if CMD succeeds. CMD runs in this shell (it
+# may add to the tallies); what it prints is shown only when it fails.
+check() {
+    local what=$1
+    shift
+    if "$@" >"$work/check.out" 2>&1; then
+        pass "$what"
+    else
+        fail "$what"
+        sed 's/^/      /' "$work/check.out"
+    fi
+}
+
+client() { ip netns exec "$(ns_of client)" "$@"; }
+xvsadm() { "$XVS_BIN/xvsadm" "$@"; }
+# rs4 K: real server K's IPv4 address in the testbed.
+rs4() { echo "192.0.2.$((10 + $1))"; }
+# listed ADDR: the -L -n line of that real server in the TCP VIP4:80 service.
+listed() { xvsadm -L -n -t "$VIP4:80" | grep -F -- "-> $1:80 " || true; }
+
+# requests N: N short requests to URL from the client, one connection each;
+# sets got[page] (how many each real server answered) and bad (failures).
+declare -A got
+bad=0
+requests() {
+    client "$PY" "$LIB/http-loop.py" "$URL" --max "$1" --seconds 60 --pause 0 --out "$work/req.json"
+    got=()
+    bad=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["failed"])' "$work/req.json")
+    local page n
+    while read -r page n; do got[$page]=$n; done < <("$PY" -c '
+import json, sys
+for k, v in json.load(open(sys.argv[1]))["servers"].items():
+    print(k, v)' "$work/req.json")
+}
