@@ -11,7 +11,9 @@ pub use state::{
     ActivityChange, Millis, PacketDirection, ProtoState, TcpDirection, TcpEvent, TcpState,
     Timeouts, Transition, counts_as_active, tcp_next_state, tcp_transition,
 };
-pub use table::{ConnFlags, ConnHandle, ConnTable, Connection, InsertError, NewConnection};
+pub use table::{
+    ConnFlags, ConnHandle, ConnTable, Connection, FirstPacket, InsertError, NewConnection,
+};
 
 /// How a real server is reached (ipvsadm's `-m`, `-g`, `-i`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -100,7 +100,8 @@ use crate::io::mem::huge_boxed_slice;
 
 use super::ForwardMethod;
 use super::state::{
-    Millis, PacketDirection, ProtoState, TcpEvent, TcpState, Timeouts, Transition, tcp_transition,
+    ActivityChange, Millis, PacketDirection, ProtoState, TcpEvent, TcpState, Timeouts, Transition,
+    tcp_transition,
 };
 
 // ---- entry layout --------------------------------------------------------
@@ -451,6 +452,32 @@ pub enum InsertError {
     /// what the pipeline does instead).
     #[error("connection table full: the new connection is forwarded without an entry")]
     Full,
+}
+
+/// The first packet of a new connection, applied as it is inserted
+/// ([`ConnTable::open`]).
+#[derive(Debug, Clone, Copy)]
+pub enum FirstPacket<'t> {
+    /// A client's TCP segment: the state machine runs from NONE and the
+    /// timer is the new state's timeout in `Timeouts`.
+    Tcp(TcpEvent, &'t Timeouts),
+    /// A packet of a protocol without states (UDP, ICMP): the timer.
+    Other {
+        /// Milliseconds until the connection expires.
+        timeout: Millis,
+    },
+}
+
+/// The flags a new entry starts with: a template is a template; a
+/// connection whose replies bypass the director has seen no output yet.
+fn initial_flags(conn: &NewConnection) -> ConnFlags {
+    if conn.template {
+        ConnFlags::TEMPLATE
+    } else if !conn.method.sees_replies() {
+        ConnFlags::NO_OUTPUT
+    } else {
+        ConnFlags::EMPTY
+    }
 }
 
 /// What a new connection is made of.
@@ -979,8 +1006,9 @@ impl ConnTable {
     /// Adds a connection in state NONE, inactive, expiring at `now +
     /// timeout` (the kernel gives a new connection a short timer until its
     /// first packet runs the state machine: call [`ConnTable::on_tcp_segment`]
-    /// or [`ConnTable::on_packet`] next). DR/TUN connections start with
-    /// NO_OUTPUT. The caller binds it to its real server (`inactconns`).
+    /// or [`ConnTable::on_packet`] next, or insert with [`ConnTable::open`],
+    /// which does both at once). DR/TUN connections start with NO_OUTPUT.
+    /// The caller binds it to its real server (`inactconns`).
     ///
     /// # Errors
     /// [`InsertError::Full`] when every entry is in use (counted).
@@ -990,6 +1018,84 @@ impl ConnTable {
         now: Millis,
         timeout: Millis,
     ) -> Result<ConnHandle, InsertError> {
+        self.insert_with(
+            conn,
+            TcpState::None,
+            initial_flags(conn),
+            now.saturating_add(timeout),
+        )
+        .map(|(handle, _)| handle)
+    }
+
+    /// Adds a connection together with its first packet, a client's: the
+    /// entry is published already in the state that packet leads to, with
+    /// that state's timer, so the packet costs no second write to the
+    /// entry and no read back. Returns the connection as stored and
+    /// whether the packet made it active (the caller moves it from
+    /// `inactconns` to `activeconns` then, e.g. a sloppy TCP service
+    /// opening on an ACK).
+    ///
+    /// # Errors
+    /// [`InsertError::Full`] when every entry is in use (counted).
+    pub fn open(
+        &self,
+        conn: &NewConnection,
+        now: Millis,
+        first: FirstPacket<'_>,
+    ) -> Result<(Connection, ActivityChange), InsertError> {
+        let mut activity = ActivityChange::Unchanged;
+        let flags = initial_flags(conn);
+        let (state, flags, deadline) = match first {
+            FirstPacket::Tcp(event, timeouts) => {
+                let current = ProtoState {
+                    tcp: TcpState::None,
+                    active: false,
+                    no_output: flags.contains(ConnFlags::NO_OUTPUT),
+                };
+                let (next, transition) =
+                    tcp_transition(current, PacketDirection::FromClient, event);
+                activity = transition.activity;
+                let mut bits = flags.0 & !(ConnFlags::ACTIVE.0 | ConnFlags::NO_OUTPUT.0);
+                if next.active {
+                    bits |= ConnFlags::ACTIVE.0;
+                }
+                if next.no_output {
+                    bits |= ConnFlags::NO_OUTPUT.0;
+                }
+                let deadline = now.saturating_add(timeouts.tcp_ms(next.tcp));
+                (next.tcp, ConnFlags(bits), deadline)
+            }
+            FirstPacket::Other { timeout } => (TcpState::None, flags, now.saturating_add(timeout)),
+        };
+        let (handle, life) = self.insert_with(conn, state, flags, deadline)?;
+        let connection = Connection {
+            handle,
+            proto: conn.proto,
+            client: conn.client,
+            cport: conn.cport,
+            vip: conn.vip,
+            vport: conn.vport,
+            real_server: conn.real_server,
+            rport: conn.rport,
+            server_id: conn.server_id,
+            method: conn.method,
+            tcp_state: state,
+            flags,
+            deadline: life_deadline(life),
+        };
+        Ok((connection, activity))
+    }
+
+    /// Takes a free entry, writes `conn`'s key words, links it into its
+    /// indexes and publishes it live in `state` with `flags`, expiring at
+    /// `deadline`; returns its handle and life word.
+    fn insert_with(
+        &self,
+        conn: &NewConnection,
+        state: TcpState,
+        flags: ConnFlags,
+        deadline: Millis,
+    ) -> Result<(ConnHandle, u64), InsertError> {
         let Some(idx) = self.pop_free() else {
             self.refused_full.fetch_add(1, Ordering::Relaxed);
             return Err(InsertError::Full);
@@ -1023,12 +1129,6 @@ impl ConnTable {
         for (word, v) in e.iter().zip(words) {
             word.store(v, Ordering::Relaxed);
         }
-        let mut flags = ConnFlags::EMPTY;
-        if conn.template {
-            flags = flags.union(ConnFlags::TEMPLATE);
-        } else if !conn.method.sees_replies() {
-            flags = flags.union(ConnFlags::NO_OUTPUT);
-        }
         let mut w = [0; WORDS];
         w[..W_LIFE].copy_from_slice(&words);
         let (h_in, h_reply) = self.entry_hashes(&w);
@@ -1045,13 +1145,16 @@ impl ConnTable {
             self.refused_full.fetch_add(1, Ordering::Relaxed);
             return Err(InsertError::Full);
         }
-        let life = make_life(now.saturating_add(timeout), TcpState::None, flags, gen_);
+        let life = make_life(deadline, state, flags, gen_);
         e[W_LIFE].store(life, Ordering::Release);
         self.live.fetch_add(1, Ordering::Relaxed);
-        Ok(ConnHandle {
-            index: idx as u32,
-            gen_,
-        })
+        Ok((
+            ConnHandle {
+                index: idx as u32,
+                gen_,
+            },
+            life,
+        ))
     }
 
     /// Applies `change` to a connection's life word atomically: `change`
@@ -1549,6 +1652,68 @@ mod tests {
         assert!(!got.is_active());
         assert_eq!(got.deadline, 30 + 10_000);
         assert_eq!(got.tcp_state, TcpState::Close);
+    }
+
+    #[test]
+    fn open_publishes_what_insert_then_the_first_packet_would() {
+        let timeouts = Timeouts::default();
+        let events = [
+            TcpEvent::Syn,
+            TcpEvent::Ack,
+            TcpEvent::Fin,
+            TcpEvent::Rst,
+            TcpEvent::NoFlags,
+        ];
+        let methods = [
+            ForwardMethod::Nat,
+            ForwardMethod::DirectRouting,
+            ForwardMethod::Tunnel,
+        ];
+        for (i, (event, method)) in events
+            .iter()
+            .flat_map(|e| methods.iter().map(move |m| (*e, *m)))
+            .enumerate()
+        {
+            let (two_step, one_step) = (ConnTable::new(4, 21), ConnTable::new(4, 21));
+            let c = conn(v4(198, 51, 100, 7), 40000 + i as u16, method);
+            let h = two_step.insert(&c, 5, 2_000).unwrap();
+            let tr = two_step
+                .on_tcp_segment(h, PacketDirection::FromClient, event, 5, &timeouts)
+                .unwrap();
+            let (opened, activity) = one_step
+                .open(&c, 5, FirstPacket::Tcp(event, &timeouts))
+                .unwrap();
+            let what = format!("{event:?} over {method:?}");
+            assert_eq!(activity, tr.activity, "{what}");
+            let stored = one_step.get(opened.handle).unwrap();
+            assert_eq!(stored, opened, "{what}: the returned copy is what was stored");
+            let expected = two_step.get(h).unwrap();
+            assert_eq!(
+                (stored.tcp_state, stored.flags, stored.deadline),
+                (expected.tcp_state, expected.flags, expected.deadline),
+                "{what}"
+            );
+            let key = FlowKey {
+                proto: c.proto,
+                src: c.client,
+                sport: c.cport,
+                dst: c.vip,
+                dport: c.vport,
+            };
+            assert_eq!(one_step.lookup_inbound(&key, 6), Some(stored), "{what}");
+        }
+        let mut udp = conn(v4(198, 51, 100, 8), 5353, ForwardMethod::Nat);
+        udp.proto = IpProtocol::Udp;
+        let t = ConnTable::new(4, 22);
+        let (opened, activity) = t
+            .open(&udp, 7, FirstPacket::Other { timeout: 300_000 })
+            .unwrap();
+        assert_eq!(activity, ActivityChange::Unchanged);
+        assert_eq!(
+            (opened.tcp_state, opened.deadline, opened.is_active()),
+            (TcpState::None, 300_007, false)
+        );
+        assert_eq!(t.get(opened.handle), Some(opened));
     }
 
     #[test]

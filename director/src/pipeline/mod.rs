@@ -83,8 +83,8 @@ use xvs_sched::{NotScheduled, SchedContext, SplitMix64, TemplateId, Templates};
 
 use crate::config::ClusterConfig;
 use crate::conn::{
-    ActivityChange, ConnTable, Connection, ForwardMethod, InsertError, Millis, NewConnection,
-    PacketDirection, TcpEvent, TcpState,
+    ActivityChange, ConnTable, Connection, FirstPacket, ForwardMethod, InsertError, Millis,
+    NewConnection, PacketDirection, TcpEvent, TcpState,
 };
 pub use neighbours::{NeighbourCache, NeighbourChange, Neighbours};
 pub use snapshot::{BuildError, Dest, DestIndex, Iface, InterfaceRole, Snapshot, VirtualService};
@@ -147,10 +147,6 @@ pub const TOO_BIG_PER_SECOND: u32 = 100;
 /// How long a worker waits before asking again to resolve the same next
 /// hop it asked for last (the kernel side rate-limits per address too).
 const NEIGHBOUR_REQUEST_INTERVAL_MS: Millis = 1_000;
-
-/// How long a new connection lives before its first state change (IPVS's
-/// NONE state).
-const NEW_CONN_TIMEOUT_MS: Millis = 2_000;
 
 /// Marks "no template" in the per-connection template side table.
 const NO_TEMPLATE: u32 = u32::MAX;
@@ -799,13 +795,25 @@ impl Director {
             method: dest.method,
             template: false,
         };
-        match self.table.insert(&new, now, NEW_CONN_TIMEOUT_MS) {
-            Ok(handle) => {
+        let first = if ip.flow.proto == IpProtocol::Tcp && ip.icmp.is_none() {
+            FirstPacket::Tcp(TcpEvent::from_flags(ip.tcp_flags), &st.timeouts)
+        } else {
+            FirstPacket::Other {
+                timeout: st.timeouts.for_conn_ms(ip.flow.proto, TcpState::None),
+            }
+        };
+        match self.table.open(&new, now, first) {
+            Ok((conn, activity)) => {
                 if let Some(tpl) = template {
-                    self.conn_template[handle.index() as usize].store(tpl.0, Ordering::Relaxed);
+                    self.conn_template[conn.handle.index() as usize]
+                        .store(tpl.0, Ordering::Relaxed);
                 }
-                if let Some(conn) = self.table.get(handle) {
-                    self.track(st, &conn, ip, PacketDirection::FromClient, now);
+                if activity == ActivityChange::BecameActive
+                    && let Some(server) = dest.server
+                {
+                    svc.sched
+                        .servers()
+                        .conn_activity_changed(server, false, true);
                 }
             }
             Err(InsertError::Full) => {
