@@ -4,8 +4,10 @@
 //! # Contract
 //! * **Capacity** is fixed when the table is built (`[conn_table] capacity`
 //!   in the config); nothing allocates afterwards. Each connection costs
-//!   [`ConnTable::bytes_per_entry`] bytes *including both indexes*: 72 for
-//!   the entry and 16 per index at full load, 104 in all.
+//!   [`ConnTable::bytes_per_entry`] bytes *including both indexes*: 64 for
+//!   the entry (one cache line), 8 for the high word of an IPv6 real
+//!   server's address kept beside it, and 16 per index at full load, 104
+//!   in all.
 //! * **Indexes.** *Inbound* — (proto, client, client port, VIP, virtual
 //!   port) → entry, for every packet from a client (persistence templates
 //!   live here too, flagged [`ConnFlags::TEMPLATE`], and only
@@ -52,11 +54,16 @@
 //!   a full table may run a small [`ConnTable::expire`] itself.
 //!
 //! # Layout and memory ordering
-//! An entry is nine `AtomicU64` words: client, VIP and real-server address
-//! (two words each, IPv4 stored in the low word with a family bit in the
-//! ports word), ports + protocol + method, real-server id (the free-list
-//! link while free), and the *life* word: deadline (40 bits of ms), TCP
-//! state (4), flags (8), generation (12). The key words are written only
+//! A connection is nine `AtomicU64` words: client, VIP and real-server
+//! address (two words each, IPv4 stored in the low word with a family bit
+//! in the ports word), ports + protocol + method, real-server id (the
+//! free-list link while free), and the *life* word. Eight of them make the
+//! entry, one aligned cache line; the high word of the real server's
+//! address, zero unless it is IPv6, lives in a side array (`server_hi`)
+//! that only connections to IPv6 real servers read, so a lookup touches
+//! its bucket's line and its entry's line and no third. The life word is
+//! deadline (40 bits of ms), TCP state (4), flags (8), generation (12).
+//! The key words (`server_hi` included) are written only
 //! while an entry is not live, so the life word doubles as a seqlock: a
 //! reader loads life (Acquire), the other words (Relaxed), fences (Acquire)
 //! and loads life again; a changed generation or a dead entry means the
@@ -106,13 +113,25 @@ use super::state::{
 
 // ---- entry layout --------------------------------------------------------
 
+// The words of a connection as `Raw` holds them after a read.
 const WORDS: usize = 9;
 const W_CLIENT: usize = 0; // and 1
 const W_VIP: usize = 2; // and 3
-const W_SERVER: usize = 4; // and 5
+const W_SERVER: usize = 4; // high word, then low word
 const W_PORTS: usize = 6;
 const W_SERVER_ID: usize = 7;
 const W_LIFE: usize = 8;
+
+// Where they live: one 64-byte line per entry holds everything but the
+// high word of an IPv6 real server's address, which sits in a side array
+// read only for IPv6 real servers.
+const ENTRY_WORDS: usize = 8;
+const E_CLIENT: usize = 0; // and 1
+const E_VIP: usize = 2; // and 3
+const E_SERVER_LO: usize = 4;
+const E_PORTS: usize = 5;
+const E_SERVER_ID: usize = 6; // the free-list link while free
+const E_LIFE: usize = 7;
 
 // Ports word: cport | vport << 16 | rport << 32 | proto << 48 | kind << 56.
 const KIND_METHOD_MASK: u64 = 0b11;
@@ -229,8 +248,12 @@ fn words_addr(hi: u64, lo: u64, v6: bool) -> IpAddr {
     }
 }
 
+/// One cache line: a lookup that finds its connection reads this line and
+/// its bucket's, nothing else (IPv4 real servers; IPv6 ones add a word of
+/// `server_hi`).
 #[derive(Debug, Default)]
-struct Entry([AtomicU64; WORDS]);
+#[repr(align(64))]
+struct Entry([AtomicU64; ENTRY_WORDS]);
 
 // ---- hashing ---------------------------------------------------------------
 
@@ -554,6 +577,8 @@ impl Connection {
 #[derive(Debug)]
 pub struct ConnTable {
     entries: Box<[Entry]>,
+    /// The high word of each entry's real-server address (0 for IPv4).
+    server_hi: Box<[AtomicU64]>,
     inbound: Index,
     reply: Index,
     inbound_hash: Hasher,
@@ -590,11 +615,12 @@ impl ConnTable {
         // Thread the free list through the entries: 0 → 1 → … → last.
         for (i, e) in entries.iter().enumerate() {
             let next = if i + 1 < capacity { i as u64 + 2 } else { 0 };
-            e.0[W_SERVER_ID].store(next, Ordering::Relaxed);
+            e.0[E_SERVER_ID].store(next, Ordering::Relaxed);
         }
         let head = if capacity > 0 { 1 } else { 0 };
         Self {
             entries,
+            server_hi: huge_boxed_slice(capacity, |_| AtomicU64::new(0)),
             inbound: Index::new(capacity),
             reply: Index::new(capacity),
             inbound_hash: Hasher::new(seed),
@@ -635,6 +661,7 @@ impl ConnTable {
     #[must_use]
     pub fn memory_bytes(&self) -> usize {
         size_of_val(&*self.entries)
+            + size_of_val(&*self.server_hi)
             + size_of_val(&*self.inbound.buckets)
             + size_of_val(&*self.reply.buckets)
     }
@@ -699,20 +726,37 @@ impl ConnTable {
 
     // -- reading --
 
+    /// The key words of entry `idx` (all but life), as they are now: no
+    /// consistency check (that is [`ConnTable::read`]'s seqlock).
+    #[inline(always)]
+    fn load_words(&self, idx: usize) -> [u64; WORDS] {
+        let e = &self.entries[idx].0;
+        let mut w = [0u64; WORDS];
+        w[W_CLIENT] = e[E_CLIENT].load(Ordering::Relaxed);
+        w[W_CLIENT + 1] = e[E_CLIENT + 1].load(Ordering::Relaxed);
+        w[W_VIP] = e[E_VIP].load(Ordering::Relaxed);
+        w[W_VIP + 1] = e[E_VIP + 1].load(Ordering::Relaxed);
+        w[W_SERVER + 1] = e[E_SERVER_LO].load(Ordering::Relaxed);
+        let ports = e[E_PORTS].load(Ordering::Relaxed);
+        w[W_PORTS] = ports;
+        w[W_SERVER_ID] = e[E_SERVER_ID].load(Ordering::Relaxed);
+        if (ports >> 56) & KIND_SERVER_V6 != 0 {
+            w[W_SERVER] = self.server_hi[idx].load(Ordering::Relaxed);
+        }
+        w
+    }
+
     /// Reads entry `idx` if it is visible, consistently (seqlock on life).
     #[inline(always)]
     fn read(&self, idx: usize) -> Option<Raw> {
         let e = &self.entries[idx].0;
-        let l1 = e[W_LIFE].load(Ordering::Acquire);
+        let l1 = e[E_LIFE].load(Ordering::Acquire);
         if !life_visible(l1) {
             return None;
         }
-        let mut w = [0u64; WORDS];
-        for (i, word) in e.iter().enumerate().take(W_LIFE) {
-            w[i] = word.load(Ordering::Relaxed);
-        }
+        let mut w = self.load_words(idx);
         fence(Ordering::Acquire);
-        let l2 = e[W_LIFE].load(Ordering::Relaxed);
+        let l2 = e[E_LIFE].load(Ordering::Relaxed);
         if !life_visible(l2) || life_gen(l1) != life_gen(l2) {
             return None;
         }
@@ -720,6 +764,7 @@ impl ConnTable {
         Some(Raw { w })
     }
 
+    #[inline(always)]
     fn decode(idx: usize, raw: &Raw) -> Connection {
         let w = &raw.w;
         let ports = raw.ports();
@@ -779,6 +824,7 @@ impl ConnTable {
     /// `key.dst` = VIP. Expired connections are not returned; templates
     /// never are.
     #[must_use]
+    #[inline]
     pub fn lookup_inbound(&self, key: &FlowKey, now: Millis) -> Option<Connection> {
         self.lookup_inbound_kind(key, now, false)
     }
@@ -793,6 +839,7 @@ impl ConnTable {
     /// The NAT connection a real server's reply belongs to: `key.src` =
     /// real server, `key.dst` = client. Expired connections are not returned.
     #[must_use]
+    #[inline]
     pub fn lookup_reply(&self, key: &FlowKey, now: Millis) -> Option<Connection> {
         let proto = u8::from(key.proto);
         let server = addr_words(key.src);
@@ -858,7 +905,7 @@ impl ConnTable {
                 let v = slot.load(Ordering::Relaxed);
                 if v != 0 && (v & 0xffff_ffff_0000_0000) == tag {
                     let e = &self.entries[(v as u32 - 1) as usize].0;
-                    sink ^= e[W_CLIENT].load(Ordering::Relaxed) ^ e[W_LIFE].load(Ordering::Relaxed);
+                    sink ^= e[E_LIFE].load(Ordering::Relaxed);
                     break;
                 }
             }
@@ -970,7 +1017,7 @@ impl ConnTable {
             let idx = (top - 1) as usize;
             // May be stale if another thread pops `idx` meanwhile; the tag
             // in the head then differs and the exchange fails.
-            let next = self.entries[idx].0[W_SERVER_ID].load(Ordering::Relaxed) as u32;
+            let next = self.entries[idx].0[E_SERVER_ID].load(Ordering::Relaxed) as u32;
             let new = (((head >> 32) + 1) << 32) | u64::from(next);
             match self.free_head.compare_exchange_weak(
                 head,
@@ -987,7 +1034,7 @@ impl ConnTable {
     fn push_free(&self, idx: usize) {
         let mut head = self.free_head.load(Ordering::Acquire);
         loop {
-            self.entries[idx].0[W_SERVER_ID].store(head & 0xffff_ffff, Ordering::Relaxed);
+            self.entries[idx].0[E_SERVER_ID].store(head & 0xffff_ffff, Ordering::Relaxed);
             let new = (((head >> 32) + 1) << 32) | (idx as u64 + 1);
             match self.free_head.compare_exchange_weak(
                 head,
@@ -1101,7 +1148,7 @@ impl ConnTable {
             return Err(InsertError::Full);
         };
         let e = &self.entries[idx].0;
-        let gen_ = (life_gen(e[W_LIFE].load(Ordering::Relaxed)) + 1) & GEN_MASK as u16;
+        let gen_ = (life_gen(e[E_LIFE].load(Ordering::Relaxed)) + 1) & GEN_MASK as u16;
         // Seqlock writer: the entry is not live (its remover cleared life
         // before freeing it); order that before the new key words.
         fence(Ordering::Release);
@@ -1116,21 +1163,27 @@ impl ConnTable {
             | (u64::from(conn.rport) << 32)
             | (u64::from(u8::from(conn.proto)) << 48)
             | (kind << 56);
-        let words = [
-            client.0,
-            client.1,
-            vip.0,
-            vip.1,
-            server.0,
-            server.1,
-            ports,
-            u64::from(conn.server_id),
-        ];
-        for (word, v) in e.iter().zip(words) {
-            word.store(v, Ordering::Relaxed);
-        }
         let mut w = [0; WORDS];
-        w[..W_LIFE].copy_from_slice(&words);
+        w[W_CLIENT] = client.0;
+        w[W_CLIENT + 1] = client.1;
+        w[W_VIP] = vip.0;
+        w[W_VIP + 1] = vip.1;
+        w[W_SERVER] = server.0;
+        w[W_SERVER + 1] = server.1;
+        w[W_PORTS] = ports;
+        w[W_SERVER_ID] = u64::from(conn.server_id);
+        for (at, v) in [
+            (E_CLIENT, client.0),
+            (E_CLIENT + 1, client.1),
+            (E_VIP, vip.0),
+            (E_VIP + 1, vip.1),
+            (E_SERVER_LO, server.1),
+            (E_PORTS, ports),
+            (E_SERVER_ID, u64::from(conn.server_id)),
+        ] {
+            e[at].store(v, Ordering::Relaxed);
+        }
+        self.server_hi[idx].store(server.0, Ordering::Relaxed);
         let (h_in, h_reply) = self.entry_hashes(&w);
         let in_reply = conn.method.sees_replies() && !conn.template;
         // Publish in the indexes first and go live last: until then readers
@@ -1146,7 +1199,7 @@ impl ConnTable {
             return Err(InsertError::Full);
         }
         let life = make_life(deadline, state, flags, gen_);
-        e[W_LIFE].store(life, Ordering::Release);
+        e[E_LIFE].store(life, Ordering::Release);
         self.live.fetch_add(1, Ordering::Relaxed);
         Ok((
             ConnHandle {
@@ -1173,7 +1226,7 @@ impl ConnTable {
         mut change: impl FnMut(TcpState, ConnFlags, Millis) -> (TcpState, ConnFlags, Millis, Millis, R),
     ) -> Result<R, Gone> {
         let idx = handle.index as usize;
-        let word = &self.entries.get(idx).ok_or(Gone)?.0[W_LIFE];
+        let word = &self.entries.get(idx).ok_or(Gone)?.0[E_LIFE];
         let mut life = word.load(Ordering::Acquire);
         loop {
             if !life_visible(life) || life_gen(life) != handle.gen_ {
@@ -1281,10 +1334,7 @@ impl ConnTable {
     /// Unlinks a claimed entry from both indexes and frees it.
     fn reclaim(&self, idx: usize, life: u64) -> Connection {
         let e = &self.entries[idx].0;
-        let mut w = [0u64; WORDS];
-        for (i, word) in e.iter().enumerate().take(W_LIFE) {
-            w[i] = word.load(Ordering::Relaxed);
-        }
+        let mut w = self.load_words(idx);
         w[W_LIFE] = life;
         let raw = Raw { w };
         let conn = Self::decode(idx, &raw);
@@ -1294,7 +1344,7 @@ impl ConnTable {
             self.reply.remove(h_reply, idx);
         }
         // Not live any more, generation kept (the next insert bumps it).
-        e[W_LIFE].store(life & (GEN_MASK << GEN_SHIFT), Ordering::Release);
+        e[E_LIFE].store(life & (GEN_MASK << GEN_SHIFT), Ordering::Release);
         self.push_free(idx);
         self.live.fetch_sub(1, Ordering::Relaxed);
         conn
@@ -1305,7 +1355,7 @@ impl ConnTable {
     /// returned copy says which counter the caller must decrement.
     pub fn remove(&self, handle: ConnHandle) -> Option<Connection> {
         let idx = handle.index as usize;
-        let word = &self.entries.get(idx)?.0[W_LIFE];
+        let word = &self.entries.get(idx)?.0[E_LIFE];
         let mut life = word.load(Ordering::Acquire);
         loop {
             if !life_visible(life) || life_gen(life) != handle.gen_ {
@@ -1345,7 +1395,7 @@ impl ConnTable {
         let mut reclaimed = 0;
         for i in 0..budget {
             let idx = (start + i) % n;
-            let word = &self.entries[idx].0[W_LIFE];
+            let word = &self.entries[idx].0[E_LIFE];
             let life = word.load(Ordering::Acquire);
             if life_visible(life)
                 && life_deadline(life) <= now
@@ -1433,6 +1483,32 @@ mod tests {
             sport: c.rport,
             dport: c.cport,
         }
+    }
+
+    /// The high word of an IPv6 real server's address lives outside the
+    /// entry: it must come back with the connection, stop mattering when
+    /// the entry is reused for an IPv4 server, and tell apart two IPv6
+    /// servers that differ only there.
+    #[test]
+    fn ipv6_real_servers_keep_their_whole_address_through_reuse() {
+        let t = ConnTable::new(1, 23);
+        let mut c = conn(v4(198, 51, 100, 7), 40000, ForwardMethod::Nat);
+        c.real_server = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 7, 0, 0, 0, 0, 0x11));
+        let h = t.insert(&c, 0, 1_000).unwrap();
+        assert_eq!(t.get(h).unwrap().real_server, c.real_server);
+        assert_eq!(t.lookup_reply(&reply_key(&c), 0).unwrap().handle, h);
+        let mut other = reply_key(&c);
+        other.src = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 8, 0, 0, 0, 0, 0x11));
+        assert!(
+            t.lookup_reply(&other, 0).is_none(),
+            "differs in the high word only"
+        );
+        t.remove(h).unwrap();
+        let v4_server = conn(v4(198, 51, 100, 7), 40001, ForwardMethod::Nat);
+        let h = t.insert(&v4_server, 0, 1_000).unwrap();
+        assert_eq!(t.get(h).unwrap().real_server, v4_server.real_server);
+        assert_eq!(t.lookup_reply(&reply_key(&v4_server), 0).unwrap().handle, h);
+        assert!(t.lookup_reply(&reply_key(&c), 0).is_none());
     }
 
     #[test]
@@ -1686,7 +1762,10 @@ mod tests {
             let what = format!("{event:?} over {method:?}");
             assert_eq!(activity, tr.activity, "{what}");
             let stored = one_step.get(opened.handle).unwrap();
-            assert_eq!(stored, opened, "{what}: the returned copy is what was stored");
+            assert_eq!(
+                stored, opened,
+                "{what}: the returned copy is what was stored"
+            );
             let expected = two_step.get(h).unwrap();
             assert_eq!(
                 (stored.tcp_state, stored.flags, stored.deadline),
@@ -1759,7 +1838,8 @@ mod tests {
     #[test]
     fn memory_per_entry_meets_the_target() {
         let t = ConnTable::new(1 << 16, 11);
-        assert_eq!(size_of::<Entry>(), 72);
+        // One cache line per entry, so a lookup's entry read is one line.
+        assert_eq!((size_of::<Entry>(), align_of::<Entry>()), (64, 64));
         assert_eq!(size_of::<Bucket>(), 64);
         assert!(
             (t.bytes_per_entry() - 104.0).abs() < 0.01,

@@ -692,6 +692,7 @@ impl Director {
 
     /// Moves a connection's state for a packet in `direction`; reports
     /// active/inactive changes to its real server.
+    #[inline(always)]
     fn track(
         &self,
         st: &Snapshot,
@@ -724,6 +725,7 @@ impl Director {
         }
     }
 
+    #[inline(always)]
     fn established(
         &self,
         st: &Snapshot,
@@ -869,6 +871,7 @@ impl Director {
     }
 
     /// Client → real server, by the connection's method.
+    #[inline(always)]
     fn forward_inbound(
         &self,
         st: &Snapshot,
@@ -950,7 +953,7 @@ impl Director {
 
     /// The MAC of next hop `hop` on `egress`; on a miss, asks the kernel
     /// side to resolve it (once per interval for a repeated miss).
-    #[inline]
+    #[inline(always)]
     fn neighbour<'s>(
         &self,
         st: &'s Snapshot,
@@ -1092,6 +1095,7 @@ impl Worker {
 }
 
 /// Addresses the frame to the next hop from `iface` and sends it there.
+#[inline(always)]
 fn transmit(f: &mut Received<'_>, iface: &Iface, next_hop: MacAddr, dest: DestIndex) -> Outcome {
     let mut eth = ethernet::Frame::new_unchecked(f.bytes_mut());
     eth.set_dst_addr(next_hop);
