@@ -36,7 +36,28 @@ pub enum IpProtocol {
 }
 
 impl From<u8> for IpProtocol {
+    /// A lookup in a table built at compile time: every parse and every
+    /// connection-table read converts a number, and a load is cheaper than
+    /// the compare chain the `match` becomes.
+    #[inline]
     fn from(value: u8) -> Self {
+        BY_NUMBER[usize::from(value)]
+    }
+}
+
+/// [`IpProtocol::from`] for every number.
+static BY_NUMBER: [IpProtocol; 256] = {
+    let mut table = [IpProtocol::Unknown(0); 256];
+    let mut n = 0;
+    while n < table.len() {
+        table[n] = IpProtocol::of_number(n as u8);
+        n += 1;
+    }
+    table
+};
+
+impl IpProtocol {
+    const fn of_number(value: u8) -> Self {
         match value {
             0 => Self::HopByHop,
             1 => Self::Icmp,

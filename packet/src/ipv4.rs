@@ -76,8 +76,15 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// total length: for headers quoted inside ICMP errors. Afterwards every
     /// header accessor is safe; [`Packet::payload`] is not.
     pub fn check_header_len(&self) -> Result<(), Ipv4Error> {
-        let len = self.buffer.as_ref().len();
-        if len < HEADER_LEN {
+        self.check_header_within(self.buffer.as_ref().len())
+    }
+
+    /// [`Packet::check_header_len`] for a datagram of `len` bytes of which
+    /// this view may hold only the start: the receive path checks a view
+    /// over the fixed 20-byte header (whose accessors the compiler knows
+    /// cannot go out of bounds) against the length of the whole frame.
+    pub(crate) fn check_header_within(&self, len: usize) -> Result<(), Ipv4Error> {
+        if len < HEADER_LEN || self.buffer.as_ref().len() < HEADER_LEN {
             return Err(Ipv4Error::Truncated);
         }
         if self.version() != 4 {
@@ -97,9 +104,15 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// and a total length that covers the header and fits the buffer.
     /// Afterwards no accessor can panic.
     pub fn check_len(&self) -> Result<(), Ipv4Error> {
-        self.check_header_len()?;
+        self.check_within(self.buffer.as_ref().len())
+    }
+
+    /// [`Packet::check_len`] for a datagram of `len` bytes of which this
+    /// view may hold only the start (see [`Packet::check_header_within`]).
+    pub(crate) fn check_within(&self, len: usize) -> Result<(), Ipv4Error> {
+        self.check_header_within(len)?;
         let total = usize::from(self.total_len());
-        if total < self.header_len() || total > self.buffer.as_ref().len() {
+        if total < self.header_len() || total > len {
             return Err(Ipv4Error::BadTotalLen);
         }
         Ok(())
@@ -156,6 +169,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// Protocol of the payload.
+    #[inline]
     pub fn protocol(&self) -> IpProtocol {
         IpProtocol::from(self.buffer.as_ref()[field::PROTOCOL])
     }
@@ -176,8 +190,16 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// True when the header checksum verifies.
+    #[inline]
     pub fn verify_checksum(&self) -> bool {
-        checksum::checksum(&self.buffer.as_ref()[..self.header_len()]) == 0
+        let data = self.buffer.as_ref();
+        match data.first_chunk::<HEADER_LEN>() {
+            // No options (IHL 5): summed at a fixed length.
+            Some(header) if header[field::VER_IHL] & 0x0f == 5 => {
+                checksum::verifies_ipv4_header(header)
+            }
+            _ => sums_to_zero(&data[..self.header_len()]),
+        }
     }
 
     /// The options (may be empty).
@@ -252,6 +274,13 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         let value = checksum::checksum(&self.buffer.as_ref()[..len]);
         self.set_checksum(value);
     }
+}
+
+/// The general case of [`Packet::verify_checksum`], kept out of line so
+/// that the common case stays small enough to inline.
+#[inline(never)]
+fn sums_to_zero(header: &[u8]) -> bool {
+    checksum::checksum(header) == 0
 }
 
 pub(crate) fn be16(b: &[u8]) -> u16 {
@@ -332,6 +361,77 @@ mod tests {
         assert_eq!(p.options(), &[1, 1, 1, 0]);
         assert_eq!(p.payload(), &[0xde, 0xad, 0xbe, 0xef]);
         assert!(p.verify_checksum());
+    }
+
+    /// The same header with and without a 4-byte option: the 20-byte one
+    /// takes the fixed-length sum, the other the general one; both accept a
+    /// correct checksum and refuse any flipped bit in the summed bytes.
+    #[test]
+    fn verify_with_and_without_options_agree() {
+        let mut plain = [0u8; 24];
+        plain[..20].copy_from_slice(&HEADER[..20]);
+        plain[20..].copy_from_slice(&[0xde, 0xad, 0xbe, 0xef]); // payload
+        let mut with_option = plain;
+        with_option[0] = 0x46;
+        with_option[20..].copy_from_slice(&[1, 1, 1, 0]); // NOP NOP NOP EOL
+        Packet::new_unchecked(&mut with_option[..]).fill_checksum();
+        for (buf, header_len) in [(plain, 20), (with_option, 24)] {
+            let p = Packet::new_unchecked(&buf[..]);
+            assert_eq!(p.header_len(), header_len);
+            assert!(p.verify_checksum());
+            assert_eq!(
+                p.verify_checksum(),
+                checksum::checksum(&buf[..header_len]) == 0
+            );
+            for byte in 0..header_len {
+                for bit in 0..8 {
+                    let mut bad = buf;
+                    bad[byte] ^= 1 << bit;
+                    let p = Packet::new_unchecked(&bad[..]);
+                    if p.header_len() > bad.len() {
+                        continue; // IHL flipped beyond the buffer
+                    }
+                    assert_eq!(
+                        p.verify_checksum(),
+                        checksum::checksum(&bad[..p.header_len()]) == 0,
+                        "byte {byte} bit {bit}"
+                    );
+                    if p.header_len() == header_len {
+                        assert!(!p.verify_checksum(), "byte {byte} bit {bit}");
+                    }
+                }
+            }
+        }
+        // The payload after a 20-byte header is not summed.
+        let mut other_payload = plain;
+        other_payload[20..].copy_from_slice(&[0; 4]);
+        assert!(Packet::new_unchecked(&other_payload[..]).verify_checksum());
+    }
+
+    proptest::proptest! {
+        /// Whatever the IHL, the buffer's length and the bytes, the fast
+        /// verify says what the RFC 1071 sum over the header says.
+        #[test]
+        fn verify_equals_the_full_sum(
+            mut buf in proptest::collection::vec(proptest::prelude::any::<u8>(), 20..=64),
+            ihl in 5u8..=15,
+            fill: bool,
+        ) {
+            buf[0] = 0x40 | ihl;
+            let header_len = usize::from(ihl) * 4;
+            proptest::prop_assume!(header_len <= buf.len());
+            if fill {
+                Packet::new_unchecked(&mut buf[..]).fill_checksum();
+            }
+            let p = Packet::new_unchecked(&buf[..]);
+            proptest::prop_assert_eq!(
+                p.verify_checksum(),
+                checksum::checksum(&buf[..header_len]) == 0
+            );
+            if fill {
+                proptest::prop_assert!(p.verify_checksum());
+            }
+        }
     }
 
     #[test]

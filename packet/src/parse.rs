@@ -305,18 +305,21 @@ fn fixed<const N: usize>(frame: &[u8], at: usize) -> Option<&[u8; N]> {
 #[inline(always)]
 fn parse_ipv4(frame: &[u8], out: &mut IpFrame) -> Result<(), ParseError> {
     let l3 = out.l3_offset;
-    ipv4::Packet::new_unchecked(&frame[l3..])
-        .check_len()
-        .map_err(ParseError::Ipv4)?;
-    let ip = ipv4::Packet::new_unchecked(
-        fixed::<{ ipv4::HEADER_LEN }>(frame, l3).ok_or(ParseError::Ipv4(Ipv4Error::Truncated))?,
-    );
+    let packet = &frame[l3..];
+    // One view over the fixed header, checked against the whole datagram's
+    // length: every accessor below reads at a fixed offset of a 20-byte
+    // array, with no bounds check left.
+    let header = packet
+        .first_chunk::<{ ipv4::HEADER_LEN }>()
+        .ok_or(ParseError::Ipv4(Ipv4Error::Truncated))?;
+    let ip = ipv4::Packet::new_unchecked(header);
+    ip.check_within(packet.len()).map_err(ParseError::Ipv4)?;
     let header_len = ip.header_len();
     // Options are rare: the common 20-byte header is summed at a fixed length.
     let sum_ok = if header_len == ipv4::HEADER_LEN {
-        ip.verify_checksum()
+        crate::checksum::verifies_ipv4_header(header)
     } else {
-        ipv4::Packet::new_unchecked(&frame[l3..]).verify_checksum()
+        ipv4::Packet::new_unchecked(packet).verify_checksum()
     };
     if !sum_ok {
         return Err(ParseError::Ipv4(Ipv4Error::BadChecksum));
@@ -394,12 +397,11 @@ fn finish(frame: &[u8], h: Header, out: &mut IpFrame) -> Result<(), ParseError> 
     let l4 = &frame[h.l4..h.end];
     match (h.protocol, version) {
         (IpProtocol::Tcp, _) => {
-            tcp::Packet::new_unchecked(l4)
-                .check_len()
-                .map_err(ParseError::Tcp)?;
             let tcp = tcp::Packet::new_unchecked(
-                fixed::<{ tcp::HEADER_LEN }>(l4, 0).ok_or(ParseError::Tcp(TcpError::Truncated))?,
+                l4.first_chunk::<{ tcp::HEADER_LEN }>()
+                    .ok_or(ParseError::Tcp(TcpError::Truncated))?,
             );
+            tcp.check_within(l4.len()).map_err(ParseError::Tcp)?;
             out.flow.sport = tcp.src_port();
             out.flow.dport = tcp.dst_port();
             out.tcp_flags = tcp.flags();

@@ -9,8 +9,12 @@ use std::vec::Vec;
 use proptest::prelude::*;
 
 use crate::icmp_error::{build_too_big, nat_error_inbound, nat_error_outbound};
+use crate::ip::IpProtocol;
 use crate::parse::{IpVersion, Parsed, parse};
-use crate::rewrite::{decrement_hop_limit, nat_inbound, nat_outbound};
+use crate::rewrite::{
+    Endpoint, decrement_hop_limit, nat_inbound, nat_outbound, rewrite_endpoint,
+    rewrite_endpoint_any,
+};
 use crate::testkit::*;
 use crate::tunnel::{OuterSource, Tunnel, decapsulate, encapsulate};
 
@@ -115,6 +119,39 @@ proptest! {
             prop_assert_eq!(after.flow.src, a);
             prop_assert_eq!(after.flow.sport, if is_echo { p.flow.sport } else { port });
         }
+    }
+
+    /// IPv4 TCP/UDP takes `rewrite_endpoint`'s fast path: byte for byte
+    /// what the general path writes, whichever end, and whatever the stored
+    /// checksums were (0 and 0xffff included, where one's-complement
+    /// arithmetic has two zeros and UDP's zero rule applies).
+    #[test]
+    fn v4_fast_rewrite_equals_the_general_path(
+        f in frame(),
+        addr in any::<[u8; 4]>(),
+        port in any::<u16>(),
+        source in any::<bool>(),
+        ip_check in prop_oneof![Just(0u16), Just(0xffff), any::<u16>()],
+        l4_check in prop_oneof![Just(0u16), Just(0xffff), any::<u16>()],
+    ) {
+        let p = ip(&f);
+        prop_assume!(p.version == IpVersion::V4);
+        let mut f = f;
+        f[p.l3_offset + 10..p.l3_offset + 12].copy_from_slice(&ip_check.to_be_bytes());
+        let l4_at = match p.flow.proto {
+            IpProtocol::Tcp => Some(p.l4_offset + 16),
+            IpProtocol::Udp => Some(p.l4_offset + 6),
+            _ => None,
+        };
+        if let Some(at) = l4_at {
+            f[at..at + 2].copy_from_slice(&l4_check.to_be_bytes());
+        }
+        let end = if source { Endpoint::Source } else { Endpoint::Destination };
+        let a = IpAddr::V4(Ipv4Addr::from(addr));
+        let (mut fast, mut general) = (f.clone(), f.clone());
+        rewrite_endpoint(&mut fast, &p, end, a, port).unwrap();
+        rewrite_endpoint_any(&mut general, &p, end, a, port).unwrap();
+        prop_assert_eq!(fast, general);
     }
 
     #[test]

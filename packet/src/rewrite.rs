@@ -95,6 +95,7 @@ impl Endpoint {
 
 /// VS/NAT inbound: the destination (VIP:port) becomes the real server's
 /// address and port.
+#[inline]
 pub fn nat_inbound(
     frame: &mut [u8],
     ip: &IpFrame,
@@ -106,6 +107,7 @@ pub fn nat_inbound(
 
 /// VS/NAT outbound: the source (real server) of a reply becomes the VIP and
 /// virtual port.
+#[inline]
 pub fn nat_outbound(
     frame: &mut [u8],
     ip: &IpFrame,
@@ -119,6 +121,7 @@ pub fn nat_outbound(
 ///
 /// An ICMP error is refused ([`RewriteError::WrongKind`]): its flow key
 /// names the quoted packet, and its rewrite is [`crate::icmp_error`]'s.
+#[inline]
 pub fn rewrite_endpoint(
     frame: &mut [u8],
     ip: &IpFrame,
@@ -129,6 +132,101 @@ pub fn rewrite_endpoint(
     if ip.origin == FlowOrigin::IcmpError {
         return Err(RewriteError::WrongKind);
     }
+    if let (IpAddr::V4(new), IpVersion::V4) = (addr, ip.version)
+        && rewrite_v4_ports(frame, ip, end, new, port)
+    {
+        return Ok(());
+    }
+    rewrite_endpoint_any(frame, ip, end, addr, port)
+}
+
+/// The common case of [`rewrite_endpoint`]: IPv4 carrying a TCP or UDP
+/// header. Returns false, having written nothing, for any other frame (or
+/// one whose offsets do not fit the buffer), which then takes the general
+/// path.
+///
+/// Both headers are borrowed once as fixed-size arrays, so no access below
+/// needs a bounds check, and each checksum is updated with one fold over all
+/// the words that changed ([`checksum::apply_unfolded`]) rather than a fold
+/// per word: the same results as the general path, in about half the
+/// instructions. Inlined into the caller, which saves a call and the saving
+/// of registers that cost as much as the checks.
+#[inline(always)]
+fn rewrite_v4_ports(
+    frame: &mut [u8],
+    ip: &IpFrame,
+    end: Endpoint,
+    new: core::net::Ipv4Addr,
+    port: u16,
+) -> bool {
+    let csum_at = match ip.flow.proto {
+        IpProtocol::Tcp => tcp::CHECKSUM_OFFSET,
+        IpProtocol::Udp => udp::CHECKSUM_OFFSET,
+        _ => return false,
+    };
+    if ip.fragment == Fragment::Later {
+        return false;
+    }
+    let Some((head, transport)) = frame.split_at_mut_checked(ip.l4_offset) else {
+        return false;
+    };
+    let Some(header) = head
+        .get_mut(ip.l3_offset..)
+        .and_then(<[u8]>::first_chunk_mut::<{ ipv4::HEADER_LEN }>)
+    else {
+        return false;
+    };
+    let Some((ports, rest)) = transport.split_first_chunk_mut::<4>() else {
+        return false;
+    };
+    let Some(l4_check) = rest
+        .get_mut(csum_at - ports.len()..)
+        .and_then(<[u8]>::first_chunk_mut::<2>)
+    else {
+        return false;
+    };
+    let (addr_at, port_at) = match end {
+        Endpoint::Source => (ipv4::SRC_ADDR_OFFSET, 0),
+        Endpoint::Destination => (ipv4::DST_ADDR_OFFSET, 2),
+    };
+    // Words are read and checksums stored in the machine's byte order: the
+    // same bytes result, without byte swaps (see `checksum::apply_unfolded`).
+    let addr = &mut header[addr_at..addr_at + 4];
+    let old_addr = u32::from_ne_bytes([addr[0], addr[1], addr[2], addr[3]]);
+    let new_addr = new.octets();
+    addr.copy_from_slice(&new_addr);
+    // `~m + m'` for the address, 32 bits at once (`!` complements both halves).
+    let addr_delta = u64::from(!old_addr) + u64::from(u32::from_ne_bytes(new_addr));
+    let ip_check = &mut header[ipv4::CHECKSUM_OFFSET..ipv4::CHECKSUM_OFFSET + 2];
+    let old_ip_check = u16::from_ne_bytes([ip_check[0], ip_check[1]]);
+    ip_check.copy_from_slice(&checksum::apply_unfolded(old_ip_check, addr_delta).to_ne_bytes());
+    let old_port = u16::from_ne_bytes([ports[port_at], ports[port_at + 1]]);
+    let new_port = port.to_be_bytes();
+    ports[port_at..port_at + 2].copy_from_slice(&new_port);
+    // The transport checksum covers the address through its pseudo-header.
+    let delta = addr_delta + u64::from(!old_port) + u64::from(u16::from_ne_bytes(new_port));
+    let old_check = u16::from_ne_bytes(*l4_check);
+    let value = checksum::apply_unfolded(old_check, delta);
+    if ip.flow.proto == IpProtocol::Tcp {
+        *l4_check = value.to_ne_bytes();
+    } else if old_check != 0 {
+        // UDP over IPv4: 0 means "no checksum" and stays 0. Both rules look
+        // at 0 and 0xffff only, which read the same in either byte order.
+        *l4_check = checksum::udp_nonzero(value).to_ne_bytes();
+    }
+    true
+}
+
+/// [`rewrite_endpoint`] for every kind of frame. Kept out of line, so that
+/// the fast path inlined into the caller stays small.
+#[inline(never)]
+pub(crate) fn rewrite_endpoint_any(
+    frame: &mut [u8],
+    ip: &IpFrame,
+    end: Endpoint,
+    addr: IpAddr,
+    port: u16,
+) -> Result<(), RewriteError> {
     let at = ip.l3_offset + end.addr_offset(ip.version);
     // One delta for the address, applied to every checksum that covers it.
     let addr_delta = match (addr, ip.version) {
@@ -198,14 +296,40 @@ pub fn direct_route(frame: &mut [u8], rs_mac: MacAddr, our_mac: MacAddr) {
 /// Decrements the TTL (IPv4, with the header checksum) or hop limit (IPv6)
 /// of a packet the director routes. A packet that arrived with 0 or 1 must
 /// not be forwarded: [`RewriteError::TtlExpired`].
+#[inline]
 pub fn decrement_hop_limit(frame: &mut [u8], ip: &IpFrame) -> Result<(), RewriteError> {
     if ip.hop_limit <= 1 {
         return Err(RewriteError::TtlExpired);
     }
+    if ip.version == IpVersion::V4
+        && let Some(header) = frame
+            .get_mut(ip.l3_offset..)
+            .and_then(<[u8]>::first_chunk_mut::<{ ipv4::HEADER_LEN }>)
+    {
+        // The header as one fixed-size array: no bounds checks. TTL is the
+        // high byte of the 16-bit word it shares with the protocol; words
+        // are read in the machine's byte order, which stores the same
+        // checksum bytes without byte swaps (see `checksum::apply_unfolded`).
+        let (ttl, protocol) = (header[8], header[9]);
+        header[8] = ip.hop_limit - 1;
+        let old = u16::from_ne_bytes([ttl, protocol]);
+        let new = u16::from_ne_bytes([ttl.wrapping_sub(1), protocol]);
+        let check = &mut header[ipv4::CHECKSUM_OFFSET..ipv4::CHECKSUM_OFFSET + 2];
+        let delta = u64::from(!old) + u64::from(new);
+        let value = checksum::apply_unfolded(u16::from_ne_bytes([check[0], check[1]]), delta);
+        check.copy_from_slice(&value.to_ne_bytes());
+        return Ok(());
+    }
+    decrement_hop_limit_any(frame, ip);
+    Ok(())
+}
+
+/// [`decrement_hop_limit`] for IPv6, and for an IPv4 frame too short for
+/// its header (which panics, as an `IpFrame` of another frame would).
+#[inline(never)]
+fn decrement_hop_limit_any(frame: &mut [u8], ip: &IpFrame) {
     match ip.version {
         IpVersion::V4 => {
-            // TTL is the high byte of the 16-bit word it shares with the
-            // protocol: decrementing it takes 0x0100 off that word.
             let at = ip.l3_offset + 8;
             let old = read16(frame, at);
             frame[at] = ip.hop_limit - 1;
@@ -215,7 +339,6 @@ pub fn decrement_hop_limit(frame: &mut [u8], ip: &IpFrame) -> Result<(), Rewrite
         }
         IpVersion::V6 => frame[ip.l3_offset + 7] = ip.hop_limit - 1,
     }
-    Ok(())
 }
 
 /// Updates the checksum stored at `csum` for bytes that changed from `old`

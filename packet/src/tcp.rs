@@ -90,8 +90,14 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
     /// After this succeeds no accessor can panic.
     pub fn check_len(&self) -> Result<(), TcpError> {
-        let len = self.buffer.as_ref().len();
-        if len < HEADER_LEN {
+        self.check_within(self.buffer.as_ref().len())
+    }
+
+    /// [`Packet::check_len`] for a segment of `len` bytes of which this view
+    /// may hold only the start: the receive path checks a view over the
+    /// fixed 20-byte header against the length of the whole segment.
+    pub(crate) fn check_within(&self, len: usize) -> Result<(), TcpError> {
+        if len < HEADER_LEN || self.buffer.as_ref().len() < HEADER_LEN {
             return Err(TcpError::Truncated);
         }
         let header_len = self.header_len();
