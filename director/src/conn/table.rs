@@ -103,7 +103,7 @@ use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering, fence};
 
 use xvs_packet::{FlowKey, IpProtocol};
 
-use crate::io::mem::huge_boxed_slice;
+use crate::io::mem::{huge_boxed_slice, prefetch};
 
 use super::ForwardMethod;
 use super::state::{
@@ -887,16 +887,15 @@ impl ConnTable {
         )
     }
 
-    /// Issues the memory reads of up to [`ConnTable::BATCH`] lookups before
-    /// doing any of them: first every home bucket, then the entry of every
-    /// bucket's first tag match. The loads are independent, so their cache
-    /// (and TLB) misses overlap instead of queueing one behind the other;
-    /// the lookups that follow find their lines in cache. Only loads, no
-    /// `unsafe` prefetch intrinsics.
+    /// Starts the memory reads of up to [`ConnTable::BATCH`] lookups before
+    /// doing any of them: first a prefetch of every home bucket, then, bucket
+    /// by bucket, a prefetch of the entry of its first tag match. Prefetches
+    /// do not wait for their lines, so the misses of the whole batch overlap
+    /// instead of queueing one behind the other, and the lookups that follow
+    /// find their lines in cache.
     fn warm(&self, index: &Index, hashes: &[u64]) {
-        let mut sink = 0u64;
         for &h in hashes {
-            sink ^= index.buckets[index.home(h)].slots[0].load(Ordering::Relaxed);
+            prefetch(&index.buckets[index.home(h)]);
         }
         for &h in hashes {
             let bucket = &index.buckets[index.home(h)];
@@ -904,13 +903,11 @@ impl ConnTable {
             for slot in &bucket.slots {
                 let v = slot.load(Ordering::Relaxed);
                 if v != 0 && (v & 0xffff_ffff_0000_0000) == tag {
-                    let e = &self.entries[(v as u32 - 1) as usize].0;
-                    sink ^= e[E_LIFE].load(Ordering::Relaxed);
+                    prefetch(&self.entries[(v as u32 - 1) as usize]);
                     break;
                 }
             }
         }
-        core::hint::black_box(sink);
     }
 
     /// [`ConnTable::lookup_inbound`] for a batch of packets (a receive
