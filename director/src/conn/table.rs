@@ -1266,6 +1266,34 @@ impl ConnTable {
         now: Millis,
         timeouts: &Timeouts,
     ) -> Result<Transition, Gone> {
+        // Most segments are an ACK of an established flow, which leaves the
+        // state as it is (both the INPUT and INPUT_ONLY tables) and whose
+        // new timer is usually within the slack of the old one: such a
+        // segment needs only this one read of the life word. A server's
+        // ACK while NO_OUTPUT is set clears it: not this path.
+        if event == TcpEvent::Ack
+            && let Some(entry) = self.entries.get(handle.index as usize)
+        {
+            let life = entry.0[E_LIFE].load(Ordering::Acquire);
+            let timeout = timeouts.tcp_ms(TcpState::Established);
+            let deadline = now.saturating_add(timeout);
+            let old = life_deadline(life);
+            if life_visible(life)
+                && life_gen(life) == handle.gen_
+                && life_state(life) == TcpState::Established
+                && (direction == PacketDirection::FromClient
+                    || !ConnFlags::from_life(life).contains(ConnFlags::NO_OUTPUT))
+                && deadline >= old
+                && deadline - old < rearm_slack(timeout)
+            {
+                return Ok(Transition {
+                    from: TcpState::Established,
+                    to: TcpState::Established,
+                    activity: ActivityChange::Unchanged,
+                    first_reply: false,
+                });
+            }
+        }
         self.update(handle, |state, flags, _| {
             let current = ProtoState {
                 tcp: state,
@@ -1790,6 +1818,97 @@ mod tests {
             (TcpState::None, 300_007, false)
         );
         assert_eq!(t.get(opened.handle), Some(opened));
+    }
+
+    /// An ACK on an established connection takes a read-only shortcut
+    /// when nothing but a timer within its slack would change; it must
+    /// answer exactly as the state machine does, and step aside when the
+    /// timer is due or a first reply must clear NO_OUTPUT.
+    #[test]
+    fn established_acks_agree_with_the_state_machine() {
+        let timeouts = Timeouts::default();
+        let es = timeouts.tcp_ms(TcpState::Established);
+        for method in [ForwardMethod::Nat, ForwardMethod::DirectRouting] {
+            let t = ConnTable::new(4, 24);
+            let c = conn(v4(198, 51, 100, 7), 40000, method);
+            let (opened, _) = t
+                .open(&c, 0, FirstPacket::Tcp(TcpEvent::Syn, &timeouts))
+                .unwrap();
+            let h = opened.handle;
+            let tr = t
+                .on_tcp_segment(h, PacketDirection::FromClient, TcpEvent::Ack, 10, &timeouts)
+                .unwrap();
+            assert_eq!(tr.to, TcpState::Established, "{method:?}");
+            assert_eq!(t.get(h).unwrap().deadline, 10 + es);
+            // Within the slack: same answer, nothing written.
+            let tr = t
+                .on_tcp_segment(
+                    h,
+                    PacketDirection::FromClient,
+                    TcpEvent::Ack,
+                    500,
+                    &timeouts,
+                )
+                .unwrap();
+            assert_eq!(
+                tr,
+                Transition {
+                    from: TcpState::Established,
+                    to: TcpState::Established,
+                    activity: ActivityChange::Unchanged,
+                    first_reply: false,
+                }
+            );
+            assert_eq!(t.get(h).unwrap().deadline, 10 + es);
+            // Past the slack: the timer moves.
+            t.on_tcp_segment(
+                h,
+                PacketDirection::FromClient,
+                TcpEvent::Ack,
+                1_011,
+                &timeouts,
+            )
+            .unwrap();
+            assert_eq!(t.get(h).unwrap().deadline, 1_011 + es);
+            // A server's ACK: a first reply on DR clears NO_OUTPUT even
+            // within the slack; on NAT it is just another ACK.
+            let tr = t
+                .on_tcp_segment(
+                    h,
+                    PacketDirection::FromServer,
+                    TcpEvent::Ack,
+                    1_012,
+                    &timeouts,
+                )
+                .unwrap();
+            let got = t.get(h).unwrap();
+            assert_eq!(tr.first_reply, method == ForwardMethod::DirectRouting);
+            assert!(!got.flags.contains(ConnFlags::NO_OUTPUT));
+            assert_eq!(got.tcp_state, TcpState::Established);
+            // A FIN is never an established ACK.
+            let tr = t
+                .on_tcp_segment(
+                    h,
+                    PacketDirection::FromClient,
+                    TcpEvent::Fin,
+                    1_013,
+                    &timeouts,
+                )
+                .unwrap();
+            assert_ne!(tr.to, TcpState::Established, "{method:?}");
+            // Nor is a stale handle.
+            t.remove(h).unwrap();
+            assert_eq!(
+                t.on_tcp_segment(
+                    h,
+                    PacketDirection::FromClient,
+                    TcpEvent::Ack,
+                    1_014,
+                    &timeouts
+                ),
+                Err(Gone)
+            );
+        }
     }
 
     #[test]
