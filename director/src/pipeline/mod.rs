@@ -224,6 +224,9 @@ pub struct Worker {
     last_request: Option<(IfaceId, IpAddr, Millis)>,
     scratch: Vec<u8>,
     random: SplitMix64,
+    /// Always empty: what services without persistence schedule with, so
+    /// that a SYN builds and drops no template store.
+    no_templates: Templates,
     too_big_tokens: u32,
     too_big_refill: Millis,
     ip_ident: u16,
@@ -446,6 +449,7 @@ impl Director {
             last_request: None,
             scratch: vec![0; HEADROOM + 2048],
             random: SplitMix64::new(seed),
+            no_templates: Templates::new(),
             too_big_tokens: TOO_BIG_PER_SECOND,
             too_big_refill: 0,
             ip_ident: 0,
@@ -772,7 +776,7 @@ impl Director {
                 .schedule_connection(&mut svc.templates.lock(), &ip.flow, &mut ctx)
         } else {
             svc.sched
-                .schedule_connection(&mut Templates::new(), &ip.flow, &mut ctx)
+                .schedule_connection(&mut w.no_templates, &ip.flow, &mut ctx)
         };
         let (dest_index, template) = match scheduled {
             Ok(s) => (svc.dest_of[s.server.0 as usize], s.template),
