@@ -540,11 +540,15 @@ impl Director {
                 None => Err(ParseError::Ethernet(ethernet::EthernetError::Truncated)),
             };
             if kinds[i] == Ok(FrameKind::Ip) {
-                inbound[n_in] = parsed[i].flow;
-                n_in += 1;
+                // A frame from the server side is looked up as a reply
+                // first, and nearly always found there: warming its inbound
+                // lines too would only spend memory bandwidth.
                 if st.iface(f.rx).role == InterfaceRole::Server {
                     replies[n_reply] = parsed[i].flow;
                     n_reply += 1;
+                } else {
+                    inbound[n_in] = parsed[i].flow;
+                    n_in += 1;
                 }
             }
         }
