@@ -12,7 +12,8 @@ pub use state::{
     Timeouts, Transition, counts_as_active, tcp_next_state, tcp_transition,
 };
 pub use table::{
-    ConnFlags, ConnHandle, ConnTable, Connection, FirstPacket, InsertError, NewConnection,
+    ConnFlags, ConnHandle, ConnTable, Connection, FirstPacket, InboundHash, InsertError,
+    NewConnection,
 };
 
 /// How a real server is reached (ipvsadm's `-m`, `-g`, `-i`).

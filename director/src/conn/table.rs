@@ -477,6 +477,13 @@ pub enum InsertError {
     Full,
 }
 
+/// Where a client's flow key lands in the inbound index
+/// ([`ConnTable::inbound_hash`]): computed once per packet and handed to
+/// the lookup, the warm-up and the insert that follow, which would each
+/// compute it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct InboundHash(u64);
+
 /// The first packet of a new connection, applied as it is inserted
 /// ([`ConnTable::open`]).
 #[derive(Debug, Clone, Copy)]
@@ -794,13 +801,15 @@ impl ConnTable {
     fn lookup_inbound_kind(
         &self,
         key: &FlowKey,
+        hash: InboundHash,
         now: Millis,
         template: bool,
     ) -> Option<Connection> {
+        debug_assert_eq!(hash, self.inbound_hash(key), "a hash of another key");
+        let hash = hash.0;
         let proto = u8::from(key.proto);
         let client = addr_words(key.src);
         let vip = addr_words(key.dst);
-        let hash = self.inbound_hash_of(proto, client, key.sport, (vip.0, vip.1), key.dport);
         let want_ports = u64::from(key.sport)
             | (u64::from(key.dport) << 16)
             | (u64::from(proto) << 48)
@@ -826,14 +835,33 @@ impl ConnTable {
     #[must_use]
     #[inline]
     pub fn lookup_inbound(&self, key: &FlowKey, now: Millis) -> Option<Connection> {
-        self.lookup_inbound_kind(key, now, false)
+        self.lookup_inbound_kind(key, self.inbound_hash(key), now, false)
+    }
+
+    /// Where `key` (client → VIP) lands in the inbound index.
+    #[must_use]
+    #[inline]
+    pub fn inbound_hash(&self, key: &FlowKey) -> InboundHash {
+        InboundHash(self.inbound_hash_of_key(key))
+    }
+
+    /// [`ConnTable::lookup_inbound`] with the key's hash already known.
+    #[must_use]
+    #[inline]
+    pub fn lookup_inbound_hashed(
+        &self,
+        key: &FlowKey,
+        hash: InboundHash,
+        now: Millis,
+    ) -> Option<Connection> {
+        self.lookup_inbound_kind(key, hash, now, false)
     }
 
     /// A persistence template: `key.src` = the client's masked address,
     /// `key.sport` = 0, `key.dst`/`key.dport` = VIP and the template's port.
     #[must_use]
     pub fn lookup_template(&self, key: &FlowKey, now: Millis) -> Option<Connection> {
-        self.lookup_inbound_kind(key, now, true)
+        self.lookup_inbound_kind(key, self.inbound_hash(key), now, true)
     }
 
     /// The NAT connection a real server's reply belongs to: `key.src` =
@@ -933,17 +961,17 @@ impl ConnTable {
         }
     }
 
-    /// Issues the inbound-index reads of up to [`ConnTable::BATCH`]-sized
-    /// chunks of `keys` ahead of their lookups (see
+    /// Issues the inbound-index reads of the keys whose hashes are given,
+    /// in [`ConnTable::BATCH`]-sized chunks, ahead of their lookups (see
     /// [`ConnTable::lookup_inbound_batch`]): for callers that look up one
     /// packet at a time after a parse of the whole burst.
-    pub fn warm_inbound(&self, keys: &[FlowKey]) {
-        for keys in keys.chunks(Self::BATCH) {
-            let mut hashes = [0u64; Self::BATCH];
-            for (h, k) in hashes.iter_mut().zip(keys) {
-                *h = self.inbound_hash_of_key(k);
+    pub fn warm_inbound(&self, hashes: &[InboundHash]) {
+        for chunk in hashes.chunks(Self::BATCH) {
+            let mut raw = [0u64; Self::BATCH];
+            for (r, h) in raw.iter_mut().zip(chunk) {
+                *r = h.0;
             }
-            self.warm(&self.inbound, &hashes[..keys.len()]);
+            self.warm(&self.inbound, &raw[..chunk.len()]);
         }
     }
 
@@ -1064,6 +1092,7 @@ impl ConnTable {
     ) -> Result<ConnHandle, InsertError> {
         self.insert_with(
             conn,
+            None,
             TcpState::None,
             initial_flags(conn),
             now.saturating_add(timeout),
@@ -1084,6 +1113,28 @@ impl ConnTable {
     pub fn open(
         &self,
         conn: &NewConnection,
+        now: Millis,
+        first: FirstPacket<'_>,
+    ) -> Result<(Connection, ActivityChange), InsertError> {
+        let key = FlowKey {
+            proto: conn.proto,
+            src: conn.client,
+            dst: conn.vip,
+            sport: conn.cport,
+            dport: conn.vport,
+        };
+        self.open_hashed(conn, self.inbound_hash(&key), now, first)
+    }
+
+    /// [`ConnTable::open`] with the hash of the connection's inbound key
+    /// (client, client port → VIP, virtual port) already known.
+    ///
+    /// # Errors
+    /// [`InsertError::Full`] when every entry is in use (counted).
+    pub fn open_hashed(
+        &self,
+        conn: &NewConnection,
+        hash: InboundHash,
         now: Millis,
         first: FirstPacket<'_>,
     ) -> Result<(Connection, ActivityChange), InsertError> {
@@ -1111,7 +1162,7 @@ impl ConnTable {
             }
             FirstPacket::Other { timeout } => (TcpState::None, flags, now.saturating_add(timeout)),
         };
-        let (handle, life) = self.insert_with(conn, state, flags, deadline)?;
+        let (handle, life) = self.insert_with(conn, Some(hash), state, flags, deadline)?;
         let connection = Connection {
             handle,
             proto: conn.proto,
@@ -1136,6 +1187,7 @@ impl ConnTable {
     fn insert_with(
         &self,
         conn: &NewConnection,
+        inbound_hash: Option<InboundHash>,
         state: TcpState,
         flags: ConnFlags,
         deadline: Millis,
@@ -1181,7 +1233,24 @@ impl ConnTable {
             e[at].store(v, Ordering::Relaxed);
         }
         self.server_hi[idx].store(server.0, Ordering::Relaxed);
-        let (h_in, h_reply) = self.entry_hashes(&w);
+        let (h_in, h_reply) = match inbound_hash {
+            Some(h) => {
+                let h_reply = self.reply_hash_of(
+                    u8::from(conn.proto),
+                    server,
+                    conn.rport,
+                    client,
+                    conn.cport,
+                );
+                debug_assert_eq!(
+                    (h.0, h_reply),
+                    self.entry_hashes(&w),
+                    "a hash of another key"
+                );
+                (h.0, h_reply)
+            }
+            None => self.entry_hashes(&w),
+        };
         let in_reply = conn.method.sees_replies() && !conn.template;
         // Publish in the indexes first and go live last: until then readers
         // that reach the entry skip it and the sweeper leaves it alone.

@@ -83,8 +83,8 @@ use xvs_sched::{NotScheduled, SchedContext, SplitMix64, TemplateId, Templates};
 
 use crate::config::ClusterConfig;
 use crate::conn::{
-    ActivityChange, ConnTable, Connection, FirstPacket, ForwardMethod, InsertError, Millis,
-    NewConnection, PacketDirection, TcpEvent, TcpState,
+    ActivityChange, ConnTable, Connection, FirstPacket, ForwardMethod, InboundHash, InsertError,
+    Millis, NewConnection, PacketDirection, TcpEvent, TcpState,
 };
 pub use neighbours::{NeighbourCache, NeighbourChange, Neighbours};
 pub use snapshot::{BuildError, Dest, DestIndex, Iface, InterfaceRole, Snapshot, VirtualService};
@@ -238,6 +238,11 @@ pub struct Worker {
     generation: u64,
     /// Per destination, the last passive outcome reported.
     passive_last: Vec<u8>,
+    /// Per destination, the MAC of its next hop: valid for the snapshot of
+    /// `generation` and the neighbour table `dest_macs_of`, emptied when
+    /// either changes. Saves the neighbour lookup on every packet.
+    dest_macs: Vec<Option<MacAddr>>,
+    dest_macs_of: usize,
 }
 
 /// What happened to one frame, for logs and `--verdicts` files.
@@ -407,7 +412,8 @@ impl Director {
     #[inline]
     fn acquire(&self, w: &mut Worker) -> Arc<Snapshot> {
         let generation = self.generation.load(Ordering::Acquire);
-        match w.snapshot.take() {
+        let neighbours = w.neighbours.table_id();
+        let st = match w.snapshot.take() {
             Some(st) if w.generation == generation => st,
             _ => {
                 let st = self.state.load_full();
@@ -418,9 +424,17 @@ impl Director {
                         .resize(st.dests.len(), TrafficCounters::default());
                     w.passive_last.resize(st.dests.len(), PASSIVE_UNKNOWN);
                 }
+                // Routes may have changed with the snapshot.
+                w.dest_macs_of = 0;
                 st
             }
+        };
+        if w.dest_macs_of != neighbours {
+            w.dest_macs.clear();
+            w.dest_macs.resize(st.dests.len(), None);
+            w.dest_macs_of = neighbours;
         }
+        st
     }
 
     /// The neighbour table: workers read it, the kernel watcher writes it
@@ -454,6 +468,8 @@ impl Director {
             too_big_refill: 0,
             ip_ident: 0,
             now: 0,
+            dest_macs: Vec::new(),
+            dest_macs_of: 0,
         }
     }
 
@@ -530,7 +546,8 @@ impl Director {
         let st = self.acquire(worker);
         let mut parsed = [IpFrame::default(); MAX_BURST];
         let mut kinds = [Ok(FrameKind::Ip); MAX_BURST];
-        let mut inbound = [parsed[0].flow; MAX_BURST];
+        let mut hashes: [Option<InboundHash>; MAX_BURST] = [None; MAX_BURST];
+        let mut inbound = [InboundHash::default(); MAX_BURST];
         let mut replies = [parsed[0].flow; MAX_BURST];
         let (mut n_in, mut n_reply) = (0, 0);
         for i in 0..n {
@@ -547,7 +564,9 @@ impl Director {
                     replies[n_reply] = parsed[i].flow;
                     n_reply += 1;
                 } else {
-                    inbound[n_in] = parsed[i].flow;
+                    let hash = self.table.inbound_hash(&parsed[i].flow);
+                    hashes[i] = Some(hash);
+                    inbound[n_in] = hash;
                     n_in += 1;
                 }
             }
@@ -564,7 +583,7 @@ impl Director {
                 rx: f.rx,
             };
             out[i] = self.count(worker, |this, w| {
-                this.decide_parsed(&st, w, &mut frame, &parsed[i], kinds[i], now)
+                this.decide_parsed(&st, w, &mut frame, &parsed[i], kinds[i], hashes[i], now)
             });
         }
         worker.snapshot = Some(st);
@@ -596,9 +615,15 @@ impl Director {
         // would cost more than the parse (see `xvs_packet::parse_into`).
         let mut parsed = IpFrame::default();
         let kind = parse_into(frame, &mut parsed);
-        self.decide_parsed(st, w, f, &parsed, kind, now)
+        self.decide_parsed(st, w, f, &parsed, kind, None, now)
     }
 
+    /// Decides a parsed frame; `inbound_hash` is its flow's inbound hash
+    /// when the caller has it already.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the per-frame state of a burst, passed by reference, not bundled per call"
+    )]
     fn decide_parsed(
         &self,
         st: &Snapshot,
@@ -606,6 +631,7 @@ impl Director {
         f: &mut Received<'_>,
         ip: &IpFrame,
         kind: Result<FrameKind, ParseError>,
+        inbound_hash: Option<InboundHash>,
         now: Millis,
     ) -> Outcome {
         match kind {
@@ -633,7 +659,8 @@ impl Director {
             self.track(st, &conn, ip, PacketDirection::FromServer, now);
             return self.forward_reply(st, w, f, ip, &conn);
         }
-        if let Some(conn) = self.table.lookup_inbound(&ip.flow, now) {
+        let hash = inbound_hash.unwrap_or_else(|| self.table.inbound_hash(&ip.flow));
+        if let Some(conn) = self.table.lookup_inbound_hashed(&ip.flow, hash, now) {
             // IPVS's conn_reuse_mode 1, plus bit 2: a DR/TUN connection
             // (no output seen) sits in FIN_WAIT after the client closed, so a
             // SYN from the same client port there is a new connection too.
@@ -670,7 +697,7 @@ impl Director {
             }
             return Outcome::of(Verdict::Drop(DropReason::NoConnection));
         }
-        self.new_connection(st, w, f, ip, service, now)
+        self.new_connection(st, w, f, ip, service, hash, now)
     }
 
     /// The server's first answer to a client's SYN: a RST is a refused
@@ -761,6 +788,10 @@ impl Director {
         self.forward_inbound(st, w, f, ip, target)
     }
 
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "decide_parsed's state plus the service it found, passed on as they are"
+    )]
     fn new_connection(
         &self,
         st: &Snapshot,
@@ -768,6 +799,7 @@ impl Director {
         f: &mut Received<'_>,
         ip: &IpFrame,
         service: u32,
+        hash: InboundHash,
         now: Millis,
     ) -> Outcome {
         let svc = &st.services[service as usize];
@@ -812,7 +844,7 @@ impl Director {
                 timeout: st.timeouts.for_conn_ms(ip.flow.proto, TcpState::None),
             }
         };
-        match self.table.open(&new, now, first) {
+        match self.table.open_hashed(&new, hash, now, first) {
             Ok((conn, activity)) => {
                 if let Some(tpl) = template {
                     self.conn_template[conn.handle.index() as usize]
@@ -891,9 +923,21 @@ impl Director {
         let Some((egress, hop)) = st.dests[target.dest as usize].route else {
             return Outcome::of(Verdict::Drop(DropReason::NoRoute));
         };
-        let (iface, mac) = match self.neighbour(st, w, egress, hop) {
-            Ok(found) => found,
-            Err(reason) => return Outcome::of(Verdict::Drop(reason)),
+        let (iface, mac) = match w.dest_macs.get(target.dest as usize).copied().flatten() {
+            Some(mac) => (st.iface(egress), mac),
+            None => match self.neighbour(st, w, egress, hop) {
+                Ok((iface, mac)) => {
+                    // Only an answer from the table the memo belongs to
+                    // (one published since is for the next call).
+                    if w.neighbours.answered_from() == w.dest_macs_of
+                        && let Some(slot) = w.dest_macs.get_mut(target.dest as usize)
+                    {
+                        *slot = Some(mac);
+                    }
+                    (iface, mac)
+                }
+                Err(reason) => return Outcome::of(Verdict::Drop(reason)),
+            },
         };
         let overhead = match target.method {
             ForwardMethod::Tunnel => outer_len(target.addr),

@@ -200,6 +200,21 @@ impl NeighbourCache {
         }
     }
 
+    /// Which table this reader sees now (moving to the newest published
+    /// one): equal answers mean the same table, so a MAC memoised while
+    /// the table was this one is still right.
+    #[inline]
+    pub fn table_id(&mut self) -> usize {
+        Arc::as_ptr(self.table.load()) as usize
+    }
+
+    /// The table the last [`NeighbourCache::lookup`] answered from, as
+    /// [`NeighbourCache::table_id`] names it (0 before the first).
+    #[must_use]
+    pub fn answered_from(&self) -> usize {
+        self.memo_of
+    }
+
     /// The MAC of `ip` on `iface`, if known.
     #[inline]
     pub fn lookup(&mut self, iface: IfaceId, ip: IpAddr) -> Option<MacAddr> {

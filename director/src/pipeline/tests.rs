@@ -947,6 +947,46 @@ fn an_unknown_next_hop_is_dropped_and_resolved_then_the_same_packet_goes() {
     assert_eq!(sent, want);
 }
 
+/// Workers remember each real server's next-hop MAC between packets; a
+/// changed or forgotten neighbour must reach the very next packet.
+#[test]
+fn a_real_servers_new_mac_reaches_the_next_packet_of_its_connection() {
+    let (d, mut w) = director();
+    let vip = "203.0.113.20";
+    let segment = |flags: &str| {
+        tcp(
+            (CLIENT_MAC, CLIENT_IF_MAC),
+            C4,
+            vip,
+            (40003, 80),
+            flags,
+            64,
+            b"",
+        )
+    };
+    let (verdict, sent) = once(&d, &mut w, &segment("S"), CLIENT, 1000);
+    assert!(matches!(verdict, Verdict::Transmit { .. }), "{verdict:?}");
+    let server = IpAddr::from([sent[30], sent[31], sent[32], sent[33]]);
+    let (_, sent) = once(&d, &mut w, &segment("A"), CLIENT, 1001);
+    let old_mac: [u8; 6] = sent[..6].try_into().unwrap();
+    let new_mac = [2, 0, 0, 0, 9, 9];
+    assert_ne!(old_mac, new_mac);
+    d.neighbours().apply([NeighbourChange::Learned {
+        iface: SERVER,
+        ip: server,
+        mac: MacAddr(new_mac),
+    }]);
+    let (verdict, sent) = once(&d, &mut w, &segment("A"), CLIENT, 1002);
+    assert!(matches!(verdict, Verdict::Transmit { .. }), "{verdict:?}");
+    assert_eq!(sent[..6], new_mac, "the new MAC, at once");
+    d.neighbours().apply([NeighbourChange::Forgotten {
+        iface: SERVER,
+        ip: server,
+    }]);
+    let (verdict, _) = once(&d, &mut w, &segment("A"), CLIENT, 1003);
+    assert_eq!(verdict, Verdict::Drop(DropReason::NeighbourUnresolved));
+}
+
 #[test]
 fn a_nat_reply_to_an_unknown_client_asks_for_the_client() {
     let (d, mut w) = director();
