@@ -952,7 +952,8 @@ fn an_unknown_next_hop_is_dropped_and_resolved_then_the_same_packet_goes() {
 #[test]
 fn a_real_servers_new_mac_reaches_the_next_packet_of_its_connection() {
     let (d, mut w) = director();
-    let vip = "203.0.113.20";
+    // A NAT service: the frame that leaves names its real server.
+    let vip = "203.0.113.10";
     let segment = |flags: &str| {
         tcp(
             (CLIENT_MAC, CLIENT_IF_MAC),
