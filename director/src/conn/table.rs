@@ -153,6 +153,9 @@ const GEN_MASK: u64 = 0xfff;
 
 const LIFE_LIVE: u64 = 1 << FLAGS_SHIFT;
 const LIFE_DYING: u64 = 2 << FLAGS_SHIFT;
+/// Live, but not in the reply index yet: [`ConnTable::finish_replies`]
+/// links it (or, if it died meanwhile, takes back the slot it added).
+const LIFE_REPLY_PENDING: u64 = 32 << FLAGS_SHIFT;
 
 /// The latest deadline the table can hold: 2^40 ms ≈ 34.8 years of
 /// monotonic time; later deadlines are clamped to it.
@@ -417,6 +420,16 @@ impl Index {
         false
     }
 
+    /// Slots in use (tests: nothing may leak).
+    #[cfg(test)]
+    fn used(&self) -> usize {
+        self.buckets
+            .iter()
+            .flat_map(|b| &b.slots)
+            .filter(|s| s.load(Ordering::Relaxed) != 0)
+            .count()
+    }
+
     /// Calls `check` with every entry number whose tag matches, in probe
     /// order, until it returns `Some`.
     #[inline(always)]
@@ -483,6 +496,15 @@ pub enum InsertError {
 /// compute it again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct InboundHash(u64);
+
+/// A connection inserted with its reply-index link left for later
+/// ([`ConnTable::open_hashed`] with `defer_reply`): what
+/// [`ConnTable::finish_replies`] needs to add it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingReply {
+    handle: ConnHandle,
+    hash: u64,
+}
 
 /// The first packet of a new connection, applied as it is inserted
 /// ([`ConnTable::open`]).
@@ -1096,8 +1118,9 @@ impl ConnTable {
             TcpState::None,
             initial_flags(conn),
             now.saturating_add(timeout),
+            false,
         )
-        .map(|(handle, _)| handle)
+        .map(|(handle, _, _)| handle)
     }
 
     /// Adds a connection together with its first packet, a client's: the
@@ -1123,11 +1146,20 @@ impl ConnTable {
             sport: conn.cport,
             dport: conn.vport,
         };
-        self.open_hashed(conn, self.inbound_hash(&key), now, first)
+        self.open_hashed(conn, self.inbound_hash(&key), now, first, false)
+            .map(|(c, a, _)| (c, a))
     }
 
     /// [`ConnTable::open`] with the hash of the connection's inbound key
     /// (client, client port → VIP, virtual port) already known.
+    ///
+    /// With `defer_reply`, a NAT connection is live and found by its
+    /// client's packets at once, but enters the reply index only when the
+    /// returned [`PendingReply`] goes through [`ConnTable::finish_replies`].
+    /// A worker does that at the end of a receive burst, before it
+    /// transmits: no reply can come before the first packet has left, and
+    /// the reply-index lines of a whole burst are then fetched together
+    /// instead of one stalled insert per new connection.
     ///
     /// # Errors
     /// [`InsertError::Full`] when every entry is in use (counted).
@@ -1137,7 +1169,8 @@ impl ConnTable {
         hash: InboundHash,
         now: Millis,
         first: FirstPacket<'_>,
-    ) -> Result<(Connection, ActivityChange), InsertError> {
+        defer_reply: bool,
+    ) -> Result<(Connection, ActivityChange, Option<PendingReply>), InsertError> {
         let mut activity = ActivityChange::Unchanged;
         let flags = initial_flags(conn);
         let (state, flags, deadline) = match first {
@@ -1162,7 +1195,8 @@ impl ConnTable {
             }
             FirstPacket::Other { timeout } => (TcpState::None, flags, now.saturating_add(timeout)),
         };
-        let (handle, life) = self.insert_with(conn, Some(hash), state, flags, deadline)?;
+        let (handle, life, pending) =
+            self.insert_with(conn, Some(hash), state, flags, deadline, defer_reply)?;
         let connection = Connection {
             handle,
             proto: conn.proto,
@@ -1178,7 +1212,49 @@ impl ConnTable {
             flags,
             deadline: life_deadline(life),
         };
-        Ok((connection, activity))
+        Ok((connection, activity, pending))
+    }
+
+    /// Adds the deferred connections of `pending` to the reply index (see
+    /// [`ConnTable::open_hashed`]): prefetches every bucket first, so that
+    /// their misses overlap, then links each connection that is still the
+    /// same live one. One that died meanwhile (its remover left the reply
+    /// index alone, seeing it pending) gets its slot taken back.
+    pub fn finish_replies(&self, pending: &[PendingReply]) {
+        for p in pending {
+            prefetch(&self.reply.buckets[self.reply.home(p.hash)]);
+        }
+        for p in pending {
+            let idx = p.handle.index as usize;
+            let Some(entry) = self.entries.get(idx) else {
+                continue;
+            };
+            let linked = self.reply.insert(p.hash, idx);
+            let word = &entry.0[E_LIFE];
+            let mut life = word.load(Ordering::Acquire);
+            loop {
+                if !life_visible(life)
+                    || life_gen(life) != p.handle.gen_
+                    || life & LIFE_REPLY_PENDING == 0
+                {
+                    // Removed (or reused) while pending: nobody else
+                    // will take this slot back.
+                    if linked {
+                        self.reply.remove(p.hash, idx);
+                    }
+                    break;
+                }
+                match word.compare_exchange_weak(
+                    life,
+                    life & !LIFE_REPLY_PENDING,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => break,
+                    Err(l) => life = l,
+                }
+            }
+        }
     }
 
     /// Takes a free entry, writes `conn`'s key words, links it into its
@@ -1191,7 +1267,8 @@ impl ConnTable {
         state: TcpState,
         flags: ConnFlags,
         deadline: Millis,
-    ) -> Result<(ConnHandle, u64), InsertError> {
+        defer_reply: bool,
+    ) -> Result<(ConnHandle, u64, Option<PendingReply>), InsertError> {
         let Some(idx) = self.pop_free() else {
             self.refused_full.fetch_add(1, Ordering::Relaxed);
             return Err(InsertError::Full);
@@ -1254,8 +1331,9 @@ impl ConnTable {
         let in_reply = conn.method.sees_replies() && !conn.template;
         // Publish in the indexes first and go live last: until then readers
         // that reach the entry skip it and the sweeper leaves it alone.
-        let indexed =
-            self.inbound.insert(h_in, idx) && (!in_reply || self.reply.insert(h_reply, idx));
+        let defer = in_reply && defer_reply;
+        let indexed = self.inbound.insert(h_in, idx)
+            && (!in_reply || defer || self.reply.insert(h_reply, idx));
         if !indexed {
             // Cannot happen (indexes have more slots than the table has
             // entries); give the entry back rather than lose it.
@@ -1264,16 +1342,19 @@ impl ConnTable {
             self.refused_full.fetch_add(1, Ordering::Relaxed);
             return Err(InsertError::Full);
         }
-        let life = make_life(deadline, state, flags, gen_);
+        let pending_bit = if defer { LIFE_REPLY_PENDING } else { 0 };
+        let life = make_life(deadline, state, flags, gen_) | pending_bit;
         e[E_LIFE].store(life, Ordering::Release);
         self.live.fetch_add(1, Ordering::Relaxed);
-        Ok((
-            ConnHandle {
-                index: idx as u32,
-                gen_,
-            },
-            life,
-        ))
+        let handle = ConnHandle {
+            index: idx as u32,
+            gen_,
+        };
+        let pending = defer.then_some(PendingReply {
+            handle,
+            hash: h_reply,
+        });
+        Ok((handle, life, pending))
     }
 
     /// Applies `change` to a connection's life word atomically: `change`
@@ -1311,7 +1392,7 @@ impl ConnTable {
             {
                 return Ok(r);
             }
-            let new = make_life(deadline, state, flags, handle.gen_);
+            let new = make_life(deadline, state, flags, handle.gen_) | (life & LIFE_REPLY_PENDING);
             match word.compare_exchange_weak(life, new, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => return Ok(r),
                 Err(l) => life = l,
@@ -1434,7 +1515,9 @@ impl ConnTable {
         let conn = Self::decode(idx, &raw);
         let (h_in, h_reply) = self.entry_hashes(&raw.w);
         self.inbound.remove(h_in, idx);
-        if conn.method.sees_replies() && !conn.is_template() {
+        // A connection still pending has no reply slot of its own yet:
+        // `finish_replies` sees it died and takes back the one it adds.
+        if conn.method.sees_replies() && !conn.is_template() && life & LIFE_REPLY_PENDING == 0 {
             self.reply.remove(h_reply, idx);
         }
         // Not live any more, generation kept (the next insert bumps it).
@@ -1978,6 +2061,77 @@ mod tests {
                 Err(Gone)
             );
         }
+    }
+
+    /// A NAT connection opened with its reply link deferred is found by
+    /// its client at once and as a reply once finished; an update while
+    /// pending keeps it pending; one removed, or expired and its entry
+    /// reused, before the finish leaves no slot behind.
+    #[test]
+    fn deferred_reply_links_are_added_once_and_never_leak() {
+        let timeouts = Timeouts::default();
+        let syn = FirstPacket::Tcp(TcpEvent::Syn, &timeouts);
+        let t = ConnTable::new(8, 25);
+        let open = |c: &NewConnection, now| {
+            t.open_hashed(c, t.inbound_hash(&inbound_key(c)), now, syn, true)
+                .unwrap()
+        };
+        let a = conn(v4(198, 51, 100, 7), 40000, ForwardMethod::Nat);
+        let (opened, _, pending) = open(&a, 0);
+        let pending = pending.expect("a NAT connection defers its reply link");
+        assert_eq!(
+            t.lookup_inbound(&inbound_key(&a), 1).map(|c| c.handle),
+            Some(opened.handle)
+        );
+        assert!(t.lookup_reply(&reply_key(&a), 1).is_none());
+        assert_eq!(t.reply.used(), 0);
+        // SYN_RECV → ESTABLISHED rewrites the life word: still pending.
+        let tr = t
+            .on_tcp_segment(
+                opened.handle,
+                PacketDirection::FromClient,
+                TcpEvent::Ack,
+                2,
+                &timeouts,
+            )
+            .unwrap();
+        assert_eq!(tr.to, TcpState::Established);
+        t.finish_replies(&[pending]);
+        assert_eq!(
+            t.lookup_reply(&reply_key(&a), 3).map(|c| c.handle),
+            Some(opened.handle)
+        );
+        assert_eq!(t.reply.used(), 1);
+        t.remove(opened.handle).unwrap();
+        assert_eq!((t.inbound.used(), t.reply.used()), (0, 0));
+
+        // Removed before the finish.
+        let (opened, _, pending) = open(&a, 10);
+        t.remove(opened.handle).unwrap();
+        t.finish_replies(&[pending.unwrap()]);
+        assert_eq!((t.inbound.used(), t.reply.used()), (0, 0));
+
+        // Expired and reclaimed by the sweeper, the entry taken by another
+        // connection, then the finish.
+        let (_, _, pending) = open(&a, 20);
+        assert_eq!(t.expire(20 + 61_000, 8, |_| {}), 1);
+        let b = conn(v4(198, 51, 100, 8), 40001, ForwardMethod::Nat);
+        let hb = t.insert(&b, 61_020, 5_000).unwrap();
+        t.finish_replies(&[pending.unwrap()]);
+        assert_eq!(t.reply.used(), 1, "only b's own link");
+        assert_eq!(t.lookup_reply(&reply_key(&b), 61_021).unwrap().handle, hb);
+        assert!(t.lookup_reply(&reply_key(&a), 61_021).is_none());
+        t.remove(hb).unwrap();
+        assert_eq!((t.inbound.used(), t.reply.used()), (0, 0));
+
+        // Nothing to defer: DR sees no replies; a plain open links at once.
+        let dr = conn(v4(198, 51, 100, 9), 40002, ForwardMethod::DirectRouting);
+        assert!(open(&dr, 30).2.is_none());
+        let (plain, _) = t.open(&b, 30, syn).unwrap();
+        assert_eq!(
+            t.lookup_reply(&reply_key(&b), 31).unwrap().handle,
+            plain.handle
+        );
     }
 
     #[test]

@@ -77,14 +77,14 @@ use xvs_packet::icmp_error::{build_too_big, nat_error_inbound, nat_error_outboun
 use xvs_packet::parse::{Fragment, IcmpKind, IpFrame, IpVersion};
 use xvs_packet::rewrite::{RewriteError, decrement_hop_limit, nat_inbound, nat_outbound};
 use xvs_packet::tunnel::{OuterSource, Tunnel, encapsulate, outer_len};
-use xvs_packet::{FlowOrigin, FrameKind, IpProtocol, ParseError, parse_into};
+use xvs_packet::{FlowKey, FlowOrigin, FrameKind, IpProtocol, ParseError, parse_into};
 use xvs_packet::{ipv4, ipv6};
 use xvs_sched::{NotScheduled, SchedContext, SplitMix64, TemplateId, Templates};
 
 use crate::config::ClusterConfig;
 use crate::conn::{
     ActivityChange, ConnTable, Connection, FirstPacket, ForwardMethod, InboundHash, InsertError,
-    Millis, NewConnection, PacketDirection, TcpEvent, TcpState,
+    Millis, NewConnection, PacketDirection, PendingReply, TcpEvent, TcpState,
 };
 pub use neighbours::{NeighbourCache, NeighbourChange, Neighbours};
 pub use snapshot::{BuildError, Dest, DestIndex, Iface, InterfaceRole, Snapshot, VirtualService};
@@ -243,6 +243,10 @@ pub struct Worker {
     /// either changes. Saves the neighbour lookup on every packet.
     dest_macs: Vec<Option<MacAddr>>,
     dest_macs_of: usize,
+    /// Inside [`Director::process_burst`]: new NAT connections enter the
+    /// reply index together at the end of the burst (`pending_replies`).
+    in_burst: bool,
+    pending_replies: Vec<PendingReply>,
 }
 
 /// What happened to one frame, for logs and `--verdicts` files.
@@ -470,6 +474,8 @@ impl Director {
             now: 0,
             dest_macs: Vec::new(),
             dest_macs_of: 0,
+            in_burst: false,
+            pending_replies: Vec::with_capacity(MAX_BURST),
         }
     }
 
@@ -574,6 +580,7 @@ impl Director {
         self.table.warm_inbound(&inbound[..n_in]);
         self.table.warm_reply(&replies[..n_reply]);
         worker.now = now;
+        worker.in_burst = true;
         for i in 0..n {
             let f = burst.frame(i);
             let mut frame = Received {
@@ -586,8 +593,28 @@ impl Director {
                 this.decide_parsed(&st, w, &mut frame, &parsed[i], kinds[i], hashes[i], now)
             });
         }
+        worker.in_burst = false;
+        // Before any frame of the burst leaves, so before any reply.
+        self.table.finish_replies(&worker.pending_replies);
+        worker.pending_replies.clear();
         worker.snapshot = Some(st);
         n
+    }
+
+    /// The NAT connection a server-side frame answers. A burst's new
+    /// connections enter the reply index at its end, when their first
+    /// packets leave, so a live reply can only be for an older one; a
+    /// capture replayed in bursts can hold both, and a miss then links the
+    /// burst's pending connections first and looks again.
+    #[inline]
+    fn lookup_reply(&self, w: &mut Worker, key: &FlowKey, now: Millis) -> Option<Connection> {
+        let found = self.table.lookup_reply(key, now);
+        if found.is_some() || w.pending_replies.is_empty() {
+            return found;
+        }
+        self.table.finish_replies(&w.pending_replies);
+        w.pending_replies.clear();
+        self.table.lookup_reply(key, now)
     }
 
     /// Runs `decide` and counts its verdict.
@@ -651,7 +678,7 @@ impl Director {
             return self.icmp_error(st, w, f, ip, now);
         }
         if st.iface(f.rx).role == InterfaceRole::Server
-            && let Some(conn) = self.table.lookup_reply(&ip.flow, now)
+            && let Some(conn) = self.lookup_reply(w, &ip.flow, now)
         {
             if conn.proto == IpProtocol::Tcp && conn.tcp_state == TcpState::SynRecv {
                 self.passive_report(w, &conn, ip);
@@ -844,8 +871,13 @@ impl Director {
                 timeout: st.timeouts.for_conn_ms(ip.flow.proto, TcpState::None),
             }
         };
-        match self.table.open_hashed(&new, hash, now, first) {
-            Ok((conn, activity)) => {
+        // One pending reply per frame at most, so the vector never grows.
+        let defer = w.in_burst && w.pending_replies.len() < w.pending_replies.capacity();
+        match self.table.open_hashed(&new, hash, now, first, defer) {
+            Ok((conn, activity, pending)) => {
+                if let Some(p) = pending {
+                    w.pending_replies.push(p);
+                }
                 if let Some(tpl) = template {
                     self.conn_template[conn.handle.index() as usize]
                         .store(tpl.0, Ordering::Relaxed);
@@ -1080,7 +1112,7 @@ impl Director {
         // server it matches the inbound index, towards a client (from the
         // server side, NAT only) the reply index.
         if st.iface(f.rx).role == InterfaceRole::Server
-            && let Some(conn) = self.table.lookup_reply(&ip.flow, now)
+            && let Some(conn) = self.lookup_reply(w, &ip.flow, now)
         {
             return self.forward_reply(st, w, f, ip, &conn);
         }
