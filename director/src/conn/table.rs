@@ -29,7 +29,13 @@
 //!   duplicates: the caller inserts after a lookup missed, and a flow is
 //!   steered to one worker by RSS, so a duplicate needs two workers to see
 //!   the first packet of the same flow at once; it is then harmless (lookups
-//!   find one of the two, the other expires on its own timer).
+//!   find one of the two, the other expires on its own timer). A worker
+//!   may defer a new NAT connection's reply-index link to the end of its
+//!   receive burst ([`ConnTable::open_hashed`], [`ConnTable::finish_replies`]):
+//!   the connection is live for its client at once, and no reply can come
+//!   before the burst's frames leave. A life-word bit marks it pending;
+//!   updates keep the bit, and a connection removed while pending leaves
+//!   its link to the finisher, which takes back the slot it adds.
 //! * **Time** is an argument ([`Millis`], monotonic); the table never reads
 //!   a clock.
 //! * **Expiry** is lazy and incremental. A connection whose deadline has
@@ -94,9 +100,13 @@
 //! huge pages were refused; that, not the code, sets the time of one lookup.
 //! Workers receive frames in bursts, so [`ConnTable::lookup_inbound_batch`]
 //! and [`ConnTable::lookup_reply_batch`] first issue the bucket and entry
-//! reads of a whole burst ([`ConnTable::BATCH`]) and only then run the
-//! lookups, so that the misses overlap. `benches/conntable.rs` measures
-//! both, on one and two threads.
+//! reads of a whole burst ([`ConnTable::BATCH`], as prefetches that do not
+//! wait for their lines) and only then run the lookups, so that the misses
+//! overlap. An insert's reply-index slot is a random line written by
+//! compare-and-swap, which waits for the line: deferred to the end of the
+//! burst, the slots of all its new connections are fetched together.
+//! `benches/conntable.rs` measures lookups on one and two threads;
+//! `benches/pipeline.rs` the whole per-frame path.
 
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering, fence};
