@@ -872,7 +872,7 @@ impl ConnTable {
 
     /// Where `key` (client → VIP) lands in the inbound index.
     #[must_use]
-    #[inline]
+    #[inline(always)]
     pub fn inbound_hash(&self, key: &FlowKey) -> InboundHash {
         InboundHash(self.inbound_hash_of_key(key))
     }
@@ -926,6 +926,7 @@ impl ConnTable {
     /// How many lookups [`ConnTable::lookup_inbound_batch`] overlaps at once.
     pub const BATCH: usize = 32;
 
+    #[inline(always)]
     fn inbound_hash_of_key(&self, key: &FlowKey) -> u64 {
         let vip = addr_words(key.dst);
         self.inbound_hash_of(

@@ -647,6 +647,7 @@ impl Director {
 
     /// Decides a parsed frame; `inbound_hash` is its flow's inbound hash
     /// when the caller has it already.
+    #[inline(always)]
     #[expect(
         clippy::too_many_arguments,
         reason = "the per-frame state of a burst, passed by reference, not bundled per call"
