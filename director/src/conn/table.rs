@@ -1989,6 +1989,7 @@ mod tests {
     /// timer is due or a first reply must clear NO_OUTPUT.
     #[test]
     fn established_acks_agree_with_the_state_machine() {
+        use PacketDirection::{FromClient, FromServer};
         let timeouts = Timeouts::default();
         let es = timeouts.tcp_ms(TcpState::Established);
         for method in [ForwardMethod::Nat, ForwardMethod::DirectRouting] {
@@ -1998,21 +1999,13 @@ mod tests {
                 .open(&c, 0, FirstPacket::Tcp(TcpEvent::Syn, &timeouts))
                 .unwrap();
             let h = opened.handle;
-            let tr = t
-                .on_tcp_segment(h, PacketDirection::FromClient, TcpEvent::Ack, 10, &timeouts)
-                .unwrap();
+            let segment =
+                |direction, event, now| t.on_tcp_segment(h, direction, event, now, &timeouts);
+            let tr = segment(FromClient, TcpEvent::Ack, 10).unwrap();
             assert_eq!(tr.to, TcpState::Established, "{method:?}");
             assert_eq!(t.get(h).unwrap().deadline, 10 + es);
             // Within the slack: same answer, nothing written.
-            let tr = t
-                .on_tcp_segment(
-                    h,
-                    PacketDirection::FromClient,
-                    TcpEvent::Ack,
-                    500,
-                    &timeouts,
-                )
-                .unwrap();
+            let tr = segment(FromClient, TcpEvent::Ack, 500).unwrap();
             assert_eq!(
                 tr,
                 Transition {
@@ -2024,53 +2017,21 @@ mod tests {
             );
             assert_eq!(t.get(h).unwrap().deadline, 10 + es);
             // Past the slack: the timer moves.
-            t.on_tcp_segment(
-                h,
-                PacketDirection::FromClient,
-                TcpEvent::Ack,
-                1_011,
-                &timeouts,
-            )
-            .unwrap();
+            segment(FromClient, TcpEvent::Ack, 1_011).unwrap();
             assert_eq!(t.get(h).unwrap().deadline, 1_011 + es);
             // A server's ACK: a first reply on DR clears NO_OUTPUT even
             // within the slack; on NAT it is just another ACK.
-            let tr = t
-                .on_tcp_segment(
-                    h,
-                    PacketDirection::FromServer,
-                    TcpEvent::Ack,
-                    1_012,
-                    &timeouts,
-                )
-                .unwrap();
+            let tr = segment(FromServer, TcpEvent::Ack, 1_012).unwrap();
             let got = t.get(h).unwrap();
             assert_eq!(tr.first_reply, method == ForwardMethod::DirectRouting);
             assert!(!got.flags.contains(ConnFlags::NO_OUTPUT));
             assert_eq!(got.tcp_state, TcpState::Established);
             // A FIN is never an established ACK.
-            let tr = t
-                .on_tcp_segment(
-                    h,
-                    PacketDirection::FromClient,
-                    TcpEvent::Fin,
-                    1_013,
-                    &timeouts,
-                )
-                .unwrap();
+            let tr = segment(FromClient, TcpEvent::Fin, 1_013).unwrap();
             assert_ne!(tr.to, TcpState::Established, "{method:?}");
             // Nor is a stale handle.
             t.remove(h).unwrap();
-            assert_eq!(
-                t.on_tcp_segment(
-                    h,
-                    PacketDirection::FromClient,
-                    TcpEvent::Ack,
-                    1_014,
-                    &timeouts
-                ),
-                Err(Gone)
-            );
+            assert_eq!(segment(FromClient, TcpEvent::Ack, 1_014), Err(Gone));
         }
     }
 
