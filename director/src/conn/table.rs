@@ -901,10 +901,15 @@ impl ConnTable {
     #[must_use]
     #[inline]
     pub fn lookup_reply(&self, key: &FlowKey, now: Millis) -> Option<Connection> {
+        self.lookup_reply_at(key, self.reply_hash_of_key(key), now)
+    }
+
+    /// [`ConnTable::lookup_reply`] with the key's reply-index hash known.
+    #[inline(always)]
+    fn lookup_reply_at(&self, key: &FlowKey, hash: u64, now: Millis) -> Option<Connection> {
         let proto = u8::from(key.proto);
         let server = addr_words(key.src);
         let client = addr_words(key.dst);
-        let hash = self.reply_hash_of(proto, server, key.sport, client, key.dport);
         let want_ports = u64::from(key.dport)
             | (u64::from(key.sport) << 32)
             | (u64::from(proto) << 48)
@@ -988,8 +993,8 @@ impl ConnTable {
                 *h = self.inbound_hash_of_key(k);
             }
             self.warm(&self.inbound, &hashes[..keys.len()]);
-            for (o, k) in out.iter_mut().zip(keys) {
-                *o = self.lookup_inbound(k, now);
+            for ((o, k), h) in out.iter_mut().zip(keys).zip(hashes) {
+                *o = self.lookup_inbound_kind(k, InboundHash(h), now, false);
             }
         }
     }
@@ -1033,8 +1038,8 @@ impl ConnTable {
                 *h = self.reply_hash_of_key(k);
             }
             self.warm(&self.reply, &hashes[..keys.len()]);
-            for (o, k) in out.iter_mut().zip(keys) {
-                *o = self.lookup_reply(k, now);
+            for ((o, k), h) in out.iter_mut().zip(keys).zip(hashes) {
+                *o = self.lookup_reply_at(k, h, now);
             }
         }
     }
