@@ -167,18 +167,6 @@ nat() { XVS_NS_PREFIX=$NAT_PREFIX "$CLUSTER" "$@"; }
 dr() { XVS_NS_PREFIX=$DR_PREFIX "$CLUSTER" "$@"; }
 state_of() { echo "/run/xvs-testbed-$1"; }
 
-# poll DESCRIPTION SECONDS CMD...
-poll() {
-    local what=$1 secs=$2 i
-    shift 2
-    for ((i = 0; i < secs * 10; i++)); do
-        "$@" >/dev/null 2>&1 && return 0
-        sleep 0.1
-    done
-    echo "timed out after ${secs} s waiting for: $what" >&2
-    return 1
-}
-
 mac_of() { ip -n "$1" -j link show "$2" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)[0]["address"])'; }
 
 say "bringing up two clusters: $NAT_PREFIX-* (NAT) and $DR_PREFIX-* (DR), two real servers each, round robin"

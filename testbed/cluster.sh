@@ -180,19 +180,6 @@ usage() {
     exit 2
 }
 
-# poll DESCRIPTION SECONDS CMD...: runs CMD every 0.1 s until it succeeds;
-# fails (returns 1, says what it waited for) after SECONDS.
-poll() {
-    local what=$1 secs=$2 i
-    shift 2
-    for ((i = 0; i < secs * 10; i++)); do
-        "$@" >/dev/null 2>&1 && return 0
-        sleep 0.1
-    done
-    echo "timed out after ${secs} s waiting for: $what" >&2
-    return 1
-}
-
 # The PID in FILE, if that process is alive and its command line contains
 # PATTERN (so a recycled PID is never signalled).
 live_pid() {

@@ -80,23 +80,10 @@ VIP6=2001:db8:f::10
 MODE=${mode^^}
 if [ "$balancer" = xvs ]; then label="xvs-director ($backend backend)"; else label="nftables DNAT (the kernel)"; fi
 
-if [ "$(id -u)" -ne 0 ]; then
-    echo "SKIP e2e/nat.sh: needs root to create network namespaces"
-    exit 0
-fi
-if ! unshare --net true 2>/dev/null; then
-    echo "SKIP e2e/nat.sh: this kernel cannot create network namespaces"
-    exit 0
-fi
-if [ "$balancer" = xvs ] && [ ! -x "$XVS_BIN/xvs-director" ]; then
-    echo "FAIL e2e/nat.sh (xvs, $backend): $XVS_BIN/xvs-director does not exist: build it first (cargo build --release --workspace)"
-    exit 1
-fi
-if [ "$mode" != nat ] && [ ! -x "$XVS_BIN/xvs-agent" ]; then
-    echo "FAIL e2e/nat.sh ($mode): $XVS_BIN/xvs-agent does not exist: build it first (cargo build --release --workspace)"
-    exit 1
-fi
-ensure_packages "${XVS_PACKAGES[@]}"
+binaries=()
+if [ "$balancer" = xvs ]; then binaries+=(xvs-director); fi
+if [ "$mode" != nat ]; then binaries+=(xvs-agent); fi
+e2e_preflight nat.sh "${binaries[@]}"
 
 cluster_up=0
 work=$(mktemp -d)

@@ -22,6 +22,19 @@ xvs_default_state() {
     if [ "$XVS_NS_PREFIX" = xvs ]; then echo /run/xvs-testbed; else echo "/run/xvs-testbed-$XVS_NS_PREFIX"; fi
 }
 
+# poll DESCRIPTION SECONDS CMD...: runs CMD every 0.1 s until it succeeds;
+# fails (returns 1, says what it waited for) after SECONDS.
+poll() {
+    local what=$1 secs=$2 i
+    shift 2
+    for ((i = 0; i < secs * 10; i++)); do
+        "$@" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    echo "timed out after ${secs} s waiting for: $what" >&2
+    return 1
+}
+
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
