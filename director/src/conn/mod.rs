@@ -13,7 +13,7 @@ pub use state::{
 };
 pub use table::{
     ConnFlags, ConnHandle, ConnTable, Connection, FirstPacket, InboundHash, InsertError,
-    NewConnection, PendingReply,
+    NewConnection, PendingReply, ReplyHash,
 };
 
 /// How a real server is reached (ipvsadm's `-m`, `-g`, `-i`).

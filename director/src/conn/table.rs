@@ -507,6 +507,10 @@ pub enum InsertError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct InboundHash(u64);
 
+/// [`InboundHash`] for the reply index ([`ConnTable::reply_hash`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReplyHash(u64);
+
 /// A connection inserted with its reply-index link left for later
 /// ([`ConnTable::open_hashed`] with `defer_reply`): what
 /// [`ConnTable::finish_replies`] needs to add it.
@@ -904,6 +908,26 @@ impl ConnTable {
         self.lookup_reply_at(key, self.reply_hash_of_key(key), now)
     }
 
+    /// Where `key` (real server → client) lands in the reply index.
+    #[must_use]
+    #[inline(always)]
+    pub fn reply_hash(&self, key: &FlowKey) -> ReplyHash {
+        ReplyHash(self.reply_hash_of_key(key))
+    }
+
+    /// [`ConnTable::lookup_reply`] with the key's hash already known.
+    #[must_use]
+    #[inline]
+    pub fn lookup_reply_hashed(
+        &self,
+        key: &FlowKey,
+        hash: ReplyHash,
+        now: Millis,
+    ) -> Option<Connection> {
+        debug_assert_eq!(hash, self.reply_hash(key), "a hash of another key");
+        self.lookup_reply_at(key, hash.0, now)
+    }
+
     /// [`ConnTable::lookup_reply`] with the key's reply-index hash known.
     #[inline(always)]
     fn lookup_reply_at(&self, key: &FlowKey, hash: u64, now: Millis) -> Option<Connection> {
@@ -1014,13 +1038,13 @@ impl ConnTable {
     }
 
     /// [`ConnTable::warm_inbound`] for the reply index.
-    pub fn warm_reply(&self, keys: &[FlowKey]) {
-        for keys in keys.chunks(Self::BATCH) {
-            let mut hashes = [0u64; Self::BATCH];
-            for (h, k) in hashes.iter_mut().zip(keys) {
-                *h = self.reply_hash_of_key(k);
+    pub fn warm_reply(&self, hashes: &[ReplyHash]) {
+        for chunk in hashes.chunks(Self::BATCH) {
+            let mut raw = [0u64; Self::BATCH];
+            for (r, h) in raw.iter_mut().zip(chunk) {
+                *r = h.0;
             }
-            self.warm(&self.reply, &hashes[..keys.len()]);
+            self.warm(&self.reply, &raw[..chunk.len()]);
         }
     }
 

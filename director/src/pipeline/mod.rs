@@ -84,7 +84,7 @@ use xvs_sched::{NotScheduled, SchedContext, SplitMix64, TemplateId, Templates};
 use crate::config::ClusterConfig;
 use crate::conn::{
     ActivityChange, ConnTable, Connection, FirstPacket, ForwardMethod, InboundHash, InsertError,
-    Millis, NewConnection, PacketDirection, PendingReply, TcpEvent, TcpState,
+    Millis, NewConnection, PacketDirection, PendingReply, ReplyHash, TcpEvent, TcpState,
 };
 pub use neighbours::{NeighbourCache, NeighbourChange, Neighbours};
 pub use snapshot::{BuildError, Dest, DestIndex, Iface, InterfaceRole, Snapshot, VirtualService};
@@ -247,6 +247,14 @@ pub struct Worker {
     /// reply index together at the end of the burst (`pending_replies`).
     in_burst: bool,
     pending_replies: Vec<PendingReply>,
+}
+
+/// A frame's index hashes, where its burst computed them already (each
+/// is computed once per frame: for the warm-up, then the lookup).
+#[derive(Debug, Clone, Copy, Default)]
+struct FrameHashes {
+    inbound: Option<InboundHash>,
+    reply: Option<ReplyHash>,
 }
 
 /// What happened to one frame, for logs and `--verdicts` files.
@@ -552,9 +560,9 @@ impl Director {
         let st = self.acquire(worker);
         let mut parsed = [IpFrame::default(); MAX_BURST];
         let mut kinds = [Ok(FrameKind::Ip); MAX_BURST];
-        let mut hashes: [Option<InboundHash>; MAX_BURST] = [None; MAX_BURST];
+        let mut hashes = [FrameHashes::default(); MAX_BURST];
         let mut inbound = [InboundHash::default(); MAX_BURST];
-        let mut replies = [parsed[0].flow; MAX_BURST];
+        let mut replies = [ReplyHash::default(); MAX_BURST];
         let (mut n_in, mut n_reply) = (0, 0);
         for i in 0..n {
             let f = burst.frame(i);
@@ -567,11 +575,13 @@ impl Director {
                 // first, and nearly always found there: warming its inbound
                 // lines too would only spend memory bandwidth.
                 if st.iface(f.rx).role == InterfaceRole::Server {
-                    replies[n_reply] = parsed[i].flow;
+                    let hash = self.table.reply_hash(&parsed[i].flow);
+                    hashes[i].reply = Some(hash);
+                    replies[n_reply] = hash;
                     n_reply += 1;
                 } else {
                     let hash = self.table.inbound_hash(&parsed[i].flow);
-                    hashes[i] = Some(hash);
+                    hashes[i].inbound = Some(hash);
                     inbound[n_in] = hash;
                     n_in += 1;
                 }
@@ -607,14 +617,21 @@ impl Director {
     /// capture replayed in bursts can hold both, and a miss then links the
     /// burst's pending connections first and looks again.
     #[inline]
-    fn lookup_reply(&self, w: &mut Worker, key: &FlowKey, now: Millis) -> Option<Connection> {
-        let found = self.table.lookup_reply(key, now);
+    fn lookup_reply(
+        &self,
+        w: &mut Worker,
+        key: &FlowKey,
+        hash: Option<ReplyHash>,
+        now: Millis,
+    ) -> Option<Connection> {
+        let hash = hash.unwrap_or_else(|| self.table.reply_hash(key));
+        let found = self.table.lookup_reply_hashed(key, hash, now);
         if found.is_some() || w.pending_replies.is_empty() {
             return found;
         }
         self.table.finish_replies(&w.pending_replies);
         w.pending_replies.clear();
-        self.table.lookup_reply(key, now)
+        self.table.lookup_reply_hashed(key, hash, now)
     }
 
     /// Runs `decide` and counts its verdict.
@@ -642,11 +659,11 @@ impl Director {
         // would cost more than the parse (see `xvs_packet::parse_into`).
         let mut parsed = IpFrame::default();
         let kind = parse_into(frame, &mut parsed);
-        self.decide_parsed(st, w, f, &parsed, kind, None, now)
+        self.decide_parsed(st, w, f, &parsed, kind, FrameHashes::default(), now)
     }
 
-    /// Decides a parsed frame; `inbound_hash` is its flow's inbound hash
-    /// when the caller has it already.
+    /// Decides a parsed frame; `hashes` holds its flow's index hashes
+    /// that the caller computed already.
     #[inline(always)]
     #[expect(
         clippy::too_many_arguments,
@@ -659,7 +676,7 @@ impl Director {
         f: &mut Received<'_>,
         ip: &IpFrame,
         kind: Result<FrameKind, ParseError>,
-        inbound_hash: Option<InboundHash>,
+        hashes: FrameHashes,
         now: Millis,
     ) -> Outcome {
         match kind {
@@ -679,7 +696,7 @@ impl Director {
             return self.icmp_error(st, w, f, ip, now);
         }
         if st.iface(f.rx).role == InterfaceRole::Server
-            && let Some(conn) = self.lookup_reply(w, &ip.flow, now)
+            && let Some(conn) = self.lookup_reply(w, &ip.flow, hashes.reply, now)
         {
             if conn.proto == IpProtocol::Tcp && conn.tcp_state == TcpState::SynRecv {
                 self.passive_report(w, &conn, ip);
@@ -687,7 +704,9 @@ impl Director {
             self.track(st, &conn, ip, PacketDirection::FromServer, now);
             return self.forward_reply(st, w, f, ip, &conn);
         }
-        let hash = inbound_hash.unwrap_or_else(|| self.table.inbound_hash(&ip.flow));
+        let hash = hashes
+            .inbound
+            .unwrap_or_else(|| self.table.inbound_hash(&ip.flow));
         if let Some(conn) = self.table.lookup_inbound_hashed(&ip.flow, hash, now) {
             // IPVS's conn_reuse_mode 1, plus bit 2: a DR/TUN connection
             // (no output seen) sits in FIN_WAIT after the client closed, so a
@@ -1113,7 +1132,7 @@ impl Director {
         // server it matches the inbound index, towards a client (from the
         // server side, NAT only) the reply index.
         if st.iface(f.rx).role == InterfaceRole::Server
-            && let Some(conn) = self.lookup_reply(w, &ip.flow, now)
+            && let Some(conn) = self.lookup_reply(w, &ip.flow, None, now)
         {
             return self.forward_reply(st, w, f, ip, &conn);
         }
