@@ -32,7 +32,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-use super::config::{Check, HttpCheck, MAX_ANSWER, Negotiate, Protocol, TargetKey, TlsCheck};
+use super::config::MAX_ANSWER;
+use super::spec::{Check, HttpCheck, Negotiate, Protocol, TargetKey, TlsCheck};
 use super::state::{Phase, Reason};
 
 /// How long a transition hook may run before it is killed.

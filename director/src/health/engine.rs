@@ -34,7 +34,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle as TaskHandle;
 
 use super::check::{self, TlsConfigs};
-use super::config::{Check, CheckSpec, Target, TargetKey};
+use super::spec::{Check, CheckSpec, Target, TargetKey};
 use super::state::{Reason, Source, TargetState, Transition, next_check};
 
 /// Checks in flight at once, over all targets.

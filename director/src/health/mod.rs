@@ -6,8 +6,9 @@
 //! (weight 0 when the service is [`quiescent`], removal otherwise, the
 //! fallback server when all are down).
 //!
-//! * [`config`]: the `[services.health]` tables (with per-real-server
-//!   overrides) and their resolution into one [`CheckSpec`] per target.
+//! * [`config`]: the `[services.health]` tables as written (with
+//!   per-real-server overrides): deserialisation, defaults, validation.
+//! * [`spec`]: what they resolve to, one [`CheckSpec`] per target.
 //! * [`state`]: the pure state machine — up/down, consecutive failures and
 //!   successes (anti-flapping), `alpha`, reasons — tested on a fake clock.
 //! * the checks: TCP connect, negotiate (HTTP, HTTPS over rustls with
@@ -30,15 +31,17 @@ mod check;
 pub mod config;
 mod engine;
 mod ping;
+pub mod spec;
 pub mod state;
 
 pub use check::HOOK_TIMEOUT;
-pub use config::{
-    Check, CheckKind, CheckSpec, HealthConfig, HttpCheck, MAX_ANSWER, Negotiate, NegotiateService,
-    Protocol, ServiceKey, Target, TargetKey, TlsCheck, quiescent, resolve, targets,
-};
+pub use config::{CheckKind, HealthConfig, MAX_ANSWER, NegotiateService};
 pub use engine::{
     FIRST_ROUND_SPREAD, HealthChecker, HealthSink, MAX_CONCURRENT_CHECKS, PASSIVE_QUEUE,
     PassiveHandle, TargetStatus,
+};
+pub use spec::{
+    Check, CheckSpec, HttpCheck, Negotiate, Protocol, ServiceKey, Target, TargetKey, TlsCheck,
+    quiescent, resolve, targets,
 };
 pub use state::{Counts, Phase, Reason, TargetState, Transition};
