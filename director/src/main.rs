@@ -58,8 +58,8 @@ struct Args {
     iface: Vec<String>,
 
     /// The receive queues served on each interface: `all` (every queue
-    /// it has, as /sys/class/net/IFACE/queues lists them) or N (queues
-    /// 0..N). N is refused when an AF_XDP interface has more queues: a
+    /// it has, as /sys/class/net/IFACE/queues lists them) or N (the first
+    /// N: queues 0 to N-1). N is refused when an AF_XDP interface has more queues: a
     /// frame arriving on a queue without a socket goes to the kernel,
     /// which refuses a new connection to a VIP with a reset. AF_PACKET
     /// sees every queue; there N (without --workers) is the number of

@@ -8,7 +8,7 @@
 //! AF_XDP every receive queue of every interface is served by default, and
 //! a worker may serve several (one socket per queue, all on its one UMEM).
 //!
-//! `--queues N` serves queues `0..N` only, and is refused when an AF_XDP
+//! `--queues N` serves the first N queues only (0 to N-1), and is refused when an AF_XDP
 //! interface has more: the remedy, steering the NIC onto fewer queues
 //! (`ethtool -L`), changes the host's configuration, which is the
 //! operator's call and not the director's — and a veth cannot be steered
@@ -33,7 +33,8 @@ pub enum QueueCount {
     /// Every receive queue of every interface (the default).
     #[default]
     All,
-    /// Queues `0..N` of every interface (all of an interface that has fewer).
+    /// The first N queues of every interface (0 to N-1; all of an
+    /// interface that has fewer).
     First(u32),
 }
 
@@ -79,11 +80,10 @@ pub enum PlanError {
     /// `--queues N` leaves queues of an AF_XDP interface without a socket.
     #[error(
         "--queues {asked}: interface \"{iface}\" has {queues} receive queues, and the director \
-         would serve only queues 0..{last}: new connections arriving on the others would reach \
+         would serve only the first {asked}: new connections arriving on the others would reach \
          the kernel, which refuses them with a reset. Omit --queues to serve all {queues} (a \
          worker serves several when there are more queues than workers; --workers bounds the \
-         threads), or give the interface {asked} queues: `ethtool -L {iface} combined {asked}`",
-        last = asked - 1
+         threads), or give the interface {asked} queues: `ethtool -L {iface} combined {asked}`"
     )]
     QueuesLeftOut {
         /// The interface.
@@ -303,7 +303,7 @@ mod tests {
         let text = e.to_string();
         for part in [
             "\"d-cli\" has 4 receive queues",
-            "only queues 0..0",
+            "only the first 1:",
             "Omit --queues",
             "ethtool -L d-cli combined 1",
         ] {
