@@ -90,8 +90,15 @@
 # replies go through the router to the client's eth1. --client-mtu applies
 # (NAT replies cross the director's client link).
 #
+# --rx-queues N (default 1) gives the director's two links N receive and
+# N transmit queues at both ends (veth numrxqueues/numtxqueues): a veth
+# receives a frame on the queue its peer sent it on, and the peer picks one
+# per flow, so the client's connections (and the replies the switch
+# forwards) spread over the director's queues as RSS spreads them on a
+# multi-queue NIC.
+#
 #   testbed/cluster.sh up [--mode nat|dr|tun|mixed] [--servers N] [--weights 1,2,3] [--scheduler wlc]
-#                         [--client-mtu M] [--keep-offload]
+#                         [--client-mtu M] [--keep-offload] [--rx-queues N]
 #   testbed/cluster.sh balancer start xvs [--backend xdp|packet] [-- DIRECTOR_ARGS...]
 #   testbed/cluster.sh balancer start nft       (NAT mode only)
 #   testbed/cluster.sh balancer stop|kill|status
@@ -310,7 +317,7 @@ page_is() { [ "$(ip netns exec "$1" curl -s --max-time 1 "$2")" = "$3" ]; }
 udp_listening() { ip netns exec "$1" ss -Hlun 'sport = :7' | grep -q .; }
 
 cmd_up() {
-    local mode=nat servers=3 weights="" scheduler=wlc client_mtu="" keep_offload=0 k w ns method
+    local mode=nat servers=3 weights="" scheduler=wlc client_mtu="" keep_offload=0 rx_queues=1 k w ns method
     while [ $# -gt 0 ]; do
         case $1 in
         --mode) mode=${2:?}; shift 2 ;;
@@ -319,6 +326,7 @@ cmd_up() {
         --scheduler) scheduler=${2:?}; shift 2 ;;
         --client-mtu) client_mtu=${2:?}; shift 2 ;;
         --keep-offload) keep_offload=1; shift ;;
+        --rx-queues) rx_queues=${2:?}; shift 2 ;;
         *) usage ;;
         esac
     done
@@ -330,6 +338,7 @@ cmd_up() {
     [[ "$weights" =~ ^[0-9]+(,[0-9]+)*$ ]] || die "--weights: '$weights' is not a comma-separated list of integers"
     [ "$(tr ',' '\n' <<<"$weights" | wc -l)" -eq "$servers" ] || die "--weights: '$weights' has not $servers entries (one per real server)"
     [[ "$scheduler" =~ ^[a-z]+$ ]] || die "--scheduler: '$scheduler' is not a scheduler name"
+    { [[ "$rx_queues" =~ ^[0-9]+$ ]] && [ "$rx_queues" -ge 1 ] && [ "$rx_queues" -le 64 ]; } || die "--rx-queues: $rx_queues is not a number from 1 to 64"
     case $mode in nat | dr | tun | mixed) ;; *) die "--mode: '$mode' is not nat, dr, tun or mixed" ;; esac
     XVS_MODE=$mode
     # The narrow client link exists to make the director send frag-needed
@@ -360,8 +369,8 @@ cmd_up() {
     rm -f "$STATE/stats.json" "$STATE/director.log" "$STATE/balancer"
     # What the e2e suite reads back: real server K is the K-th address of
     # XVS_RS4 / XVS_RS6 and uses the K-th method of XVS_METHODS.
-    printf 'XVS_MODE=%s\nXVS_SERVERS=%s\nXVS_WEIGHTS=%s\nXVS_SCHEDULER=%s\nXVS_CLIENT_MTU=%s\nXVS_KEEP_OFFLOAD=%s\nXVS_METHODS=%s\nXVS_RS4="%s"\nXVS_RS6="%s"\n' \
-        "$mode" "$servers" "$weights" "$scheduler" "$client_mtu" "$keep_offload" "$methods" "$rs4_list" "$rs6_list" >"$STATE/cluster.env"
+    printf 'XVS_MODE=%s\nXVS_SERVERS=%s\nXVS_WEIGHTS=%s\nXVS_SCHEDULER=%s\nXVS_CLIENT_MTU=%s\nXVS_KEEP_OFFLOAD=%s\nXVS_RX_QUEUES=%s\nXVS_METHODS=%s\nXVS_RS4="%s"\nXVS_RS6="%s"\n' \
+        "$mode" "$servers" "$weights" "$scheduler" "$client_mtu" "$keep_offload" "$rx_queues" "$methods" "$rs4_list" "$rs6_list" >"$STATE/cluster.env"
 
     say "namespaces ($mode): $NS_CLIENT $NS_DIRECTOR $NS_SWITCH ${router:+$router }$(ns_rs 1)..$(ns_rs "$servers")"
     for ns in "$NS_CLIENT" "$NS_DIRECTOR" "$NS_SWITCH" $router $(for ((k = 1; k <= servers; k++)); do ns_rs "$k"; done); do
@@ -378,8 +387,10 @@ cmd_up() {
     # even briefly, in the caller's namespace. br0 is the director's
     # server-side LAN (NAT and DR real servers, the router), br1 the tunnel
     # real servers' LAN (only the router's other leg and them).
-    ip link add eth0 netns "$NS_CLIENT" type veth peer name d-cli netns "$NS_DIRECTOR"
-    ip link add d-srv netns "$NS_DIRECTOR" type veth peer name sw-dir netns "$NS_SWITCH"
+    local mq=()
+    [ "$rx_queues" -gt 1 ] && mq=(numrxqueues "$rx_queues" numtxqueues "$rx_queues")
+    ip link add eth0 netns "$NS_CLIENT" "${mq[@]}" type veth peer name d-cli netns "$NS_DIRECTOR" "${mq[@]}"
+    ip link add d-srv netns "$NS_DIRECTOR" "${mq[@]}" type veth peer name sw-dir netns "$NS_SWITCH" "${mq[@]}"
     ip -n "$NS_SWITCH" link add br0 type bridge mcast_snooping 0
     ip -n "$NS_SWITCH" link set sw-dir master br0 up
     [ "$tun_lan" = 1 ] && ip -n "$NS_SWITCH" link add br1 type bridge mcast_snooping 0
@@ -531,7 +542,7 @@ cmd_up() {
 
     write_director_config "$servers" "$weights" "$scheduler" "$mode"
     trap - EXIT
-    say "${mode^^} cluster up: $servers real servers (methods $methods, weights $weights, scheduler $scheduler${client_mtu:+, client link MTU $client_mtu}); director config $STATE/cluster.toml"
+    say "${mode^^} cluster up: $servers real servers (methods $methods, weights $weights, scheduler $scheduler${client_mtu:+, client link MTU $client_mtu}$([ "$rx_queues" -gt 1 ] && echo ", $rx_queues queues on the director's links")); director config $STATE/cluster.toml"
     if [ "$mode" = nat ]; then
         echo "    next: testbed/cluster.sh balancer start xvs   (or: balancer start nft)"
     else

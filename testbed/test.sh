@@ -51,6 +51,8 @@ if [ "${XVS_SKIP_E2E:-0}" != 1 ]; then
             testbed/e2e/nat.sh --mode "$mode" --balancer xvs --backend "$backend"
         done
     done
+    say "end-to-end: multi-queue links, every queue served with the default flags (AF_XDP)"
+    testbed/e2e/multiqueue.sh
     say "end-to-end: operating the director (xvsadm, reloads under traffic, metrics) on AF_XDP"
     testbed/e2e/control.sh --backend xdp
     say "end-to-end: health checks (a server stops, hangs, answers wrongly; the fallback) on AF_XDP"

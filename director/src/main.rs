@@ -21,9 +21,10 @@ use xvs_director::control::table::ServiceTable;
 use xvs_director::io::afxdp::{AfXdpIo, AfXdpOptions, ZeroCopy};
 use xvs_director::io::mixed::MixedIo;
 use xvs_director::io::packet::{KernelFilter, PacketIo, PacketOptions};
+use xvs_director::io::queues::{self, PlanInterface, QueueCount, QueuePlan};
 use xvs_director::io::xdp::{XdpAttachment, XdpProgram};
 use xvs_director::io::{IoInterface, WorkerIo};
-use xvs_director::kernel::{self, NeighbourWatcher};
+use xvs_director::kernel::{self, KernelInterface, NeighbourWatcher};
 use xvs_director::pipeline::{Director, IfaceId};
 use xvs_director::pipeline::{Neighbours, Snapshot};
 use xvs_director::run::{
@@ -56,10 +57,21 @@ struct Args {
     #[arg(long, value_name = "NAME=BACKEND")]
     iface: Vec<String>,
 
-    /// Worker threads, one per receive queue of the interfaces (queues
-    /// 0..N). Most virtual NICs have one queue.
-    #[arg(long, default_value_t = 1, value_name = "N")]
-    queues: u32,
+    /// The receive queues served on each interface: `all` (every queue
+    /// it has, as /sys/class/net/IFACE/queues lists them) or N (the first
+    /// N: queues 0 to N-1). N is refused when an AF_XDP interface has more queues: a
+    /// frame arriving on a queue without a socket goes to the kernel,
+    /// which refuses a new connection to a VIP with a reset. AF_PACKET
+    /// sees every queue; there N (without --workers) is the number of
+    /// workers.
+    #[arg(long, default_value_t = QueueCount::All, value_name = "all|N")]
+    queues: QueueCount,
+
+    /// Worker threads. Default: one per receive queue of the AF_XDP
+    /// interface with the fewest, at most one per CPU; a worker serves
+    /// several queues when there are more queues than workers.
+    #[arg(long, value_name = "N")]
+    workers: Option<u32>,
 
     /// `adaptive`: sleep when idle (right for machines shared with other
     /// work); `busy`: spin on the sockets for the lowest latency, one core
@@ -284,6 +296,7 @@ fn run(args: &Args) -> Result<(), String> {
             .collect()
     };
     let (xdp_ifaces, packet_ifaces) = (on(Backend::Xdp), on(Backend::Packet));
+    let plan = plan_queues(&names, &backends, &facts, args)?;
 
     let mut xdp_ios: Vec<AfXdpIo> = Vec::new();
     let mut attachments: Vec<XdpAttachment> = Vec::new();
@@ -302,8 +315,8 @@ fn run(args: &Args) -> Result<(), String> {
             },
             ..AfXdpOptions::default()
         };
-        for queue in 0..args.queues {
-            let ifaces = io_interfaces(&xdp_ifaces, queue);
+        for worker in 0..plan.workers {
+            let ifaces = queue_interfaces(&xdp_ifaces, &plan, worker);
             let io = AfXdpIo::open(&ifaces, options, &mut program).map_err(|e| e.to_string())?;
             xdp_ios.push(io);
         }
@@ -322,9 +335,9 @@ fn run(args: &Args) -> Result<(), String> {
         let (mut ifaces, rules) = kernel_filter_rules(&director.state());
         ifaces.retain(|f| packet_ifaces.iter().any(|(_, n)| *n == f.name));
         filter = Some(KernelFilter::install(&ifaces, &rules).map_err(|e| e.to_string())?);
-        let options = PacketOptions::new(args.queues);
-        for queue in 0..args.queues {
-            let io = PacketIo::open(&io_interfaces(&packet_ifaces, queue), &options)
+        let options = PacketOptions::new(plan.workers);
+        for worker in 0..plan.workers {
+            let io = PacketIo::open(&io_interfaces(&packet_ifaces, worker), &options)
                 .map_err(|e| e.to_string())?;
             packet_ios.push(io);
         }
@@ -562,6 +575,76 @@ fn file_stamp(path: &Path) -> Option<(std::time::SystemTime, u64)> {
     Some((m.modified().ok()?, m.len()))
 }
 
+/// Counts each interface's receive queues and plans the workers and the
+/// queues each serves (`xvs_director::io::queues`).
+fn plan_queues(
+    names: &[String],
+    backends: &[Backend],
+    facts: &[KernelInterface],
+    args: &Args,
+) -> Result<QueuePlan, String> {
+    let cpus = std::thread::available_parallelism()
+        .map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX));
+    let mut ifaces = Vec::with_capacity(names.len());
+    for (name, backend) in names.iter().zip(backends) {
+        let ifindex = facts
+            .iter()
+            .find(|f| f.name == *name)
+            .map(|f| f.ifindex)
+            .ok_or_else(|| format!("interface \"{name}\": the kernel did not report it"))?;
+        let rx_queues = match (kernel::rx_queue_count(name, ifindex), args.queues) {
+            (Ok(n), _) => n,
+            // The operator said how many there are: trusted where they
+            // cannot be counted.
+            (Err(e), QueueCount::First(n)) => {
+                warn!("{e}; assuming --queues {n}");
+                n
+            }
+            (Err(e), QueueCount::All) => return Err(e.to_string()),
+        };
+        ifaces.push(PlanInterface {
+            name: name.clone(),
+            rx_queues,
+            xdp: *backend == Backend::Xdp,
+        });
+    }
+    let plan = queues::plan(&ifaces, args.queues, args.workers, cpus).map_err(|e| e.to_string())?;
+    for (i, iface) in ifaces.iter().enumerate() {
+        let served = if iface.xdp {
+            format!("{} served by AF_XDP", plan.served(i))
+        } else {
+            "all seen by AF_PACKET".to_owned()
+        };
+        info!(
+            "interface {}: {} receive queue(s), {served}; {} worker(s)",
+            iface.name, iface.rx_queues, plan.workers
+        );
+    }
+    Ok(plan)
+}
+
+/// Worker `worker`'s AF_XDP sockets: one per queue it serves on each
+/// interface.
+fn queue_interfaces(
+    ifaces: &[(IfaceId, String)],
+    plan: &QueuePlan,
+    worker: u32,
+) -> Vec<IoInterface> {
+    ifaces
+        .iter()
+        .flat_map(|(id, name)| {
+            plan.queues(worker, usize::from(id.0))
+                .map(move |queue| IoInterface {
+                    id: *id,
+                    name: name.clone(),
+                    queue,
+                })
+        })
+        .collect()
+}
+
+/// One AF_PACKET socket per interface; `queue` only names the worker (the
+/// fanout group, not a NIC queue, decides what it receives).
 fn io_interfaces(ifaces: &[(IfaceId, String)], queue: u32) -> Vec<IoInterface> {
     ifaces
         .iter()
@@ -757,6 +840,17 @@ mod tests {
         assert!(e.contains("\"fast\""), "{e}");
         let e = with(&["--service", "sctp:203.0.113.10:80", "--real", "192.0.2.11"]);
         assert!(e.contains("proto"), "{e}");
+    }
+
+    #[test]
+    fn every_queue_is_served_unless_queues_says_otherwise() {
+        let a = args(&["--config", "x.toml"]);
+        assert_eq!((a.queues, a.workers), (QueueCount::All, None));
+        let a = args(&["--config", "x.toml", "--queues", "2", "--workers", "1"]);
+        assert_eq!((a.queues, a.workers), (QueueCount::First(2), Some(1)));
+        assert_eq!(args(&["--queues", "all"]).queues, QueueCount::All);
+        let e = Args::try_parse_from(["xvs-director", "--queues", "0"]).unwrap_err();
+        assert!(e.to_string().contains("`all`"), "{e}");
     }
 
     #[test]

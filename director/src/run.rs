@@ -1,6 +1,7 @@
-//! The live director: one worker thread per queue moving frames between
-//! the I/O backend and the pipeline, a housekeeping thread expiring
-//! connections, and the counters the operator reads.
+//! The live director: worker threads (each serving one or more receive
+//! queues) moving frames between the I/O backend and the pipeline, a
+//! housekeeping thread expiring connections, and the counters the operator
+//! reads.
 //!
 //! # Poll modes
 //! `adaptive` (the default) spins for a short while after the last frame,

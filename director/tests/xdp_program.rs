@@ -216,3 +216,30 @@ fn odd_frames_are_handled_without_reading_past_the_end() {
     lying[14] = 0x4f;
     assert!(!to_director(&p, &lying), "IHL beyond the frame");
 }
+
+/// The no-socket counter's growth while `frame` runs through the program.
+fn no_socket_after(p: &XdpProgram, frame: &[u8]) -> u64 {
+    let before = p.counters().unwrap().no_socket;
+    let _ = to_director(p, frame);
+    p.counters().unwrap().no_socket - before
+}
+
+#[test]
+fn a_frame_for_the_director_on_a_queue_without_a_socket_is_counted() {
+    use std::os::fd::AsRawFd;
+    let Some(mut p) = program() else { return };
+    let syn = tcp4(CLIENT, VIP, 40000, 80);
+    // An interface the director has no socket on at all.
+    assert_eq!(no_socket_after(&p, &syn), 1, "unregistered interface");
+    // What the kernel gets anyway is not counted.
+    let unrelated = tcp4(CLIENT, [192, 0, 2, 99], 40000, 80);
+    assert_eq!(no_socket_after(&p, &unrelated), 0, "kernel traffic");
+    // An interface the director serves, on a queue it does not: the
+    // interface is registered before its socket, and the kernel refuses a
+    // descriptor that is not an AF_XDP socket, which leaves lo's queue 0
+    // registered and empty — the redirect helper's fallback path.
+    let not_a_socket = std::fs::File::open("/dev/null").unwrap();
+    assert!(p.insert_socket("lo", 0, not_a_socket.as_raw_fd()).is_err());
+    assert_eq!(no_socket_after(&p, &syn), 1, "registered, queue empty");
+    assert_eq!(no_socket_after(&p, &unrelated), 0, "kernel traffic");
+}

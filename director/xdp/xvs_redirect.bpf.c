@@ -16,9 +16,11 @@
 // the host) is passed.
 //
 // A frame is redirected to the socket of the queue it arrived on; when no
-// socket is bound there (the director is not running, or died), the
-// redirect falls back to XDP_PASS: a stopped director never black-holes
-// the host.
+// socket is bound there (the director is not running, or died, or does not
+// serve that queue), the redirect falls back to XDP_PASS: a stopped
+// director never black-holes the host. Such a frame is counted
+// (COUNT_NO_SOCKET): the kernel refuses a new connection to a local VIP
+// with a reset, and the count is what tells the operator why.
 //
 // Self-contained on purpose: no kernel or libbpf headers, so the build
 // needs only clang.
@@ -116,10 +118,11 @@ struct {
 	__type(value, __u8);
 } local_addrs SEC(".maps");
 
-// Per-CPU counters: frames seen, and frames sent towards the director's
-// sockets (the rest went to the kernel). Read by the director for its
-// stats and by the program's tests.
-enum { COUNT_FRAMES, COUNT_TO_DIRECTOR, COUNT_MAX };
+// Per-CPU counters: frames seen, frames sent towards the director's
+// sockets (the rest went to the kernel), and of those the ones that found
+// no socket on their queue and went to the kernel after all. Read by the
+// director for its stats and by the program's tests.
+enum { COUNT_FRAMES, COUNT_TO_DIRECTOR, COUNT_NO_SOCKET, COUNT_MAX };
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, COUNT_MAX);
@@ -153,9 +156,15 @@ static always_inline int redirect(struct xdp_md *ctx)
 	count(COUNT_TO_DIRECTOR);
 	__u32 ifindex = ctx->ingress_ifindex;
 	__u32 *slot = bpf_map_lookup_elem(&if_slots, &ifindex);
-	if (!slot || ctx->rx_queue_index >= MAX_QUEUES)
+	if (!slot || ctx->rx_queue_index >= MAX_QUEUES) {
+		count(COUNT_NO_SOCKET);
 		return XDP_PASS;
-	return bpf_redirect_map(&xsks, *slot * MAX_QUEUES + ctx->rx_queue_index, XDP_PASS);
+	}
+	// An empty xsks slot makes the helper return the flags' action.
+	long action = bpf_redirect_map(&xsks, *slot * MAX_QUEUES + ctx->rx_queue_index, XDP_PASS);
+	if (action != XDP_REDIRECT)
+		count(COUNT_NO_SOCKET);
+	return action;
 }
 
 static always_inline int is_icmp4_error(__u8 type)

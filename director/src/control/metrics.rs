@@ -362,9 +362,19 @@ pub fn render(
             "Frames the XDP program saw, by where they went.",
             &["to"],
         );
-        c.with_label_values(&["director"]).inc_by(x.to_director);
+        let delivered = x.to_director.saturating_sub(x.no_socket);
+        c.with_label_values(&["director"]).inc_by(delivered);
         c.with_label_values(&["kernel"])
-            .inc_by(x.frames.saturating_sub(x.to_director));
+            .inc_by(x.frames.saturating_sub(delivered));
+        counter(
+            &registry,
+            "xvs_xdp_no_socket_total",
+            "Frames for the director that arrived on a receive queue without a director socket \
+             and went to the kernel (which resets new connections to a VIP).",
+            &[],
+        )
+        .with_label_values::<&str>(&[])
+        .inc_by(x.no_socket);
     }
 
     let mut out = Vec::new();

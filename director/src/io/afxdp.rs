@@ -18,6 +18,16 @@
 //! through the completion ring; fill rings are topped up from the free
 //! list after every burst.
 //!
+//! # Several queues
+//! A worker may serve several receive queues of an interface (the
+//! director serves every queue, and there may be more queues than
+//! workers: [`super::queues`]). Each (interface, queue) gets its own
+//! socket, with its own fill and completion rings, on the worker's one
+//! UMEM; a frame leaves an interface through the first of the worker's
+//! sockets there. The UMEM is shared by all of them, so the rings shrink
+//! as sockets are added ([`AfXdpOptions`]) rather than the UMEM growing
+//! without bound.
+//!
 //! # Modes
 //! Zero-copy is tried first when allowed; drivers without it (veth) refuse
 //! the bind and the socket is made in copy mode, which [`AfXdpIo::describe`]
@@ -56,9 +66,13 @@ pub enum ZeroCopy {
 /// Sizes of one worker's AF_XDP resources.
 #[derive(Debug, Clone, Copy)]
 pub struct AfXdpOptions {
-    /// UMEM frames per worker.
+    /// UMEM frames per worker: grown when the worker has so many sockets
+    /// that even rings of [`MIN_RING`] entries would not all fit.
     pub frames: u32,
-    /// Entries of each rx, tx, fill and completion ring (a power of two).
+    /// Entries of each rx, tx, fill and completion ring (a power of two),
+    /// for a worker with two sockets; halved (down to [`MIN_RING`]) while
+    /// the rx and fill rings of all its sockets would hold more than
+    /// `frames`.
     pub ring_size: u32,
     /// Zero-copy policy.
     pub zero_copy: ZeroCopy,
@@ -74,10 +88,30 @@ impl Default for AfXdpOptions {
     }
 }
 
-/// One interface's socket and rings.
+/// The smallest ring a socket gets, however many queues its worker serves.
+pub const MIN_RING: u32 = 64;
+
+/// Ring entries per socket and UMEM frames for a worker with `sockets`
+/// sockets. A socket's received frames sit in its fill ring or its rx ring,
+/// so the UMEM must hold both rings of every socket, with the free list
+/// and the tx rings taking what the rx rings do not hold at the moment.
+fn socket_sizes(options: &AfXdpOptions, sockets: u32) -> (u32, u32) {
+    let sockets = u64::from(sockets.max(1));
+    let frames = u64::from(options.frames);
+    let mut ring = options.ring_size.max(MIN_RING);
+    while ring > MIN_RING && 2 * u64::from(ring) * sockets > frames {
+        ring /= 2;
+    }
+    let needed = 2 * u64::from(ring) * sockets;
+    let frames = u32::try_from(frames.max(needed)).unwrap_or(u32::MAX);
+    (ring, frames)
+}
+
+/// One (interface, queue)'s socket and rings.
 struct Port {
     id: IfaceId,
     name: String,
+    queue: u32,
     tx: TxQueue,
     rx: RxQueue,
     fill: FillQueue,
@@ -91,6 +125,7 @@ impl std::fmt::Debug for Port {
         f.debug_struct("Port")
             .field("id", &self.id)
             .field("name", &self.name)
+            .field("queue", &self.queue)
             .field("pending", &self.pending.len())
             .finish_non_exhaustive()
     }
@@ -106,7 +141,6 @@ pub struct AfXdpIo {
     /// Bytes from a packet's first byte to the end of its frame.
     data_room: usize,
     zero_copy: bool,
-    queue: u32,
     /// Entries of each ring.
     ring_size: usize,
     stats: IoStats,
@@ -117,9 +151,10 @@ fn config_error(what: impl std::fmt::Display) -> IoError {
 }
 
 impl AfXdpIo {
-    /// Opens one socket per interface on queue `interfaces[i].queue`, all on
-    /// one UMEM, and registers each with `program` so that the frames it
-    /// redirects on that queue reach this worker.
+    /// Opens one socket per entry of `interfaces` (an interface appears
+    /// once per queue this worker serves on it), all on one UMEM, and
+    /// registers each with `program` so that the frames it redirects on
+    /// that queue reach this worker.
     ///
     /// # Errors
     /// The kernel refused the UMEM or a socket (no AF_XDP support, no
@@ -129,11 +164,12 @@ impl AfXdpIo {
         options: AfXdpOptions,
         program: &mut XdpProgram,
     ) -> Result<Self, IoError> {
-        let first = interfaces
-            .first()
-            .ok_or_else(|| config_error("a worker needs at least one interface"))?;
-        let queue = first.queue;
-        let ring = QueueSize::new(options.ring_size).map_err(config_error)?;
+        if interfaces.is_empty() {
+            return Err(config_error("a worker needs at least one interface"));
+        }
+        let sockets = u32::try_from(interfaces.len()).unwrap_or(u32::MAX);
+        let (ring_size, frames) = socket_sizes(&options, sockets);
+        let ring = QueueSize::new(ring_size).map_err(config_error)?;
         let umem_config = UmemConfig::builder()
             .frame_size(FrameSize::new(FRAME_SIZE).map_err(config_error)?)
             .fill_queue_size(ring)
@@ -142,13 +178,12 @@ impl AfXdpIo {
             .build()
             .map_err(config_error)?;
         let data_room = umem_config.mtu() as usize;
-        let frames = NonZeroU32::new(options.frames)
+        let frames = NonZeroU32::new(frames)
             .ok_or_else(|| config_error("the UMEM needs at least one frame"))?;
         let (umem, free) = Umem::new(umem_config, frames, false).map_err(|e| {
             IoError::Other(format!(
-                "creating the AF_XDP UMEM ({} frames of {FRAME_SIZE} bytes): {e}. \
-                 Is the memlock limit too low (ulimit -l)?",
-                options.frames
+                "creating the AF_XDP UMEM ({frames} frames of {FRAME_SIZE} bytes): {e}. \
+                 Is the memlock limit too low (ulimit -l)?"
             ))
         })?;
 
@@ -159,8 +194,7 @@ impl AfXdpIo {
             batch: vec![FrameDesc::default(); MAX_BURST],
             data_room,
             zero_copy: false,
-            queue,
-            ring_size: options.ring_size as usize,
+            ring_size: ring_size as usize,
             stats: IoStats::default(),
         };
         for iface in interfaces {
@@ -233,6 +267,7 @@ impl AfXdpIo {
         Ok(Port {
             id: iface.id,
             name: iface.name.clone(),
+            queue: iface.queue,
             tx,
             rx,
             fill,
@@ -506,12 +541,88 @@ impl WorkerIo for AfXdpIo {
     }
 
     fn describe(&self) -> String {
-        let names: Vec<&str> = self.ports.iter().map(|p| p.name.as_str()).collect();
+        let ports: Vec<(&str, u32)> = self
+            .ports
+            .iter()
+            .map(|p| (p.name.as_str(), p.queue))
+            .collect();
         format!(
-            "AF_XDP {} mode, queue {} on {}",
+            "AF_XDP {} mode, {}",
             if self.zero_copy { "zero-copy" } else { "copy" },
-            self.queue,
-            names.join(", ")
+            describe_queues(&ports)
         )
+    }
+}
+
+/// "queue 0 on eth0, eth1" when every interface has the same queues, else
+/// "queues 0, 2 on eth0; queue 0 on eth1" — in the order of `ports`
+/// (interface, queue).
+fn describe_queues(ports: &[(&str, u32)]) -> String {
+    let mut by_iface: Vec<(&str, Vec<u32>)> = Vec::new();
+    for &(name, queue) in ports {
+        match by_iface.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, queues)) => queues.push(queue),
+            None => by_iface.push((name, vec![queue])),
+        }
+    }
+    let list = |queues: &[u32]| {
+        let numbers: Vec<String> = queues.iter().map(ToString::to_string).collect();
+        let word = if queues.len() == 1 { "queue" } else { "queues" };
+        format!("{word} {}", numbers.join(", "))
+    };
+    if let Some((_, first)) = by_iface.first()
+        && by_iface.iter().all(|(_, q)| q == first)
+    {
+        let names: Vec<&str> = by_iface.iter().map(|(n, _)| *n).collect();
+        return format!("{} on {}", list(first), names.join(", "));
+    }
+    let parts: Vec<String> = by_iface
+        .iter()
+        .map(|(n, q)| format!("{} on {n}", list(q)))
+        .collect();
+    parts.join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_sockets_keep_the_default_rings_and_more_sockets_share_the_umem() {
+        let o = AfXdpOptions::default();
+        // One queue on two interfaces: as before multi-queue support.
+        assert_eq!(socket_sizes(&o, 2), (2048, 8192));
+        assert_eq!(socket_sizes(&o, 1), (2048, 8192));
+        // Two queues on each of two interfaces: rings halve, the UMEM
+        // stays.
+        assert_eq!(socket_sizes(&o, 4), (1024, 8192));
+        assert_eq!(socket_sizes(&o, 8), (512, 8192));
+        // So many sockets that the smallest rings do not fit: the UMEM
+        // grows to hold them.
+        assert_eq!(socket_sizes(&o, 128), (MIN_RING, 2 * MIN_RING * 128));
+        for sockets in 1..=1024 {
+            let (ring, frames) = socket_sizes(&o, sockets);
+            assert!(
+                ring.is_power_of_two() && ring >= MIN_RING,
+                "{sockets}: {ring}"
+            );
+            assert!(u64::from(frames) >= 2 * u64::from(ring) * u64::from(sockets));
+        }
+    }
+
+    #[test]
+    fn the_description_names_every_queue_served() {
+        assert_eq!(
+            describe_queues(&[("d-cli", 0), ("d-srv", 0)]),
+            "queue 0 on d-cli, d-srv"
+        );
+        assert_eq!(
+            describe_queues(&[("d-cli", 1), ("d-cli", 3), ("d-srv", 1), ("d-srv", 3)]),
+            "queues 1, 3 on d-cli, d-srv"
+        );
+        assert_eq!(
+            describe_queues(&[("d-cli", 0), ("d-cli", 1), ("d-srv", 0)]),
+            "queues 0, 1 on d-cli; queue 0 on d-srv"
+        );
     }
 }

@@ -3,8 +3,9 @@
 //! `unsafe` block of the workspace (STYLE.md).
 //!
 //! # The contract
-//! A worker owns one [`WorkerIo`]: the sockets of one queue on every
-//! interface the director drives, whatever the backend. The worker loop
+//! A worker owns one [`WorkerIo`]: its sockets on every interface the
+//! director drives, whatever the backend — on AF_XDP one per receive queue
+//! it serves there ([`queues`] says which, and why every queue is served). The worker loop
 //! ([`crate::run`]) asks it for a burst of frames; the backend hands each
 //! frame to the pipeline in a buffer it owns, with [`crate::pipeline::HEADROOM`]
 //! bytes free in front of the frame, and carries out the verdict:
@@ -26,6 +27,7 @@ pub mod livegen;
 pub mod mem;
 pub mod mixed;
 pub mod packet;
+pub mod queues;
 pub mod xdp;
 
 use std::time::Duration;

@@ -148,6 +148,10 @@ pub struct XdpCounters {
     /// Frames it sent towards the director's sockets (the others went to
     /// the kernel; so do these while no socket is bound).
     pub to_director: u64,
+    /// Of `to_director`, the frames that arrived on a receive queue
+    /// without a director's socket and went to the kernel after all (a
+    /// queue the director does not serve, or a director not running).
+    pub no_socket: u64,
 }
 
 // SAFETY: the libbpf object is only used through `&self`/`&mut self`
@@ -375,6 +379,7 @@ impl XdpProgram {
         Ok(XdpCounters {
             frames: read(0)?,
             to_director: read(1)?,
+            no_socket: read(2)?,
         })
     }
 
@@ -475,8 +480,9 @@ fn possible_cpus() -> io::Result<usize> {
     Ok(highest + 1)
 }
 
-/// Sockets per interface the program can address (`MAX_QUEUES` in the C).
-const MAX_QUEUES: u32 = 64;
+/// Receive queues per interface the program can address (`MAX_QUEUES` in
+/// the C).
+pub const MAX_QUEUES: u32 = 64;
 /// Interfaces the program can address (`MAX_INTERFACES` in the C).
 const MAX_INTERFACES: usize = 16;
 

@@ -26,10 +26,13 @@
 //!   main table's default routes through the interface, one per family
 //!   (the lowest metric); a default route without a gateway (`default dev
 //!   eth0`) gives none.
+//! - **Receive queues come from sysfs** ([`rx_queue_count`]): netlink
+//!   only knows how many the driver allocated, not how many are in use.
 //! - **Kernel input never panics**: a message that does not parse is
 //!   skipped and counted; nothing is logged per packet or per message.
 
 mod discover;
+mod queues;
 mod socket;
 mod watcher;
 
@@ -39,6 +42,7 @@ use std::net::IpAddr;
 use netlink_packet_route::AddressFamily;
 
 pub use discover::{FromKernel, KernelInterface, discover};
+pub use queues::rx_queue_count;
 pub use watcher::{NeighbourWatcher, WatcherCounters};
 
 /// Why the kernel could not be asked, or did not answer as needed.
@@ -73,6 +77,16 @@ pub enum KernelError {
     NotEthernet {
         /// The interface.
         name: String,
+    },
+    /// An interface's receive queues could not be counted.
+    #[error(
+        "cannot count the receive queues of interface \"{name}\": {reason}; or give their number with --queues N"
+    )]
+    RxQueues {
+        /// The interface.
+        name: String,
+        /// What went wrong, and where.
+        reason: String,
     },
     /// The watcher thread could not be started.
     #[error("cannot start the neighbour watcher thread: {source}")]
