@@ -19,7 +19,8 @@
 #   testbed/e2e/health.sh [--backend xdp|packet]
 #
 # Prints one PASS or FAIL line per check, exits 1 if any failed. Skips (exit
-# 0, says why) when not root or without network namespaces.
+# 0, says why; a failure under XVS_REQUIRE_ALL=1) when not root or without
+# network namespaces.
 set -euo pipefail
 # shellcheck source=../lib/common.sh
 . "$(dirname "$0")/../lib/common.sh"
