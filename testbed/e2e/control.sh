@@ -97,6 +97,18 @@ table_has_three() {
 }
 check "xvsadm -L -n lists the service and its three NAT real servers, as ipvsadm lays them out" table_has_three
 
+# What a new user types after the demo, from the repository, in a shell
+# that has neither the built binaries on PATH nor XVSADM_SOCKET set.
+by_hand() {
+    local out
+    out=$(cd "$XVS_ROOT" && env -u XVSADM_SOCKET PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+        testbed/cluster.sh exec director xvsadm -L -n) || { echo "$out"; return 1; }
+    echo "$out"
+    grep -q "^TCP  $VIP4:80 rr\$" <<<"$out" &&
+        [ "$(grep -c -- '-> 192.0.2.1[123]:80 *Masq    1 ' <<<"$out")" = 3 ]
+}
+check "testbed/cluster.sh exec director xvsadm -L -n, typed by hand, lists the table" by_hand
+
 deleted_gets_none() {
     xvsadm -d -t "$VIP4:80" -r "$(rs4 3):80" || return 1
     [ -z "$(listed "$(rs4 3)")" ] || { echo "still listed"; return 1; }
