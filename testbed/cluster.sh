@@ -104,6 +104,8 @@
 #   testbed/cluster.sh balancer stop|kill|status
 #   testbed/cluster.sh status
 #   testbed/cluster.sh exec client|director|switch|router|rsK CMD...
+#                         (with XVS_BIN first on PATH and XVSADM_SOCKET set to
+#                         this cluster's director: `exec director xvsadm -L -n`)
 #   testbed/cluster.sh down
 #
 # Environment:
@@ -115,12 +117,13 @@
 #     demo) follows it. 1 to 12 lower-case letters, digits or dashes.
 #   XVS_TESTBED_STATE (default /run/xvs-testbed, or /run/xvs-testbed-PREFIX
 #     for a prefix other than xvs) holds the director's config
-#     (cluster.toml), its stats file, control socket (control.sock: XVSADM_SOCKET=... xvsadm), logs and pid files, cluster.env (the
+#     (cluster.toml), its stats file, control socket (control.sock: `exec
+#     director xvsadm` finds it), logs and pid files, cluster.env (the
 #     mode, and each real server's method and addresses, for the e2e
 #     suite), and for DR and TUN servers xvs-agent's run directories
 #     (agent-rsK).
-#   XVS_BIN (default target/release of the repo) holds xvs-director and
-#     xvs-agent.
+#   XVS_BIN (default target/release of the repo) holds xvs-director,
+#     xvs-agent and xvsadm.
 set -euo pipefail
 # shellcheck source=lib/common.sh
 . "$(dirname "$0")/lib/common.sh"
@@ -811,7 +814,14 @@ cmd_exec() {
     *) die "exec: unknown role '$role' (client, director, switch, router (not NAT), rs1..rsN)" ;;
     esac
     ip netns list | awk '{print $1}' | grep -qx "$(ns_of "$role")" || die "exec: namespace $(ns_of "$role") does not exist (is the cluster up?)"
-    exec ip netns exec "$(ns_of "$role")" "$@"
+    # What an operator types after the demo must just work: the built
+    # binaries (xvsadm, xvs-agent...) on PATH, and xvsadm pointed at this
+    # cluster's director. The testbed's director keeps its socket in the
+    # state directory rather than at the default /run/xvs/control.sock:
+    # that path is shared by every namespace, so two clusters (XVS_NS_PREFIX)
+    # or a real director on this host would collide there.
+    PATH="$XVS_BIN:$PATH" XVSADM_SOCKET="$STATE/control.sock" \
+        exec ip netns exec "$(ns_of "$role")" "$@"
 }
 
 case ${1:-} in

@@ -94,5 +94,12 @@ table
 explain "wlc at work: the conns column should stand about 1:2:3, as the weights do."
 say "wrk's summary (requests/s: each request is a whole TCP connection through the director)"
 sed 's/^/    /' "$work/wrk.out"
-explain "" "Next: testbed/cluster.sh up / balancer start xvs / status / down to explore by hand;" \
-    "testbed/test.sh runs every test, testbed/e2e/nat.sh the end-to-end suite alone."
+explain "" "Next, the same cluster by hand (as root; the cluster is down again now):" \
+    "  testbed/cluster.sh up --servers 3 --weights 1,2,3 --scheduler wlc" \
+    "  testbed/cluster.sh balancer start xvs                    # the director, on AF_XDP" \
+    "  testbed/cluster.sh exec client curl http://$VIP/   # one request: rs1, rs2 or rs3" \
+    "  testbed/cluster.sh exec director xvsadm -L -n            # its table, as ipvsadm -L -n" \
+    "  testbed/cluster.sh status                                # namespaces, addresses, processes" \
+    "  testbed/cluster.sh down" \
+    "testbed/test.sh runs every test; testbed/e2e/nat.sh, control.sh and health.sh run the" \
+    "end-to-end suites one at a time."

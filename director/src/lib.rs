@@ -1,6 +1,6 @@
 //! `xvs-director`: the director's data plane (per-frame pipeline, connection
 //! table, forwarding, AF_XDP and AF_PACKET I/O) and control plane (state,
-//! config and reload, health checks, HA, state sync, metrics).
+//! config and reload, health checks, metrics).
 //!
 //! Built so far: the cluster configuration file ([`config`]), the
 //! connection state machine and table ([`conn`]), the per-frame pipeline

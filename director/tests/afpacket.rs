@@ -8,9 +8,11 @@
 //!   └──────────────────────────┘            └──────────────────────────┘
 //! ```
 //!
-//! Needs root (namespaces, AF_PACKET) and `nft` for the filter test; skips
-//! with a message otherwise. Every wait is bounded; the namespaces go away
-//! on drop, also when an assertion fails.
+//! Needs root (namespaces, AF_PACKET), `ip`, and `nft` for the filter
+//! test; skips with a message without them (`common::skip`: a failure
+//! under `XVS_REQUIRE_ALL=1`). Anything else that goes wrong — a namespace
+//! not made, a ruleset nft refuses — fails the test. Every wait is bounded;
+//! the namespaces go away on drop, also when an assertion fails.
 #![expect(
     clippy::unwrap_used,
     reason = "test code: a failed set-up is a failed test"
@@ -25,7 +27,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::ip;
+use common::{ip, skip};
 use nix::sched::{CloneFlags, setns};
 use xvs_director::io::packet::{
     FilterInterface, FilterRule, KernelFilter, PacketIo, PacketOptions,
@@ -127,14 +129,35 @@ impl Drop for Testbed {
     }
 }
 
-fn testbed(tag: char) -> Option<Testbed> {
-    match Testbed::new(tag) {
-        Ok(bed) => Some(bed),
-        Err(why) => {
-            eprintln!("SKIP: cannot build a namespace testbed (needs root and netns): {why}");
-            None
-        }
+/// The testbed, or `None` when this machine lacks root, namespaces or one
+/// of `tools`. Once those are there, a testbed that cannot be built fails
+/// the test.
+fn testbed(test: &str, tag: char, tools: &[&str]) -> Option<Testbed> {
+    if !skip::can_run(test, true, tools) {
+        return None;
     }
+    Some(Testbed::new(tag).unwrap_or_else(|why| panic!("building the namespace testbed: {why}")))
+}
+
+/// A `KernelFilter` for UDP to `DIRECTOR_ADDR:port` (none for `None`) on
+/// the director's interface; an error fails the test.
+fn filter(bed: &Testbed, port: Option<u16>) -> KernelFilter {
+    let rules: Vec<FilterRule> = port
+        .map(|port| FilterRule::ToService {
+            proto: IpProtocol::Udp,
+            vip: DIRECTOR_ADDR.into(),
+            port,
+        })
+        .into_iter()
+        .collect();
+    KernelFilter::install(
+        &[FilterInterface {
+            name: bed.dir_if.clone(),
+            role: InterfaceRole::Client,
+        }],
+        &rules,
+    )
+    .unwrap_or_else(|e| panic!("installing the nftables filter: {e}"))
 }
 
 /// A UDP/IPv4 datagram in an Ethernet frame: (dst port, payload).
@@ -229,7 +252,13 @@ fn kernel_refuses(socket: &UdpSocket, payload: &[u8]) -> bool {
 
 #[test]
 fn receives_transmits_and_keeps_the_kernel_off_service_traffic() {
-    let Some(bed) = testbed('a') else { return };
+    let Some(bed) = testbed(
+        "afpacket::receives_transmits_and_keeps_the_kernel_off_service_traffic",
+        'a',
+        &["ip", "nft"],
+    ) else {
+        return;
+    };
     bed.enter_peer();
     let echo_socket = peer_socket(None);
     let probe_socket = peer_socket(Some(40_001));
@@ -288,37 +317,8 @@ fn receives_transmits_and_keeps_the_kernel_off_service_traffic() {
 
     // 3. …with it, the kernel stays silent while the backend still sees it.
     // A table left by a crashed run (never removed) is replaced.
-    let stale = KernelFilter::install(
-        &[FilterInterface {
-            name: bed.dir_if.clone(),
-            role: InterfaceRole::Client,
-        }],
-        &[],
-    );
-    match stale {
-        Ok(stale) => std::mem::forget(stale),
-        Err(e) => {
-            eprintln!("SKIP (filter part): {e}");
-            return;
-        }
-    }
-    let filter = match KernelFilter::install(
-        &[FilterInterface {
-            name: bed.dir_if.clone(),
-            role: InterfaceRole::Client,
-        }],
-        &[FilterRule::ToService {
-            proto: IpProtocol::Udp,
-            vip: DIRECTOR_ADDR.into(),
-            port: 40_001,
-        }],
-    ) {
-        Ok(filter) => filter,
-        Err(e) => {
-            eprintln!("SKIP (filter part): {e}");
-            return;
-        }
-    };
+    std::mem::forget(filter(&bed, None));
+    let filter = filter(&bed, Some(40_001));
     assert!(
         !kernel_refuses(&probe_socket, b"probe-filtered"),
         "the filter must silence the kernel"
@@ -375,7 +375,13 @@ fn tally(f: &RxFrame<'_>, counts: &mut [u32], outgoing: &mut u32) -> Verdict {
 
 #[test]
 fn fanout_gives_each_frame_to_exactly_one_worker() {
-    let Some(bed) = testbed('f') else { return };
+    let Some(bed) = testbed(
+        "afpacket::fanout_gives_each_frame_to_exactly_one_worker",
+        'f',
+        &["ip"],
+    ) else {
+        return;
+    };
     bed.enter_peer();
     let socket = peer_socket(None);
     bed.enter_director();
@@ -439,7 +445,9 @@ fn fanout_gives_each_frame_to_exactly_one_worker() {
 fn echo_rate() {
     const IN_FLIGHT: u16 = 4096;
     const RUN: Duration = Duration::from_secs(3);
-    let Some(bed) = testbed('r') else { return };
+    let Some(bed) = testbed("afpacket::echo_rate", 'r', &["ip", "nft"]) else {
+        return;
+    };
     let peer_if = bed.dir_if.replace("rd", "rp");
     let stop = std::sync::atomic::AtomicBool::new(false);
     let filter_for = |name: &str, vip: Ipv4Addr, port: u16| {

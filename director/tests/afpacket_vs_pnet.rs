@@ -585,13 +585,10 @@ fn label(receiver: Receiver) -> &'static str {
 #[test]
 #[ignore = "a measurement: run by hand, as root, with --release"]
 fn pnet_against_tpacket_v3() {
-    let bed = match Bed::new() {
-        Ok(bed) => bed,
-        Err(why) => {
-            eprintln!("SKIP: cannot build the namespaces (needs root and netns): {why}");
-            return;
-        }
-    };
+    if !common::skip::can_run("afpacket_vs_pnet", true, &["ip", "nft"]) {
+        return;
+    }
+    let bed = Bed::new().unwrap_or_else(|why| panic!("building the namespaces: {why}"));
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     eprintln!(
         "pnet against TPACKET_V3: {FRAMES} frames of {FRAME_LEN} bytes per run, \

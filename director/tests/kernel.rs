@@ -1,5 +1,6 @@
 //! The kernel module against a real kernel, in namespaces this test makes
-//! (root only; skipped with a message otherwise).
+//! (root and `ip` only; skipped with a message otherwise, a failure under
+//! `XVS_REQUIRE_ALL=1`: `common::skip`).
 //!
 //! ```text
 //!   netns xvsNd (director)                 netns xvsNp (peer)
@@ -25,7 +26,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::ip;
+use common::{ip, skip};
 use nix::sched::{CloneFlags, setns};
 use xvs_director::config::ClusterConfig;
 use xvs_director::kernel::{KernelError, NeighbourWatcher, discover};
@@ -157,18 +158,6 @@ impl Drop for Testbed {
     }
 }
 
-fn can_run() -> bool {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: the kernel test needs root (network namespaces)");
-        return false;
-    }
-    if Command::new("ip").arg("-V").output().is_err() {
-        eprintln!("skipped: the kernel test needs iproute2's \"ip\"");
-        return false;
-    }
-    true
-}
-
 fn config(dev: &str) -> ClusterConfig {
     let text = format!("[[interfaces]]\nname = \"{dev}\"\nrole = \"server\"\n");
     ClusterConfig::parse("live.toml", &text).unwrap()
@@ -188,7 +177,11 @@ fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
 
 #[test]
 fn discovery_and_a_watcher_that_resolves_on_request() {
-    if !can_run() {
+    if !skip::can_run(
+        "kernel::discovery_and_a_watcher_that_resolves_on_request",
+        true,
+        &["ip"],
+    ) {
         return;
     }
     let bed = Testbed::new().unwrap();

@@ -1,8 +1,12 @@
 //! The director's XDP program, run by the kernel on crafted frames with
 //! `BPF_PROG_TEST_RUN` (nothing attached, nothing sent): what it hands to
 //! the director and what it leaves to the kernel. Needs root to load a BPF
-//! program; skips with a message otherwise.
+//! program; skips with a message otherwise (`common/skip.rs`: a failure
+//! under `XVS_REQUIRE_ALL=1`). A program that does not load fails.
 #![expect(clippy::unwrap_used, reason = "test code")]
+
+#[path = "common/skip.rs"]
+mod skip;
 
 use etherparse::{IcmpEchoHeader, Icmpv4Type, PacketBuilder};
 use xvs_director::io::xdp::{RedirectFilter, XdpProgram};
@@ -26,8 +30,7 @@ const RS: [u8; 4] = [192, 0, 2, 11];
 const DIRECTOR: [u8; 4] = [192, 0, 2, 1];
 
 fn program() -> Option<XdpProgram> {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIP xdp_program: loading a BPF program needs root");
+    if !skip::can_run("xdp_program", false, &[]) {
         return None;
     }
     let mut p = XdpProgram::load().unwrap();

@@ -1,5 +1,7 @@
 //! `xvs-agent setup` / `teardown` against a real kernel, in namespaces this
-//! test makes (root only; skipped with a message otherwise).
+//! test makes (root, `ip` and `python3` only; skipped with a message
+//! otherwise, a failure under `XVS_REQUIRE_ALL=1`: the director's
+//! `tests/common/skip.rs`).
 //!
 //! ```text
 //!   netns xvsA<n><t>d ("director", also the client)     netns xvsA<n><t>r (real server)
@@ -28,6 +30,9 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+#[path = "../../director/tests/common/skip.rs"]
+mod skip;
 
 use etherparse::PacketBuilder;
 use xvs_packet::tunnel::{OuterSource, Tunnel, encapsulate};
@@ -304,18 +309,10 @@ impl Drop for Helper {
     }
 }
 
-fn skip_unless_root() -> bool {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!(
-            "skipped: xvs-agent setup changes addresses, sysctls and XDP programs: needs root"
-        );
-        return true;
-    }
-    if Command::new("python3").arg("-V").output().is_err() {
-        eprintln!("skipped: the test's traffic helpers need python3");
-        return true;
-    }
-    false
+/// True when `test` cannot run here (xvs-agent changes addresses, sysctls
+/// and XDP programs: root; the traffic helpers are python3 scripts).
+fn skip_unless_root(test: &str) -> bool {
+    !skip::can_run(test, true, &["ip", "python3"])
 }
 
 /// A UDP datagram from a client to `vip`, in an Ethernet frame to the
@@ -387,7 +384,7 @@ fn assert_torn_down(bed: &Testbed, sysctls_before: &[String]) {
 
 #[test]
 fn dr_real_server_accepts_vip_traffic_but_never_claims_the_vip() {
-    if skip_unless_root() {
+    if skip_unless_root("setup::dr_real_server_accepts_vip_traffic_but_never_claims_the_vip") {
         return;
     }
     let bed = Testbed::new('a').unwrap();
@@ -493,7 +490,7 @@ fn dr_real_server_accepts_vip_traffic_but_never_claims_the_vip() {
 
 #[test]
 fn tun_real_server_decapsulates_with_xdp() {
-    if skip_unless_root() {
+    if skip_unless_root("setup::tun_real_server_decapsulates_with_xdp") {
         return;
     }
     let bed = Testbed::new('b').unwrap();

@@ -19,8 +19,9 @@
 #   testbed/e2e/control.sh [--backend xdp|packet]
 #
 # Prints one PASS or FAIL line per check, exits 1 if any failed. Skips (exit
-# 0, says why) when not root or without network namespaces. Namespaces are
-# named by XVS_NS_PREFIX (default xvs; see cluster.sh).
+# 0, says why; a failure under XVS_REQUIRE_ALL=1) when not root or without
+# network namespaces. Namespaces are named by XVS_NS_PREFIX (default xvs;
+# see cluster.sh).
 set -euo pipefail
 # shellcheck source=../lib/common.sh
 . "$(dirname "$0")/../lib/common.sh"
@@ -95,6 +96,18 @@ table_has_three() {
         [ "$(grep -c -- '-> 192.0.2.1[123]:80 *Masq    1 ' <<<"$out")" = 3 ]
 }
 check "xvsadm -L -n lists the service and its three NAT real servers, as ipvsadm lays them out" table_has_three
+
+# What a new user types after the demo, from the repository, in a shell
+# that has neither the built binaries on PATH nor XVSADM_SOCKET set.
+by_hand() {
+    local out
+    out=$(cd "$XVS_ROOT" && env -u XVSADM_SOCKET PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+        testbed/cluster.sh exec director xvsadm -L -n) || { echo "$out"; return 1; }
+    echo "$out"
+    grep -q "^TCP  $VIP4:80 rr\$" <<<"$out" &&
+        [ "$(grep -c -- '-> 192.0.2.1[123]:80 *Masq    1 ' <<<"$out")" = 3 ]
+}
+check "testbed/cluster.sh exec director xvsadm -L -n, typed by hand, lists the table" by_hand
 
 deleted_gets_none() {
     xvsadm -d -t "$VIP4:80" -r "$(rs4 3):80" || return 1
@@ -176,57 +189,77 @@ check "errors as ipvsadm gives them (message, exit status 255)" errors_as_ipvsad
 
 # --- 2. reloads with traffic running ---------------------------------------
 say "reloads under a bounded request loop"
+# weight_is K W: real server K is listed with weight W.
+weight_is() { listed "$(rs4 "$1")" | grep -q "Masq    $2 "; }
+# logged TEXT: how many lines of the director's log contain TEXT.
+logged() { grep -c -F -- "$1" "$STATE/director.log" || true; }
+more_logged() { [ "$(logged "$1")" -gt "$2" ]; }
+# service_conns: the connections the service has scheduled so far.
+service_conns() { xvsadm -L -n --stats --exact -t "$VIP4:80" | awk '$1 == "TCP" { print $3 }'; }
+more_conns() { [ "$(service_conns)" -gt "$1" ]; }
+is_listed() { [ -n "$(listed "$1")" ]; }
+not_listed() { [ -z "$(listed "$1")" ]; }
 # The file is unchanged since the start, so autoreload does nothing here:
 # the signal alone brings the table back to the file's state.
 sighup_reapplies() {
     xvsadm -e -t "$VIP4:80" -r "$(rs4 1):80" -m -w 5 || return 1
     listed "$(rs4 1)" | grep -q 'Masq    5 ' || return 1
     kill -HUP "$PID"
-    sleep 1
-    listed "$(rs4 1)"
-    listed "$(rs4 1)" | grep -q 'Masq    1 '
+    poll "rs1 back at the file's weight 1" 10 weight_is 1 1 || { listed "$(rs4 1)"; return 1; }
 }
 check "SIGHUP re-applies the file over a runtime change (weight 5 -> the file's 1)" sighup_reapplies
 rm -f "$work/stop"
+conns_before=$(service_conns)
 client "$PY" "$LIB/http-loop.py" "$URL" --seconds 90 --max 40000 --pause 0.002 \
     --stop-file "$work/stop" --out "$work/loop.json" &
 loop_pid=$!
-sleep 1
+# The reloads below must happen with traffic running: wait until it is.
+poll "the request loop's first connections through the director" 10 more_conns "$conns_before" ||
+    fail "the request loop got no connection through the director"
 
 # table_state: -L -n without the connection counts, which move with the
 # traffic (protocol/address/scheduler, or arrow/address/method/weight).
 table_state() { xvsadm -L -n | awk '{ print $1, $2, $3, $4 }'; }
-reload_with() { # FILE: install it as the config, SIGHUP, give it a moment
+# reload_with FILE OUTCOME: installs FILE as the config, sends SIGHUP, and
+# waits until the director's log says OUTCOME ("configuration reloaded" or
+# "reload refused") once more than before. Autoreload may reload the file
+# as well, a moment before or after the signal's reload: a check that
+# expects a change polls -L -n for it too.
+reload_with() {
+    local n
+    n=$(logged "$2")
     cp "$1" "$CONFIG"
     kill -HUP "$PID"
-    sleep 1.5
+    poll "the director's log to say '$2'" 10 more_logged "$2" "$n"
 }
 before=$(table_state)
 unchanged() {
-    reload_with "$work/original.toml"
+    reload_with "$work/original.toml" "configuration reloaded" || return 1
     diff <(echo "$before") <(table_state)
 }
 check "reload of an unchanged file: -L -n unchanged" unchanged
 
 "$PY" "$LIB/edit-config.py" "$work/original.toml" --weight "$(rs4 2)=3" >"$work/weight.toml"
 weight_changed() {
-    reload_with "$work/weight.toml"
+    reload_with "$work/weight.toml" "configuration reloaded" || return 1
+    poll "rs2 listed at weight 3" 10 weight_is 2 3 || { listed "$(rs4 2)"; return 1; }
     listed "$(rs4 2)"
-    listed "$(rs4 2)" | grep -q 'Masq    3 ' && listed "$(rs4 1)" | grep -q 'Masq    1 '
+    weight_is 1 1
 }
 check "reload with rs2's weight 1 -> 3: -L -n shows it" weight_changed
 
 "$PY" "$LIB/edit-config.py" "$work/weight.toml" --remove "$(rs4 3)" >"$work/removed.toml"
 server_removed() {
-    reload_with "$work/removed.toml"
+    reload_with "$work/removed.toml" "configuration reloaded" || return 1
+    poll "rs3 no longer listed" 10 not_listed "$(rs4 3)"
     xvsadm -L -n -t "$VIP4:80"
     [ -z "$(listed "$(rs4 3)")" ] && [ -n "$(listed "$(rs4 1)")" ]
 }
 check "reload without rs3: -L -n no longer lists it" server_removed
 
 server_added() {
-    reload_with "$work/weight.toml"
-    [ -n "$(listed "$(rs4 3)")" ]
+    reload_with "$work/weight.toml" "configuration reloaded" || return 1
+    poll "rs3 listed again" 10 is_listed "$(rs4 3)"
 }
 check "reload with rs3 back: -L -n lists it again" server_added
 
@@ -234,13 +267,12 @@ check "reload with rs3 back: -L -n lists it again" server_added
 invalid_refused() {
     local state
     state=$(table_state)
-    reload_with "$work/invalid.toml"
-    grep -q 'reload refused, the running state is kept' "$STATE/director.log" || { echo "no refusal in the log"; return 1; }
+    reload_with "$work/invalid.toml" "reload refused, the running state is kept" || return 1
     grep 'reload refused' "$STATE/director.log" | tail -1
     diff <(echo "$state") <(table_state)
 }
 check "reload of an invalid file (unknown scheduler): refused, logged, running state kept" invalid_refused
-reload_with "$work/original.toml"
+reload_with "$work/original.toml" "configuration reloaded" || fail "the original file was not reloaded"
 
 autoreloaded() {
     local i
@@ -254,6 +286,10 @@ autoreloaded() {
 }
 check "autoreload: a changed file is applied without a signal" autoreloaded
 
+# The reloads no longer wait fixed seconds: let the loop reach the 500
+# requests the next check asks for (one per 2 ms pause and round trip).
+at_least_500() { [ $(($(service_conns) - conns_before)) -ge 500 ]; }
+poll "500 requests from the loop" 30 at_least_500 || true
 touch "$work/stop"
 wait "$loop_pid" || true
 loop_pid=""

@@ -19,7 +19,8 @@
 #   testbed/e2e/health.sh [--backend xdp|packet]
 #
 # Prints one PASS or FAIL line per check, exits 1 if any failed. Skips (exit
-# 0, says why) when not root or without network namespaces.
+# 0, says why; a failure under XVS_REQUIRE_ALL=1) when not root or without
+# network namespaces.
 set -euo pipefail
 # shellcheck source=../lib/common.sh
 . "$(dirname "$0")/../lib/common.sh"
@@ -94,11 +95,16 @@ wait_for() {
 
 # loop_start NAME / loop_stop NAME: a background request loop; loop_stop
 # prints its summary and sets loop_failed.
+# loop_start returns once the loop's connections reach the director.
 loop_start() {
+    local before
+    before=$(service_conns)
     rm -f "$work/stop"
     client "$PY" "$LIB/http-loop.py" "$URL" --seconds 60 --max 30000 --pause 0.01 \
         --stop-file "$work/stop" --out "$work/loop-$1.json" &
     loop_pid=$!
+    poll "the '$1' request loop's first connections through the director" 10 more_conns "$before" ||
+        fail "the '$1' request loop got no connection through the director"
 }
 loop_failed=0
 loop_stop() {
@@ -134,24 +140,30 @@ sys.stdout.write("".join(out))
 EOF
 cp "$work/health.toml" "$STATE/cluster.toml"
 "$CLUSTER" balancer start xvs --backend "$backend" -- --log-interval 0 --metrics-listen 127.0.0.1:9532
-sleep 2
 
-all_three() {
+# The first checks (every 0.5 s) bring the servers up, if they start down.
+all_three() { in_rotation 1 && in_rotation 2 && in_rotation 3 && ! in_rotation 4; }
+three_in_rotation() {
+    wait_for 6 all_three || { xvsadm -L -n -t "$VIP4:80"; return 1; }
     xvsadm -L -n -t "$VIP4:80"
-    in_rotation 1 && in_rotation 2 && in_rotation 3 && ! in_rotation 4
 }
-check "three checked real servers in rotation, the fallback not listed" all_three
+check "three checked real servers in rotation, the fallback not listed" three_in_rotation
+
+# service_conns: the connections the service has scheduled so far.
+service_conns() { xvsadm -L -n --stats --exact -t "$VIP4:80" | awk '$1 == "TCP" { print $3 }'; }
+more_conns() { [ "$(service_conns)" -gt "$1" ]; }
 
 # --- 1 and 2: a server stops and comes back --------------------------------
 say "nginx on rs1 stops, then starts again"
 loop_start stop
-sleep 1
 nginx_stop 1
 # interval x failures + timeout = 2 s; one second more for a loaded machine
 # and the 0.1 s polling of xvsadm.
 out_of_rotation() { wait_for 3 not_in_rotation 1; }
 check "rs1 leaves the rotation within 3 s (interval x failures + timeout = 2 s, plus 1 s of slack)" out_of_rotation
 echo "      rs1 out of rotation $(cat "$work/check.out") of stopping nginx"
+# Not a wait for anything: the loop runs on for a second after detection,
+# so that its failures count what an undetected rs1 would cost.
 sleep 1
 loop_stop stop
 stop_failed=$loop_failed
@@ -168,6 +180,8 @@ loop_start start
 nginx_start 1
 back_in() { wait_for 6 in_rotation 1; }
 check "rs1 back in rotation after 2 passed checks" back_in
+# Not a wait for anything: the loop runs on for a second with rs1 back in
+# rotation, which must cost no request.
 sleep 1
 loop_stop start
 check "no request failed while rs1 came back" test "$loop_failed" = 0
@@ -194,7 +208,8 @@ check "rs2 back once its content is right" wait_for 6 in_rotation 2
 # --- 4: a hung server -----------------------------------------------------
 say "rs3 hangs: accepts connections and never answers"
 nginx_stop 3
-sleep 0.3
+port80_free() { ! ip netns exec "$(ns_of rs3)" ss -Htln 'sport = :80' | grep -q .; }
+poll "nginx on rs3 to release port 80" 5 port80_free || fail "nginx on rs3 kept port 80"
 ip netns exec "$(ns_of rs3)" "$PY" -c '
 import socket, time
 s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -263,6 +278,7 @@ flapping() {
     local before after i
     wait_for 6 in_rotation 1 || return 1
     before=$(transitions_rs1)
+    # The sleeps are the flapping under test, not waits: 0.5 s down, 0.5 s up.
     for ((i = 0; i < 6; i++)); do
         nginx_stop 1
         sleep 0.5

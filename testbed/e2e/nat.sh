@@ -25,8 +25,9 @@
 # (one worker serving both, frames copied between the two backends).
 #
 # Prints one PASS or FAIL line per check and exits 1 if any failed. Skips
-# (exit 0, says why) when not root, when the kernel has no network
-# namespaces, or, for --balancer xvs, while xvs-director is not built.
+# (exit 0, says why; a failure under XVS_REQUIRE_ALL=1) when not root or
+# when the kernel has no network namespaces; fails when a binary it needs
+# is not built.
 # Namespaces are named by XVS_NS_PREFIX (default xvs; see cluster.sh).
 # Three clusters, one after the other:
 #   A. wrr, weights 1,2,3: for IPv4 and IPv6, 600 short connections (exact

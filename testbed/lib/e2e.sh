@@ -4,20 +4,15 @@
 # after lib/common.sh; the script sets `work` (a temporary directory) before
 # the first check, and PY, LIB, URL, VIP4 before the first request.
 
-# e2e_preflight NAME BINARY...: skips the script (exit 0, says why) without
-# root or network namespaces; fails it when a binary is not built; installs
-# the packages.
+# e2e_preflight NAME BINARY...: skips the script (skip_missing: exit 0,
+# says why; a failure under XVS_REQUIRE_ALL=1) without root or network
+# namespaces; fails it when a binary is not built; installs the packages.
 e2e_preflight() {
     local name=$1 b
     shift
-    if [ "$(id -u)" -ne 0 ]; then
-        echo "SKIP e2e/$name: needs root to create network namespaces"
-        exit 0
-    fi
-    if ! unshare --net true 2>/dev/null; then
-        echo "SKIP e2e/$name: this kernel cannot create network namespaces"
-        exit 0
-    fi
+    [ "$(id -u)" -eq 0 ] || skip_missing "e2e/$name" "root (it creates network namespaces: run it as root)"
+    unshare --net true 2>/dev/null || skip_missing "e2e/$name" "network namespaces (unshare --net fails)"
+
     for b in "$@"; do
         [ -x "$XVS_BIN/$b" ] || { echo "FAIL e2e/$name: $XVS_BIN/$b does not exist: build it first (cargo build --release --workspace)"; exit 1; }
     done

@@ -1,5 +1,7 @@
 //! `xvs-pktgen` and `xvs-xdpfwd` on real interfaces, in namespaces of
-//! their own. Root only: skipped with a message otherwise.
+//! their own. Root and `ip` only: skipped with a message otherwise, a
+//! failure under `XVS_REQUIRE_ALL=1` (the director's `tests/common/skip.rs`);
+//! a namespace that cannot be made fails.
 //!
 //! ```text
 //!  direct:   xvsG<id>g (gen)                     xvsG<id>s (sink)
@@ -18,6 +20,9 @@
     clippy::unwrap_used,
     reason = "test code: a failed set-up is a failed test"
 )]
+
+#[path = "../../director/tests/common/skip.rs"]
+mod skip;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -53,19 +58,15 @@ struct Bed {
 }
 
 impl Bed {
-    fn new(tag: &str) -> Option<Self> {
-        if !nix::unistd::geteuid().is_root() {
-            eprintln!("skipped: needs root (namespaces, raw sockets, XDP)");
+    /// The bed, or `None` when this machine lacks root, namespaces or `ip`
+    /// or `kill` (namespaces, raw sockets, XDP; the forwarder is stopped by
+    /// `kill`).
+    fn new(test: &str, tag: &str) -> Option<Self> {
+        if !skip::can_run(test, true, &["ip", "kill"]) {
             return None;
         }
         // Short enough for interface names (15 bytes): xvsG + 5 digits + tag + role.
         let id = format!("{}{tag}", std::process::id() % 100_000);
-        let probe = format!("xvsG{id}p");
-        if let Err(e) = run(&["ip", "netns", "add", &probe]) {
-            eprintln!("skipped: cannot make namespaces: {e}");
-            return None;
-        }
-        let _ = run(&["ip", "netns", "del", &probe]);
         Some(Self {
             namespaces: Vec::new(),
             children: Vec::new(),
@@ -224,7 +225,10 @@ fn send_args<'a>(iface: &'a str, dst_mac: &'a str, dst: &'a str) -> Vec<&'a str>
 
 #[test]
 fn pktgen_frames_all_reach_a_udp_counter_across_a_veth() {
-    let Some(mut bed) = Bed::new("d") else {
+    let Some(mut bed) = Bed::new(
+        "pktgen::pktgen_frames_all_reach_a_udp_counter_across_a_veth",
+        "d",
+    ) else {
         return;
     };
     let gen_ns = bed.ns("g");
@@ -265,7 +269,8 @@ fn pktgen_frames_all_reach_a_udp_counter_across_a_veth() {
 
 #[test]
 fn xdpfwd_forwards_generated_frames_to_the_sink() {
-    let Some(mut bed) = Bed::new("f") else {
+    let Some(mut bed) = Bed::new("pktgen::xdpfwd_forwards_generated_frames_to_the_sink", "f")
+    else {
         return;
     };
     let gen_ns = bed.ns("g");

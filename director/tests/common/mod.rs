@@ -1,5 +1,7 @@
 //! Helpers the root-only namespace tests share.
 
+pub mod skip;
+
 use std::process::Command;
 
 /// Runs `ip ARGS…`; the error carries the command and what `ip` said.
