@@ -77,3 +77,86 @@ pub fn for_each_chunk<E>(
     }
     Ok(sent)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ForwardMethod;
+    use crate::conn::NewConnection;
+
+    fn table_with(n: u16) -> ConnTable {
+        let table = ConnTable::new(1024, 7);
+        for i in 0..n {
+            let conn = NewConnection {
+                proto: if i % 2 == 0 {
+                    IpProtocol::Tcp
+                } else {
+                    IpProtocol::Udp
+                },
+                client: "198.51.100.7".parse().unwrap(),
+                cport: 1000 + i,
+                vip: "203.0.113.10".parse().unwrap(),
+                vport: 80,
+                real_server: "192.0.2.11".parse().unwrap(),
+                rport: 8080,
+                server_id: 0,
+                method: ForwardMethod::Nat,
+                template: false,
+            };
+            table.insert(&conn, 1_000, 90_000).unwrap();
+        }
+        table
+    }
+
+    #[test]
+    fn chunks_hold_at_most_their_size_and_together_every_entry() {
+        let table = table_with(25);
+        let mut sizes = Vec::new();
+        let mut ports = Vec::new();
+        let sent = for_each_chunk(&table, 31_000, 10, |chunk| {
+            sizes.push(chunk.len());
+            ports.extend(chunk.iter().map(|c| c.client.1));
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        assert_eq!(sent, 25);
+        assert_eq!(sizes, [10, 10, 5]);
+        ports.sort_unstable();
+        assert_eq!(ports, (1000..1025).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_listing_stops_at_its_first_failed_chunk() {
+        let table = table_with(25);
+        let mut calls = 0;
+        let result = for_each_chunk(&table, 31_000, 10, |_| {
+            calls += 1;
+            Err("the reader went away")
+        });
+        assert_eq!(result, Err("the reader went away"));
+        assert_eq!(calls, 1);
+    }
+
+    #[test]
+    fn entries_show_as_ipvsadm_lists_them() {
+        let table = table_with(2);
+        let mut views = Vec::new();
+        for_each_chunk(&table, 31_000, 10, |chunk| {
+            views.append(chunk);
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        views.sort_by_key(|v| v.client.1);
+        assert_eq!(views[0].proto, Proto::Tcp);
+        assert_eq!(views[0].state, "NONE");
+        assert_eq!(views[1].proto, Proto::Udp);
+        assert_eq!(views[1].state, "UDP");
+        // 91 s after 1 s, seen at 31 s: 60 s left.
+        assert_eq!(views[0].expires_secs, 60);
+        assert_eq!(
+            views[0].server,
+            ("192.0.2.11".parse().unwrap(), 8080),
+            "{views:?}"
+        );
+    }
+}

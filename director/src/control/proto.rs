@@ -533,6 +533,24 @@ mod tests {
     }
 
     #[test]
+    fn the_largest_chunk_of_connections_fits_a_reply_with_room_to_spare() {
+        let longest: IpAddr = "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff".parse().unwrap();
+        let entry = ConnView {
+            proto: Proto::Tcp,
+            client: (longest, 65535),
+            vip: (longest, 65535),
+            server: (longest, 65535),
+            state: "ESTABLISHED".to_owned(),
+            expires_secs: u32::MAX,
+        };
+        let chunk = Reply::ConnectionsChunk {
+            entries: vec![entry; CONNECTIONS_PER_CHUNK],
+        };
+        let len = serde_json::to_string(&chunk).unwrap().len();
+        assert!(len * 4 < MAX_REPLY_BYTES, "{len} bytes");
+    }
+
+    #[test]
     fn service_ids_print_as_ipvsadm_lists_them() {
         let id = ServiceId {
             proto: Proto::Udp,

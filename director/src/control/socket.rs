@@ -527,6 +527,8 @@ pub struct ControlClient {
     reader: BufReader<UnixStream>,
     writer: UnixStream,
     wait: Duration,
+    /// How much longer than `wait` an answer may take.
+    grace: Duration,
     /// Set when the connection is out of step (a reply not read whole):
     /// every later call fails with it.
     broken: Option<String>,
@@ -556,6 +558,7 @@ impl ControlClient {
             reader: BufReader::new(stream),
             writer,
             wait: Duration::from_millis(u64::from(MAX_WAIT_MS)),
+            grace: Duration::from_millis(u64::from(ANSWER_GRACE_MS)),
             broken: None,
         };
         client.set_wait(client.wait)?;
@@ -578,7 +581,7 @@ impl ControlClient {
     }
 
     fn answer_timeout(&self) -> Duration {
-        self.wait + Duration::from_millis(u64::from(ANSWER_GRACE_MS))
+        self.wait + self.grace
     }
 
     fn send(&mut self, request: Request) -> Result<(), String> {
@@ -698,5 +701,406 @@ impl ControlClient {
                 other => return Err(format!("unexpected answer from the director: {other:?}")),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::net::IpAddr;
+
+    use crossbeam::channel::unbounded;
+
+    use super::*;
+    use crate::ForwardMethod;
+    use crate::config::ClusterConfig;
+    use crate::conn::NewConnection;
+    use crate::control::plane::{ControlPlane, NoHooks};
+    use crate::control::proto::{Proto, ServiceId, ServiceParams, TableView};
+    use crate::control::table::ServiceTable;
+    use crate::pipeline::{Neighbours, Worker};
+    use xvs_packet::IpProtocol;
+
+    const CONFIG: &str = r#"
+[conn_table]
+capacity = 131072
+
+[[interfaces]]
+name = "c0"
+role = "client"
+mac = "02:00:00:00:01:01"
+addresses = ["198.51.100.1/24"]
+
+[[interfaces]]
+name = "s0"
+role = "server"
+mac = "02:00:00:00:02:01"
+addresses = ["192.0.2.1/24"]
+"#;
+
+    /// A director, its control plane and a control socket whose requests
+    /// arrive on the returned receiver (the test plays the main thread).
+    struct Fixture {
+        socket: ControlSocket,
+        from_clients: Receiver<ControlMsg>,
+        plane: ControlPlane,
+        worker: Worker,
+        clock: Clock,
+    }
+
+    fn fixture(name: &str) -> Fixture {
+        let config = ClusterConfig::parse("t.toml", CONFIG).unwrap();
+        let table = ServiceTable::from_config(&config, 1).unwrap();
+        let director = Arc::new(Director::with_snapshot(
+            table.snapshot(),
+            &config,
+            3,
+            Arc::new(Neighbours::new()),
+        ));
+        let worker = director.worker(1);
+        let clock = Clock::start();
+        let path = std::env::temp_dir().join(format!(
+            "xvs-control-test-{}-{name}.sock",
+            std::process::id()
+        ));
+        let (to_main, from_clients) = unbounded();
+        let socket = ControlSocket::bind(
+            &path,
+            to_main,
+            ConnSource {
+                director: Arc::clone(&director),
+                clock,
+            },
+        )
+        .unwrap();
+        Fixture {
+            socket,
+            from_clients,
+            plane: ControlPlane::new(table, director, 131_072),
+            worker,
+            clock,
+        }
+    }
+
+    impl Fixture {
+        fn client(&self) -> ControlClient {
+            ControlClient::connect(self.socket.path()).unwrap()
+        }
+
+        /// What the director's main loop does with one message.
+        fn main_thread_handles(&mut self, msg: ControlMsg) -> Option<Request> {
+            let ControlMsg::Request(pending) = msg else {
+                return None;
+            };
+            let (request, reply_to) = pending.take()?;
+            let mut reload = || Err("no file".to_owned());
+            let reply = self.plane.handle(
+                &request,
+                &self.worker.counters,
+                self.clock.now(),
+                &mut reload,
+                &mut NoHooks,
+            );
+            let _ = reply_to.send(reply);
+            Some(request)
+        }
+
+        fn services(&self) -> Vec<ServiceId> {
+            let view: TableView = self.plane.table_view(&self.worker.counters);
+            view.services.iter().map(|s| s.params.id).collect()
+        }
+
+        /// `n` connections, all distinct, as (client, client port).
+        fn fill(&self, n: u32) -> HashSet<(IpAddr, u16)> {
+            let table = self.plane.director().table();
+            let now = self.clock.now();
+            let mut want = HashSet::new();
+            for i in 0..n {
+                let client = IpAddr::from([198, 51, 100, 2 + (i / 50_000) as u8]);
+                let cport = 10_000 + (i % 50_000) as u16;
+                let conn = NewConnection {
+                    proto: IpProtocol::Tcp,
+                    client,
+                    cport,
+                    vip: "203.0.113.10".parse().unwrap(),
+                    vport: 80,
+                    real_server: "192.0.2.11".parse().unwrap(),
+                    rport: 80,
+                    server_id: 0,
+                    method: ForwardMethod::Nat,
+                    template: false,
+                };
+                table.insert(&conn, now, 600_000).unwrap();
+                want.insert((client, cport));
+            }
+            want
+        }
+    }
+
+    fn add_service(port: u16) -> Request {
+        Request::AddService(ServiceParams {
+            id: ServiceId {
+                proto: Proto::Tcp,
+                vip: "203.0.113.10".parse().unwrap(),
+                port,
+            },
+            scheduler: "rr".to_owned(),
+            flags: 0,
+            persistence: None,
+            sloppy: false,
+            fallback: None,
+        })
+    }
+
+    #[test]
+    fn a_large_listing_streams_in_bounded_chunks_without_the_control_thread() {
+        let f = fixture("stream");
+        let want = f.fill(100_000);
+        let mut client = f.client();
+        // Nobody plays the main thread here: the listing must not need it.
+        client.set_wait(Duration::from_secs(2)).unwrap();
+        let mut got = HashSet::new();
+        let mut chunks = 0;
+        let end = client
+            .connections(&mut |entries| {
+                assert!(
+                    !entries.is_empty() && entries.len() <= CONNECTIONS_PER_CHUNK,
+                    "a chunk of {} entries",
+                    entries.len()
+                );
+                chunks += 1;
+                for e in entries {
+                    assert_eq!(e.vip, ("203.0.113.10".parse().unwrap(), 80));
+                    assert!(got.insert(e.client), "{:?} listed twice", e.client);
+                }
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(end, Reply::ConnectionsEnd { count: 100_000 });
+        assert_eq!(got, want);
+        assert_eq!(chunks, 100_000usize.div_ceil(CONNECTIONS_PER_CHUNK));
+        assert!(
+            f.from_clients.try_recv().is_err(),
+            "the control thread was asked"
+        );
+    }
+
+    #[test]
+    fn a_change_is_answered_while_a_listing_waits_for_its_reader() {
+        let mut f = fixture("slow-reader");
+        f.fill(100_000);
+        // A reader that asks for the listing, takes one line and stops:
+        // its thread on the director is stuck writing into a full socket.
+        let mut slow = UnixStream::connect(f.socket.path()).unwrap();
+        let envelope = Envelope {
+            version: PROTOCOL_VERSION,
+            wait_ms: 0,
+            request: Request::Connections,
+        };
+        let mut line = serde_json::to_string(&envelope).unwrap();
+        line.push('\n');
+        slow.write_all(line.as_bytes()).unwrap();
+        let mut slow = BufReader::new(slow);
+        let first = read_line_capped(&mut slow, MAX_REPLY_BYTES).unwrap();
+        assert!(
+            first.starts_with(r#"{"reply":"connections_chunk""#),
+            "{first}"
+        );
+
+        // Meanwhile a change goes through the control thread and is
+        // answered.
+        let path = f.socket.path().to_owned();
+        let adder = std::thread::spawn(move || {
+            let mut c = ControlClient::connect(&path).unwrap();
+            c.call(add_service(80)).unwrap()
+        });
+        let msg = f
+            .from_clients
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap();
+        let handled = f.main_thread_handles(msg);
+        assert_eq!(handled, Some(add_service(80)));
+        assert_eq!(adder.join().unwrap(), Reply::Done);
+
+        // Only now is the rest of the listing read, and it is whole.
+        let mut count = 0;
+        let mut rest = first;
+        loop {
+            match serde_json::from_str::<Reply>(rest.trim_end()).unwrap() {
+                Reply::ConnectionsChunk { entries } => count += entries.len() as u64,
+                Reply::ConnectionsEnd { count: sent } => {
+                    assert_eq!(sent, count);
+                    break;
+                }
+                other => panic!("{other:?}"),
+            }
+            rest = read_line_capped(&mut slow, MAX_REPLY_BYTES).unwrap();
+        }
+        assert_eq!(count, 100_000);
+        assert!(f.from_clients.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_request_the_control_thread_takes_after_its_client_gave_up_is_never_applied() {
+        let mut f = fixture("late");
+        let mut client = f.client();
+        client.set_wait(Duration::from_millis(300)).unwrap();
+        // The control thread is busy: nobody takes the request in time.
+        let reply = client.call(add_service(80)).unwrap();
+        let Reply::Error(e) = reply else {
+            panic!("{reply:?}")
+        };
+        assert_eq!(e.kind, ErrorKind::NotApplied);
+        assert!(e.message.contains("nothing was applied"), "{}", e.message);
+        // Then it gets to the queue: the request is dropped, not applied.
+        let msg = f.from_clients.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(f.main_thread_handles(msg), None);
+        assert!(
+            f.services().is_empty(),
+            "applied after its client was told it was not"
+        );
+
+        // In time, the same request is applied and answered.
+        client.set_wait(Duration::from_secs(30)).unwrap();
+        let path = f.socket.path().to_owned();
+        let again = std::thread::spawn(move || {
+            let mut c = ControlClient::connect(&path).unwrap();
+            c.call(add_service(80)).unwrap()
+        });
+        let msg = f.from_clients.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert!(f.main_thread_handles(msg).is_some());
+        assert_eq!(again.join().unwrap(), Reply::Done);
+        assert_eq!(f.services().len(), 1);
+    }
+
+    #[test]
+    fn a_request_whose_client_hung_up_is_never_applied() {
+        let mut f = fixture("hangup");
+        let mut client = f.client();
+        client.send(add_service(80)).unwrap();
+        let msg = f.from_clients.recv_timeout(Duration::from_secs(5)).unwrap();
+        drop(client);
+        // Wait (bounded) until the client's thread has seen the hang-up
+        // and given the request up; then the control thread gets to it.
+        let ControlMsg::Request(pending) = msg else {
+            panic!("not a request")
+        };
+        let given_up = Instant::now() + Duration::from_secs(10);
+        while pending.claim.load(Ordering::Acquire) == WAITING && Instant::now() < given_up {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(f.main_thread_handles(ControlMsg::Request(pending)), None);
+        assert!(f.services().is_empty());
+    }
+
+    #[test]
+    fn a_client_without_an_answer_says_the_outcome_is_unknown() {
+        let f = fixture("unknown");
+        let mut client = f.client();
+        client.grace = Duration::from_millis(200);
+        client.set_wait(Duration::from_millis(100)).unwrap();
+        // The control thread takes the request and hangs applying it.
+        let taker = std::thread::spawn({
+            let from_clients = f.from_clients.clone();
+            move || {
+                let Ok(ControlMsg::Request(pending)) =
+                    from_clients.recv_timeout(Duration::from_secs(5))
+                else {
+                    panic!("no request")
+                };
+                pending.take()
+            }
+        });
+        let err = client.call(add_service(80)).unwrap_err();
+        assert!(err.contains("outcome of the change is unknown"), "{err}");
+        assert!(err.contains("xvsadm -L -n"), "{err}");
+        // The connection is out of step now: later calls say why.
+        assert_eq!(client.call(Request::List).unwrap_err(), err);
+        drop(taker.join().unwrap());
+    }
+
+    #[test]
+    fn replies_longer_than_the_cap_are_refused_whole() {
+        let big = Reply::Table(TableView {
+            conn_capacity: 1,
+            services: Vec::new(),
+        });
+        let mut buf = Vec::new();
+        encode_reply(&big, &mut buf, 1024);
+        assert_eq!(
+            buf,
+            b"{\"reply\":\"table\",\"conn_capacity\":1,\"services\":[]}\n"
+        );
+        // One longer than the cap is replaced by the refusal, and the
+        // buffer never grew past the cap.
+        let long = Reply::Error(ControlError::new(ErrorKind::Invalid, "x".repeat(4000)));
+        encode_reply(&long, &mut buf, 1024);
+        assert!(buf.capacity() <= 1024, "{}", buf.capacity());
+        let line = std::str::from_utf8(&buf).unwrap();
+        assert!(line.ends_with('\n') && line.len() <= 1024);
+        let Reply::Error(e) = serde_json::from_str::<Reply>(line.trim_end()).unwrap() else {
+            panic!("{line}")
+        };
+        assert_eq!(e.kind, ErrorKind::TooLarge);
+        assert!(e.message.contains("1024 bytes"), "{}", e.message);
+    }
+
+    #[test]
+    fn the_client_reads_no_reply_longer_than_the_cap() {
+        let path = std::env::temp_dir().join(format!(
+            "xvs-control-test-{}-bigreply.sock",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut request = String::new();
+            BufReader::new(s.try_clone().unwrap())
+                .read_line(&mut request)
+                .unwrap();
+            // A line of a valid reply, one byte longer than the cap.
+            let head = br#"{"reply":"error","kind":"invalid","message":""#;
+            let tail = b"\"}\n";
+            let mut line = head.to_vec();
+            line.resize(MAX_REPLY_BYTES + 1 - tail.len(), b'x');
+            line.extend_from_slice(tail);
+            let _ = s.write_all(&line);
+        });
+        let mut client = ControlClient::connect(&path).unwrap();
+        let err = client.call(Request::List).unwrap_err();
+        assert!(err.contains("longer than the protocol's"), "{err}");
+        server.join().unwrap();
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn the_client_sends_no_request_longer_than_the_cap() {
+        let f = fixture("bigrequest");
+        let mut client = f.client();
+        let requests = vec![add_service(80); MAX_REQUEST_BYTES / 100];
+        let err = client.call(Request::Batch { requests }).unwrap_err();
+        assert!(err.contains("nothing was sent"), "{err}");
+        assert!(f.from_clients.try_recv().is_err());
+    }
+
+    #[test]
+    fn another_releases_request_is_refused_for_its_version() {
+        // Version 1 had no wait_ms; a future one may have more fields.
+        for line in [
+            r#"{"version":1,"request":{"op":"list"}}"#,
+            r#"{"version":3,"request":{"op":"list_everything"}}"#,
+        ] {
+            let Err(Reply::Error(e)) = read_envelope(line) else {
+                panic!("{line}")
+            };
+            assert_eq!(e.kind, ErrorKind::Version, "{line}");
+            assert!(e.message.contains("same release"), "{}", e.message);
+        }
+        assert!(read_envelope(r#"{"version":2,"request":{"op":"list"}}"#).is_ok());
+        let Err(Reply::Error(e)) = read_envelope("{") else {
+            panic!()
+        };
+        assert_eq!(e.kind, ErrorKind::Malformed);
     }
 }

@@ -683,3 +683,112 @@ fn restore(
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use super::*;
+
+    fn entry(cport: u16) -> ConnView {
+        ConnView {
+            proto: Proto::Tcp,
+            client: ("198.51.100.7".parse().unwrap(), cport),
+            vip: ("203.0.113.10".parse().unwrap(), 80),
+            server: ("192.0.2.11".parse().unwrap(), 80),
+            state: "ESTABLISHED".to_owned(),
+            expires_secs: 899,
+        }
+    }
+
+    /// Delivers its chunks one by one, recording what had been printed
+    /// when each was handed over.
+    struct Chunked {
+        chunks: Vec<Vec<ConnView>>,
+        end: Reply,
+        printed: Rc<RefCell<Vec<u8>>>,
+        seen_before_chunk: Vec<usize>,
+    }
+
+    impl Transport for Chunked {
+        fn call(&mut self, request: Request) -> Result<Reply, String> {
+            Err(format!("not expected: {request:?}"))
+        }
+
+        fn connections(
+            &mut self,
+            chunk: &mut dyn FnMut(&[ConnView]) -> Result<(), String>,
+        ) -> Result<Reply, String> {
+            for c in &self.chunks {
+                self.seen_before_chunk.push(self.printed.borrow().len());
+                chunk(c)?;
+            }
+            Ok(self.end.clone())
+        }
+    }
+
+    struct Shared(Rc<RefCell<Vec<u8>>>);
+
+    impl std::io::Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.borrow_mut().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn list(chunks: Vec<Vec<ConnView>>, end: Reply) -> (Outcome, String, Vec<usize>) {
+        let printed = Rc::new(RefCell::new(Vec::new()));
+        let mut t = Chunked {
+            chunks,
+            end,
+            printed: Rc::clone(&printed),
+            seen_before_chunk: Vec::new(),
+        };
+        let mut out = Shared(Rc::clone(&printed));
+        let o = run_to(
+            &["-L", "-n", "-c"],
+            &mut t,
+            &mut || Ok(String::new()),
+            &FileNames::default(),
+            &mut out,
+        );
+        let text = String::from_utf8(printed.borrow().clone()).unwrap();
+        (o, text, t.seen_before_chunk)
+    }
+
+    const HEADER: &str = "IPVS connection entries\n\
+        pro expire state       source             virtual            destination\n";
+
+    #[test]
+    fn connections_are_printed_chunk_by_chunk_as_they_arrive() {
+        let (o, text, seen) = list(
+            vec![vec![entry(1), entry(2)], vec![entry(3)]],
+            Reply::ConnectionsEnd { count: 3 },
+        );
+        assert_eq!(o, Outcome::default(), "{}", o.stderr);
+        let line = |p: u16| {
+            let source = format!("198.51.100.7:{p}");
+            format!("TCP 14:59  ESTABLISHED {source:<18} 203.0.113.10:80    192.0.2.11:80\n")
+        };
+        assert_eq!(text, format!("{HEADER}{}{}{}", line(1), line(2), line(3)));
+        // The first chunk was out before the second arrived.
+        assert_eq!(seen, [0, HEADER.len() + line(1).len() + line(2).len()]);
+    }
+
+    #[test]
+    fn an_empty_table_lists_the_header_and_a_refusal_nothing() {
+        let (o, text, _) = list(Vec::new(), Reply::ConnectionsEnd { count: 0 });
+        assert_eq!((o.status, text.as_str()), (0, HEADER));
+        let refusal = Reply::Error(ControlError::new(
+            xvs_director::control::proto::ErrorKind::Invalid,
+            "no",
+        ));
+        let (o, text, _) = list(Vec::new(), refusal);
+        assert_eq!(o.status, EXIT_REFUSED);
+        assert_eq!(text, "");
+    }
+}
