@@ -16,7 +16,7 @@ use crossbeam::channel::{RecvTimeoutError, unbounded};
 use xvs_director::config::ClusterConfig;
 use xvs_director::control::plane::{ControlMsg, ControlPlane, DataPlaneHooks};
 use xvs_director::control::proto::DEFAULT_SOCKET;
-use xvs_director::control::socket::ControlSocket;
+use xvs_director::control::socket::{ConnSource, ControlSocket};
 use xvs_director::control::table::ServiceTable;
 use xvs_director::io::afxdp::{AfXdpIo, AfXdpOptions, ZeroCopy};
 use xvs_director::io::mixed::MixedIo;
@@ -387,7 +387,14 @@ fn run(args: &Args) -> Result<(), String> {
         .clone()
         .or_else(|| config.control.socket.clone())
         .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
-    let control_socket = ControlSocket::bind(&socket_path, to_main.clone())?;
+    let control_socket = ControlSocket::bind(
+        &socket_path,
+        to_main.clone(),
+        ConnSource {
+            director: Arc::clone(&director),
+            clock,
+        },
+    )?;
     info!("control socket {}", control_socket.path().display());
     let metrics_addr = args.metrics_listen.or(config.control.metrics_listen);
     let metrics = match metrics_addr {
@@ -431,10 +438,16 @@ fn run(args: &Args) -> Result<(), String> {
     let mut failure = None;
     while !term.load(Ordering::Relaxed) {
         match from_threads.recv_timeout(Duration::from_millis(100)) {
-            Ok(ControlMsg::Request(request, reply_to)) => {
-                let (counters, _) = live.counters();
-                let reply = plane.handle(&request, &counters, clock.now(), &mut reload, &mut hooks);
-                let _ = reply_to.send(reply);
+            Ok(ControlMsg::Request(pending)) => {
+                // Applied only if its client still waits for the answer
+                // (control::proto, "Timeouts"); the socket's thread logs
+                // the ones dropped.
+                if let Some((request, reply_to)) = pending.take() {
+                    let (counters, _) = live.counters();
+                    let reply =
+                        plane.handle(&request, &counters, clock.now(), &mut reload, &mut hooks);
+                    let _ = reply_to.send(reply);
+                }
             }
             Ok(ControlMsg::Metrics(reply_to)) => {
                 let (counters, io) = live.counters();

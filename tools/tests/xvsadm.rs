@@ -6,8 +6,9 @@
 use std::sync::Arc;
 
 use xvs_director::config::ClusterConfig;
+use xvs_director::control::listing;
 use xvs_director::control::plane::{ControlPlane, NoHooks};
-use xvs_director::control::proto::{Reply, Request};
+use xvs_director::control::proto::{CONNECTIONS_PER_CHUNK, ConnView, Reply, Request};
 use xvs_director::control::table::ServiceTable;
 use xvs_director::pipeline::{Director, HEADROOM, IfaceId, Neighbours, Worker};
 use xvs_tools::xvsadm::client::{EXIT_REFUSED, EXIT_USAGE, FileNames, Outcome, Transport, run};
@@ -54,6 +55,20 @@ impl Transport for InProcess {
             &mut reload,
             &mut NoHooks,
         ))
+    }
+
+    fn connections(
+        &mut self,
+        chunk: &mut dyn FnMut(&[ConnView]) -> Result<(), String>,
+    ) -> Result<Reply, String> {
+        // As the control socket's client thread walks it.
+        let count = listing::for_each_chunk(
+            self.plane.director().table(),
+            self.now,
+            CONNECTIONS_PER_CHUNK,
+            |entries| chunk(entries),
+        )?;
+        Ok(Reply::ConnectionsEnd { count })
     }
 }
 

@@ -1,11 +1,13 @@
 //! The control plane: the service table operators change ([`table`]), the
 //! control socket's protocol ([`proto`]) and server ([`socket`]), the
 //! owner of it all on the main thread ([`plane`]), rate estimation
-//! ([`estimator`]), health checks applied to the table ([`health`](mod@health))
+//! ([`estimator`]), connection listings walked off that thread
+//! ([`listing`]), health checks applied to the table ([`health`](mod@health))
 //! and the Prometheus metrics ([`metrics`]).
 
 pub mod estimator;
 pub mod health;
+pub mod listing;
 pub mod metrics;
 pub mod plane;
 pub mod proto;

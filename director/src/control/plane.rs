@@ -16,19 +16,18 @@ use crate::config::ClusterConfig;
 use crate::conn::Millis;
 use crate::control::estimator::{Estimate, PERIOD_MS};
 use crate::control::proto::{
-    ConnView, ControlError, ErrorKind, Proto, Reply, Request, ServerState, ServiceState, StatsView,
-    TableView,
+    ControlError, ErrorKind, Reply, Request, ServerState, ServiceState, StatsView, TableView,
 };
 use crate::control::table::ServiceTable;
 use crate::pipeline::{Director, Snapshot, TrafficCounters, WorkerCounters};
-use xvs_packet::IpProtocol;
 
 /// What the control socket's and the metrics endpoint's threads ask the
 /// main thread.
 #[derive(Debug)]
 pub enum ControlMsg {
-    /// A request from a client, and where its reply goes.
-    Request(Request, Sender<Reply>),
+    /// A request from a client, and where its reply goes: apply it only
+    /// if [`take`](crate::control::socket::PendingRequest::take) gives it (its client still waits).
+    Request(crate::control::socket::PendingRequest),
     /// A scrape: the metrics text goes back.
     Metrics(Sender<String>),
     /// The health checker saw a real server go up or down.
@@ -228,9 +227,12 @@ impl ControlPlane {
     ) -> Reply {
         match request {
             Request::List => Reply::Table(self.table_view(counters)),
-            Request::Connections => Reply::Connections {
-                entries: self.connections(now),
-            },
+            // Walked by the socket's client thread (`control::listing`),
+            // so that a long listing never holds up this thread.
+            Request::Connections => Reply::Error(ControlError::new(
+                ErrorKind::Invalid,
+                "connection listings are streamed by the control socket, not answered by the control thread",
+            )),
             Request::Timeouts => Reply::Timeouts(self.table.timeout_set()),
             Request::Zero { service } => match self.zero(*service, counters) {
                 Ok(()) => Reply::Done,
@@ -388,33 +390,6 @@ impl ControlPlane {
             conn_capacity: self.capacity,
             services,
         }
-    }
-
-    /// Every connection entry, as `-L -c` shows them.
-    #[must_use]
-    pub fn connections(&self, now: Millis) -> Vec<ConnView> {
-        let mut out = Vec::new();
-        self.director.table().for_each(|c| {
-            let proto = match c.proto {
-                IpProtocol::Tcp => Proto::Tcp,
-                IpProtocol::Udp => Proto::Udp,
-                _ => return,
-            };
-            let state = match c.proto {
-                IpProtocol::Tcp => c.tcp_state.to_string(),
-                _ => "UDP".to_owned(),
-            };
-            out.push(ConnView {
-                proto,
-                client: (c.client, c.cport),
-                vip: (c.vip, c.vport),
-                server: (c.real_server, c.rport),
-                state,
-                expires_secs: u32::try_from(c.deadline.saturating_sub(now) / 1000)
-                    .unwrap_or(u32::MAX),
-            });
-        });
-        out
     }
 }
 

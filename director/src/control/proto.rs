@@ -4,11 +4,51 @@
 //!
 //! # Framing
 //! One JSON document per line, each way: the client writes one
-//! [`Envelope`] line, the director answers with one [`Reply`] line, and the
-//! client may send the next request on the same connection. A request whose
-//! `version` is not [`PROTOCOL_VERSION`] is answered with
-//! [`ErrorKind::Version`] and nothing is changed. Requests longer than
-//! [`MAX_REQUEST_BYTES`] are refused.
+//! [`Envelope`] line, the director answers with one [`Reply`] line (a
+//! connection listing: several, see below), and the client may send the
+//! next request on the same connection. A request whose `version` is not
+//! [`PROTOCOL_VERSION`] is answered with [`ErrorKind::Version`] and nothing
+//! is changed (client and director are built together: use the `xvsadm` of
+//! the director's release).
+//!
+//! Both directions are capped, so that neither side allocates without
+//! bound for one message: the director reads at most [`MAX_REQUEST_BYTES`]
+//! of a request line (a longer one is refused and the connection closed;
+//! the client refuses to send one), and no reply line is longer than
+//! [`MAX_REPLY_BYTES`]: the director serialises into a buffer of that size
+//! and answers [`ErrorKind::TooLarge`] instead when it overflows, and the
+//! client reads at most that much of a line.
+//!
+//! # Connection listings
+//! [`Request::Connections`] is not answered by the control thread: the
+//! client's own thread on the director walks the connection table (its
+//! reads are lock-free) and writes [`Reply::ConnectionsChunk`] lines of at
+//! most [`CONNECTIONS_PER_CHUNK`] entries each, then one
+//! [`Reply::ConnectionsEnd`] with the number of entries sent. Memory per
+//! listing is one chunk, whatever the table's size, and changes, reloads
+//! and health transitions go on while a slow reader takes a million
+//! entries. A listing is not a snapshot (neither is ipvsadm's
+//! `/proc/net/ip_vs_conn`): a connection created or expired during the
+//! walk may or may not be in it. Without the `ConnectionsEnd` line the
+//! listing is incomplete, and the client says so.
+//!
+//! # Timeouts: a request is applied only while its client waits
+//! The envelope carries `wait_ms`, how long the client waits for the answer
+//! (the director uses at most [`MAX_WAIT_MS`]). A request is queued for the
+//! control thread, which *takes* it before applying it; taking and giving
+//! up are one atomic decision, so exactly one of these happens:
+//!
+//! - the control thread takes it within `wait_ms` while the client is still
+//!   connected: it is applied (or refused) and answered, however long the
+//!   application itself takes;
+//! - `wait_ms` passes first: it is never applied, and the client is answered
+//!   [`ErrorKind::NotApplied`] (nothing changed; try again);
+//! - the client hangs up (or half-closes) first: it is never applied.
+//!
+//! The client waits `wait_ms` plus [`ANSWER_GRACE_MS`] before it gives up.
+//! Only a control thread that took the request and then stalled beyond
+//! that grace leaves the outcome unknown; the client says so plainly and
+//! that `xvsadm -L -n` shows what is in force.
 //!
 //! # Semantics
 //! The requests mirror ipvsadm's commands, with ipvsadm's defaults already
@@ -19,11 +59,27 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-/// The protocol's version; bumped on every incompatible change.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// The protocol's version; bumped on every incompatible change (2: the
+/// envelope's `wait_ms`, streamed connection listings, capped replies).
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The longest request line the director reads.
 pub const MAX_REQUEST_BYTES: usize = 4 << 20;
+
+/// The longest reply line the director writes and a client reads.
+pub const MAX_REPLY_BYTES: usize = 8 << 20;
+
+/// Connection entries per [`Reply::ConnectionsChunk`]: at most a few
+/// hundred bytes each, so a chunk stays far below [`MAX_REPLY_BYTES`].
+pub const CONNECTIONS_PER_CHUNK: usize = 2048;
+
+/// The longest a request waits for the control thread, whatever its
+/// envelope asks (and what an envelope's `wait_ms` of 0 means).
+pub const MAX_WAIT_MS: u32 = 60_000;
+
+/// How much longer than its `wait_ms` a client waits for an answer: the
+/// time the director has to apply a request it took and answer.
+pub const ANSWER_GRACE_MS: u32 = 15_000;
 
 /// The control socket's default path.
 pub const DEFAULT_SOCKET: &str = "/run/xvs/control.sock";
@@ -236,8 +292,22 @@ impl Request {
 pub struct Envelope {
     /// [`PROTOCOL_VERSION`] of the sender.
     pub version: u32,
+    /// How long the client waits for the answer, in milliseconds (0:
+    /// [`MAX_WAIT_MS`]); a request the control thread has not taken by then
+    /// is never applied. Defaulted so that an older client's envelope still
+    /// reads, and is refused for its version rather than as malformed.
+    #[serde(default)]
+    pub wait_ms: u32,
     /// The request.
     pub request: Request,
+}
+
+/// Only the version of an envelope: what the director reads of a request
+/// it cannot parse, to say "wrong version" rather than "malformed".
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub struct VersionOnly {
+    /// The sender's [`PROTOCOL_VERSION`].
+    pub version: u32,
 }
 
 /// Why a request was refused, as ipvsadm distinguishes it.
@@ -264,6 +334,14 @@ pub enum ErrorKind {
     Malformed,
     /// A reload failed: the file is invalid (the running state is kept).
     Reload,
+    /// The answer would exceed [`MAX_REPLY_BYTES`]; nothing changed.
+    TooLarge,
+    /// The control thread did not take the request within the client's
+    /// `wait_ms`: it was not applied and never will be.
+    NotApplied,
+    /// The director stopped after it took the request and before it
+    /// answered: it may or may not have been applied.
+    Unknown,
 }
 
 impl ErrorKind {
@@ -283,6 +361,9 @@ impl ErrorKind {
             Self::Version => "Protocol version mismatch",
             Self::Malformed => "Malformed request",
             Self::Reload => "Reload failed",
+            Self::TooLarge => "Reply too large",
+            Self::NotApplied => "Timed out, not applied",
+            Self::Unknown => "Outcome unknown",
         }
     }
 }
@@ -404,10 +485,15 @@ pub enum Reply {
     Error(ControlError),
     /// The table.
     Table(TableView),
-    /// Connection entries.
-    Connections {
+    /// Connection entries, at most [`CONNECTIONS_PER_CHUNK`]; more follow.
+    ConnectionsChunk {
         /// The entries.
         entries: Vec<ConnView>,
+    },
+    /// The end of a connection listing.
+    ConnectionsEnd {
+        /// Entries sent in the chunks before it.
+        count: u64,
     },
     /// Timeouts in seconds.
     Timeouts(TimeoutSet),
@@ -421,6 +507,7 @@ mod tests {
     fn requests_round_trip_as_one_json_line() {
         let req = Envelope {
             version: PROTOCOL_VERSION,
+            wait_ms: 1500,
             request: Request::AddServer {
                 service: ServiceId {
                     proto: Proto::Tcp,
@@ -443,6 +530,24 @@ mod tests {
         let reply = Reply::Error(ControlError::new(ErrorKind::NoSuchService, "x"));
         let line = serde_json::to_string(&reply).unwrap();
         assert_eq!(serde_json::from_str::<Reply>(&line).unwrap(), reply);
+    }
+
+    #[test]
+    fn the_largest_chunk_of_connections_fits_a_reply_with_room_to_spare() {
+        let longest: IpAddr = "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff".parse().unwrap();
+        let entry = ConnView {
+            proto: Proto::Tcp,
+            client: (longest, 65535),
+            vip: (longest, 65535),
+            server: (longest, 65535),
+            state: "ESTABLISHED".to_owned(),
+            expires_secs: u32::MAX,
+        };
+        let chunk = Reply::ConnectionsChunk {
+            entries: vec![entry; CONNECTIONS_PER_CHUNK],
+        };
+        let len = serde_json::to_string(&chunk).unwrap().len();
+        assert!(len * 4 < MAX_REPLY_BYTES, "{len} bytes");
     }
 
     #[test]

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use xvs_director::control::proto::DEFAULT_SOCKET;
-use xvs_director::control::proto::{Reply, Request};
+use xvs_director::control::proto::{ConnView, Reply, Request};
 use xvs_director::control::socket::ControlClient;
-use xvs_tools::xvsadm::client::{EXIT_USAGE, FileNames, HELP, Outcome, Transport, run};
+use xvs_tools::xvsadm::client::{EXIT_USAGE, FileNames, HELP, Outcome, Transport, run_to};
 
 /// Connects on first use, so that `-h` and bad command lines need no
 /// director.
@@ -17,15 +17,29 @@ struct Lazy {
     client: Option<ControlClient>,
 }
 
+impl Lazy {
+    fn client(&mut self) -> Result<&mut ControlClient, String> {
+        if self.client.is_none() {
+            let client = ControlClient::connect(&self.path)
+                .map_err(|e| format!("Can't initialize ipvs: {e}"))?;
+            self.client = Some(client);
+        }
+        self.client
+            .as_mut()
+            .ok_or_else(|| "Can't initialize ipvs: not connected".to_owned())
+    }
+}
+
 impl Transport for Lazy {
     fn call(&mut self, request: Request) -> Result<Reply, String> {
-        if self.client.is_none() {
-            self.client = Some(ControlClient::connect(&self.path)?);
-        }
-        match &mut self.client {
-            Some(c) => c.call(request),
-            None => Err("not connected".to_owned()),
-        }
+        self.client()?.call(request)
+    }
+
+    fn connections(
+        &mut self,
+        chunk: &mut dyn FnMut(&[ConnView]) -> Result<(), String>,
+    ) -> Result<Reply, String> {
+        self.client()?.connections(chunk)
     }
 }
 
@@ -38,15 +52,24 @@ fn main() -> ExitCode {
         let mut s = String::new();
         std::io::stdin().read_to_string(&mut s).map(|_| s)
     };
+    // A connection listing is printed as it arrives, through this buffer.
+    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
     let outcome: Outcome = if args.iter().any(|a| a == "--help") && args.len() == 1 {
         Outcome {
             stdout: HELP.to_owned(),
             ..Outcome::default()
         }
     } else {
-        run(&args, &mut transport, &mut stdin, &FileNames::system())
+        run_to(
+            &args,
+            &mut transport,
+            &mut stdin,
+            &FileNames::system(),
+            &mut stdout,
+        )
     };
-    let _ = std::io::stdout().write_all(outcome.stdout.as_bytes());
+    let _ = stdout.write_all(outcome.stdout.as_bytes());
+    let _ = stdout.flush();
     let _ = std::io::stderr().write_all(outcome.stderr.as_bytes());
     ExitCode::from(u8::try_from(outcome.status).unwrap_or(EXIT_USAGE as u8))
 }

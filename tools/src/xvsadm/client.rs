@@ -47,11 +47,30 @@ pub trait Transport {
     /// # Errors
     /// The director could not be reached or its answer read.
     fn call(&mut self, request: Request) -> Result<Reply, String>;
+
+    /// Asks for the connection entries (`-L -c`) and hands `chunk` each
+    /// batch as it arrives; the listing's last reply
+    /// ([`Reply::ConnectionsEnd`] or the director's refusal).
+    ///
+    /// # Errors
+    /// The director could not be reached, the listing broke off, or
+    /// `chunk` failed (its error).
+    fn connections(
+        &mut self,
+        chunk: &mut dyn FnMut(&[ConnView]) -> Result<(), String>,
+    ) -> Result<Reply, String>;
 }
 
 impl Transport for xvs_director::control::socket::ControlClient {
     fn call(&mut self, request: Request) -> Result<Reply, String> {
         xvs_director::control::socket::ControlClient::call(self, request)
+    }
+
+    fn connections(
+        &mut self,
+        chunk: &mut dyn FnMut(&[ConnView]) -> Result<(), String>,
+    ) -> Result<Reply, String> {
+        xvs_director::control::socket::ControlClient::connections(self, chunk)
     }
 }
 
@@ -376,22 +395,19 @@ pub fn service_views(table: &TableView) -> Vec<ServiceView> {
         .collect()
 }
 
-fn connection_views(entries: &[ConnView]) -> Vec<ConnectionView> {
-    entries
-        .iter()
-        .map(|c| ConnectionView {
-            protocol: match c.proto {
-                Proto::Tcp => Protocol::Tcp,
-                Proto::Udp => Protocol::Udp,
-            },
-            client: SocketAddr::new(c.client.0, c.client.1),
-            virtual_addr: SocketAddr::new(c.vip.0, c.vip.1),
-            destination: SocketAddr::new(c.server.0, c.server.1),
-            state: c.state.clone(),
-            expires_secs: c.expires_secs,
-            persistence_engine: None,
-        })
-        .collect()
+fn connection_view(c: &ConnView) -> ConnectionView {
+    ConnectionView {
+        protocol: match c.proto {
+            Proto::Tcp => Protocol::Tcp,
+            Proto::Udp => Protocol::Udp,
+        },
+        client: SocketAddr::new(c.client.0, c.client.1),
+        virtual_addr: SocketAddr::new(c.vip.0, c.vip.1),
+        destination: SocketAddr::new(c.server.0, c.server.1),
+        state: c.state.clone(),
+        expires_secs: c.expires_secs,
+        persistence_engine: None,
+    }
 }
 
 /// The first line ipvsadm prints for a refusal, then ours.
@@ -402,10 +418,13 @@ fn refused(e: &ControlError) -> Outcome {
     )
 }
 
+/// A transport's failure is its own sentence: it says whether the
+/// director was unreachable (ipvsadm's "Can't initialize ipvs") or the
+/// outcome of a change is unknown.
 fn call(transport: &mut dyn Transport, request: Request) -> Result<Reply, Outcome> {
     transport
         .call(request)
-        .map_err(|e| Outcome::fail(EXIT_USAGE, format!("Can't initialize ipvs: {e}")))
+        .map_err(|e| Outcome::fail(EXIT_USAGE, e))
 }
 
 fn table(transport: &mut dyn Transport) -> Result<TableView, Outcome> {
@@ -491,6 +510,22 @@ pub fn run<S: AsRef<str>>(
     stdin: &mut dyn FnMut() -> std::io::Result<String>,
     names: &FileNames,
 ) -> Outcome {
+    let mut streamed = Vec::new();
+    let mut outcome = run_to(args, transport, stdin, names, &mut streamed);
+    outcome.stdout = String::from_utf8_lossy(&streamed).into_owned() + &outcome.stdout;
+    outcome
+}
+
+/// [`run`], writing the connection listing (`-L -c`) to `out` as it
+/// arrives instead of gathering it: a million entries are never held at
+/// once. Everything else is in the outcome, to be printed after.
+pub fn run_to<S: AsRef<str>>(
+    args: &[S],
+    transport: &mut dyn Transport,
+    stdin: &mut dyn FnMut() -> std::io::Result<String>,
+    names: &FileNames,
+    out: &mut dyn std::io::Write,
+) -> Outcome {
     let command = match parse_args_with(args, names) {
         Ok(c) => c,
         Err(e) => return Outcome::fail(EXIT_USAGE, e.to_string()),
@@ -501,7 +536,7 @@ pub fn run<S: AsRef<str>>(
             "xvsadm {} (ipvsadm v1.31 compatible)\n",
             env!("CARGO_PKG_VERSION")
         ))),
-        Command::List(options) => list(transport, options.target, &options.format, names),
+        Command::List(options) => list(transport, options.target, &options.format, names, out),
         Command::Save { numeric } => table(transport).map(|t| {
             let views = service_views(&t);
             let numeric_names = format::Numeric;
@@ -531,6 +566,7 @@ fn list(
     target: ListTarget,
     format: &ListFormat,
     names: &FileNames,
+    out: &mut dyn std::io::Write,
 ) -> Result<Outcome, Outcome> {
     let numeric_names = format::Numeric;
     let names: &dyn Names = if format.numeric {
@@ -562,18 +598,7 @@ fn list(
                 None => Err(Outcome::fail(EXIT_USAGE, "No such service")),
             }
         }
-        ListTarget::Connections => match call(transport, Request::Connections)? {
-            Reply::Connections { entries } => Ok(Outcome::out(format::list_connections(
-                &connection_views(&entries),
-                format,
-                names,
-            ))),
-            Reply::Error(e) => Err(refused(&e)),
-            other => Err(Outcome::fail(
-                EXIT_USAGE,
-                format!("unexpected answer from the director: {other:?}"),
-            )),
-        },
+        ListTarget::Connections => list_connections(transport, format, names, out),
         ListTarget::Timeouts => match call(transport, Request::Timeouts)? {
             Reply::Timeouts(t) => Ok(Outcome::out(format::list_timeouts(&Timeouts {
                 tcp: t.tcp,
@@ -588,6 +613,48 @@ fn list(
         },
         // No sync daemon runs: ipvsadm prints nothing then.
         ListTarget::Daemon => Ok(Outcome::default()),
+    }
+}
+
+/// `-L -c`: the header once the director has begun to answer, then each
+/// chunk's lines as it arrives.
+fn list_connections(
+    transport: &mut dyn Transport,
+    format: &ListFormat,
+    names: &dyn Names,
+    out: &mut dyn std::io::Write,
+) -> Result<Outcome, Outcome> {
+    let mut header = Some(format::connections_header(format));
+    let mut text = String::new();
+    let mut reader_gone = false;
+    let mut print = |entries: &[ConnView], text: &mut String| -> Result<(), String> {
+        text.clear();
+        if let Some(h) = header.take() {
+            text.push_str(&h);
+        }
+        for entry in entries {
+            format::connection_line(text, &connection_view(entry), format, names);
+        }
+        out.write_all(text.as_bytes()).map_err(|e| {
+            reader_gone = e.kind() == std::io::ErrorKind::BrokenPipe;
+            format!("writing the listing: {e}")
+        })
+    };
+    let reply = transport.connections(&mut |entries| print(entries, &mut text));
+    match reply {
+        Ok(Reply::ConnectionsEnd { .. }) => {
+            // An empty table: the header alone.
+            print(&[], &mut text).map_err(|e| Outcome::fail(EXIT_USAGE, e))?;
+            Ok(Outcome::default())
+        }
+        Ok(Reply::Error(e)) => Err(refused(&e)),
+        Ok(other) => Err(Outcome::fail(
+            EXIT_USAGE,
+            format!("unexpected answer from the director: {other:?}"),
+        )),
+        // `xvsadm -L -c | head`: the reader has what it wanted.
+        Err(_) if reader_gone => Ok(Outcome::default()),
+        Err(e) => Err(Outcome::fail(EXIT_USAGE, e)),
     }
 }
 
@@ -614,5 +681,114 @@ fn restore(
             EXIT_USAGE,
             format!("unexpected answer from the director: {other:?}"),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use super::*;
+
+    fn entry(cport: u16) -> ConnView {
+        ConnView {
+            proto: Proto::Tcp,
+            client: ("198.51.100.7".parse().unwrap(), cport),
+            vip: ("203.0.113.10".parse().unwrap(), 80),
+            server: ("192.0.2.11".parse().unwrap(), 80),
+            state: "ESTABLISHED".to_owned(),
+            expires_secs: 899,
+        }
+    }
+
+    /// Delivers its chunks one by one, recording what had been printed
+    /// when each was handed over.
+    struct Chunked {
+        chunks: Vec<Vec<ConnView>>,
+        end: Reply,
+        printed: Rc<RefCell<Vec<u8>>>,
+        seen_before_chunk: Vec<usize>,
+    }
+
+    impl Transport for Chunked {
+        fn call(&mut self, request: Request) -> Result<Reply, String> {
+            Err(format!("not expected: {request:?}"))
+        }
+
+        fn connections(
+            &mut self,
+            chunk: &mut dyn FnMut(&[ConnView]) -> Result<(), String>,
+        ) -> Result<Reply, String> {
+            for c in &self.chunks {
+                self.seen_before_chunk.push(self.printed.borrow().len());
+                chunk(c)?;
+            }
+            Ok(self.end.clone())
+        }
+    }
+
+    struct Shared(Rc<RefCell<Vec<u8>>>);
+
+    impl std::io::Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.borrow_mut().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn list(chunks: Vec<Vec<ConnView>>, end: Reply) -> (Outcome, String, Vec<usize>) {
+        let printed = Rc::new(RefCell::new(Vec::new()));
+        let mut t = Chunked {
+            chunks,
+            end,
+            printed: Rc::clone(&printed),
+            seen_before_chunk: Vec::new(),
+        };
+        let mut out = Shared(Rc::clone(&printed));
+        let o = run_to(
+            &["-L", "-n", "-c"],
+            &mut t,
+            &mut || Ok(String::new()),
+            &FileNames::default(),
+            &mut out,
+        );
+        let text = String::from_utf8(printed.borrow().clone()).unwrap();
+        (o, text, t.seen_before_chunk)
+    }
+
+    const HEADER: &str = "IPVS connection entries\n\
+        pro expire state       source             virtual            destination\n";
+
+    #[test]
+    fn connections_are_printed_chunk_by_chunk_as_they_arrive() {
+        let (o, text, seen) = list(
+            vec![vec![entry(1), entry(2)], vec![entry(3)]],
+            Reply::ConnectionsEnd { count: 3 },
+        );
+        assert_eq!(o, Outcome::default(), "{}", o.stderr);
+        let line = |p: u16| {
+            let source = format!("198.51.100.7:{p}");
+            format!("TCP 14:59  ESTABLISHED {source:<18} 203.0.113.10:80    192.0.2.11:80\n")
+        };
+        assert_eq!(text, format!("{HEADER}{}{}{}", line(1), line(2), line(3)));
+        // The first chunk was out before the second arrived.
+        assert_eq!(seen, [0, HEADER.len() + line(1).len() + line(2).len()]);
+    }
+
+    #[test]
+    fn an_empty_table_lists_the_header_and_a_refusal_nothing() {
+        let (o, text, _) = list(Vec::new(), Reply::ConnectionsEnd { count: 0 });
+        assert_eq!((o.status, text.as_str()), (0, HEADER));
+        let refusal = Reply::Error(ControlError::new(
+            xvs_director::control::proto::ErrorKind::Invalid,
+            "no",
+        ));
+        let (o, text, _) = list(Vec::new(), refusal);
+        assert_eq!(o.status, EXIT_REFUSED);
+        assert_eq!(text, "");
     }
 }

@@ -367,9 +367,18 @@ pub fn list_connections(
     format: &ListFormat,
     names: &dyn Names,
 ) -> String {
-    let with_pe = format.columns == Columns::PersistentConn;
+    let mut out = connections_header(format);
+    for conn in connections {
+        connection_line(&mut out, conn, format, names);
+    }
+    out
+}
+
+/// The lines `ipvsadm -L -c` prints before the entries (a streamed
+/// listing prints them first, then [`connection_line`] per entry).
+pub fn connections_header(format: &ListFormat) -> String {
     let mut out = String::from("IPVS connection entries\n");
-    if with_pe {
+    if format.columns == Columns::PersistentConn {
         let _ = writeln!(
             out,
             "pro expire {:<11} {:<18} {:<18} {:<18} {:<16} pe_data",
@@ -382,34 +391,42 @@ pub fn list_connections(
             "state", "source", "virtual"
         );
     }
-    for conn in connections {
-        let source = addr_port(conn.client, conn.protocol, format.numeric, names);
-        let virt = addr_port(conn.virtual_addr, conn.protocol, format.numeric, names);
-        let dest = addr_port(conn.destination, conn.protocol, format.numeric, names);
-        let expire = format!(
-            "{:02}:{:02}",
-            conn.expires_secs / 60,
-            conn.expires_secs % 60
-        );
-        let proto = conn.protocol.name();
-        match (&conn.persistence_engine, with_pe) {
-            (Some((pe_name, pe_data)), true) => {
-                let _ = writeln!(
-                    out,
-                    "{proto:<3} {expire:<6} {:<11} {source:<18} {virt:<18} {dest:<16} {pe_name:<18} {pe_data}",
-                    conn.state
-                );
-            }
-            _ => {
-                let _ = writeln!(
-                    out,
-                    "{proto:<3} {expire:<6} {:<11} {source:<18} {virt:<18} {dest}",
-                    conn.state
-                );
-            }
+    out
+}
+
+/// One entry of `ipvsadm -L -c`, appended to `out` with its newline.
+pub fn connection_line(
+    out: &mut String,
+    conn: &ConnectionView,
+    format: &ListFormat,
+    names: &dyn Names,
+) {
+    let with_pe = format.columns == Columns::PersistentConn;
+    let source = addr_port(conn.client, conn.protocol, format.numeric, names);
+    let virt = addr_port(conn.virtual_addr, conn.protocol, format.numeric, names);
+    let dest = addr_port(conn.destination, conn.protocol, format.numeric, names);
+    let expire = format!(
+        "{:02}:{:02}",
+        conn.expires_secs / 60,
+        conn.expires_secs % 60
+    );
+    let proto = conn.protocol.name();
+    match (&conn.persistence_engine, with_pe) {
+        (Some((pe_name, pe_data)), true) => {
+            let _ = writeln!(
+                out,
+                "{proto:<3} {expire:<6} {:<11} {source:<18} {virt:<18} {dest:<16} {pe_name:<18} {pe_data}",
+                conn.state
+            );
+        }
+        _ => {
+            let _ = writeln!(
+                out,
+                "{proto:<3} {expire:<6} {:<11} {source:<18} {virt:<18} {dest}",
+                conn.state
+            );
         }
     }
-    out
 }
 
 /// `ipvsadm -L --timeout`.

@@ -597,6 +597,20 @@ impl ConnTable {
         }
     }
 
+    /// As [`ConnTable::for_each`], stopping at the first connection for
+    /// which `f` breaks (a listing whose reader has gone stops walking).
+    pub fn try_for_each<B>(
+        &self,
+        mut f: impl FnMut(&Connection) -> core::ops::ControlFlow<B>,
+    ) -> core::ops::ControlFlow<B> {
+        for idx in 0..self.entries.len() {
+            if let Some(raw) = self.read(idx) {
+                f(&Self::decode(idx, &raw))?;
+            }
+        }
+        core::ops::ControlFlow::Continue(())
+    }
+
     // -- free list --
 
     fn pop_free(&self) -> Option<usize> {
