@@ -27,7 +27,8 @@ use xvs_director::kernel::{self, NeighbourWatcher};
 use xvs_director::pipeline::{Director, IfaceId};
 use xvs_director::pipeline::{Neighbours, Snapshot};
 use xvs_director::run::{
-    Clock, InterfaceLock, Live, PollMode, WorkerOptions, kernel_filter_rules, redirect_filter,
+    Clock, InterfaceLock, Live, PartialChecksumNotice, PollMode, WorkerOptions,
+    kernel_filter_rules, redirect_filter,
 };
 
 /// The xvs load-balancing director: a Linux Virtual Server in userspace.
@@ -412,6 +413,7 @@ fn run(args: &Args) -> Result<(), String> {
     let log_every = (args.log_interval > 0.0).then(|| Duration::from_secs_f64(args.log_interval));
     let mut stats_at = Instant::now();
     let mut log_at = Instant::now();
+    let mut partial_notice = PartialChecksumNotice::default();
     if let Some(path) = &args.stats_file {
         write_stats(path, &live, hooks.program.as_ref());
     }
@@ -465,6 +467,12 @@ fn run(args: &Args) -> Result<(), String> {
         {
             let (counters, _) = live.counters();
             plane.tick(&counters, clock.now());
+            for iface in partial_notice.news(&counters, &director.state().interfaces) {
+                info!(
+                    "{}: frames arrive with partial TCP/UDP checksums (a sender's checksum offload is on); the director completes them before forwarding (counter partial_checksum_completed)",
+                    iface.name
+                );
+            }
         }
         if let Some(f) = live.failure() {
             failure = Some(f);
