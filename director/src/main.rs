@@ -688,6 +688,12 @@ fn log_counters(live: &Live) {
         let list: Vec<String> = drops.iter().map(|(k, v)| format!("{k} {v}")).collect();
         info!("  drops: {}", list.join(", "));
     }
+    if let Some(by) = stats["partial_checksum_completed_by_interface"].as_object()
+        && !by.is_empty()
+    {
+        let list: Vec<String> = by.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        info!("  partial checksums completed: {}", list.join(", "));
+    }
 }
 
 fn write_stats(path: &Path, live: &Live, program: Option<&XdpProgram>) {
