@@ -466,8 +466,18 @@ cmd_up() {
     # default. --offload-off turns it off on every endpoint (full checksums,
     # as on a wire), and on the router's veths and the client's eth1 too,
     # so that no veth of the testbed hands anyone a partial checksum.
+    #
+    # Segmentation offload (TSO/GSO) goes off on the endpoints all the same:
+    # with it a veth hands AF_PACKET whole 64 KiB super-frames, which the
+    # director's AF_PACKET backend does not segment (its ring truncates
+    # them; AF_XDP is spared: attaching XDP to a veth turns GSO off on its
+    # peer). Turning transmit checksums off used to hide this too (TSO
+    # needs them); it is a limit of the AF_PACKET backend of its own.
     if [ "$offload" = on ]; then
-        say "transmit checksum offload left ON on the endpoints (the default; --offload-off turns it off)"
+        say "transmit checksum offload left ON on the endpoints (the default; --offload-off turns it off); TSO/GSO off"
+        for ns in "$NS_CLIENT" $(for ((k = 1; k <= servers; k++)); do ns_rs "$k"; done); do
+            ip netns exec "$ns" ethtool -K eth0 tso off gso off >/dev/null
+        done
     else
         say "transmit checksum offload OFF on the endpoints (--offload-off)"
         for ns in "$NS_CLIENT" $(for ((k = 1; k <= servers; k++)); do ns_rs "$k"; done); do
