@@ -98,7 +98,7 @@
 # multi-queue NIC.
 #
 #   testbed/cluster.sh up [--mode nat|dr|tun|mixed] [--servers N] [--weights 1,2,3] [--scheduler wlc]
-#                         [--client-mtu M] [--keep-offload] [--rx-queues N]
+#                         [--client-mtu M] [--offload-off] [--rx-queues N]
 #   testbed/cluster.sh balancer start xvs [--backend xdp|packet] [-- DIRECTOR_ARGS...]
 #   testbed/cluster.sh balancer start nft       (NAT mode only)
 #   testbed/cluster.sh balancer stop|kill|status
@@ -320,7 +320,7 @@ page_is() { [ "$(ip netns exec "$1" curl -s --max-time 1 "$2")" = "$3" ]; }
 udp_listening() { ip netns exec "$1" ss -Hlun 'sport = :7' | grep -q .; }
 
 cmd_up() {
-    local mode=nat servers=3 weights="" scheduler=wlc client_mtu="" keep_offload=0 rx_queues=1 k w ns method
+    local mode=nat servers=3 weights="" scheduler=wlc client_mtu="" offload=on rx_queues=1 k w ns method
     while [ $# -gt 0 ]; do
         case $1 in
         --mode) mode=${2:?}; shift 2 ;;
@@ -328,7 +328,7 @@ cmd_up() {
         --weights) weights=${2:?}; shift 2 ;;
         --scheduler) scheduler=${2:?}; shift 2 ;;
         --client-mtu) client_mtu=${2:?}; shift 2 ;;
-        --keep-offload) keep_offload=1; shift ;;
+        --offload-off) offload=off; shift ;;
         --rx-queues) rx_queues=${2:?}; shift 2 ;;
         *) usage ;;
         esac
@@ -372,8 +372,8 @@ cmd_up() {
     rm -f "$STATE/stats.json" "$STATE/director.log" "$STATE/balancer"
     # What the e2e suite reads back: real server K is the K-th address of
     # XVS_RS4 / XVS_RS6 and uses the K-th method of XVS_METHODS.
-    printf 'XVS_MODE=%s\nXVS_SERVERS=%s\nXVS_WEIGHTS=%s\nXVS_SCHEDULER=%s\nXVS_CLIENT_MTU=%s\nXVS_KEEP_OFFLOAD=%s\nXVS_RX_QUEUES=%s\nXVS_METHODS=%s\nXVS_RS4="%s"\nXVS_RS6="%s"\n' \
-        "$mode" "$servers" "$weights" "$scheduler" "$client_mtu" "$keep_offload" "$rx_queues" "$methods" "$rs4_list" "$rs6_list" >"$STATE/cluster.env"
+    printf 'XVS_MODE=%s\nXVS_SERVERS=%s\nXVS_WEIGHTS=%s\nXVS_SCHEDULER=%s\nXVS_CLIENT_MTU=%s\nXVS_OFFLOAD=%s\nXVS_RX_QUEUES=%s\nXVS_METHODS=%s\nXVS_RS4="%s"\nXVS_RS6="%s"\n' \
+        "$mode" "$servers" "$weights" "$scheduler" "$client_mtu" "$offload" "$rx_queues" "$methods" "$rs4_list" "$rs6_list" >"$STATE/cluster.env"
 
     say "namespaces ($mode): $NS_CLIENT $NS_DIRECTOR $NS_SWITCH ${router:+$router }$(ns_rs 1)..$(ns_rs "$servers")"
     for ns in "$NS_CLIENT" "$NS_DIRECTOR" "$NS_SWITCH" $router $(for ((k = 1; k <= servers; k++)); do ns_rs "$k"; done); do
@@ -473,20 +473,29 @@ cmd_up() {
     done
 
     # A veth hands a locally sent frame over with a partial checksum (the
-    # "NIC" is expected to finish it); AF_XDP then sees a frame that no real
-    # wire carries. Endpoints compute full checksums, as on a wire.
-    if [ "$keep_offload" = 1 ]; then
-        say "transmit checksum offload left ON on the endpoints (--keep-offload)"
+    # "NIC" is expected to finish it), as containers and VMs on one host
+    # do: the director must complete it (it counts them,
+    # partial_checksum_completed), so transmit checksum offload stays on by
+    # default. --offload-off turns it off on every endpoint (full checksums,
+    # as on a wire), and on the router's veths and the client's eth1 too,
+    # so that no veth of the testbed hands anyone a partial checksum.
+    #
+    # Segmentation offload (TSO/GSO) goes off on the endpoints all the same:
+    # with it a veth hands AF_PACKET whole 64 KiB super-frames, which the
+    # director's AF_PACKET backend does not segment (its ring truncates
+    # them; AF_XDP is spared: attaching XDP to a veth turns GSO off on its
+    # peer). Turning transmit checksums off used to hide this too (TSO
+    # needs them); it is a limit of the AF_PACKET backend of its own.
+    if [ "$offload" = on ]; then
+        say "transmit checksum offload left ON on the endpoints (the default; --offload-off turns it off); TSO/GSO off"
+        for ns in "$NS_CLIENT" $(for ((k = 1; k <= servers; k++)); do ns_rs "$k"; done); do
+            ip netns exec "$ns" ethtool -K eth0 tso off gso off >/dev/null
+        done
     else
+        say "transmit checksum offload OFF on the endpoints (--offload-off)"
         for ns in "$NS_CLIENT" $(for ((k = 1; k <= servers; k++)); do ns_rs "$k"; done); do
             ip netns exec "$ns" ethtool -K eth0 tx off >/dev/null
         done
-        # DR and TUN: no frame from the router or the client's eth1 ever
-        # reaches the director (the router only forwards replies to the
-        # client and tunnel packets to the real servers, and forwarding
-        # keeps the sender's full checksum), so this is not needed today; it
-        # is done all the same, so that no veth of the testbed hands anyone
-        # a partial checksum if a path changes.
         if [ -n "$router" ]; then
             ip netns exec "$NS_CLIENT" ethtool -K eth1 tx off >/dev/null
             ip netns exec "$NS_ROUTER" ethtool -K r-cli tx off >/dev/null

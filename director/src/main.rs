@@ -28,7 +28,8 @@ use xvs_director::kernel::{self, KernelInterface, NeighbourWatcher};
 use xvs_director::pipeline::{Director, IfaceId};
 use xvs_director::pipeline::{Neighbours, Snapshot};
 use xvs_director::run::{
-    Clock, InterfaceLock, Live, PollMode, WorkerOptions, kernel_filter_rules, redirect_filter,
+    Clock, InterfaceLock, Live, PartialChecksumNotice, PollMode, WorkerOptions,
+    kernel_filter_rules, redirect_filter,
 };
 
 /// The xvs load-balancing director: a Linux Virtual Server in userspace.
@@ -432,6 +433,7 @@ fn run(args: &Args) -> Result<(), String> {
     let log_every = (args.log_interval > 0.0).then(|| Duration::from_secs_f64(args.log_interval));
     let mut stats_at = Instant::now();
     let mut log_at = Instant::now();
+    let mut partial_notice = PartialChecksumNotice::default();
     if let Some(path) = &args.stats_file {
         write_stats(path, &live, hooks.program.as_ref());
     }
@@ -491,6 +493,12 @@ fn run(args: &Args) -> Result<(), String> {
         {
             let (counters, _) = live.counters();
             plane.tick(&counters, clock.now());
+            for iface in partial_notice.news(&counters, &director.state().interfaces) {
+                info!(
+                    "{}: frames arrive with partial TCP/UDP checksums (a sender's checksum offload is on); the director completes them before forwarding (counter partial_checksum_completed)",
+                    iface.name
+                );
+            }
         }
         if let Some(f) = live.failure() {
             failure = Some(f);
@@ -775,6 +783,12 @@ fn log_counters(live: &Live) {
     {
         let list: Vec<String> = drops.iter().map(|(k, v)| format!("{k} {v}")).collect();
         info!("  drops: {}", list.join(", "));
+    }
+    if let Some(by) = stats["partial_checksum_completed_by_interface"].as_object()
+        && !by.is_empty()
+    {
+        let list: Vec<String> = by.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        info!("  partial checksums completed: {}", list.join(", "));
     }
 }
 

@@ -32,7 +32,8 @@ use crate::io::packet::{FilterInterface, FilterRule};
 use crate::io::xdp::RedirectFilter;
 use crate::io::{IoError, IoStats, WorkerIo};
 use crate::pipeline::{
-    Director, DropReason, MAX_BURST, Outcome, Snapshot, TrafficCounters, Verdict, WorkerCounters,
+    Director, DropReason, Iface, MAX_BURST, Outcome, Snapshot, TrafficCounters, Verdict,
+    WorkerCounters,
 };
 
 /// Frames a worker takes from its sockets per round.
@@ -420,6 +421,13 @@ fn add_counters(total: &mut WorkerCounters, c: &WorkerCounters) {
     total.passed += c.passed;
     total.stateless += c.stateless;
     total.too_big_sent += c.too_big_sent;
+    for (t, n) in total
+        .partial_checksum_completed
+        .iter_mut()
+        .zip(&c.partial_checksum_completed)
+    {
+        *t += n;
+    }
     for (t, d) in total.drops.iter_mut().zip(&c.drops) {
         *t += d;
     }
@@ -506,6 +514,12 @@ pub fn stats_json(director: &Director, c: &WorkerCounters, io: &IoStats, now: Mi
         m.insert("real_servers".into(), Value::Array(servers));
         services.push(Value::Object(m));
     }
+    let mut partial = serde_json::Map::new();
+    for (iface, n) in state.interfaces.iter().zip(&c.partial_checksum_completed) {
+        if *n > 0 {
+            partial.insert(iface.name.clone(), (*n).into());
+        }
+    }
     json!({
         "time_ms": now,
         "frames": c.frames,
@@ -513,6 +527,8 @@ pub fn stats_json(director: &Director, c: &WorkerCounters, io: &IoStats, now: Mi
         "passed": c.passed,
         "stateless": c.stateless,
         "too_big_sent": c.too_big_sent,
+        "partial_checksum_completed": c.partial_checksums_completed(),
+        "partial_checksum_completed_by_interface": partial,
         "drops": drops,
         "connections": director.table().len(),
         "io": {
@@ -525,6 +541,32 @@ pub fn stats_json(director: &Director, c: &WorkerCounters, io: &IoStats, now: Mi
         },
         "services": services,
     })
+}
+
+/// Which interfaces the log has named as bringing partial checksums: the
+/// pipeline completes them silently (it never logs), and an operator
+/// learns once per interface that a sender there has checksum offload on.
+#[derive(Debug, Default)]
+pub struct PartialChecksumNotice {
+    told: Vec<bool>,
+}
+
+impl PartialChecksumNotice {
+    /// The interfaces whose `partial_checksum_completed` counter in `c`
+    /// moved since start and that were not named before.
+    pub fn news<'a>(&mut self, c: &WorkerCounters, interfaces: &'a [Iface]) -> Vec<&'a Iface> {
+        self.told.resize(interfaces.len(), false);
+        interfaces
+            .iter()
+            .zip(&c.partial_checksum_completed)
+            .zip(self.told.iter_mut())
+            .filter_map(|((iface, n), told)| {
+                let new = *n > 0 && !*told;
+                *told |= new;
+                new.then_some(iface)
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -690,6 +732,34 @@ mac = "02:00:00:00:00:11"
         inbox.lock().push_back(datagram(1));
         std::thread::sleep(Duration::from_millis(50));
         assert_eq!(inbox.lock().len(), 1);
+    }
+
+    #[test]
+    fn partial_checksums_are_summed_shown_per_interface_and_told_once() {
+        let config = ClusterConfig::parse("run.toml", CONFIG).unwrap();
+        let director = Director::new(&config, 1, 1).unwrap();
+        let mut total = director.worker(0).counters;
+        let mut one = director.worker(1).counters;
+        one.partial_checksum_completed[0] = 3;
+        add_counters(&mut total, &one);
+        add_counters(&mut total, &one);
+        let stats = stats_json(&director, &total, &IoStats::default(), 5);
+        assert_eq!(stats["partial_checksum_completed"], 6);
+        assert_eq!(
+            stats["partial_checksum_completed_by_interface"],
+            json!({ "c0": 6 }),
+            "interfaces without any are left out"
+        );
+        let state = director.state();
+        let mut notice = PartialChecksumNotice::default();
+        let names = |n: Vec<&Iface>| n.iter().map(|i| i.name.clone()).collect::<Vec<_>>();
+        assert_eq!(names(notice.news(&total, &state.interfaces)), ["c0"]);
+        assert!(
+            notice.news(&total, &state.interfaces).is_empty(),
+            "said once"
+        );
+        total.partial_checksum_completed[1] = 1;
+        assert_eq!(names(notice.news(&total, &state.interfaces)), ["s0"]);
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub mod icmp;
 pub mod icmp_error;
 pub mod ipv4;
 pub mod ipv6;
+pub mod offload;
 pub mod parse;
 pub mod rewrite;
 pub mod tcp;

@@ -73,7 +73,7 @@ XVS_PACKAGES=(
     clang llvm        # the director's XDP program, and libxdp's own BPF objects
     m4 libelf-dev zlib1g-dev libpcap-dev pkg-config make  # libxdp/libbpf, built by xsk-rs
     iproute2          # ip: namespaces, veths, bridge of the testbed (cluster.sh)
-    ethtool           # transmit checksum offload off on the testbed's endpoints
+    ethtool           # cluster.sh --offload-off: transmit checksum offload off on the endpoints
     nftables          # the kernel's NAT load balancing, the testbed's peer balancer
     nginx-light       # the real servers' web server
     curl              # HTTP checks of the end-to-end suite

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Lists the TCP and UDP frames of a capture, one line each, for the testbed's checks.
 
-  pcap-frames.py FILE
+  pcap-frames.py [--complete-partial] FILE
 
 FILE is a classic pcap (what `tcpdump -w` writes) of Ethernet frames. Each
 IPv4 or IPv6 frame carrying TCP or UDP (no IPv6 extension headers, no
@@ -26,6 +26,12 @@ OUTER_DF is "df" when an outer IPv4 header has don't-fragment set, "-"
 otherwise and for an outer IPv6 header). Other
 frames are left out. Addresses are printed as Python's ipaddress prints
 them (IPv6 compressed), MACs in lower case.
+
+--complete-partial: for a capture on a sender with transmit checksum
+offload on, whose TCP/UDP checksums hold only the pseudo-header sum (the
+stack leaves the rest to the "NIC"; tcpdump sees the bytes before): such a
+checksum is replaced by the full one before the digest, which then is that
+of the packet as it should arrive, and as the director must forward it.
 """
 import hashlib
 import ipaddress
@@ -76,6 +82,37 @@ def ip_header(ip):
     return None
 
 
+def fold(acc):
+    while acc > 0xFFFF:
+        acc = (acc & 0xFFFF) + (acc >> 16)
+    return acc
+
+
+def words(data):
+    if len(data) % 2:
+        data = bytes(data) + b"\0"
+    return sum(struct.unpack(f"!{len(data) // 2}H", data))
+
+
+def completed(ip, version, hlen, total, proto, src, dst):
+    """The packet with a partial TCP/UDP checksum (the folded pseudo-header
+    sum, RFC 793 / RFC 8200) replaced by the full one; as it was otherwise."""
+    l4 = bytearray(ip[hlen:total])
+    at = 16 if proto == 6 else 6
+    length = len(l4) if proto == 6 else struct.unpack("!H", l4[4:6])[0]
+    if len(l4) < at + 2 or length < at + 2 or length > len(l4):
+        return ip
+    pseudo = words(src.packed) + words(dst.packed) + proto + (length >> 16) + (length & 0xFFFF)
+    if struct.unpack("!H", l4[at : at + 2])[0] != fold(pseudo):
+        return ip
+    l4[at : at + 2] = b"\0\0"
+    check = 0xFFFF - fold(pseudo + words(l4[:length]))
+    if proto == 17 and check == 0:
+        check = 0xFFFF
+    l4[at : at + 2] = struct.pack("!H", check)
+    return bytes(ip[:hlen]) + bytes(l4) + bytes(ip[total:])
+
+
 def digest(ip, version, total):
     """The packet's identity apart from TTL / hop limit (and the IPv4
     header checksum, which follows the TTL)."""
@@ -88,7 +125,7 @@ def digest(ip, version, total):
     return hashlib.sha1(packet).hexdigest()[:16]
 
 
-def describe_ip(ip):
+def describe_ip(ip, complete_partial=False):
     """'SRC DST TTL PROTO SPORT DPORT DIGEST' of a TCP or UDP packet, or None."""
     header = ip_header(ip)
     if header is None:
@@ -97,12 +134,14 @@ def describe_ip(ip):
     l4 = ip[hlen:total]
     if proto not in (6, 17) or len(l4) < 4:
         return None
+    if complete_partial:
+        ip = completed(ip, version, hlen, total, proto, src, dst)
     sport, dport = struct.unpack("!HH", l4[:4])
     name = "tcp" if proto == 6 else "udp"
     return f"{src} {dst} {ttl} {name} {sport} {dport} {digest(ip, version, total)}"
 
 
-def describe(frame):
+def describe(frame, complete_partial=False):
     if len(frame) < 14:
         return None
     ethertype = struct.unpack("!H", frame[12:14])[0]
@@ -115,18 +154,19 @@ def describe(frame):
     macs = f"{mac(frame[6:12])} {mac(frame[0:6])}"
     _, hlen, total, ttl, proto, src, dst = header
     if proto in (4, 41):
-        inner = describe_ip(ip[hlen:total])
+        inner = describe_ip(ip[hlen:total], complete_partial)
         df = "df" if ip[0] >> 4 == 4 and ip[6] & 0x40 else "-"
         return f"{macs} {inner} {proto} {src} {dst} {ttl} {df}" if inner else None
-    inner = describe_ip(ip)
+    inner = describe_ip(ip, complete_partial)
     return f"{macs} {inner}" if inner else None
 
 
 def main(argv):
-    if len(argv) != 2:
+    complete_partial = len(argv) == 3 and argv[1] == "--complete-partial"
+    if len(argv) != 2 + complete_partial:
         sys.exit(__doc__)
-    for frame in frames(argv[1]):
-        line = describe(frame)
+    for frame in frames(argv[-1]):
+        line = describe(frame, complete_partial)
         if line:
             print(line)
 

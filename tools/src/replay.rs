@@ -706,6 +706,12 @@ impl ReplaySummary {
         if c.stateless > 0 {
             line("  of which without an entry", c.stateless);
         }
+        if c.partial_checksums_completed() > 0 {
+            line(
+                "  partial checksum completed",
+                c.partial_checksums_completed(),
+            );
+        }
         line("passed to the kernel", c.passed);
         let dropped: u64 = c.drops.iter().sum();
         line("dropped", dropped);

@@ -11,7 +11,8 @@
 //! (labels `local_address`, `local_port`, `local_mark`, `proto`,
 //! `remote_address`, `remote_port`). xvs's own metrics are named `xvs_*`:
 //! per-real-server traffic, drops by reason, connection-table fill and
-//! capacity, per-worker frames and polls, neighbour misses, XDP counters.
+//! capacity, per-worker frames and polls, neighbour misses, partial
+//! checksums completed per interface, XDP counters.
 //!
 //! A scrape is answered by the main thread (it owns the counters); the
 //! HTTP thread only carries the text.
@@ -267,6 +268,20 @@ pub fn render(
     frames.with_label_values(&["drop"]).inc_by(dropped);
 
     let director = plane.director();
+    let partial = counter(
+        &registry,
+        "xvs_partial_checksum_completed_total",
+        "Frames forwarded whose partial TCP/UDP checksum (the sender's checksum offload) was completed, by receiving interface.",
+        &["interface"],
+    );
+    for (iface, n) in director
+        .state()
+        .interfaces
+        .iter()
+        .zip(&counters.partial_checksum_completed)
+    {
+        partial.with_label_values(&[iface.name.as_str()]).inc_by(*n);
+    }
     let conn = gauge(
         &registry,
         "xvs_conn_table_entries",

@@ -35,6 +35,14 @@
 //! - **TTL**: every forwarded packet has its TTL / hop limit decremented
 //!   (IPVS does the same for every method); one that would reach 0 is
 //!   dropped (`ttl_expired`).
+//! - **Partial checksums**: a frame a local stack sent into a veth with
+//!   checksum offload carries in its TCP/UDP checksum field only the
+//!   pseudo-header sum, and loses the kernel's "finish me" mark on its way
+//!   through us. Every forwarded frame whose field holds exactly that sum
+//!   has its checksum completed before the rewrites
+//!   ([`xvs_packet::offload`]), counted per receiving interface
+//!   (`partial_checksum_completed`); whoever reads the counters says so
+//!   once per interface.
 //! - **Full table**: nothing is evicted. For VS/DR and VS/TUN, whose replies
 //!   bypass the director, a new flow is forwarded without an entry to a real
 //!   server chosen by a hash of the flow among the usable ones, and so are
@@ -74,6 +82,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use arc_swap::ArcSwap;
 use xvs_packet::ethernet::{self, MacAddr};
 use xvs_packet::icmp_error::{build_too_big, nat_error_inbound, nat_error_outbound};
+use xvs_packet::offload::complete_partial_checksum;
 use xvs_packet::parse::{Fragment, IcmpKind, IpFrame, IpVersion};
 use xvs_packet::rewrite::{RewriteError, decrement_hop_limit, nat_inbound, nat_outbound};
 use xvs_packet::tunnel::{OuterSource, Tunnel, encapsulate, outer_len};
@@ -191,16 +200,38 @@ pub struct WorkerCounters {
     pub stateless: u64,
     /// ICMP fragmentation-needed / packet-too-big replies sent.
     pub too_big_sent: u64,
+    /// Frames forwarded whose TCP/UDP checksum was partial (left by the
+    /// sender's checksum offload) and was completed, by receiving
+    /// interface ([`IfaceId`]).
+    pub partial_checksum_completed: Vec<u64>,
     /// Per destination, by [`DestIndex`].
     pub dests: Vec<TrafficCounters>,
 }
 
 impl WorkerCounters {
-    fn new(dests: usize) -> Self {
+    fn new(dests: usize, interfaces: usize) -> Self {
         Self {
             drops: vec![0; DropReason::COUNT],
             dests: vec![TrafficCounters::default(); dests],
+            partial_checksum_completed: vec![0; interfaces],
             ..Self::default()
+        }
+    }
+
+    /// Frames whose partial checksum was completed, on every interface.
+    #[must_use]
+    pub fn partial_checksums_completed(&self) -> u64 {
+        self.partial_checksum_completed.iter().sum()
+    }
+
+    /// Completes the partial checksum of a frame about to be forwarded, if
+    /// it holds one, and counts it against the interface it came from.
+    #[inline(always)]
+    fn complete_partial_checksum(&mut self, frame: &mut [u8], ip: &IpFrame, rx: IfaceId) {
+        if complete_partial_checksum(frame, ip)
+            && let Some(n) = self.partial_checksum_completed.get_mut(usize::from(rx.0))
+        {
+            *n += 1;
         }
     }
 
@@ -467,7 +498,7 @@ impl Director {
     pub fn worker(&self, seed: u64) -> Worker {
         let st = self.state.load_full();
         Worker {
-            counters: WorkerCounters::new(st.dests.len()),
+            counters: WorkerCounters::new(st.dests.len(), st.interfaces.len()),
             generation: self.generation.load(Ordering::Acquire),
             passive_last: vec![PASSIVE_UNKNOWN; st.dests.len()],
             snapshot: Some(st),
@@ -1001,10 +1032,16 @@ impl Director {
             // the kernel answers for a local address.
             return self.too_big(w, f, ip, mtu, ip.flow.dst);
         }
+        let rx = f.rx;
         let frame = f.bytes_mut();
         if let Err(e) = decrement_hop_limit(frame, ip) {
             return Outcome::of(Verdict::Drop(rewrite_drop(e)));
         }
+        // Before any rewrite: a partial checksum is recognised by the
+        // addresses it was computed over, and the rewrites below update
+        // whatever checksum they find incrementally. For VS/TUN this is the
+        // inner packet's, which the real server checks after decapsulation.
+        w.counters.complete_partial_checksum(frame, ip, rx);
         let is_error = ip.origin == FlowOrigin::IcmpError;
         match target.method {
             ForwardMethod::Nat => {
@@ -1100,10 +1137,14 @@ impl Director {
             };
             return self.too_big(w, f, ip, iface.mtu, src);
         }
+        let rx = f.rx;
         let frame = f.bytes_mut();
         if let Err(e) = decrement_hop_limit(frame, ip) {
             return Outcome::of(Verdict::Drop(rewrite_drop(e)));
         }
+        // Real servers on veths send partial checksums too (see
+        // `forward_inbound`).
+        w.counters.complete_partial_checksum(frame, ip, rx);
         let done = if ip.origin == FlowOrigin::IcmpError {
             nat_error_outbound(frame, ip, conn.vip, conn.vport)
         } else {

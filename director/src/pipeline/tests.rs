@@ -1282,3 +1282,159 @@ fn a_syn_on_a_closed_dr_connection_is_a_new_connection() {
     assert!(matches!(v, Verdict::Transmit { .. }));
     assert_eq!(w.counters.dests[dest].conns, 2);
 }
+
+/// `frame` as a local stack with transmit checksum offload hands it to a
+/// veth: the TCP/UDP checksum field holds only the folded pseudo-header sum
+/// (addresses, protocol, transport length), not complemented. Written out
+/// here from RFC 793/8200, not through the packet crate.
+fn with_partial_checksum(frame: &[u8]) -> Vec<u8> {
+    let v6 = frame[12..14] == [0x86, 0xdd];
+    let (l4, proto, addrs) = if v6 {
+        (54, frame[20], &frame[22..54])
+    } else {
+        (
+            14 + usize::from(frame[14] & 0x0f) * 4,
+            frame[23],
+            &frame[26..34],
+        )
+    };
+    let len = (frame.len() - l4) as u32;
+    let mut sum: u32 = addrs
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum::<u32>()
+        + u32::from(proto)
+        + (len >> 16)
+        + (len & 0xffff);
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    let at = l4 + if proto == 6 { 16 } else { 6 };
+    let mut out = frame.to_vec();
+    out[at..at + 2].copy_from_slice(&(sum as u16).to_be_bytes());
+    assert_ne!(out, frame, "the full checksum is the partial one by chance");
+    out
+}
+
+#[test]
+fn partial_checksums_leave_completed_for_nat_dr_and_tun() {
+    let (in_macs, out_macs) = ((CLIENT_MAC, CLIENT_IF_MAC), (SERVER_IF_MAC, RS1_MAC));
+    let (rs_in, to_client) = ((RS1_MAC, SERVER_IF_MAC), (CLIENT_IF_MAC, CLIENT_MAC));
+    let nat = "203.0.113.10";
+    let rs = "192.0.2.11";
+    let request = b"GET / HTTP/1.1\r\n\r\n";
+    // TUN's expected frame: the inner packet with a full checksum, TTL 63,
+    // in the outer header of `tun_encapsulates_to_the_real_server` (ident
+    // 1: the first tunnel packet of a fresh worker).
+    let inner = tcp(in_macs, C4, "203.0.113.30", (40002, 80), "S", 63, b"");
+    let mut h = etherparse::Ipv4Header::new(
+        (inner.len() - 14) as u16,
+        63,
+        etherparse::IpNumber::IPV4,
+        ip4("192.0.2.1"),
+        ip4("192.0.2.13"),
+    )
+    .unwrap();
+    h.identification = 1;
+    h.dont_fragment = true;
+    h.header_checksum = h.calc_header_checksum();
+    let mut tunnelled = Vec::new();
+    etherparse::Ethernet2Header {
+        source: SERVER_IF_MAC,
+        destination: RS3_MAC,
+        ether_type: etherparse::EtherType::IPV4,
+    }
+    .write(&mut tunnelled)
+    .unwrap();
+    h.write(&mut tunnelled).unwrap();
+    tunnelled.extend_from_slice(&inner[14..]);
+    let partial = |f: Vec<u8>| with_partial_checksum(&f);
+    let fixtures = [
+        Fixture {
+            description: "NAT: a SYN with a partial checksum reaches rs1 with a full one",
+            rx: CLIENT,
+            input: partial(tcp(in_macs, C4, nat, (40000, 80), "S", 64, b"")),
+            expect: Expect::Transmit(SERVER, tcp(out_macs, C4, rs, (40000, 8080), "S", 63, b"")),
+        },
+        Fixture {
+            description: "NAT: rs1's SYN+ACK with a partial checksum reaches the client with a full one",
+            rx: SERVER,
+            input: partial(tcp(rs_in, rs, C4, (8080, 40000), "SA", 64, b"")),
+            expect: Expect::Transmit(CLIENT, tcp(to_client, nat, C4, (80, 40000), "SA", 63, b"")),
+        },
+        Fixture {
+            description: "NAT: data with a partial checksum, the payload summed too",
+            rx: CLIENT,
+            input: partial(tcp(in_macs, C4, nat, (40000, 80), "PA", 64, request)),
+            expect: Expect::Transmit(
+                SERVER,
+                tcp(out_macs, C4, rs, (40000, 8080), "PA", 63, request),
+            ),
+        },
+        Fixture {
+            description: "NAT: a full checksum goes on as before (not counted)",
+            rx: CLIENT,
+            input: tcp(in_macs, C4, nat, (40000, 80), "A", 64, b""),
+            expect: Expect::Transmit(SERVER, tcp(out_macs, C4, rs, (40000, 8080), "A", 63, b"")),
+        },
+        Fixture {
+            description: "NAT: UDP with a partial checksum (odd payload length)",
+            rx: CLIENT,
+            input: partial(udp4(in_macs, C4, nat, (40001, 53), 64, b"query")),
+            expect: Expect::Transmit(SERVER, udp4(out_macs, C4, rs, (40001, 5353), 63, b"query")),
+        },
+        Fixture {
+            description: "NAT66: a SYN with a partial checksum",
+            rx: CLIENT,
+            input: partial(tcp(in_macs, C6, "2001:db8::10", (40000, 80), "S", 64, b"")),
+            expect: Expect::Transmit(
+                SERVER,
+                tcp(
+                    (SERVER_IF_MAC, RS6_MAC),
+                    C6,
+                    "2001:db8:2::11",
+                    (40000, 8080),
+                    "S",
+                    63,
+                    b"",
+                ),
+            ),
+        },
+        Fixture {
+            description: "DR: a SYN with a partial checksum leaves with a full one, the VIP kept",
+            rx: CLIENT,
+            input: partial(tcp(in_macs, C4, "203.0.113.20", (40002, 80), "S", 64, b"")),
+            expect: Expect::Transmit(
+                SERVER,
+                tcp(
+                    (SERVER_IF_MAC, RS2_MAC),
+                    C4,
+                    "203.0.113.20",
+                    (40002, 80),
+                    "S",
+                    63,
+                    b"",
+                ),
+            ),
+        },
+        Fixture {
+            description: "TUN: the inner packet's partial checksum is completed",
+            rx: CLIENT,
+            input: partial(tcp(in_macs, C4, "203.0.113.30", (40002, 80), "S", 64, b"")),
+            expect: Expect::Transmit(SERVER, tunnelled),
+        },
+    ];
+    // The expected frames are etherparse's, checksums included: a
+    // partial checksum forwarded as it came differs from them.
+    let (_, w) = run(&fixtures);
+    assert_eq!(
+        w.counters.partial_checksum_completed[usize::from(CLIENT.0)],
+        6,
+        "every partial frame from the client counted, the full one not"
+    );
+    assert_eq!(
+        w.counters.partial_checksum_completed[usize::from(SERVER.0)],
+        1
+    );
+    assert_eq!(w.counters.partial_checksums_completed(), 7);
+}
