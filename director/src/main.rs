@@ -14,7 +14,7 @@ use log::{error, info, warn};
 
 use crossbeam::channel::{RecvTimeoutError, unbounded};
 use xvs_director::config::ClusterConfig;
-use xvs_director::control::plane::{ControlMsg, ControlPlane, DataPlaneHooks};
+use xvs_director::control::plane::{ControlMsg, ControlPlane, DataPlaneHooks, HookError};
 use xvs_director::control::proto::DEFAULT_SOCKET;
 use xvs_director::control::socket::ControlSocket;
 use xvs_director::control::table::ServiceTable;
@@ -27,7 +27,7 @@ use xvs_director::kernel::{self, NeighbourWatcher};
 use xvs_director::pipeline::{Director, IfaceId};
 use xvs_director::pipeline::{Neighbours, Snapshot};
 use xvs_director::run::{
-    Clock, InterfaceLock, Live, PollMode, WorkerOptions, kernel_filter_rules, redirect_filter,
+    self, Clock, InterfaceLock, Live, PollMode, WorkerOptions, kernel_filter_rules, redirect_filter,
 };
 
 /// The xvs load-balancing director: a Linux Virtual Server in userspace.
@@ -359,25 +359,45 @@ fn run(args: &Args) -> Result<(), String> {
         },
         cpus: args.cpus.clone(),
     };
-    let mut live =
-        Live::start(Arc::clone(&director), clock, ios, &options).map_err(|e| e.to_string())?;
+    // What the command line overrides counts as the running config's
+    // value, so that a reload compares what is really in use.
+    config.control.socket = Some(control_socket_path(args, &config));
+    config.control.metrics_listen = args.metrics_listen.or(config.control.metrics_listen);
+
+    // The control plane; the health checks and the passive reports start
+    // with the workers (`run::start`: before them). Requests from the
+    // control socket, the metrics endpoint and the checker reach this
+    // thread through `to_main`.
+    let (to_main, from_threads) = unbounded::<ControlMsg>();
+    let health_sink = Arc::new(xvs_director::control::health::ChannelSink(to_main.clone()));
+    let mut plane = ControlPlane::new(table, Arc::clone(&director), config.conn_table.capacity);
+    let mut hooks = Hooks {
+        program,
+        filter: filter.take(),
+        packet_ifaces: packet_ifaces.iter().map(|(_, n)| n.clone()).collect(),
+        neighbours: Arc::clone(director.neighbours()),
+    };
+    let mut live = run::start(
+        &mut plane,
+        &config,
+        health_sink,
+        &mut hooks,
+        clock,
+        ios,
+        &options,
+    )
+    .map_err(|e| e.to_string())?;
     for fact in &facts {
         info!("{fact}");
     }
     log_startup(&config, &director, &live, args);
 
-    // The control plane: the socket xvsadm talks to, reloads (SIGHUP,
-    // autoreload), metrics. Requests reach this thread through `to_main`.
-    let (to_main, from_threads) = unbounded::<ControlMsg>();
-    let socket_path = args
-        .control_socket
-        .clone()
-        .or_else(|| config.control.socket.clone())
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
+    // The control socket xvsadm talks to, reloads (SIGHUP, autoreload),
+    // metrics.
+    let socket_path = control_socket_path(args, &config);
     let control_socket = ControlSocket::bind(&socket_path, to_main.clone())?;
     info!("control socket {}", control_socket.path().display());
-    let metrics_addr = args.metrics_listen.or(config.control.metrics_listen);
-    let metrics = match metrics_addr {
+    let metrics = match config.control.metrics_listen {
         Some(addr) => {
             let server =
                 xvs_director::control::metrics::MetricsServer::bind(addr, to_main.clone())?;
@@ -386,17 +406,7 @@ fn run(args: &Args) -> Result<(), String> {
         }
         None => None,
     };
-    let health_sink = Arc::new(xvs_director::control::health::ChannelSink(to_main.clone()));
     drop(to_main);
-    let mut plane = ControlPlane::new(table, Arc::clone(&director), config.conn_table.capacity);
-    let mut hooks = Hooks {
-        program,
-        filter: filter.take(),
-        packet_ifaces: packet_ifaces.iter().map(|(_, n)| n.clone()).collect(),
-        neighbours: Arc::clone(director.neighbours()),
-    };
-    plane.start_health(&config, health_sink, &mut hooks)?;
-    let autoreload = config.control.autoreload && args.config.is_some();
     let mut stamp_seen = args.config.as_deref().and_then(file_stamp);
     let mut checked_file_at = Instant::now();
     let mut reload = || -> Result<ClusterConfig, String> {
@@ -405,6 +415,8 @@ fn run(args: &Args) -> Result<(), String> {
         };
         let mut config = ClusterConfig::load(path).map_err(|e| e.to_string())?;
         kernel::discover(&mut config).map_err(|e| e.to_string())?;
+        config.control.socket = Some(control_socket_path(args, &config));
+        config.control.metrics_listen = args.metrics_listen.or(config.control.metrics_listen);
         Ok(config)
     };
 
@@ -444,6 +456,9 @@ fn run(args: &Args) -> Result<(), String> {
         if reload_now {
             info!("SIGHUP: reloading the configuration");
         }
+        // `autoreload` follows the file: a reload may turn it on or off.
+        let autoreload =
+            args.config.is_some() && plane.running_config().is_some_and(|c| c.control.autoreload);
         if autoreload && checked_file_at.elapsed() >= Duration::from_secs(1) {
             checked_file_at = Instant::now();
             let stamp = args.config.as_deref().and_then(file_stamp);
@@ -527,19 +542,21 @@ struct Hooks {
 }
 
 impl DataPlaneHooks for Hooks {
-    fn published(&mut self, snapshot: &Snapshot) -> Result<(), String> {
-        let mut problems = Vec::new();
-        if let Some(program) = &mut self.program
-            && let Err(e) = program.set_filter(&redirect_filter(snapshot))
-        {
-            problems.push(format!("updating the XDP program's maps: {e}"));
+    fn published(&mut self, snapshot: &Snapshot) -> Result<(), HookError> {
+        // The first failure ends the update: the control plane then calls
+        // again with the running state, which puts back whatever this one
+        // changed.
+        if let Some(program) = &mut self.program {
+            program
+                .set_filter(&redirect_filter(snapshot))
+                .map_err(HookError::XdpMaps)?;
         }
         if let Some(filter) = &mut self.filter {
             let (mut ifaces, rules) = kernel_filter_rules(snapshot);
             ifaces.retain(|f| self.packet_ifaces.contains(&f.name));
-            if let Err(e) = filter.update(&ifaces, &rules) {
-                problems.push(format!("updating the AF_PACKET kernel filter: {e}"));
-            }
+            filter
+                .update(&ifaces, &rules)
+                .map_err(HookError::KernelFilter)?;
         }
         // New real servers' next hops are resolved now, not at their
         // first packet.
@@ -548,12 +565,17 @@ impl DataPlaneHooks for Hooks {
                 self.neighbours.request(iface, ip);
             }
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(problems.join("; "))
-        }
+        Ok(())
     }
+}
+
+/// The control socket's path: `--control-socket`, else the config's, else
+/// the default.
+fn control_socket_path(args: &Args, config: &ClusterConfig) -> PathBuf {
+    args.control_socket
+        .clone()
+        .or_else(|| config.control.socket.clone())
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET))
 }
 
 /// What tells a file changed: its modification time and size.

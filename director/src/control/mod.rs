@@ -1,13 +1,15 @@
 //! The control plane: the service table operators change ([`table`]), the
 //! control socket's protocol ([`proto`]) and server ([`socket`]), the
 //! owner of it all on the main thread ([`plane`]), rate estimation
-//! ([`estimator`]), health checks applied to the table ([`health`](mod@health))
-//! and the Prometheus metrics ([`metrics`]).
+//! ([`estimator`]), health checks applied to the table ([`health`](mod@health)),
+//! what a reload cannot apply ([`reload`]) and the Prometheus metrics
+//! ([`metrics`]).
 
 pub mod estimator;
 pub mod health;
 pub mod metrics;
 pub mod plane;
 pub mod proto;
+pub mod reload;
 pub mod socket;
 pub mod table;

@@ -262,8 +262,12 @@ pub enum ErrorKind {
     Version,
     /// The request could not be read.
     Malformed,
-    /// A reload failed: the file is invalid (the running state is kept).
+    /// A reload failed: the file is invalid, or changes what only a
+    /// restart applies (the running state is kept).
     Reload,
+    /// The kernel's side of the data plane (XDP maps, nftables) could not
+    /// follow the change, so it was rolled back.
+    DataPlane,
 }
 
 impl ErrorKind {
@@ -283,6 +287,7 @@ impl ErrorKind {
             Self::Version => "Protocol version mismatch",
             Self::Malformed => "Malformed request",
             Self::Reload => "Reload failed",
+            Self::DataPlane => "The data plane could not follow the change",
         }
     }
 }
