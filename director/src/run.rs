@@ -31,7 +31,8 @@ use crate::io::packet::{FilterInterface, FilterRule};
 use crate::io::xdp::RedirectFilter;
 use crate::io::{IoError, IoStats, WorkerIo};
 use crate::pipeline::{
-    Director, DropReason, MAX_BURST, Outcome, Snapshot, TrafficCounters, Verdict, WorkerCounters,
+    DestIndex, Director, DropReason, MAX_BURST, Outcome, Snapshot, TrafficCounters, Verdict,
+    WorkerCounters,
 };
 
 /// Frames a worker takes from its sockets per round.
@@ -510,30 +511,36 @@ pub fn stats_json(director: &Director, c: &WorkerCounters, io: &IoStats, now: Mi
     }
     let mut services = Vec::with_capacity(state.services.len());
     for (si, svc) in state.live_services() {
-        let si = si as usize;
+        // The service's totals keep every destination it ever had (as
+        // IPVS keeps a deleted server's counters in its service's); the
+        // servers listed are those `xvsadm -L --stats` lists, and the
+        // current fallback.
         let mut total = TrafficCounters::default();
-        let mut servers = Vec::new();
         for (di, dest) in state.dests.iter().enumerate() {
-            if dest.service as usize != si {
-                continue;
+            if dest.service == si {
+                total += c.dests.get(di).copied().unwrap_or_default();
             }
-            let t = c.dests.get(di).copied().unwrap_or_default();
-            total += t;
-            let mut m = traffic_json(&t);
+        }
+        let dest_json = |di: DestIndex| {
+            let dest = &state.dests[di as usize];
+            let mut m = traffic_json(&c.dests.get(di as usize).copied().unwrap_or_default());
             m.insert("address".into(), addr_string(dest.addr).into());
             m.insert("port".into(), dest.port.into());
             m.insert("method".into(), method_name(dest.method).into());
-            match dest.server.and_then(|id| svc.sched.servers().get(id)) {
-                Some(rs) => {
-                    m.insert("weight".into(), rs.weight().into());
-                    m.insert("active_conns".into(), rs.active_conns().into());
-                    m.insert("inactive_conns".into(), rs.inactive_conns().into());
-                    m.insert("fallback".into(), false.into());
-                }
-                None => {
-                    m.insert("fallback".into(), true.into());
-                }
-            }
+            m
+        };
+        let mut servers = Vec::new();
+        for (di, rs) in state.listed_servers(si) {
+            let mut m = dest_json(di);
+            m.insert("weight".into(), rs.weight().into());
+            m.insert("active_conns".into(), rs.active_conns().into());
+            m.insert("inactive_conns".into(), rs.inactive_conns().into());
+            m.insert("fallback".into(), false.into());
+            servers.push(Value::Object(m));
+        }
+        if let Some(di) = svc.fallback {
+            let mut m = dest_json(di);
+            m.insert("fallback".into(), true.into());
             servers.push(Value::Object(m));
         }
         let mut m = traffic_json(&total);
@@ -779,11 +786,9 @@ mac = "02:00:00:00:00:12"
         fn describe(&self) -> String {
             let state = self.director.state();
             let schedulable = state.live_services().any(|(slot, _)| {
-                state.services[slot as usize]
-                    .sched
-                    .servers()
-                    .iter()
-                    .any(|rs| rs.addr() == self.down && rs.weight() > 0)
+                state
+                    .listed_servers(slot)
+                    .any(|(_, rs)| rs.addr() == self.down && rs.weight() > 0)
             });
             *self.schedulable.lock() = Some(schedulable);
             self.inner.describe()

@@ -535,8 +535,8 @@ impl ControlPlane {
         let mut services = Vec::new();
         for (slot, vs) in snapshot.live_services() {
             let mut servers = Vec::new();
-            for rs in vs.sched.servers().iter() {
-                let d = vs.dest_of[rs.id().index()] as usize;
+            for (d, rs) in snapshot.listed_servers(slot) {
+                let d = d as usize;
                 servers.push(ServerState {
                     params: crate::control::table::server_params_in(vs, &snapshot.dests, rs),
                     active: rs.active_conns(),
@@ -663,7 +663,7 @@ mod tests {
     use std::net::IpAddr;
 
     use super::*;
-    use crate::control::proto::{Proto, ServiceId, ServiceParams};
+    use crate::control::proto::{Method, Proto, ServerParams, ServiceId, ServiceParams};
     use crate::pipeline::Neighbours;
 
     const CONFIG: &str = r#"
@@ -886,5 +886,63 @@ method = "nat"
         p.reload(&applicable, 2, &mut NoHooks).unwrap();
         assert_eq!(p.table_view(&counters(&p)).services[0].servers.len(), 2);
         assert_eq!(p.running_config(), Some(&applicable));
+    }
+
+    #[test]
+    fn a_deleted_server_leaves_the_listing_and_the_stats_file() {
+        let mut p = plane(&format!(
+            "{CONFIG}[[services.real_servers]]\naddress = \"192.0.2.12\"\nmethod = \"nat\"\n"
+        ));
+        let service = ServiceId {
+            proto: Proto::Tcp,
+            vip: "203.0.113.10".parse().unwrap(),
+            port: 80,
+        };
+        let gone: IpAddr = "192.0.2.12".parse().unwrap();
+        let delete = Request::DeleteServer {
+            service,
+            addr: gone,
+            port: 80,
+        };
+        assert_eq!(handle(&mut p, &delete, &mut NoHooks), Reply::Done);
+        let counters = counters(&p);
+        let listed: Vec<IpAddr> = p.table_view(&counters).services[0]
+            .servers
+            .iter()
+            .map(|s| s.params.addr)
+            .collect();
+        let stats =
+            crate::run::stats_json(p.director(), &counters, &crate::io::IoStats::default(), 1);
+        let in_file: Vec<IpAddr> = stats["services"][0]["real_servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["address"].as_str().unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(listed, ["192.0.2.11".parse::<IpAddr>().unwrap()]);
+        assert_eq!(in_file, listed, "the stats file and -L --stats disagree");
+        // Back again: listed by both, with the same numbers.
+        let add = Request::AddServer {
+            service,
+            server: ServerParams {
+                addr: gone,
+                port: 80,
+                method: Method::Nat,
+                weight: 1,
+                u_threshold: 0,
+                l_threshold: 0,
+            },
+        };
+        assert_eq!(handle(&mut p, &add, &mut NoHooks), Reply::Done);
+        let stats =
+            crate::run::stats_json(p.director(), &counters, &crate::io::IoStats::default(), 1);
+        assert_eq!(
+            stats["services"][0]["real_servers"]
+                .as_array()
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(p.table_view(&counters).services[0].servers.len(), 2);
     }
 }
