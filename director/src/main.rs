@@ -424,8 +424,11 @@ fn run(args: &Args) -> Result<(), String> {
     let log_every = (args.log_interval > 0.0).then(|| Duration::from_secs_f64(args.log_interval));
     let mut stats_at = Instant::now();
     let mut log_at = Instant::now();
+    // The XDP program's counters, as last read (a failed read is counted
+    // and logged, not hidden).
+    let mut xdp_counters = xvs_director::io::KernelCounter::new("the XDP program's counters");
     if let Some(path) = &args.stats_file {
-        write_stats(path, &live, hooks.program.as_ref());
+        write_stats(path, &live, hooks.program.as_ref(), &mut xdp_counters);
     }
     let mut failure = None;
     while !term.load(Ordering::Relaxed) {
@@ -437,12 +440,13 @@ fn run(args: &Args) -> Result<(), String> {
             }
             Ok(ControlMsg::Metrics(reply_to)) => {
                 let (counters, io) = live.counters();
-                let xdp = hooks.program.as_ref().and_then(|p| p.counters().ok());
+                let xdp = read_xdp_counters(hooks.program.as_ref(), &mut xdp_counters);
                 let text = xvs_director::control::metrics::render(
                     &plane,
                     &counters,
                     &io,
                     xdp.as_ref(),
+                    xdp_counters.failures(),
                     &live.worker_counters(),
                 );
                 let _ = reply_to.send(text);
@@ -489,7 +493,7 @@ fn run(args: &Args) -> Result<(), String> {
             && stats_at.elapsed() >= stats_every
         {
             stats_at = Instant::now();
-            write_stats(path, &live, hooks.program.as_ref());
+            write_stats(path, &live, hooks.program.as_ref(), &mut xdp_counters);
         }
         if let Some(every) = log_every
             && log_at.elapsed() >= every
@@ -519,7 +523,7 @@ fn run(args: &Args) -> Result<(), String> {
         director.neighbours().requests_lost()
     );
     if let Some(path) = &args.stats_file {
-        write_stats(path, &live, program.as_ref());
+        write_stats(path, &live, program.as_ref(), &mut xdp_counters);
     }
     drop(program);
     log_counters(&live);
@@ -704,13 +708,28 @@ fn log_counters(live: &Live) {
     }
 }
 
-fn write_stats(path: &Path, live: &Live, program: Option<&XdpProgram>) {
+/// The XDP program's counters (`None` without a program, or before a
+/// first successful read).
+fn read_xdp_counters(
+    program: Option<&XdpProgram>,
+    counter: &mut xvs_director::io::KernelCounter<xvs_director::io::xdp::XdpCounters>,
+) -> Option<xvs_director::io::xdp::XdpCounters> {
+    counter.read(program?.counters(), Instant::now())
+}
+
+fn write_stats(
+    path: &Path,
+    live: &Live,
+    program: Option<&XdpProgram>,
+    xdp_counters: &mut xvs_director::io::KernelCounter<xvs_director::io::xdp::XdpCounters>,
+) {
     let mut doc = live.stats_json();
-    if let Some(c) = program.and_then(|p| p.counters().ok()) {
+    if let Some(c) = read_xdp_counters(program, xdp_counters) {
         doc["xdp"] = serde_json::json!({
             "frames": c.frames,
             "to_director": c.to_director,
             "to_kernel": c.frames.saturating_sub(c.to_director),
+            "read_failures": xdp_counters.failures(),
         });
     }
     let tmp = path.with_extension("tmp");

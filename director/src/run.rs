@@ -567,6 +567,7 @@ pub fn stats_json(director: &Director, c: &WorkerCounters, io: &IoStats, now: Mi
             "pass_unreachable": io.pass_unreachable,
             "sleeps": io.sleeps,
             "kernel_rx_dropped": io.kernel_rx_dropped,
+            "stats_read_failures": io.stats_read_failures,
         },
         "services": services,
     })
