@@ -14,7 +14,7 @@ use log::{error, info, warn};
 
 use crossbeam::channel::{RecvTimeoutError, unbounded};
 use xvs_director::config::ClusterConfig;
-use xvs_director::control::plane::{ControlMsg, ControlPlane, DataPlaneHooks};
+use xvs_director::control::plane::{ControlMsg, ControlPlane, DataPlaneHooks, HookError};
 use xvs_director::control::proto::DEFAULT_SOCKET;
 use xvs_director::control::socket::{ConnSource, ControlSocket};
 use xvs_director::control::table::ServiceTable;
@@ -28,7 +28,7 @@ use xvs_director::kernel::{self, KernelInterface, NeighbourWatcher};
 use xvs_director::pipeline::{Director, IfaceId};
 use xvs_director::pipeline::{Neighbours, Snapshot};
 use xvs_director::run::{
-    Clock, InterfaceLock, Live, PartialChecksumNotice, PollMode, WorkerOptions,
+    self, Clock, InterfaceLock, Live, PartialChecksumNotice, PollMode, WorkerOptions,
     kernel_filter_rules, redirect_filter,
 };
 
@@ -373,21 +373,42 @@ fn run(args: &Args) -> Result<(), String> {
         },
         cpus: args.cpus.clone(),
     };
-    let mut live =
-        Live::start(Arc::clone(&director), clock, ios, &options).map_err(|e| e.to_string())?;
+    // What the command line overrides counts as the running config's
+    // value, so that a reload compares what is really in use.
+    config.control.socket = Some(control_socket_path(args, &config));
+    config.control.metrics_listen = args.metrics_listen.or(config.control.metrics_listen);
+
+    // The control plane; the health checks and the passive reports start
+    // with the workers (`run::start`: before them). Requests from the
+    // control socket, the metrics endpoint and the checker reach this
+    // thread through `to_main`.
+    let (to_main, from_threads) = unbounded::<ControlMsg>();
+    let health_sink = Arc::new(xvs_director::control::health::ChannelSink(to_main.clone()));
+    let mut plane = ControlPlane::new(table, Arc::clone(&director), config.conn_table.capacity);
+    let mut hooks = Hooks {
+        program,
+        filter: filter.take(),
+        packet_ifaces: packet_ifaces.iter().map(|(_, n)| n.clone()).collect(),
+        neighbours: Arc::clone(director.neighbours()),
+    };
+    let mut live = run::start(
+        &mut plane,
+        &config,
+        health_sink,
+        &mut hooks,
+        clock,
+        ios,
+        &options,
+    )
+    .map_err(|e| e.to_string())?;
     for fact in &facts {
         info!("{fact}");
     }
     log_startup(&config, &director, &live, args);
 
-    // The control plane: the socket xvsadm talks to, reloads (SIGHUP,
-    // autoreload), metrics. Requests reach this thread through `to_main`.
-    let (to_main, from_threads) = unbounded::<ControlMsg>();
-    let socket_path = args
-        .control_socket
-        .clone()
-        .or_else(|| config.control.socket.clone())
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
+    // The control socket xvsadm talks to, reloads (SIGHUP, autoreload),
+    // metrics.
+    let socket_path = control_socket_path(args, &config);
     let control_socket = ControlSocket::bind(
         &socket_path,
         to_main.clone(),
@@ -397,8 +418,7 @@ fn run(args: &Args) -> Result<(), String> {
         },
     )?;
     info!("control socket {}", control_socket.path().display());
-    let metrics_addr = args.metrics_listen.or(config.control.metrics_listen);
-    let metrics = match metrics_addr {
+    let metrics = match config.control.metrics_listen {
         Some(addr) => {
             let server =
                 xvs_director::control::metrics::MetricsServer::bind(addr, to_main.clone())?;
@@ -407,17 +427,7 @@ fn run(args: &Args) -> Result<(), String> {
         }
         None => None,
     };
-    let health_sink = Arc::new(xvs_director::control::health::ChannelSink(to_main.clone()));
     drop(to_main);
-    let mut plane = ControlPlane::new(table, Arc::clone(&director), config.conn_table.capacity);
-    let mut hooks = Hooks {
-        program,
-        filter: filter.take(),
-        packet_ifaces: packet_ifaces.iter().map(|(_, n)| n.clone()).collect(),
-        neighbours: Arc::clone(director.neighbours()),
-    };
-    plane.start_health(&config, health_sink, &mut hooks)?;
-    let autoreload = config.control.autoreload && args.config.is_some();
     let mut stamp_seen = args.config.as_deref().and_then(file_stamp);
     let mut checked_file_at = Instant::now();
     let mut reload = || -> Result<ClusterConfig, String> {
@@ -426,6 +436,8 @@ fn run(args: &Args) -> Result<(), String> {
         };
         let mut config = ClusterConfig::load(path).map_err(|e| e.to_string())?;
         kernel::discover(&mut config).map_err(|e| e.to_string())?;
+        config.control.socket = Some(control_socket_path(args, &config));
+        config.control.metrics_listen = args.metrics_listen.or(config.control.metrics_listen);
         Ok(config)
     };
 
@@ -434,8 +446,11 @@ fn run(args: &Args) -> Result<(), String> {
     let mut stats_at = Instant::now();
     let mut log_at = Instant::now();
     let mut partial_notice = PartialChecksumNotice::default();
+    // The XDP program's counters, as last read (a failed read is counted
+    // and logged, not hidden).
+    let mut xdp_counters = xvs_director::io::KernelCounter::new("the XDP program's counters");
     if let Some(path) = &args.stats_file {
-        write_stats(path, &live, hooks.program.as_ref());
+        write_stats(path, &live, hooks.program.as_ref(), &mut xdp_counters);
     }
     let mut failure = None;
     while !term.load(Ordering::Relaxed) {
@@ -453,12 +468,13 @@ fn run(args: &Args) -> Result<(), String> {
             }
             Ok(ControlMsg::Metrics(reply_to)) => {
                 let (counters, io) = live.counters();
-                let xdp = hooks.program.as_ref().and_then(|p| p.counters().ok());
+                let xdp = read_xdp_counters(hooks.program.as_ref(), &mut xdp_counters);
                 let text = xvs_director::control::metrics::render(
                     &plane,
                     &counters,
                     &io,
                     xdp.as_ref(),
+                    xdp_counters.failures(),
                     &live.worker_counters(),
                 );
                 let _ = reply_to.send(text);
@@ -472,6 +488,9 @@ fn run(args: &Args) -> Result<(), String> {
         if reload_now {
             info!("SIGHUP: reloading the configuration");
         }
+        // `autoreload` follows the file: a reload may turn it on or off.
+        let autoreload =
+            args.config.is_some() && plane.running_config().is_some_and(|c| c.control.autoreload);
         if autoreload && checked_file_at.elapsed() >= Duration::from_secs(1) {
             checked_file_at = Instant::now();
             let stamp = args.config.as_deref().and_then(file_stamp);
@@ -508,7 +527,7 @@ fn run(args: &Args) -> Result<(), String> {
             && stats_at.elapsed() >= stats_every
         {
             stats_at = Instant::now();
-            write_stats(path, &live, hooks.program.as_ref());
+            write_stats(path, &live, hooks.program.as_ref(), &mut xdp_counters);
         }
         if let Some(every) = log_every
             && log_at.elapsed() >= every
@@ -538,7 +557,7 @@ fn run(args: &Args) -> Result<(), String> {
         director.neighbours().requests_lost()
     );
     if let Some(path) = &args.stats_file {
-        write_stats(path, &live, program.as_ref());
+        write_stats(path, &live, program.as_ref(), &mut xdp_counters);
     }
     drop(program);
     log_counters(&live);
@@ -561,19 +580,21 @@ struct Hooks {
 }
 
 impl DataPlaneHooks for Hooks {
-    fn published(&mut self, snapshot: &Snapshot) -> Result<(), String> {
-        let mut problems = Vec::new();
-        if let Some(program) = &mut self.program
-            && let Err(e) = program.set_filter(&redirect_filter(snapshot))
-        {
-            problems.push(format!("updating the XDP program's maps: {e}"));
+    fn published(&mut self, snapshot: &Snapshot) -> Result<(), HookError> {
+        // The first failure ends the update: the control plane then calls
+        // again with the running state, which puts back whatever this one
+        // changed.
+        if let Some(program) = &mut self.program {
+            program
+                .set_filter(&redirect_filter(snapshot))
+                .map_err(HookError::XdpMaps)?;
         }
         if let Some(filter) = &mut self.filter {
             let (mut ifaces, rules) = kernel_filter_rules(snapshot);
             ifaces.retain(|f| self.packet_ifaces.contains(&f.name));
-            if let Err(e) = filter.update(&ifaces, &rules) {
-                problems.push(format!("updating the AF_PACKET kernel filter: {e}"));
-            }
+            filter
+                .update(&ifaces, &rules)
+                .map_err(HookError::KernelFilter)?;
         }
         // New real servers' next hops are resolved now, not at their
         // first packet.
@@ -582,12 +603,17 @@ impl DataPlaneHooks for Hooks {
                 self.neighbours.request(iface, ip);
             }
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(problems.join("; "))
-        }
+        Ok(())
     }
+}
+
+/// The control socket's path: `--control-socket`, else the config's, else
+/// the default.
+fn control_socket_path(args: &Args, config: &ClusterConfig) -> PathBuf {
+    args.control_socket
+        .clone()
+        .or_else(|| config.control.socket.clone())
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET))
 }
 
 /// What tells a file changed: its modification time and size.
@@ -792,13 +818,32 @@ fn log_counters(live: &Live) {
     }
 }
 
-fn write_stats(path: &Path, live: &Live, program: Option<&XdpProgram>) {
+/// The XDP program's counters (`None` without a program, or before a
+/// first successful read).
+fn read_xdp_counters(
+    program: Option<&XdpProgram>,
+    counter: &mut xvs_director::io::KernelCounter<xvs_director::io::xdp::XdpCounters>,
+) -> Option<xvs_director::io::xdp::XdpCounters> {
+    counter.read(program?.counters(), Instant::now())
+}
+
+fn write_stats(
+    path: &Path,
+    live: &Live,
+    program: Option<&XdpProgram>,
+    xdp_counters: &mut xvs_director::io::KernelCounter<xvs_director::io::xdp::XdpCounters>,
+) {
     let mut doc = live.stats_json();
-    if let Some(c) = program.and_then(|p| p.counters().ok()) {
+    if let Some(c) = read_xdp_counters(program, xdp_counters) {
+        // As the metrics count them: a frame for the director that found no
+        // socket on its queue went to the kernel.
+        let delivered = c.to_director.saturating_sub(c.no_socket);
         doc["xdp"] = serde_json::json!({
             "frames": c.frames,
-            "to_director": c.to_director,
-            "to_kernel": c.frames.saturating_sub(c.to_director),
+            "to_director": delivered,
+            "no_socket": c.no_socket,
+            "to_kernel": c.frames.saturating_sub(delivered),
+            "read_failures": xdp_counters.failures(),
         });
     }
     let tmp = path.with_extension("tmp");

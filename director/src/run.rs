@@ -32,7 +32,7 @@ use crate::io::packet::{FilterInterface, FilterRule};
 use crate::io::xdp::RedirectFilter;
 use crate::io::{IoError, IoStats, WorkerIo};
 use crate::pipeline::{
-    Director, DropReason, Iface, MAX_BURST, Outcome, Snapshot, TrafficCounters, Verdict,
+    DestIndex, Director, DropReason, Iface, MAX_BURST, Outcome, Snapshot, TrafficCounters, Verdict,
     WorkerCounters,
 };
 
@@ -225,6 +225,45 @@ pub struct WorkerOptions {
     pub poll: PollMode,
     /// CPUs to pin workers to, in worker order (empty: no pinning).
     pub cpus: Vec<usize>,
+}
+
+/// Why the director could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The control plane's parts the first state depends on.
+    #[error(transparent)]
+    ControlPlane(#[from] crate::control::plane::StartError),
+    /// A worker or housekeeping thread.
+    #[error(transparent)]
+    Workers(#[from] IoError),
+}
+
+/// Starts the director in the order its pipeline's contract needs: first
+/// everything the workers' first state depends on — the health checks,
+/// with the real servers configured to start down (`alpha`,
+/// `check = "off"`) already out of rotation, and the passive reports wired
+/// to the director — then the workers. A worker that took a frame before
+/// that would schedule a connection to a server that is meant to be down.
+///
+/// # Errors
+/// The health checker or the first state's filters failed (no worker was
+/// started), or a thread could not be spawned.
+pub fn start(
+    plane: &mut crate::control::plane::ControlPlane,
+    config: &crate::config::ClusterConfig,
+    health_sink: Arc<dyn crate::health::HealthSink>,
+    hooks: &mut dyn crate::control::plane::DataPlaneHooks,
+    clock: Clock,
+    ios: Vec<Box<dyn WorkerIo>>,
+    options: &WorkerOptions,
+) -> Result<Live, StartError> {
+    plane.start(config, health_sink, hooks)?;
+    Ok(Live::start(
+        Arc::clone(plane.director()),
+        clock,
+        ios,
+        options,
+    )?)
 }
 
 impl Live {
@@ -480,30 +519,36 @@ pub fn stats_json(director: &Director, c: &WorkerCounters, io: &IoStats, now: Mi
     }
     let mut services = Vec::with_capacity(state.services.len());
     for (si, svc) in state.live_services() {
-        let si = si as usize;
+        // The service's totals keep every destination it ever had (as
+        // IPVS keeps a deleted server's counters in its service's); the
+        // servers listed are those `xvsadm -L --stats` lists, and the
+        // current fallback.
         let mut total = TrafficCounters::default();
-        let mut servers = Vec::new();
         for (di, dest) in state.dests.iter().enumerate() {
-            if dest.service as usize != si {
-                continue;
+            if dest.service == si {
+                total += c.dests.get(di).copied().unwrap_or_default();
             }
-            let t = c.dests.get(di).copied().unwrap_or_default();
-            total += t;
-            let mut m = traffic_json(&t);
+        }
+        let dest_json = |di: DestIndex| {
+            let dest = &state.dests[di as usize];
+            let mut m = traffic_json(&c.dests.get(di as usize).copied().unwrap_or_default());
             m.insert("address".into(), addr_string(dest.addr).into());
             m.insert("port".into(), dest.port.into());
             m.insert("method".into(), method_name(dest.method).into());
-            match dest.server.and_then(|id| svc.sched.servers().get(id)) {
-                Some(rs) => {
-                    m.insert("weight".into(), rs.weight().into());
-                    m.insert("active_conns".into(), rs.active_conns().into());
-                    m.insert("inactive_conns".into(), rs.inactive_conns().into());
-                    m.insert("fallback".into(), false.into());
-                }
-                None => {
-                    m.insert("fallback".into(), true.into());
-                }
-            }
+            m
+        };
+        let mut servers = Vec::new();
+        for (di, rs) in state.listed_servers(si) {
+            let mut m = dest_json(di);
+            m.insert("weight".into(), rs.weight().into());
+            m.insert("active_conns".into(), rs.active_conns().into());
+            m.insert("inactive_conns".into(), rs.inactive_conns().into());
+            m.insert("fallback".into(), false.into());
+            servers.push(Value::Object(m));
+        }
+        if let Some(di) = svc.fallback {
+            let mut m = dest_json(di);
+            m.insert("fallback".into(), true.into());
             servers.push(Value::Object(m));
         }
         let mut m = traffic_json(&total);
@@ -538,6 +583,7 @@ pub fn stats_json(director: &Director, c: &WorkerCounters, io: &IoStats, now: Mi
             "pass_unreachable": io.pass_unreachable,
             "sleeps": io.sleeps,
             "kernel_rx_dropped": io.kernel_rx_dropped,
+            "stats_read_failures": io.stats_read_failures,
         },
         "services": services,
     })
@@ -732,6 +778,135 @@ mac = "02:00:00:00:00:11"
         inbox.lock().push_back(datagram(1));
         std::thread::sleep(Duration::from_millis(50));
         assert_eq!(inbox.lock().len(), 1);
+    }
+
+    /// The UDP service with a second real server that is configured to
+    /// start down (its health check is `off`).
+    fn config_with_a_server_down_at_start() -> ClusterConfig {
+        let text = format!(
+            "{CONFIG}{}",
+            r#"
+[[neighbours]]
+interface = "s0"
+address = "192.0.2.12"
+mac = "02:00:00:00:00:12"
+"#
+        )
+        .replace(
+            "scheduler = \"rr\"\n",
+            "scheduler = \"rr\"\n[services.health]\ncheck = \"on\"\n",
+        )
+        .replace(
+            "address = \"192.0.2.11\"\nmethod = \"nat\"\n",
+            "address = \"192.0.2.11\"\nmethod = \"nat\"\n[[services.real_servers]]\naddress = \"192.0.2.12\"\nmethod = \"nat\"\n[services.real_servers.health]\ncheck = \"off\"\n",
+        );
+        ClusterConfig::parse("run.toml", &text).unwrap()
+    }
+
+    /// A backend that notes, when `Live` takes it, whether `down` could be
+    /// scheduled in the state the workers then read.
+    struct Watching {
+        inner: FakeIo,
+        director: Arc<Director>,
+        down: IpAddr,
+        schedulable: Arc<Mutex<Option<bool>>>,
+    }
+
+    impl WorkerIo for Watching {
+        fn run_burst(
+            &mut self,
+            burst: usize,
+            decide: &mut dyn FnMut(&mut dyn Burst, &mut [Verdict]),
+        ) -> Result<usize, IoError> {
+            self.inner.run_burst(burst, decide)
+        }
+        fn wait(&mut self, timeout: Duration) -> Result<(), IoError> {
+            self.inner.wait(timeout)
+        }
+        fn stats(&self) -> IoStats {
+            self.inner.stats()
+        }
+        fn describe(&self) -> String {
+            let state = self.director.state();
+            let schedulable = state.live_services().any(|(slot, _)| {
+                state
+                    .listed_servers(slot)
+                    .any(|(_, rs)| rs.addr() == self.down && rs.weight() > 0)
+            });
+            *self.schedulable.lock() = Some(schedulable);
+            self.inner.describe()
+        }
+    }
+
+    #[test]
+    fn a_server_that_starts_down_gets_no_connection_from_the_first_frame_on() {
+        use crate::control::plane::{ControlPlane, NoHooks};
+        use crate::control::table::ServiceTable;
+        use crate::pipeline::Neighbours;
+
+        struct NoSink;
+        impl crate::health::HealthSink for NoSink {
+            fn transition(&self, _: &crate::health::TargetKey, _: bool, _: &crate::health::Reason) {
+            }
+        }
+
+        let config = config_with_a_server_down_at_start();
+        let clock = Clock::start();
+        let table = ServiceTable::from_config(&config, clock.now()).unwrap();
+        let director = Arc::new(Director::with_snapshot(
+            table.snapshot(),
+            &config,
+            1,
+            Arc::new(Neighbours::new()),
+        ));
+        // Frames are waiting before anything starts, as they do in the
+        // rings of a live director: the workers' very first burst decides.
+        let io = FakeIo::default();
+        let (inbox, sent) = (Arc::clone(&io.inbox), Arc::clone(&io.sent));
+        inbox.lock().extend((0..64).map(|i| datagram(40_000 + i)));
+        // Which state the workers are handed their sockets with (`Live`
+        // asks each for its description then, before the thread starts):
+        // unlike the frames' fate, this does not depend on thread timing.
+        let down: IpAddr = "192.0.2.12".parse().unwrap();
+        let at_handover = Arc::new(Mutex::new(None));
+        let io = Watching {
+            inner: io,
+            director: Arc::clone(&director),
+            down,
+            schedulable: Arc::clone(&at_handover),
+        };
+        let mut plane = ControlPlane::new(table, Arc::clone(&director), 4096);
+        let mut live = start(
+            &mut plane,
+            &config,
+            Arc::new(NoSink),
+            &mut NoHooks,
+            clock,
+            vec![Box::new(io)],
+            &WorkerOptions::default(),
+        )
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while sent.lock().len() < 64 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        live.stop();
+        assert_eq!(
+            *at_handover.lock(),
+            Some(false),
+            "the workers started while the server meant to start down was in rotation"
+        );
+        let sent = sent.lock();
+        assert_eq!(sent.len(), 64);
+        // IPv4 destination address: bytes 30..34 of the Ethernet frame.
+        let to_down = sent
+            .iter()
+            .filter(|(_, f)| f[30..34] == [192, 0, 2, 12])
+            .count();
+        assert_eq!(
+            to_down, 0,
+            "connections scheduled to the server that starts down"
+        );
     }
 
     #[test]

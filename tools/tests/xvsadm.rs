@@ -293,3 +293,77 @@ fn connections_and_stats_follow_the_traffic() {
     );
     assert!(ok(&mut d, "-L -n").contains("Masq    1      1          0"));
 }
+
+/// A director whose XDP maps refuse every change: what xvsadm says then.
+struct MapsFull(InProcess);
+
+impl Transport for MapsFull {
+    fn call(&mut self, request: Request) -> Result<Reply, String> {
+        struct Refuse;
+        impl xvs_director::control::plane::DataPlaneHooks for Refuse {
+            fn published(
+                &mut self,
+                snapshot: &xvs_director::pipeline::Snapshot,
+            ) -> Result<(), xvs_director::control::plane::HookError> {
+                // The running state (one service) goes back in; more does not.
+                if snapshot.live_services().count() > 1 {
+                    return Err(xvs_director::control::plane::HookError::XdpMaps(
+                        xvs_director::io::IoError::Other(
+                            "updating the XDP program's services map: Argument list too long"
+                                .to_owned(),
+                        ),
+                    ));
+                }
+                Ok(())
+            }
+        }
+        let mut reload = || Err("no file".to_owned());
+        let d = &mut self.0;
+        Ok(d.plane.handle(
+            &request,
+            &d.worker.counters,
+            d.now,
+            &mut reload,
+            &mut Refuse,
+        ))
+    }
+
+    fn connections(
+        &mut self,
+        chunk: &mut dyn FnMut(&[ConnView]) -> Result<(), String>,
+    ) -> Result<Reply, String> {
+        self.0.connections(chunk)
+    }
+}
+
+#[test]
+fn a_change_the_data_plane_cannot_follow_fails_with_its_reason() {
+    let mut d = MapsFull(director());
+    let args = |line: &str| {
+        line.split_whitespace()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let run_line = |d: &mut MapsFull, line: &str| {
+        run(
+            &args(line),
+            d,
+            &mut || Ok(String::new()),
+            &FileNames::default(),
+        )
+    };
+    assert_eq!(run_line(&mut d, "-A -t 203.0.113.10:80 -s rr").status, 0);
+    let before = run_line(&mut d, "-S -n").stdout;
+    let o = run_line(&mut d, "-A -t 203.0.113.20:80 -s rr");
+    assert_eq!(o.status, EXIT_REFUSED, "{o:?}");
+    assert!(
+        o.stderr.contains("Argument list too long") && o.stderr.contains("rolled back"),
+        "{}",
+        o.stderr
+    );
+    assert_eq!(
+        run_line(&mut d, "-S -n").stdout,
+        before,
+        "the refused service stayed"
+    );
+}

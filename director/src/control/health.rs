@@ -49,7 +49,7 @@ pub fn service_id(key: &ServiceKey) -> ServiceId {
 
 /// The real servers that are down, and what they were when they went
 /// down (restored when they come back).
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct HealthOverrides {
     down: HashMap<TargetKey, ServerParams>,
     quiescent: HashMap<ServiceId, bool>,

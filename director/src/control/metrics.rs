@@ -12,7 +12,8 @@
 //! `remote_address`, `remote_port`). xvs's own metrics are named `xvs_*`:
 //! per-real-server traffic, drops by reason, connection-table fill and
 //! capacity, per-worker frames and polls, neighbour misses, partial
-//! checksums completed per interface, XDP counters.
+//! checksums completed per interface, XDP counters, and failed reads of
+//! the kernel's counters.
 //!
 //! A scrape is answered by the main thread (it owns the counters); the
 //! HTTP thread only carries the text.
@@ -96,6 +97,7 @@ pub fn render(
     counters: &WorkerCounters,
     io: &IoStats,
     xdp: Option<&XdpCounters>,
+    xdp_read_failures: u64,
     workers: &[WorkerFigures],
 ) -> String {
     let registry = Registry::new();
@@ -391,6 +393,20 @@ pub fn render(
         .with_label_values::<&str>(&[])
         .inc_by(x.no_socket);
     }
+    // A counter the kernel would not give is not left out silently: the
+    // failures are counted here (and the last value read stands in).
+    let failures = counter(
+        &registry,
+        "xvs_counter_read_failures_total",
+        "Reads of the kernel's counters that failed, by counter.",
+        &["counter"],
+    );
+    failures
+        .with_label_values(&["xdp_program"])
+        .inc_by(xdp_read_failures);
+    failures
+        .with_label_values(&["socket_statistics"])
+        .inc_by(io.stats_read_failures);
 
     let mut out = Vec::new();
     if let Err(e) = TextEncoder::new().encode(&registry.gather(), &mut out) {

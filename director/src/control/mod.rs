@@ -2,8 +2,9 @@
 //! control socket's protocol ([`proto`]) and server ([`socket`]), the
 //! owner of it all on the main thread ([`plane`]), rate estimation
 //! ([`estimator`]), connection listings walked off that thread
-//! ([`listing`]), health checks applied to the table ([`health`](mod@health))
-//! and the Prometheus metrics ([`metrics`]).
+//! ([`listing`]), health checks applied to the table ([`health`](mod@health)),
+//! what a reload cannot apply ([`reload`]) and the Prometheus metrics
+//! ([`metrics`]).
 
 pub mod estimator;
 pub mod health;
@@ -11,5 +12,6 @@ pub mod listing;
 pub mod metrics;
 pub mod plane;
 pub mod proto;
+pub mod reload;
 pub mod socket;
 pub mod table;

@@ -19,6 +19,7 @@ use crate::control::proto::{
     ControlError, ErrorKind, Reply, Request, ServerState, ServiceState, StatsView, TableView,
 };
 use crate::control::table::ServiceTable;
+use crate::io::IoError;
 use crate::pipeline::{Director, Snapshot, TrafficCounters, WorkerCounters};
 
 /// What the control socket's and the metrics endpoint's threads ask the
@@ -44,11 +45,14 @@ pub enum ControlMsg {
 /// What else must follow a published state: the XDP program's maps, the
 /// AF_PACKET kernel filter, next-hop resolution. Implemented by the binary.
 pub trait DataPlaneHooks {
-    /// `snapshot` was just published.
+    /// `snapshot` is about to be published: make the kernel's side say
+    /// what it says. Called again with the running state to undo a change
+    /// whose update failed, so it must make the filters say exactly what
+    /// the snapshot says, whatever a failed call left behind.
     ///
     /// # Errors
-    /// A filter could not be updated (the message says which and why).
-    fn published(&mut self, snapshot: &Snapshot) -> Result<(), String>;
+    /// A filter could not be updated (which one, and the kernel's answer).
+    fn published(&mut self, snapshot: &Snapshot) -> Result<(), HookError>;
 }
 
 /// Hooks that do nothing (tests, replay).
@@ -56,9 +60,98 @@ pub trait DataPlaneHooks {
 pub struct NoHooks;
 
 impl DataPlaneHooks for NoHooks {
-    fn published(&mut self, _snapshot: &Snapshot) -> Result<(), String> {
+    fn published(&mut self, _snapshot: &Snapshot) -> Result<(), HookError> {
         Ok(())
     }
+}
+
+/// Why the kernel's side of the data plane could not follow a state.
+#[derive(Debug, thiserror::Error)]
+pub enum HookError {
+    /// The XDP program's maps (which frames reach the director).
+    #[error("updating the XDP program's maps: {0}")]
+    XdpMaps(#[source] IoError),
+    /// The nftables table that keeps AF_PACKET interfaces' frames from the
+    /// kernel.
+    #[error("updating the AF_PACKET kernel filter (nftables): {0}")]
+    KernelFilter(#[source] IoError),
+}
+
+/// Why a change could not be published: it was undone, and says so.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// The kernel's side refused the new state; the table, the workers'
+    /// state and the filters are as before the change.
+    #[error(
+        "{0}; the change was rolled back and nothing changed: fix the cause (see the director's log) and repeat it"
+    )]
+    RolledBack(#[source] HookError),
+    /// The new state failed and so did putting the filters back: the table
+    /// and the workers are as before, the filters may redirect more.
+    #[error(
+        "{failed}; the change was rolled back, but restoring the filters failed too ({restore}): the director may receive frames of the undone change until a later change succeeds"
+    )]
+    RestoreFailed {
+        /// Why the new state failed.
+        failed: Box<HookError>,
+        /// Why putting the previous one back failed.
+        restore: Box<HookError>,
+    },
+}
+
+impl From<PublishError> for ControlError {
+    fn from(e: PublishError) -> Self {
+        Self::new(ErrorKind::DataPlane, e.to_string())
+    }
+}
+
+/// Why a reload was refused; the running state is kept in every case.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The file changes keys a running director cannot apply.
+    #[error(
+        "the file changes {} that only a restart applies: {}; nothing was changed: restart the director to apply {}, or set {} back in the file",
+        if .0.len() == 1 { "a key" } else { "keys" },
+        list_keys(.0),
+        if .0.len() == 1 { "it" } else { "them" },
+        if .0.len() == 1 { "it" } else { "them" }
+    )]
+    NeedsRestart(Vec<crate::control::reload::RestartKey>),
+    /// The table refused the file's services or servers.
+    #[error(transparent)]
+    Refused(#[from] ControlError),
+    /// The kernel's side could not follow; the change was undone.
+    #[error(transparent)]
+    DataPlane(#[from] PublishError),
+}
+
+fn list_keys(keys: &[crate::control::reload::RestartKey]) -> String {
+    keys.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl From<ReloadError> for ControlError {
+    fn from(e: ReloadError) -> Self {
+        match e {
+            ReloadError::Refused(e) => e,
+            ReloadError::DataPlane(e) => e.into(),
+            e @ ReloadError::NeedsRestart(_) => Self::new(ErrorKind::Reload, e.to_string()),
+        }
+    }
+}
+
+/// Why the control plane could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The health checker's runtime or thread.
+    #[error("starting the health checker: {0}")]
+    HealthChecker(#[source] std::io::Error),
+    /// The first state (servers that start down taken out) could not be
+    /// given to the kernel's side.
+    #[error("publishing the first state: {0}")]
+    Publish(#[source] HookError),
 }
 
 /// The control plane's state.
@@ -75,6 +168,10 @@ pub struct ControlPlane {
     health: crate::control::health::HealthOverrides,
     checker: Option<crate::health::HealthChecker>,
     passive: Option<Arc<crate::control::health::PassiveReporter>>,
+    /// The configuration the running state came from (set by
+    /// [`ControlPlane::start`]): a reload compares the keys only a restart
+    /// applies against it.
+    running: Option<ClusterConfig>,
 }
 
 fn stats_view(t: TrafficCounters) -> StatsView {
@@ -112,24 +209,31 @@ impl ControlPlane {
             health: crate::control::health::HealthOverrides::default(),
             checker: None,
             passive: None,
+            running: None,
         }
     }
 
-    /// Starts the health checks `config` asks for, reporting to `sink`;
-    /// real servers that start down (`alpha`, `check = "off"`) are taken
-    /// out of rotation at once.
+    /// Starts what the workers' first state depends on: the health checks
+    /// `config` asks for, reporting to `sink`, with the real servers that
+    /// start down (`alpha`, `check = "off"`) taken out of rotation, and the
+    /// passive reports wired to the director. That state is published
+    /// before this returns, so workers started afterwards never schedule a
+    /// server that starts down ([`crate::run::start`] keeps that order).
+    /// `config` is remembered as the running one for reloads.
     ///
     /// # Errors
-    /// The checker's thread could not start.
-    pub fn start_health(
+    /// The checker's thread could not start, or the kernel's side refused
+    /// the first state.
+    pub fn start(
         &mut self,
         config: &ClusterConfig,
         sink: std::sync::Arc<dyn crate::health::HealthSink>,
         hooks: &mut dyn DataPlaneHooks,
-    ) -> Result<(), String> {
+    ) -> Result<(), StartError> {
+        self.running = Some(config.clone());
         self.health.configure(config);
         let checker = crate::health::HealthChecker::start(crate::health::targets(config), sink)
-            .map_err(|e| format!("starting the health checker: {e}"))?;
+            .map_err(StartError::HealthChecker)?;
         let mut changed = false;
         for status in checker.status() {
             if !status.up {
@@ -153,7 +257,11 @@ impl ControlPlane {
         self.passive = Some(reporter);
         self.checker = Some(checker);
         if changed {
-            self.publish(hooks);
+            // Nothing to roll back to: a director that cannot redirect its
+            // first state must not start.
+            let snapshot = self.table.snapshot();
+            hooks.published(&snapshot).map_err(StartError::Publish)?;
+            self.install(snapshot);
         }
         Ok(())
     }
@@ -187,7 +295,20 @@ impl ControlPlane {
                 target.server,
                 if up { "back in" } else { "out of" }
             );
-            self.publish(hooks);
+            // Unlike an operator's change, a health transition is kept
+            // when the filters cannot follow: the workers must stop
+            // sending to a dead server whatever the kernel's maps say, and
+            // a failed map update leaves the old entries in place (the
+            // director still receives what it did).
+            let snapshot = self.table.snapshot();
+            if let Err(e) = hooks.published(&snapshot) {
+                log::error!(
+                    "health: {} {}: the workers follow the change, but {e}; the next successful change brings the filters up to date",
+                    target.service,
+                    target.server
+                );
+            }
+            self.install(snapshot);
         }
     }
 
@@ -203,15 +324,47 @@ impl ControlPlane {
         &self.director
     }
 
-    fn publish(&mut self, hooks: &mut dyn DataPlaneHooks) {
-        let snapshot = self.table.snapshot();
+    /// The configuration the running state came from: the one given to
+    /// [`ControlPlane::start`], then each reload's that was applied.
+    #[must_use]
+    pub fn running_config(&self) -> Option<&ClusterConfig> {
+        self.running.as_ref()
+    }
+
+    /// Gives the workers (and the passive reporter) `snapshot`.
+    fn install(&self, snapshot: Snapshot) {
         if let Some(reporter) = &self.passive {
             reporter.follow(&snapshot);
         }
-        let hook_result = hooks.published(&snapshot);
         self.director.publish(snapshot);
-        if let Err(e) = hook_result {
-            log::error!("after a change: {e}");
+    }
+
+    /// Publishes the table as it is now, or, when the kernel's side cannot
+    /// follow, puts the table back to `before` and the filters back to the
+    /// running state: a change applies whole or not at all. The workers
+    /// see the new state only once the filters say the same.
+    fn publish_or_roll_back(
+        &mut self,
+        before: ServiceTable,
+        hooks: &mut dyn DataPlaneHooks,
+    ) -> Result<(), PublishError> {
+        let snapshot = self.table.snapshot();
+        match hooks.published(&snapshot) {
+            Ok(()) => {
+                self.install(snapshot);
+                Ok(())
+            }
+            Err(failed) => {
+                self.table = before;
+                let running = self.director.state();
+                match hooks.published(&running) {
+                    Ok(()) => Err(PublishError::RolledBack(failed)),
+                    Err(restore) => Err(PublishError::RestoreFailed {
+                        failed: Box::new(failed),
+                        restore: Box::new(restore),
+                    }),
+                }
+            }
         }
     }
 
@@ -240,44 +393,74 @@ impl ControlPlane {
             },
             Request::Reload => match reload() {
                 Ok(config) => match self.reload(&config, now, hooks) {
-                    Ok(()) => Reply::Done,
-                    Err(e) => Reply::Error(e),
+                    Ok(()) => {
+                        log::info!("control: configuration reloaded");
+                        Reply::Done
+                    }
+                    Err(e) => {
+                        log::error!("control: reload refused, the running state is kept: {e}");
+                        Reply::Error(e.into())
+                    }
                 },
                 Err(message) => Reply::Error(ControlError::new(ErrorKind::Reload, message)),
             },
-            change => match self.table.apply(change, now) {
-                Ok(()) => {
-                    log::info!("control: applied {}", describe(change));
-                    self.publish(hooks);
-                    Reply::Done
+            change => {
+                let before = self.table.clone();
+                match self.table.apply(change, now) {
+                    Ok(()) => match self.publish_or_roll_back(before, hooks) {
+                        Ok(()) => {
+                            log::info!("control: applied {}", describe(change));
+                            Reply::Done
+                        }
+                        Err(e) => {
+                            log::error!("control: failed {}: {e}", describe(change));
+                            Reply::Error(e.into())
+                        }
+                    },
+                    Err(e) => {
+                        log::warn!("control: refused {}: {e}", describe(change));
+                        Reply::Error(e)
+                    }
                 }
-                Err(e) => {
-                    log::warn!("control: refused {}: {e}", describe(change));
-                    Reply::Error(e)
-                }
-            },
+            }
         }
     }
 
     /// Applies a re-read config file: only what differs changes.
     ///
     /// # Errors
-    /// The file describes a state the table refuses; nothing changed.
+    /// The file changes keys only a restart applies (each is named), the
+    /// table refuses what it describes, or the kernel's side cannot follow;
+    /// in every case nothing changed.
     pub fn reload(
         &mut self,
         config: &ClusterConfig,
         now: Millis,
         hooks: &mut dyn DataPlaneHooks,
-    ) -> Result<(), ControlError> {
+    ) -> Result<(), ReloadError> {
+        if let Some(running) = &self.running {
+            let keys = crate::control::reload::restart_keys(running, config);
+            if !keys.is_empty() {
+                return Err(ReloadError::NeedsRestart(keys));
+            }
+        }
+        let (table_before, health_before) = (self.table.clone(), self.health.clone());
         self.table.reconcile(config, now)?;
         let targets = crate::health::targets(config);
         let keys: Vec<crate::health::TargetKey> = targets.iter().map(|t| t.key).collect();
         self.health.configure(config);
+        self.health.reapply(&mut self.table, &keys);
+        if let Err(e) = self.publish_or_roll_back(table_before, hooks) {
+            self.health = health_before;
+            return Err(e.into());
+        }
+        // The checker follows the file only once the change holds.
         if let Some(checker) = &self.checker {
             checker.update(targets);
         }
-        self.health.reapply(&mut self.table, &keys);
-        self.publish(hooks);
+        if self.running.is_some() {
+            self.running = Some(config.clone());
+        }
         Ok(())
     }
 
@@ -354,8 +537,8 @@ impl ControlPlane {
         let mut services = Vec::new();
         for (slot, vs) in snapshot.live_services() {
             let mut servers = Vec::new();
-            for rs in vs.sched.servers().iter() {
-                let d = vs.dest_of[rs.id().index()] as usize;
+            for (d, rs) in snapshot.listed_servers(slot) {
+                let d = d as usize;
                 servers.push(ServerState {
                     params: crate::control::table::server_params_in(vs, &snapshot.dests, rs),
                     active: rs.active_conns(),
@@ -447,5 +630,294 @@ pub fn describe(request: &Request) -> String {
         Request::Connections => "list connections".to_owned(),
         Request::Timeouts => "list timeouts".to_owned(),
         Request::Reload => "reload".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    use super::*;
+    use crate::control::proto::{Method, Proto, ServerParams, ServiceId, ServiceParams};
+    use crate::pipeline::Neighbours;
+
+    const CONFIG: &str = r#"
+[conn_table]
+capacity = 4096
+
+[[interfaces]]
+name = "c0"
+role = "client"
+mac = "02:00:00:00:01:01"
+addresses = ["198.51.100.1/24"]
+
+[[interfaces]]
+name = "s0"
+role = "server"
+mac = "02:00:00:00:02:01"
+addresses = ["192.0.2.1/24"]
+
+[[services]]
+proto = "tcp"
+vip = "203.0.113.10"
+port = 80
+scheduler = "wlc"
+[[services.real_servers]]
+address = "192.0.2.11"
+method = "nat"
+"#;
+
+    /// Hooks that refuse any state that serves `refused`, and remember
+    /// the VIPs of the last state they accepted (what the kernel's maps
+    /// say).
+    struct Refusing {
+        refused: IpAddr,
+        /// Also refuse putting the running state back.
+        refuse_restore: bool,
+        installed: Vec<IpAddr>,
+        calls: usize,
+    }
+
+    impl Refusing {
+        fn new(refused: &str) -> Self {
+            Self {
+                refused: refused.parse().unwrap(),
+                refuse_restore: false,
+                installed: Vec::new(),
+                calls: 0,
+            }
+        }
+    }
+
+    fn vips(snapshot: &Snapshot) -> Vec<IpAddr> {
+        snapshot.live_services().map(|(_, s)| s.vip).collect()
+    }
+
+    impl DataPlaneHooks for Refusing {
+        fn published(&mut self, snapshot: &Snapshot) -> Result<(), HookError> {
+            self.calls += 1;
+            let wanted = vips(snapshot);
+            if wanted.contains(&self.refused) || (self.refuse_restore && self.calls > 1) {
+                return Err(HookError::XdpMaps(IoError::Other(
+                    "services map: No space left on device".to_owned(),
+                )));
+            }
+            self.installed = wanted;
+            Ok(())
+        }
+    }
+
+    fn plane(text: &str) -> ControlPlane {
+        let config = ClusterConfig::parse("t.toml", text).unwrap();
+        let table = ServiceTable::from_config(&config, 1).unwrap();
+        let director = Arc::new(Director::with_snapshot(
+            table.snapshot(),
+            &config,
+            9,
+            Arc::new(Neighbours::new()),
+        ));
+        ControlPlane::new(table, director, 4096)
+    }
+
+    fn add_service(vip: &str) -> Request {
+        Request::AddService(ServiceParams {
+            id: ServiceId {
+                proto: Proto::Tcp,
+                vip: vip.parse().unwrap(),
+                port: 80,
+            },
+            scheduler: "rr".to_owned(),
+            flags: 0,
+            persistence: None,
+            sloppy: false,
+            fallback: None,
+        })
+    }
+
+    /// Counters of no traffic, sized for the running state.
+    fn counters(p: &ControlPlane) -> WorkerCounters {
+        p.director().worker(0).counters
+    }
+
+    fn handle(p: &mut ControlPlane, request: &Request, hooks: &mut dyn DataPlaneHooks) -> Reply {
+        let counters = counters(p);
+        let mut reload = || Err("no file".to_owned());
+        p.handle(request, &counters, 1, &mut reload, hooks)
+    }
+
+    #[test]
+    fn a_change_the_filters_cannot_follow_is_rolled_back_and_reported() {
+        let mut p = plane(CONFIG);
+        let mut hooks = Refusing::new("203.0.113.20");
+        let before = p.table_view(&counters(&p));
+        let reply = handle(&mut p, &add_service("203.0.113.20"), &mut hooks);
+        let Reply::Error(e) = reply else {
+            panic!("a failed map update was answered {reply:?}");
+        };
+        assert_eq!(e.kind, ErrorKind::DataPlane);
+        assert!(e.message.contains("No space left on device"), "{e}");
+        assert!(e.message.contains("rolled back"), "{e}");
+        // The table, the workers' state and the maps are as before.
+        assert_eq!(p.table_view(&counters(&p)), before);
+        assert!(
+            p.table()
+                .slot(match &add_service("203.0.113.20") {
+                    Request::AddService(s) => s.id,
+                    _ => unreachable!(),
+                })
+                .is_none()
+        );
+        let running = vips(&p.director().state());
+        assert_eq!(running, ["203.0.113.10".parse::<IpAddr>().unwrap()]);
+        assert_eq!(hooks.installed, running, "the maps were not put back");
+        // The next change the filters can follow goes through.
+        let reply = handle(&mut p, &add_service("203.0.113.30"), &mut hooks);
+        assert_eq!(reply, Reply::Done);
+        assert_eq!(vips(&p.director().state()).len(), 2);
+    }
+
+    #[test]
+    fn a_failed_restore_says_the_filters_may_redirect_more() {
+        let mut p = plane(CONFIG);
+        let mut hooks = Refusing::new("203.0.113.20");
+        hooks.refuse_restore = true;
+        let Reply::Error(e) = handle(&mut p, &add_service("203.0.113.20"), &mut hooks) else {
+            panic!("a failed map update was accepted");
+        };
+        assert_eq!(e.kind, ErrorKind::DataPlane);
+        assert!(
+            e.message.contains("restoring the filters failed too"),
+            "{e}"
+        );
+        assert_eq!(vips(&p.director().state()).len(), 1);
+    }
+
+    #[test]
+    fn a_reload_the_filters_cannot_follow_changes_nothing() {
+        let mut p = plane(CONFIG);
+        let mut hooks = Refusing::new("203.0.113.20");
+        let file = ClusterConfig::parse("t.toml", &CONFIG.replace("203.0.113.10", "203.0.113.20"))
+            .unwrap();
+        let before = p.table_view(&counters(&p));
+        let e = p.reload(&file, 1, &mut hooks).unwrap_err();
+        assert!(matches!(e, ReloadError::DataPlane(_)), "{e:?}");
+        assert_eq!(p.table_view(&counters(&p)), before);
+        assert_eq!(
+            vips(&p.director().state()),
+            ["203.0.113.10".parse::<IpAddr>().unwrap()]
+        );
+    }
+
+    struct NoSink;
+    impl crate::health::HealthSink for NoSink {
+        fn transition(&self, _: &crate::health::TargetKey, _: bool, _: &crate::health::Reason) {}
+    }
+
+    #[test]
+    fn a_reload_that_needs_a_restart_is_refused_naming_each_key() {
+        let config = ClusterConfig::parse("t.toml", CONFIG).unwrap();
+        let mut p = plane(CONFIG);
+        p.start(&config, Arc::new(NoSink), &mut NoHooks).unwrap();
+        // A new real server (which a reload applies) beside two keys it
+        // cannot apply: nothing of it may be applied.
+        let file = ClusterConfig::parse(
+            "t.toml",
+            &format!(
+                "{}[[services.real_servers]]\naddress = \"192.0.2.12\"\nmethod = \"nat\"\n",
+                CONFIG
+                    .replace("capacity = 4096", "capacity = 8192")
+                    .replace(
+                        "[conn_table]",
+                        "[control]\nmetrics_listen = \"127.0.0.1:9531\"\n\n[conn_table]"
+                    )
+            ),
+        )
+        .unwrap();
+        let before = p.table_view(&counters(&p));
+        let e = p.reload(&file, 1, &mut NoHooks).unwrap_err();
+        assert!(
+            matches!(e, ReloadError::NeedsRestart(ref k) if k.len() == 2),
+            "{e:?}"
+        );
+        let e = ControlError::from(e);
+        assert_eq!(e.kind, ErrorKind::Reload);
+        for said in [
+            "conn_table.capacity (running 4096, file 8192)",
+            "control.metrics_listen (running off, file 127.0.0.1:9531)",
+            "restart the director",
+        ] {
+            assert!(e.message.contains(said), "{said:?} not in: {e}");
+        }
+        assert_eq!(p.table_view(&counters(&p)), before);
+        // The same file without those keys applies, and becomes the
+        // running one.
+        let applicable = ClusterConfig::parse(
+            "t.toml",
+            &format!(
+                "{CONFIG}[[services.real_servers]]\naddress = \"192.0.2.12\"\nmethod = \"nat\"\n"
+            ),
+        )
+        .unwrap();
+        p.reload(&applicable, 2, &mut NoHooks).unwrap();
+        assert_eq!(p.table_view(&counters(&p)).services[0].servers.len(), 2);
+        assert_eq!(p.running_config(), Some(&applicable));
+    }
+
+    #[test]
+    fn a_deleted_server_leaves_the_listing_and_the_stats_file() {
+        let mut p = plane(&format!(
+            "{CONFIG}[[services.real_servers]]\naddress = \"192.0.2.12\"\nmethod = \"nat\"\n"
+        ));
+        let service = ServiceId {
+            proto: Proto::Tcp,
+            vip: "203.0.113.10".parse().unwrap(),
+            port: 80,
+        };
+        let gone: IpAddr = "192.0.2.12".parse().unwrap();
+        let delete = Request::DeleteServer {
+            service,
+            addr: gone,
+            port: 80,
+        };
+        assert_eq!(handle(&mut p, &delete, &mut NoHooks), Reply::Done);
+        let counters = counters(&p);
+        let listed: Vec<IpAddr> = p.table_view(&counters).services[0]
+            .servers
+            .iter()
+            .map(|s| s.params.addr)
+            .collect();
+        let stats =
+            crate::run::stats_json(p.director(), &counters, &crate::io::IoStats::default(), 1);
+        let in_file: Vec<IpAddr> = stats["services"][0]["real_servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["address"].as_str().unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(listed, ["192.0.2.11".parse::<IpAddr>().unwrap()]);
+        assert_eq!(in_file, listed, "the stats file and -L --stats disagree");
+        // Back again: listed by both, with the same numbers.
+        let add = Request::AddServer {
+            service,
+            server: ServerParams {
+                addr: gone,
+                port: 80,
+                method: Method::Nat,
+                weight: 1,
+                u_threshold: 0,
+                l_threshold: 0,
+            },
+        };
+        assert_eq!(handle(&mut p, &add, &mut NoHooks), Reply::Done);
+        let stats =
+            crate::run::stats_json(p.director(), &counters, &crate::io::IoStats::default(), 1);
+        assert_eq!(
+            stats["services"][0]["real_servers"]
+                .as_array()
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(p.table_view(&counters).services[0].servers.len(), 2);
     }
 }

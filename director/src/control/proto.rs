@@ -332,7 +332,8 @@ pub enum ErrorKind {
     Version,
     /// The request could not be read.
     Malformed,
-    /// A reload failed: the file is invalid (the running state is kept).
+    /// A reload failed: the file is invalid, or changes what only a
+    /// restart applies (the running state is kept).
     Reload,
     /// The answer would exceed [`MAX_REPLY_BYTES`]; nothing changed.
     TooLarge,
@@ -342,6 +343,9 @@ pub enum ErrorKind {
     /// The director stopped after it took the request and before it
     /// answered: it may or may not have been applied.
     Unknown,
+    /// The kernel's side of the data plane (XDP maps, nftables) could not
+    /// follow the change, so it was rolled back.
+    DataPlane,
 }
 
 impl ErrorKind {
@@ -364,6 +368,7 @@ impl ErrorKind {
             Self::TooLarge => "Reply too large",
             Self::NotApplied => "Timed out, not applied",
             Self::Unknown => "Outcome unknown",
+            Self::DataPlane => "The data plane could not follow the change",
         }
     }
 }

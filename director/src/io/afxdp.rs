@@ -45,7 +45,7 @@ use xsk_rs::config::{
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 
 use super::xdp::XdpProgram;
-use super::{Burst, IoError, IoInterface, IoStats, RxFrame, WorkerIo};
+use super::{Burst, IoError, IoInterface, IoStats, KernelCounter, RxFrame, WorkerIo};
 use crate::pipeline::{DropReason, HEADROOM, IfaceId, MAX_BURST, Verdict};
 
 /// UMEM frame size.
@@ -144,6 +144,9 @@ pub struct AfXdpIo {
     /// Entries of each ring.
     ring_size: usize,
     stats: IoStats,
+    /// Each port's kernel receive drops, as last read (`stats` takes
+    /// `&self`: read on the worker's thread only).
+    kernel_dropped: std::cell::RefCell<Vec<KernelCounter<u64>>>,
 }
 
 fn config_error(what: impl std::fmt::Display) -> IoError {
@@ -196,6 +199,7 @@ impl AfXdpIo {
             zero_copy: false,
             ring_size: ring_size as usize,
             stats: IoStats::default(),
+            kernel_dropped: std::cell::RefCell::new(Vec::new()),
         };
         for iface in interfaces {
             let port = this.open_port(iface, options, ring)?;
@@ -531,12 +535,20 @@ impl WorkerIo for AfXdpIo {
 
     fn stats(&self) -> IoStats {
         let mut stats = self.stats;
-        stats.kernel_rx_dropped = self
-            .ports
-            .iter()
-            .filter_map(|p| p.rx.fd().xdp_statistics().ok())
-            .map(|s| s.rx_dropped() + s.rx_ring_full())
-            .sum();
+        let mut dropped = self.kernel_dropped.borrow_mut();
+        dropped.resize_with(self.ports.len(), || {
+            KernelCounter::new("an AF_XDP socket's statistics (XDP_STATISTICS)")
+        });
+        let now = std::time::Instant::now();
+        for (port, counter) in self.ports.iter().zip(dropped.iter_mut()) {
+            let read = port
+                .rx
+                .fd()
+                .xdp_statistics()
+                .map(|s| s.rx_dropped() + s.rx_ring_full());
+            stats.kernel_rx_dropped += counter.read(read, now).unwrap_or(0);
+            stats.stats_read_failures += counter.failures();
+        }
         stats
     }
 

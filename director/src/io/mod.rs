@@ -51,6 +51,9 @@ pub struct IoStats {
     pub sleeps: u64,
     /// Receive drops the kernel reports (ring full, no fill buffers).
     pub kernel_rx_dropped: u64,
+    /// Reads of the kernel's socket statistics that failed (the last
+    /// value read then stands in for `kernel_rx_dropped`).
+    pub stats_read_failures: u64,
 }
 
 impl std::ops::AddAssign for IoStats {
@@ -61,6 +64,80 @@ impl std::ops::AddAssign for IoStats {
         self.pass_unreachable += o.pass_unreachable;
         self.sleeps += o.sleeps;
         self.kernel_rx_dropped += o.kernel_rx_dropped;
+        self.stats_read_failures += o.stats_read_failures;
+    }
+}
+
+/// How often a kernel counter that keeps failing to read is logged again.
+pub const READ_FAILURE_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// A counter read from the kernel that can fail (a BPF map lookup, a
+/// socket option). A failed read is counted, and the last value read stands
+/// in: a counter never goes back and never vanishes from the metrics, so a
+/// graph shows a flat line rather than a reset or a gap. The failure is
+/// logged the first time, then at most once per [`READ_FAILURE_LOG_EVERY`]
+/// with the count so far — never every tick.
+#[derive(Debug, Clone)]
+pub struct KernelCounter<T> {
+    what: &'static str,
+    last: Option<T>,
+    failures: u64,
+    logged_at: Option<std::time::Instant>,
+}
+
+impl<T: Clone> KernelCounter<T> {
+    /// A counter named `what` in the log ("the XDP program's counters").
+    #[must_use]
+    pub const fn new(what: &'static str) -> Self {
+        Self {
+            what,
+            last: None,
+            failures: 0,
+            logged_at: None,
+        }
+    }
+
+    /// Takes one read's `result` at `now`: its value, or after a failure
+    /// the last value read (`None` before the first success).
+    pub fn read<E: std::fmt::Display>(
+        &mut self,
+        result: Result<T, E>,
+        now: std::time::Instant,
+    ) -> Option<T> {
+        match result {
+            Ok(value) => {
+                self.last = Some(value.clone());
+                Some(value)
+            }
+            Err(e) => {
+                if self.failed(now) {
+                    log::warn!(
+                        "reading {}: {e} ({} failed reads so far; the last value read stands in)",
+                        self.what,
+                        self.failures
+                    );
+                }
+                self.last.clone()
+            }
+        }
+    }
+
+    /// Counts a failure; true when it is to be logged.
+    fn failed(&mut self, now: std::time::Instant) -> bool {
+        self.failures += 1;
+        let due = self
+            .logged_at
+            .is_none_or(|at| now.saturating_duration_since(at) >= READ_FAILURE_LOG_EVERY);
+        if due {
+            self.logged_at = Some(now);
+        }
+        due
+    }
+
+    /// Failed reads so far.
+    #[must_use]
+    pub fn failures(&self) -> u64 {
+        self.failures
     }
 }
 
@@ -191,4 +268,31 @@ pub fn poll_readable(fds: &[std::os::fd::RawFd], timeout: Duration) -> Result<()
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    #[test]
+    fn a_failed_read_is_counted_keeps_the_last_value_and_is_logged_once_a_minute() {
+        let mut c = KernelCounter::new("the XDP program's counters");
+        let t0 = Instant::now();
+        let refused = || Err::<u64, _>(std::io::Error::from_raw_os_error(libc::EPERM));
+        assert_eq!(c.read(refused(), t0), None, "nothing read yet");
+        assert_eq!(c.read(Ok::<u64, std::io::Error>(40), t0), Some(40));
+        assert_eq!(c.read(refused(), t0), Some(40), "the metric vanished");
+        assert_eq!(c.failures(), 2);
+        // Logged: the first failure, then once per minute, whatever the
+        // number of ticks in between.
+        let mut c = KernelCounter::<u64>::new("x");
+        let logged: Vec<bool> = [0, 1, 30, 59, 60, 61, 125]
+            .iter()
+            .map(|&s| c.failed(t0 + Duration::from_secs(s)))
+            .collect();
+        assert_eq!(logged, [true, false, false, false, true, false, true]);
+        assert_eq!(c.failures(), 7);
+    }
 }

@@ -438,29 +438,31 @@ impl XdpProgram {
     ///
     /// # Errors
     /// A map is full or the kernel refused an update; the maps then hold
-    /// the union of old and new entries.
+    /// the old entries and some of the new ones. The program remembers
+    /// which, so that setting the previous filter again (the control
+    /// plane's rollback) removes exactly what this call added.
     pub fn set_filter(&mut self, filter: &RedirectFilter) -> Result<(), IoError> {
         let new = MapContents::of(filter);
+        let installed = &mut self.installed;
         update(
             self.services,
             &new.services,
-            &self.installed.services,
+            &mut installed.services,
             "services",
         )?;
-        update(self.vips, &new.vips, &self.installed.vips, "vips")?;
+        update(self.vips, &new.vips, &mut installed.vips, "vips")?;
         update(
             self.real_servers,
             &new.real_servers,
-            &self.installed.real_servers,
+            &mut installed.real_servers,
             "real_servers",
         )?;
         update(
             self.local_addrs,
             &new.local_addrs,
-            &self.installed.local_addrs,
+            &mut installed.local_addrs,
             "local_addrs",
         )?;
-        self.installed = new;
         Ok(())
     }
 }
@@ -521,24 +523,48 @@ fn map_put<K, V>(fd: RawFd, key: &K, value: &V) -> io::Result<()> {
     Ok(())
 }
 
-/// Adds `new - old` to the map `fd`, then removes `old - new`.
-fn update<K: Eq + std::hash::Hash>(
+/// Adds `new - installed` to the map `fd`, then removes `installed -
+/// new`; `installed` follows what the map holds, also after a failure.
+fn update<K: Eq + std::hash::Hash + Copy>(
     fd: RawFd,
     new: &HashSet<K>,
-    old: &HashSet<K>,
+    installed: &mut HashSet<K>,
     map: &str,
 ) -> Result<(), IoError> {
     let one: u8 = 1;
-    for key in new.difference(old) {
-        map_put(fd, key, &one)
+    update_with(
+        new,
+        installed,
+        map,
+        |key| map_put(fd, key, &one),
+        |key| {
+            // SAFETY: `key` is a live repr(C) value of the map's key size; a
+            // missing key is not an error worth reporting.
+            unsafe {
+                libxdp_sys::bpf_map_delete_elem(fd, std::ptr::from_ref(key).cast());
+            }
+        },
+    )
+}
+
+/// [`update`] over any `put` and `delete` (tests).
+fn update_with<K: Eq + std::hash::Hash + Copy>(
+    new: &HashSet<K>,
+    installed: &mut HashSet<K>,
+    map: &str,
+    mut put: impl FnMut(&K) -> io::Result<()>,
+    mut delete: impl FnMut(&K),
+) -> Result<(), IoError> {
+    let added: Vec<K> = new.difference(installed).copied().collect();
+    for key in added {
+        put(&key)
             .map_err(|e| IoError::Other(format!("updating the XDP program's {map} map: {e}")))?;
+        installed.insert(key);
     }
-    for key in old.difference(new) {
-        // SAFETY: `key` is a live repr(C) value of the map's key size; a
-        // missing key is not an error worth reporting.
-        unsafe {
-            libxdp_sys::bpf_map_delete_elem(fd, std::ptr::from_ref(key).cast());
-        }
+    let stale: Vec<K> = installed.difference(new).copied().collect();
+    for key in stale {
+        delete(&key);
+        installed.remove(&key);
     }
     Ok(())
 }
@@ -554,6 +580,48 @@ impl Drop for XdpProgram {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_update_is_undone_by_setting_the_previous_filter_again() {
+        // A map that holds at most three keys, as a full BPF map refuses.
+        let mut map: HashSet<u32> = [1, 2].into();
+        let mut installed: HashSet<u32> = map.clone();
+        let new: HashSet<u32> = [1, 2, 3, 4, 5].into();
+        let put = |map: &mut HashSet<u32>, k: &u32| {
+            if map.len() >= 3 {
+                return Err(io::Error::from_raw_os_error(libc::E2BIG));
+            }
+            map.insert(*k);
+            Ok(())
+        };
+        let e = update_with(
+            &new,
+            &mut installed,
+            "services",
+            |k| put(&mut map, k),
+            |_| {},
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("services map"), "{e}");
+        assert_eq!(map.len(), 3);
+        assert_eq!(installed, map, "what the map holds after a failure");
+        // The rollback: the previous contents again.
+        let previous: HashSet<u32> = [1, 2].into();
+        let mut deleted = Vec::new();
+        update_with(
+            &previous,
+            &mut installed,
+            "services",
+            |k| put(&mut map, k),
+            |k| deleted.push(*k),
+        )
+        .unwrap();
+        for k in &deleted {
+            map.remove(k);
+        }
+        assert_eq!(map, previous, "the failed update left an entry behind");
+        assert_eq!(installed, previous);
+    }
 
     #[test]
     fn keys_have_the_programs_layout() {

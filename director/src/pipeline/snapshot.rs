@@ -16,7 +16,7 @@ use rustc_hash::FxHashMap;
 
 use xvs_packet::IpProtocol;
 use xvs_packet::ethernet::MacAddr;
-use xvs_sched::{RealServerId, Service, Templates};
+use xvs_sched::{RealServer, RealServerId, Service, Templates};
 
 use crate::config::{ClusterConfig, IpNet};
 use crate::conn::{ForwardMethod, Millis, Timeouts};
@@ -194,6 +194,20 @@ impl Snapshot {
             .enumerate()
             .filter(|(_, s)| s.live)
             .map(|(i, s)| (i as u32, &**s))
+    }
+
+    /// The real servers a listing shows for service `slot`, with their
+    /// destination numbers: those in the service now, in ipvsadm's order
+    /// (newest first). A deleted one is not listed, as after `ipvsadm -d`:
+    /// its connections drain and its counters stay in the service's
+    /// totals. `xvsadm -L` (and the metrics) and the stats file list these
+    /// and only these.
+    pub fn listed_servers(&self, slot: u32) -> impl Iterator<Item = (DestIndex, &RealServer)> {
+        let vs = &self.services[slot as usize];
+        vs.sched
+            .servers()
+            .iter()
+            .map(|rs| (vs.dest_of[rs.id().index()], rs))
     }
 
     /// The service a new flow to `dst:dport` belongs to: the exact port
