@@ -31,7 +31,8 @@ use crate::io::packet::{FilterInterface, FilterRule};
 use crate::io::xdp::RedirectFilter;
 use crate::io::{IoError, IoStats, WorkerIo};
 use crate::pipeline::{
-    Director, DropReason, MAX_BURST, Outcome, Snapshot, TrafficCounters, Verdict, WorkerCounters,
+    DestIndex, Director, DropReason, MAX_BURST, Outcome, Snapshot, TrafficCounters, Verdict,
+    WorkerCounters,
 };
 
 /// Frames a worker takes from its sockets per round.
@@ -478,7 +479,7 @@ pub fn stats_json(director: &Director, c: &WorkerCounters, io: &IoStats, now: Mi
             if dest.service as usize != si {
                 continue;
             }
-            let t = c.dests.get(di).copied().unwrap_or_default();
+            let t = c.dests.get(di as DestIndex).copied().unwrap_or_default();
             total += t;
             let mut m = traffic_json(&t);
             m.insert("address".into(), addr_string(dest.addr).into());
