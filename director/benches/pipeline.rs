@@ -145,7 +145,11 @@ fn fixture() -> Fixture {
             let out =
                 director.process(&mut worker, &mut buf, HEADROOM, FRAME_LEN, CLIENT_SIDE, now);
             expect_transmit(out.verdict, "pre-populating");
-            let dest = director.state().dests[out.dest.expect("forwarded") as usize];
+            let dest = *director
+                .state()
+                .dests
+                .get(out.dest.expect("forwarded"))
+                .expect("a destination of the state");
             let std::net::IpAddr::V4(addr) = dest.addr else {
                 unreachable!("IPv4 real servers")
             };

@@ -526,28 +526,28 @@ pub fn stats_json(director: &Director, c: &WorkerCounters, io: &IoStats, now: Mi
         let mut total = TrafficCounters::default();
         for (di, dest) in state.dests.iter().enumerate() {
             if dest.service == si {
-                total += c.dests.get(di).copied().unwrap_or_default();
+                total += c.dests.get(di as DestIndex).copied().unwrap_or_default();
             }
         }
+        // The numbers come from this snapshot, which has them all.
         let dest_json = |di: DestIndex| {
-            let dest = &state.dests[di as usize];
-            let mut m = traffic_json(&c.dests.get(di as usize).copied().unwrap_or_default());
+            let dest = state.dests.get(di)?;
+            let mut m = traffic_json(&c.dests.get(di).copied().unwrap_or_default());
             m.insert("address".into(), addr_string(dest.addr).into());
             m.insert("port".into(), dest.port.into());
             m.insert("method".into(), method_name(dest.method).into());
-            m
+            Some(m)
         };
         let mut servers = Vec::new();
         for (di, rs) in state.listed_servers(si) {
-            let mut m = dest_json(di);
+            let Some(mut m) = dest_json(di) else { continue };
             m.insert("weight".into(), rs.weight().into());
             m.insert("active_conns".into(), rs.active_conns().into());
             m.insert("inactive_conns".into(), rs.inactive_conns().into());
             m.insert("fallback".into(), false.into());
             servers.push(Value::Object(m));
         }
-        if let Some(di) = svc.fallback {
-            let mut m = dest_json(di);
+        if let Some(mut m) = svc.fallback.and_then(dest_json) {
             m.insert("fallback".into(), true.into());
             servers.push(Value::Object(m));
         }

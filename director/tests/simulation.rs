@@ -686,7 +686,7 @@ impl Sim {
                 CLIENT_SIDE,
             ),
             Side::Server => {
-                let d = self.director.state().dests[conn_dest.unwrap() as usize];
+                let d = *self.director.state().dests.get(conn_dest.unwrap()).unwrap();
                 let len = build(
                     &mut self.frame,
                     real_server_mac(real_server_index(d.addr)),
@@ -723,7 +723,7 @@ impl Sim {
             .dest
             .unwrap_or_else(|| panic!("{}: no destination", what()));
         self.transmitted += 1;
-        let d = self.director.state().dests[dest as usize];
+        let d = *self.director.state().dests.get(dest).unwrap();
         if first {
             assert_eq!(
                 d.service as usize,
@@ -795,7 +795,7 @@ impl Sim {
         assert!(c.deadline < self.now);
         let spec = SERVICES[c.service];
         let vip = spec.vip();
-        let d = self.director.state().dests[c.dest.unwrap() as usize];
+        let d = *self.director.state().dests.get(c.dest.unwrap()).unwrap();
         let flags = if spec.proto == Proto::Tcp { ACK } else { 0 };
         let (len, rx) = match side {
             Side::Client => (
@@ -1165,7 +1165,7 @@ fn hundred_thousand_connections_leave_no_trace() {
     // Per-destination counters, as ipvsadm --stats would show them.
     let counters = &sim.worker.counters;
     for (d, e) in sim.expected.iter().enumerate() {
-        let got = counters.dests[d];
+        let got = *counters.dests.get(d as u32).unwrap();
         assert_eq!(
             (
                 got.conns,

@@ -671,7 +671,7 @@ impl VerdictLine {
         let reason = self.reason.map_or("-", DropReason::name);
         let dest = self
             .dest
-            .and_then(|d| state.dests.get(d as usize))
+            .and_then(|d| state.dests.get(d))
             .map_or_else(|| "-".to_owned(), |d| real_server_name(d.addr, d.port));
         format!("{}\t{reason}\t{dest}", self.verdict)
     }
@@ -746,7 +746,10 @@ impl ReplaySummary {
                         ""
                     }
                 );
-                Some((name, c.dests.get(i).copied().unwrap_or_default()))
+                Some((
+                    name,
+                    c.dests.get(i as DestIndex).copied().unwrap_or_default(),
+                ))
             })
             .collect();
         if !rows.is_empty() {

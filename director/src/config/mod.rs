@@ -159,17 +159,36 @@ pub struct ConnTableConfig {
     /// connections keep going to the deleted server until they end.
     #[serde(default)]
     pub expire_nodest_conn: bool,
+    /// How many destinations (real servers and fallbacks, each distinct
+    /// address:port of each service ever configured) the director can
+    /// number; fixed at start, as every worker's per-destination counters
+    /// are allocated for all of them. Default
+    /// [`DEFAULT_MAX_DESTINATIONS`](crate::pipeline::DEFAULT_MAX_DESTINATIONS).
+    #[serde(
+        default = "default_max_destinations",
+        deserialize_with = "de_max_destinations"
+    )]
+    pub max_destinations: u32,
 }
 
 const fn default_capacity() -> u32 {
     1 << 20
 }
 
+const fn default_max_destinations() -> u32 {
+    crate::pipeline::DEFAULT_MAX_DESTINATIONS
+}
+
+/// The largest `max_destinations`: 40 bytes of counters per destination
+/// and worker, so 40 MiB per worker at this bound.
+pub const MAX_MAX_DESTINATIONS: u32 = 1 << 20;
+
 impl Default for ConnTableConfig {
     fn default() -> Self {
         Self {
             capacity: default_capacity(),
             expire_nodest_conn: false,
+            max_destinations: default_max_destinations(),
         }
     }
 }
@@ -619,6 +638,16 @@ fn de_capacity<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
             "{v} is not a valid capacity: use an integer from 1 to {max}"
         )))
     }
+}
+
+fn de_max_destinations<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    int_in(
+        d,
+        1,
+        i64::from(MAX_MAX_DESTINATIONS),
+        "number of destinations",
+    )
+    .map(|v| v as u32)
 }
 
 fn de_persistence<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
@@ -1237,6 +1266,7 @@ method = "nat"
         assert_eq!(c.interfaces[1].mac, Some(MacAddr([2, 0, 0, 0, 2, 1])));
         assert_eq!(c.interfaces[0].addresses[0].to_string(), "198.51.100.1/24");
         assert_eq!(c.conn_table.capacity, 1 << 20);
+        assert_eq!(c.conn_table.max_destinations, 4096);
         assert_eq!(c.services.len(), 2);
         for svc in &c.services {
             assert_eq!(svc.scheduler, "wlc");
@@ -1556,6 +1586,23 @@ method = "Route"
         assert_eq!((line, field.as_str()), (21, "conn_table.capacity"), "{msg}");
         assert!(
             msg.contains("capacity 0 cannot hold any connection: use at least 1"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn max_destinations_out_of_range_is_refused_on_its_line() {
+        let text = format!("{}\n[conn_table]\nmax_destinations = 0\n", base(""));
+        let (line, field, _, msg) = fail(&text);
+        assert_eq!(
+            (line, field.as_str()),
+            (21, "conn_table.max_destinations"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains(
+                "0 is not a valid number of destinations: use an integer from 1 to 1048576"
+            ),
             "{msg}"
         );
     }

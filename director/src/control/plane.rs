@@ -20,7 +20,7 @@ use crate::control::proto::{
 };
 use crate::control::table::ServiceTable;
 use crate::io::IoError;
-use crate::pipeline::{Director, Snapshot, TrafficCounters, WorkerCounters};
+use crate::pipeline::{DestIndex, Director, Snapshot, TrafficCounters, WorkerCounters};
 
 /// What the control socket's and the metrics endpoint's threads ask the
 /// main thread.
@@ -480,7 +480,11 @@ impl ControlPlane {
         self.grow(snapshot.dests.len(), snapshot.services.len());
         for (d, dest) in snapshot.dests.iter().enumerate() {
             if slot.is_none_or(|s| s == dest.service) {
-                let now = counters.dests.get(d).copied().unwrap_or_default();
+                let now = counters
+                    .dests
+                    .get(d as DestIndex)
+                    .copied()
+                    .unwrap_or_default();
                 self.zero[d] = now;
                 self.dest_rates[d].reset(now);
             }
@@ -517,7 +521,11 @@ impl ControlPlane {
         let (old_dests, old_services) = (self.dest_rates.len(), self.service_rates.len());
         self.grow(snapshot.dests.len(), snapshot.services.len());
         for d in 0..snapshot.dests.len() {
-            let c = counters.dests.get(d).copied().unwrap_or_default();
+            let c = counters
+                .dests
+                .get(d as DestIndex)
+                .copied()
+                .unwrap_or_default();
             self.dest_rates[d].sample(c, first || d >= old_dests);
         }
         for s in 0..snapshot.services.len() {
@@ -531,7 +539,11 @@ impl ControlPlane {
     pub fn table_view(&self, counters: &WorkerCounters) -> TableView {
         let snapshot = self.director.state();
         let dest_stats = |d: usize| {
-            let c = counters.dests.get(d).copied().unwrap_or_default();
+            let c = counters
+                .dests
+                .get(d as DestIndex)
+                .copied()
+                .unwrap_or_default();
             minus(c, self.zero.get(d).copied().unwrap_or_default())
         };
         let mut services = Vec::new();
@@ -581,7 +593,11 @@ fn service_total(snapshot: &Snapshot, slot: u32, counters: &WorkerCounters) -> T
     let mut total = TrafficCounters::default();
     for (d, dest) in snapshot.dests.iter().enumerate() {
         if dest.service == slot {
-            total += counters.dests.get(d).copied().unwrap_or_default();
+            total += counters
+                .dests
+                .get(d as DestIndex)
+                .copied()
+                .unwrap_or_default();
         }
     }
     total

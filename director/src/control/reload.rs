@@ -85,6 +85,12 @@ pub fn restart_keys(running: &ClusterConfig, file: &ClusterConfig) -> Vec<Restar
         running.conn_table.capacity.to_string(),
         file.conn_table.capacity.to_string(),
     );
+    // Workers size their per-destination arrays by it once, at start.
+    differ(
+        "conn_table.max_destinations".to_owned(),
+        running.conn_table.max_destinations.to_string(),
+        file.conn_table.max_destinations.to_string(),
+    );
     let path = |p: &Option<std::path::PathBuf>| {
         p.as_ref()
             .map_or_else(|| "default".to_owned(), |p| p.display().to_string())
@@ -173,7 +179,7 @@ method = "nat"
         let running = config(BASE);
         let file = config(
             &BASE
-                .replace("capacity = 4096", "capacity = 8192")
+                .replace("capacity = 4096", "capacity = 8192\nmax_destinations = 100")
                 .replace("a.sock", "b.sock")
                 .replace(
                     "[control]",
@@ -192,6 +198,7 @@ method = "nat"
                 "interfaces[0].mtu (running 1500, file 1400)",
                 "interfaces[1].mac (running 02:00:00:00:02:01, file 02:00:00:00:02:02)",
                 "conn_table.capacity (running 4096, file 8192)",
+                "conn_table.max_destinations (running 4096, file 100)",
                 "control.socket (running /run/xvs/a.sock, file /run/xvs/b.sock)",
                 "control.metrics_listen (running off, file 127.0.0.1:9531)",
             ]

@@ -11,7 +11,10 @@
 //! the same). A deleted service likewise stays (not live) and is revived
 //! when a service with the same protocol, address and port is added.
 //! Memory therefore grows with the number of distinct services and servers
-//! ever configured, not with the number of operations.
+//! ever configured, not with the number of operations, and so do the
+//! numbers: at most `[conn_table] max_destinations` of them (fixed at start,
+//! as the workers' per-destination counters are). A change that would need
+//! one more is refused and changes nothing.
 //!
 //! # Atomic changes
 //! Every operation either applies whole or returns an error and changes
@@ -36,7 +39,10 @@ use crate::control::proto::{
     ServiceParams, TimeoutSet,
 };
 use crate::pipeline::snapshot::route_in;
-use crate::pipeline::{BuildError, Dest, DestIndex, Iface, Snapshot, VirtualService};
+use crate::pipeline::{
+    BuildError, DEFAULT_MAX_DESTINATIONS, Dest, DestArray, DestIndex, Iface, Snapshot,
+    VirtualService,
+};
 
 /// The largest weight ipvsadm accepts.
 pub const MAX_WEIGHT: u32 = 65_535;
@@ -46,7 +52,9 @@ pub const MAX_WEIGHT: u32 = 65_535;
 pub struct ServiceTable {
     interfaces: Vec<Iface>,
     services: Vec<Arc<VirtualService>>,
-    dests: Vec<Dest>,
+    dests: DestArray<Dest>,
+    /// Destination numbers it may hand out at most.
+    dest_capacity: u32,
     timeouts: Timeouts,
     expire_nodest_conn: bool,
     /// Every service ever created, live or not, by id.
@@ -177,13 +185,18 @@ fn config_server(
 #[must_use]
 pub fn server_params_in(
     vs: &VirtualService,
-    dests: &[Dest],
+    dests: &DestArray<Dest>,
     rs: &xvs_sched::RealServer,
 ) -> ServerParams {
+    let method = vs
+        .dest_of
+        .get(rs.id().index())
+        .and_then(|&d| dests.get(d))
+        .map_or(Method::Nat, |d| d.method.into());
     ServerParams {
         addr: rs.addr(),
         port: rs.port(),
-        method: dests[vs.dest_of[rs.id().index()] as usize].method.into(),
+        method,
         weight: rs.weight(),
         u_threshold: rs.u_threshold(),
         l_threshold: rs.l_threshold(),
@@ -191,13 +204,15 @@ pub fn server_params_in(
 }
 
 impl ServiceTable {
-    /// An empty table over `interfaces`.
+    /// An empty table over `interfaces`, with room for
+    /// [`DEFAULT_MAX_DESTINATIONS`] destination numbers.
     #[must_use]
     pub fn new(interfaces: Vec<Iface>, timeouts: Timeouts) -> Self {
         Self {
             interfaces,
             services: Vec::new(),
-            dests: Vec::new(),
+            dests: DestArray::default(),
+            dest_capacity: DEFAULT_MAX_DESTINATIONS,
             timeouts,
             expire_nodest_conn: false,
             slots: FxHashMap::default(),
@@ -214,6 +229,7 @@ impl ServiceTable {
         let interfaces = Snapshot::interfaces_of(config)?;
         let mut table = Self::new(interfaces, config.timeouts.effective());
         table.expire_nodest_conn = config.conn_table.expire_nodest_conn;
+        table.dest_capacity = config.conn_table.max_destinations;
         for (i, svc) in config.services.iter().enumerate() {
             let err = |e: ControlError| BuildError::Scheduler {
                 service: i,
@@ -244,6 +260,7 @@ impl ServiceTable {
             interfaces: self.interfaces.clone(),
             services: self.services.clone(),
             dests: self.dests.clone(),
+            dest_capacity: self.dest_capacity,
             timeouts: self.timeouts,
             expire_nodest_conn: self.expire_nodest_conn,
             service_keys,
@@ -280,7 +297,38 @@ impl ServiceTable {
     /// A destination by number.
     #[must_use]
     pub fn dest(&self, index: DestIndex) -> Option<&Dest> {
-        self.dests.get(index as usize)
+        self.dests.get(index)
+    }
+
+    /// Refuses a change that needs a new destination number (for
+    /// `server`, of `service`) when every number is taken.
+    fn check_room(&self, service: ServiceId, server: &ServerParams) -> Result<(), ControlError> {
+        if self.dests.len() < self.dest_capacity as usize {
+            return Ok(());
+        }
+        Err(invalid(format!(
+            "{service}: real server {} needs a new destination number, but all {} are taken (every real server and fallback configured since start keeps its number); raise [conn_table] max_destinations in the config and restart the director",
+            std::net::SocketAddr::new(server.addr, server.port),
+            self.dest_capacity
+        )))
+    }
+
+    /// [`Self::check_room`] for a fallback of service `slot` (`None`: a
+    /// service not created yet), which reuses the number of an earlier
+    /// fallback with the same address and port.
+    fn check_fallback_room(
+        &self,
+        service: ServiceId,
+        slot: Option<u32>,
+        fallback: Option<&ServerParams>,
+    ) -> Result<(), ControlError> {
+        match (fallback, slot) {
+            (Some(fb), Some(slot)) if self.fallbacks.contains_key(&(slot, fb.addr, fb.port)) => {
+                Ok(())
+            }
+            (Some(fb), _) => self.check_room(service, fb),
+            (None, _) => Ok(()),
+        }
     }
 
     /// Sets IPVS's `expire_nodest_conn`.
@@ -359,6 +407,7 @@ impl ServiceTable {
             ));
         }
         self.check_service(p)?;
+        self.check_fallback_room(p.id, self.slots.get(&p.id).copied(), p.fallback.as_ref())?;
         let options = sched_options(p.flags);
         let persistence = persist_config(p.persistence);
         match self.slots.get(&p.id).copied() {
@@ -424,14 +473,16 @@ impl ServiceTable {
                 route: route_in(&self.interfaces, fb.addr),
                 available: true,
             };
-            match self.fallbacks.get(&key) {
-                Some(&index) => {
-                    self.dests[index as usize] = dest;
+            // The caller checked that a new number is in capacity.
+            match self.fallbacks.get(&key).copied() {
+                Some(index) => {
+                    if let Some(d) = self.dests.get_mut(index) {
+                        *d = dest;
+                    }
                     index
                 }
                 None => {
-                    let index = self.dests.len() as DestIndex;
-                    self.dests.push(dest);
+                    let index = self.dests.push(dest);
                     self.fallbacks.insert(key, index);
                     index
                 }
@@ -440,7 +491,7 @@ impl ServiceTable {
         if let Some(old) = old
             && Some(old) != new
         {
-            self.dests[old as usize].available = false;
+            self.set_unavailable(old);
         }
         let mut vs = (*self.services[slot as usize]).clone();
         vs.fallback = new;
@@ -474,6 +525,7 @@ impl ServiceTable {
             p.fallback = current.params.fallback;
         }
         self.check_service(&p)?;
+        self.check_fallback_room(p.id, Some(slot), p.fallback.as_ref())?;
         let mut vs = (**current).clone();
         vs.sched
             .reconfigure(
@@ -509,11 +561,11 @@ impl ServiceTable {
             // Every id came from the list itself: removal cannot fail.
             let _ = vs.sched.remove_server(server);
             if let Some(&d) = vs.dest_of.get(server.index()) {
-                self.dests[d as usize].available = false;
+                self.set_unavailable(d);
             }
         }
         if let Some(fb) = vs.fallback.take() {
-            self.dests[fb as usize].available = false;
+            self.set_unavailable(fb);
         }
         vs.params.fallback = None;
         vs.live = false;
@@ -570,13 +622,18 @@ impl ServiceTable {
             available: true,
         };
         match vs.dest_of.get(id.index()).copied() {
-            Some(d) if d != DestIndex::MAX => self.dests[d as usize] = dest,
+            Some(d) if d != DestIndex::MAX => {
+                if let Some(slot) = self.dests.get_mut(d) {
+                    *slot = dest;
+                }
+            }
             _ => {
+                // Nothing is changed yet: `vs` is a copy.
+                self.check_room(service, s)?;
                 if vs.dest_of.len() <= id.index() {
                     vs.dest_of.resize(id.index() + 1, DestIndex::MAX);
                 }
-                vs.dest_of[id.index()] = self.dests.len() as DestIndex;
-                self.dests.push(dest);
+                vs.dest_of[id.index()] = self.dests.push(dest);
             }
         }
         self.services[slot as usize] = Arc::new(vs);
@@ -607,8 +664,13 @@ impl ServiceTable {
         vs.sched
             .edit_server(id, s.weight, s.u_threshold, s.l_threshold)
             .map_err(|e| server_error(&e, service))?;
-        let d = vs.dest_of[id.index()];
-        self.dests[d as usize].method = s.method.into();
+        if let Some(d) = vs
+            .dest_of
+            .get(id.index())
+            .and_then(|&d| self.dests.get_mut(d))
+        {
+            d.method = s.method.into();
+        }
         self.services[slot as usize] = Arc::new(vs);
         Ok(())
     }
@@ -636,10 +698,18 @@ impl ServiceTable {
         vs.sched
             .remove_server(id)
             .map_err(|e| server_error(&e, service))?;
-        let d = vs.dest_of[id.index()];
-        self.dests[d as usize].available = false;
+        if let Some(&d) = vs.dest_of.get(id.index()) {
+            self.set_unavailable(d);
+        }
         self.services[slot as usize] = Arc::new(vs);
         Ok(())
+    }
+
+    /// Destination `index` gets no new connection.
+    fn set_unavailable(&mut self, index: DestIndex) {
+        if let Some(d) = self.dests.get_mut(index) {
+            d.available = false;
+        }
     }
 
     /// `--set tcp tcpfin udp` (0 keeps a value).
@@ -942,7 +1012,7 @@ method = "nat"
                 "",
             );
         t.reconcile(&config(&next), 10).unwrap();
-        assert!(!t.dests[rs2_dest as usize].available);
+        assert!(!t.dests.get(rs2_dest).unwrap().available);
         assert_eq!(t.services().count(), 1);
         assert_eq!(
             t.snapshot().find_service(IpProtocol::Udp, web().vip, 53),
@@ -951,7 +1021,7 @@ method = "nat"
         // And back: the same numbers.
         t.reconcile(&config(BASE), 20).unwrap();
         assert_eq!(t.services[0].dest_of[1], rs2_dest);
-        assert!(t.dests[rs2_dest as usize].available);
+        assert!(t.dests.get(rs2_dest).unwrap().available);
         assert_eq!(t.services.len(), 2, "the UDP service was revived");
     }
 
@@ -1077,5 +1147,52 @@ method = "nat"
                 udp: 60
             }
         );
+    }
+
+    #[test]
+    fn a_change_that_needs_a_number_beyond_max_destinations_is_refused_whole() {
+        // BASE numbers three destinations: room for exactly those.
+        let text = format!("[conn_table]\nmax_destinations = 3\n{BASE}");
+        let mut t = ServiceTable::from_config(&config(&text), 0).unwrap();
+        assert_eq!(t.snapshot().dest_capacity, 3);
+        let before = t.snapshot();
+        let rs3 = ServerParams {
+            addr: "192.0.2.13".parse().unwrap(),
+            port: 80,
+            method: Method::Nat,
+            weight: 1,
+            u_threshold: 0,
+            l_threshold: 0,
+        };
+        let err = t.add_server(web(), &rs3).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Invalid);
+        assert!(
+            err.message.contains("192.0.2.13:80")
+                && err.message.contains("all 3 are taken")
+                && err.message.contains("raise [conn_table] max_destinations"),
+            "{}",
+            err.message
+        );
+        // A new fallback needs a number too.
+        let mut params = t.services[0].params.clone();
+        params.fallback = Some(rs3);
+        let err = t.edit_service(&params, false, 10).unwrap_err();
+        assert!(err.message.contains("all 3 are taken"), "{}", err.message);
+        assert_eq!(t.snapshot().dests, before.dests, "nothing changed");
+        assert!(t.services[0].params.fallback.is_none());
+        // A deleted server comes back under its own number: no new one.
+        t.delete_server(web(), "192.0.2.12".parse().unwrap(), 80)
+            .unwrap();
+        let rs2 = t.server_params(0)[0];
+        let back = ServerParams {
+            addr: "192.0.2.12".parse().unwrap(),
+            ..rs2
+        };
+        t.add_server(web(), &back).unwrap();
+        assert_eq!(t.snapshot().dests, before.dests);
+        // A config that needs more numbers than it allows is refused.
+        let text = format!("[conn_table]\nmax_destinations = 2\n{BASE}");
+        let err = ServiceTable::from_config(&config(&text), 0).unwrap_err();
+        assert!(err.to_string().contains("max_destinations"), "{err}");
     }
 }

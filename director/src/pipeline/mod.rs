@@ -61,8 +61,18 @@
 //!   expires templates.
 //! - **Changes at run time**: the state is an immutable [`Snapshot`] that
 //!   the control plane replaces ([`Director::publish`]). A worker checks
-//!   one counter per call and picks the new snapshot up at its next frame;
-//!   destination numbers never change, so connections go on. A deleted
+//!   one counter per call and picks the new snapshot up at its next frame
+//!   (at its next burst in [`Director::process_burst`]); destination
+//!   numbers never change, so connections go on. Workers switch at
+//!   different times, so a worker still on an older snapshot can meet a
+//!   connection another worker opened on a newer one, to a destination
+//!   its snapshot lacks: arrays by destination are [`DestArray`]s with only
+//!   checked access, the worker's counters span every number the service
+//!   table can hand out (`[conn_table] max_destinations`, fixed at start),
+//!   and the destination itself (its route, its real server's counts) is
+//!   taken from the newest state, which has every number ever handed out.
+//!   A number no state has (never expected) drops the frame
+//!   (`dest_unknown`). A deleted
 //!   real server gets no new connections; its established ones keep going
 //!   to it (IPVS's `expire_nodest_conn` = 0), or, with
 //!   `expire_nodest_conn` on, are expired at their next packet
@@ -96,7 +106,10 @@ use crate::conn::{
     Millis, NewConnection, PacketDirection, PendingReply, ReplyHash, TcpEvent, TcpState,
 };
 pub use neighbours::{NeighbourCache, NeighbourChange, Neighbours};
-pub use snapshot::{BuildError, Dest, DestIndex, Iface, InterfaceRole, Snapshot, VirtualService};
+pub use snapshot::{
+    BuildError, DEFAULT_MAX_DESTINATIONS, Dest, DestArray, DestIndex, Iface, InterfaceRole,
+    Snapshot, VirtualService,
+};
 pub use verdict::{DropReason, IfaceId, Verdict};
 
 /// Where the data path reports what it sees of real servers' health (a
@@ -204,15 +217,16 @@ pub struct WorkerCounters {
     /// sender's checksum offload) and was completed, by receiving
     /// interface ([`IfaceId`]).
     pub partial_checksum_completed: Vec<u64>,
-    /// Per destination, by [`DestIndex`].
-    pub dests: Vec<TrafficCounters>,
+    /// Per destination, by [`DestIndex`]: the snapshot's full
+    /// [`Snapshot::dest_capacity`], allocated once.
+    pub dests: DestArray<TrafficCounters>,
 }
 
 impl WorkerCounters {
     fn new(dests: usize, interfaces: usize) -> Self {
         Self {
             drops: vec![0; DropReason::COUNT],
-            dests: vec![TrafficCounters::default(); dests],
+            dests: DestArray::filled(dests, TrafficCounters::default()),
             partial_checksum_completed: vec![0; interfaces],
             ..Self::default()
         }
@@ -268,11 +282,11 @@ pub struct Worker {
     /// The generation of `snapshot`.
     generation: u64,
     /// Per destination, the last passive outcome reported.
-    passive_last: Vec<u8>,
+    passive_last: DestArray<u8>,
     /// Per destination, the MAC of its next hop: valid for the snapshot of
     /// `generation` and the neighbour table `dest_macs_of`, emptied when
     /// either changes. Saves the neighbour lookup on every packet.
-    dest_macs: Vec<Option<MacAddr>>,
+    dest_macs: DestArray<Option<MacAddr>>,
     dest_macs_of: usize,
     /// Inside [`Director::process_burst`]: new NAT connections enter the
     /// reply index together at the end of the burst (`pending_replies`).
@@ -318,6 +332,9 @@ pub struct Director {
     table: ConnTable,
     conn_template: Box<[AtomicU32]>,
     passive: std::sync::OnceLock<Arc<dyn PassiveSink>>,
+    /// The first snapshot's [`Snapshot::dest_capacity`]: the length of
+    /// every worker's per-destination arrays.
+    dest_capacity: usize,
 }
 
 /// The frame being decided: its buffer, where in it the frame lies, and
@@ -420,7 +437,9 @@ impl Director {
         let capacity = config.conn_table.capacity;
         let conn_template =
             crate::io::mem::huge_boxed_slice(capacity as usize, |_| AtomicU32::new(NO_TEMPLATE));
+        let dest_capacity = state.dest_capacity as usize;
         Self {
+            dest_capacity,
             state: ArcSwap::from_pointee(state),
             generation: AtomicU64::new(0),
             neighbours,
@@ -439,6 +458,8 @@ impl Director {
     /// Makes `state` the one every worker reads from its next frame on.
     /// Destination numbers must be those of the state it replaces (the
     /// service table keeps them): established connections go on as before.
+    /// A worker still on an older state may meet a connection to a number
+    /// only `state` has: it takes that destination from the newest state.
     pub fn publish(&self, state: Snapshot) {
         self.state.store(Arc::new(state));
         self.generation.fetch_add(1, Ordering::Release);
@@ -450,8 +471,7 @@ impl Director {
         self.state.load_full()
     }
 
-    /// The worker's snapshot, refreshed when a newer one was published;
-    /// the worker's counters grow with the destinations.
+    /// The worker's snapshot, refreshed when a newer one was published.
     #[inline]
     fn acquire(&self, w: &mut Worker) -> Arc<Snapshot> {
         let generation = self.generation.load(Ordering::Acquire);
@@ -461,20 +481,13 @@ impl Director {
             _ => {
                 let st = self.state.load_full();
                 w.generation = generation;
-                if w.counters.dests.len() < st.dests.len() {
-                    w.counters
-                        .dests
-                        .resize(st.dests.len(), TrafficCounters::default());
-                    w.passive_last.resize(st.dests.len(), PASSIVE_UNKNOWN);
-                }
                 // Routes may have changed with the snapshot.
                 w.dest_macs_of = 0;
                 st
             }
         };
         if w.dest_macs_of != neighbours {
-            w.dest_macs.clear();
-            w.dest_macs.resize(st.dests.len(), None);
+            w.dest_macs.fill(None);
             w.dest_macs_of = neighbours;
         }
         st
@@ -498,9 +511,9 @@ impl Director {
     pub fn worker(&self, seed: u64) -> Worker {
         let st = self.state.load_full();
         Worker {
-            counters: WorkerCounters::new(st.dests.len(), st.interfaces.len()),
+            counters: WorkerCounters::new(self.dest_capacity, st.interfaces.len()),
             generation: self.generation.load(Ordering::Acquire),
-            passive_last: vec![PASSIVE_UNKNOWN; st.dests.len()],
+            passive_last: DestArray::filled(self.dest_capacity, PASSIVE_UNKNOWN),
             snapshot: Some(st),
             neighbours: self.neighbours.reader(),
             last_request: None,
@@ -511,7 +524,7 @@ impl Director {
             too_big_refill: 0,
             ip_ident: 0,
             now: 0,
-            dest_macs: Vec::new(),
+            dest_macs: DestArray::filled(self.dest_capacity, None),
             dest_macs_of: 0,
             in_burst: false,
             pending_replies: Vec::with_capacity(MAX_BURST),
@@ -535,7 +548,7 @@ impl Director {
     }
 
     fn unbind(&self, st: &Snapshot, conn: &Connection) {
-        let Some(dest) = st.dests.get(conn.server_id as usize) else {
+        let Some(dest) = st.dests.get(conn.server_id) else {
             return;
         };
         let svc = &st.services[dest.service as usize];
@@ -793,7 +806,7 @@ impl Director {
         if !failed && !accepted {
             return;
         }
-        let Some(last) = w.passive_last.get_mut(conn.server_id as usize) else {
+        let Some(last) = w.passive_last.get_mut(conn.server_id) else {
             return;
         };
         let outcome = if failed { PASSIVE_FAILED } else { PASSIVE_OK };
@@ -826,10 +839,11 @@ impl Director {
                     ActivityChange::BecameActive => (false, true),
                     ActivityChange::BecameInactive => (true, false),
                 };
-                let dest = &st.dests[conn.server_id as usize];
-                if let Some(server) = dest.server {
-                    let svc = &st.services[dest.service as usize];
-                    svc.sched.servers().conn_activity_changed(server, was, is);
+                match st.dests.get(conn.server_id) {
+                    Some(dest) => activity_changed(st, dest, was, is),
+                    // Opened by another worker on a newer snapshot: the
+                    // newest has its server (numbers are only ever added).
+                    None => self.newer_activity_changed(conn.server_id, was, is),
                 }
             }
         } else {
@@ -848,12 +862,7 @@ impl Director {
         conn: &Connection,
         now: Millis,
     ) -> Outcome {
-        if st.expire_nodest_conn
-            && st
-                .dests
-                .get(conn.server_id as usize)
-                .is_some_and(|d| !d.available)
-        {
+        if st.expire_nodest_conn && st.dests.get(conn.server_id).is_some_and(|d| !d.available) {
             // IPVS's expire_nodest_conn: the server is gone, so is the
             // connection; the client's next SYN is scheduled afresh.
             if let Some(old) = self.table.remove(conn.handle) {
@@ -901,7 +910,10 @@ impl Director {
             Err(NotScheduled::FtpData) => return Outcome::of(Verdict::Drop(DropReason::FtpData)),
             Err(_) => return Outcome::of(Verdict::Drop(DropReason::PortMismatch)),
         };
-        let dest = &st.dests[dest_index as usize];
+        // The service's numbers are in its own snapshot.
+        let Some(dest) = st.dests.get(dest_index) else {
+            return Outcome::of(Verdict::Drop(DropReason::DestUnknown));
+        };
         let target = Target::of_dest(dest_index, dest, ip.flow.dport);
         let new = NewConnection {
             proto: ip.flow.proto,
@@ -953,7 +965,9 @@ impl Director {
                 return self.stateless(st, w, f, ip, service);
             }
         }
-        w.counters.dests[dest_index as usize].conns += 1;
+        if let Some(c) = w.counters.dests.get_mut(dest_index) {
+            c.conns += 1;
+        }
         self.forward_inbound(st, w, f, ip, target)
     }
 
@@ -981,7 +995,9 @@ impl Director {
             (None, Some(fb)) => fb,
             (None, None) => return Outcome::of(Verdict::Drop(DropReason::NoRealServer)),
         };
-        let dest = &st.dests[dest_index as usize];
+        let Some(dest) = st.dests.get(dest_index) else {
+            return Outcome::of(Verdict::Drop(DropReason::DestUnknown));
+        };
         if dest.method == ForwardMethod::Nat {
             // A NAT reply can only be rewritten back to the VIP through the
             // connection's entry: without one the client would get
@@ -1003,17 +1019,25 @@ impl Director {
         ip: &IpFrame,
         target: Target,
     ) -> Outcome {
-        let Some((egress, hop)) = st.dests[target.dest as usize].route else {
+        let route = match st.dests.get(target.dest) {
+            Some(dest) => dest.route,
+            // Opened by another worker on a newer snapshot.
+            None => match self.newer_route(target.dest) {
+                Some(route) => route,
+                None => return Outcome::of(Verdict::Drop(DropReason::DestUnknown)),
+            },
+        };
+        let Some((egress, hop)) = route else {
             return Outcome::of(Verdict::Drop(DropReason::NoRoute));
         };
-        let (iface, mac) = match w.dest_macs.get(target.dest as usize).copied().flatten() {
+        let (iface, mac) = match w.dest_macs.get(target.dest).copied().flatten() {
             Some(mac) => (st.iface(egress), mac),
             None => match self.neighbour(st, w, egress, hop) {
                 Ok((iface, mac)) => {
                     // Only an answer from the table the memo belongs to
                     // (one published since is for the next call).
                     if w.neighbours.answered_from() == w.dest_macs_of
-                        && let Some(slot) = w.dest_macs.get_mut(target.dest as usize)
+                        && let Some(slot) = w.dest_macs.get_mut(target.dest)
                     {
                         *slot = Some(mac);
                     }
@@ -1074,11 +1098,34 @@ impl Director {
             }
         };
         // Counted only now: what was dropped or answered above never
-        // reached the real server.
-        let c = &mut w.counters.dests[target.dest as usize];
+        // reached the real server. The counters span every number a
+        // destination can have: a miss is a state from another table.
+        let Some(c) = w.counters.dests.get_mut(target.dest) else {
+            return Outcome::of(Verdict::Drop(DropReason::DestUnknown));
+        };
         c.packets_in += 1;
         c.bytes_in += ip.ip_len() as u64;
         transmit(f, iface, mac, target.dest)
+    }
+
+    /// The route of destination `index` in the newest state, for a
+    /// connection opened on a snapshot newer than the worker's (`None`: no
+    /// state has that number).
+    #[cold]
+    #[inline(never)]
+    fn newer_route(&self, index: DestIndex) -> Option<Option<(IfaceId, IpAddr)>> {
+        self.state.load().dests.get(index).map(|d| d.route)
+    }
+
+    /// [`activity_changed`] for a destination the worker's snapshot lacks,
+    /// from the newest state.
+    #[cold]
+    #[inline(never)]
+    fn newer_activity_changed(&self, index: DestIndex, was: bool, is: bool) {
+        let st = self.state.load();
+        if let Some(dest) = st.dests.get(index) {
+            activity_changed(&st, dest, was, is);
+        }
     }
 
     /// Where a packet to `dst` leaves: the interface and the next hop's MAC.
@@ -1153,7 +1200,9 @@ impl Director {
         if let Err(e) = done {
             return Outcome::of(Verdict::Drop(rewrite_drop(e)));
         }
-        let c = &mut w.counters.dests[conn.server_id as usize];
+        let Some(c) = w.counters.dests.get_mut(conn.server_id) else {
+            return Outcome::of(Verdict::Drop(DropReason::DestUnknown));
+        };
         c.packets_out += 1;
         c.bytes_out += ip.ip_len() as u64;
         transmit(f, iface, mac, conn.server_id)
@@ -1236,6 +1285,16 @@ impl Worker {
         }
         self.too_big_tokens -= 1;
         true
+    }
+}
+
+/// Tells `dest`'s real server (none for a fallback) that one of its
+/// connections went from active (`was`) to active (`is`) or back.
+#[inline(always)]
+fn activity_changed(st: &Snapshot, dest: &Dest, was: bool, is: bool) {
+    if let Some(server) = dest.server {
+        let svc = &st.services[dest.service as usize];
+        svc.sched.servers().conn_activity_changed(server, was, is);
     }
 }
 

@@ -7,6 +7,22 @@
 //! Destinations are numbered globally (a [`DestIndex`]): the connection
 //! table stores that number, so a packet of an established connection
 //! finds its service, real server and counters without hashing again.
+//!
+//! # Numbers across snapshots
+//! Numbers are handed out by the control plane's service table, never
+//! reused and never above its fixed capacity (`[conn_table]
+//! max_destinations`, [`Snapshot::dest_capacity`]), so a published state
+//! only ever adds numbers. Workers pick a new state up at different times:
+//! a worker still deciding a burst on an older snapshot can meet a
+//! connection that another worker opened, on a newer one, to a destination
+//! the older snapshot does not have yet. Every array by destination is
+//! therefore a [`DestArray`], whose only accessor is the checked
+//! [`DestArray::get`]: a number an array lacks is a case the code must
+//! handle, never an index out of bounds. Per-worker arrays (counters) are
+//! allocated at the full capacity once, so every number a table can hand
+//! out fits them; a snapshot's own array holds only the numbers handed out
+//! when it was built (copying the whole capacity at every publish would
+//! buy nothing: a slot past its end reads as `None` either way).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -28,6 +44,92 @@ pub use crate::config::InterfaceRole;
 
 /// A destination's number, global across services.
 pub type DestIndex = u32;
+
+/// Destinations handed out at most unless the config says otherwise
+/// (Katran's default for its `reals` array).
+pub const DEFAULT_MAX_DESTINATIONS: u32 = 4096;
+
+/// Values by [`DestIndex`]. Deliberately without `Index`: a number may come
+/// from a newer snapshot than the array (see the module notes), so every
+/// access says what happens when the number is not there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DestArray<T>(Vec<T>);
+
+impl<T> Default for DestArray<T> {
+    fn default() -> Self {
+        Self(Vec::new())
+    }
+}
+
+impl<T> DestArray<T> {
+    /// The value of destination `index`, if the array has it.
+    #[inline(always)]
+    #[must_use]
+    pub fn get(&self, index: DestIndex) -> Option<&T> {
+        self.0.get(index as usize)
+    }
+
+    /// The value of destination `index`, if the array has it.
+    #[inline(always)]
+    pub fn get_mut(&mut self, index: DestIndex) -> Option<&mut T> {
+        self.0.get_mut(index as usize)
+    }
+
+    /// How many numbers the array holds.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True when it holds none.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The values in number order (`enumerate` gives the numbers).
+    pub fn iter(&self) -> std::slice::Iter<'_, T> {
+        self.0.iter()
+    }
+
+    /// The values in number order, to change them.
+    pub fn iter_mut(&mut self) -> std::slice::IterMut<'_, T> {
+        self.0.iter_mut()
+    }
+
+    /// Appends a value: it gets the next number.
+    pub(crate) fn push(&mut self, value: T) -> DestIndex {
+        self.0.push(value);
+        (self.0.len() - 1) as DestIndex
+    }
+}
+
+impl<T: Clone> DestArray<T> {
+    /// `len` numbers, each holding `value`.
+    #[must_use]
+    pub fn filled(len: usize, value: T) -> Self {
+        Self(vec![value; len])
+    }
+
+    /// Sets every value to `value`.
+    pub fn fill(&mut self, value: T) {
+        self.0.fill(value);
+    }
+}
+
+impl<T> From<Vec<T>> for DestArray<T> {
+    fn from(values: Vec<T>) -> Self {
+        Self(values)
+    }
+}
+
+impl<'a, T> IntoIterator for &'a DestArray<T> {
+    type Item = &'a T;
+    type IntoIter = std::slice::Iter<'a, T>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
 
 /// One interface of the director.
 #[derive(Debug, Clone)]
@@ -120,8 +222,14 @@ pub struct Snapshot {
     pub interfaces: Vec<Iface>,
     /// Virtual services, deleted ones included (see [`VirtualService::live`]).
     pub services: Vec<Arc<VirtualService>>,
-    /// Destinations, by [`DestIndex`]; numbers are never reused.
-    pub dests: Vec<Dest>,
+    /// Destinations, by [`DestIndex`]; numbers are never reused. Holds the
+    /// numbers handed out when the snapshot was built: a connection opened
+    /// on a newer snapshot may name one it lacks.
+    pub dests: DestArray<Dest>,
+    /// How many destination numbers the service table may ever hand out
+    /// (`[conn_table] max_destinations`); the same in every snapshot of
+    /// one director. Workers size their per-destination arrays by it.
+    pub dest_capacity: u32,
     /// Connection timeouts.
     pub timeouts: Timeouts,
     /// IPVS's `expire_nodest_conn`: a packet of a connection whose real

@@ -397,8 +397,8 @@ fn nat_tcp_connection_both_ways_and_teardown() {
         },
     ];
     let (d, w) = run(&fixtures);
-    let dest = d.state().services[0].dest_of[0] as usize;
-    let c = w.counters.dests[dest];
+    let dest = d.state().services[0].dest_of[0];
+    let c = *w.counters.dests.get(dest).unwrap();
     assert_eq!((c.conns, c.packets_in, c.packets_out), (1, 3, 2));
     let state = d.state();
     let servers = state.services[0].sched.servers();
@@ -1115,8 +1115,12 @@ fn published_changes_reach_new_connections_and_spare_established_ones() {
     }
     assert_eq!(seen, [RS1_MAC, RS2_MAC].into_iter().collect());
     assert_eq!(d.state().dests.len(), dests_before + 1);
-    // The worker's counters grew with the destinations.
-    assert_eq!(w.counters.dests.len(), dests_before + 1);
+    // The worker's counters span every number from the start.
+    assert_eq!(
+        w.counters.dests.len(),
+        DEFAULT_MAX_DESTINATIONS as usize,
+        "counters by destination, fixed at start"
+    );
 
     // Delete rs1: the established connection keeps going to it, new ones
     // all go to rs2.
@@ -1145,7 +1149,7 @@ fn published_changes_reach_new_connections_and_spare_established_ones() {
     table.add_server(web_service(), &rs1).unwrap();
     d.publish(table.snapshot());
     assert_eq!(d.state().services[0].dest_of[0], before);
-    assert!(d.state().dests[before as usize].available);
+    assert!(d.state().dests.get(before).unwrap().available);
     assert_eq!(d.state().dests.len(), dests_before + 1, "no new number");
 
     // With expire_nodest_conn, a deleted server's connections end at
@@ -1275,12 +1279,365 @@ fn a_syn_on_a_closed_dr_connection_is_a_new_connection() {
     for flags in ["S", "A", "FA", "A"] {
         once(&d, &mut w, &seg(flags), CLIENT, 10);
     }
-    let dest = d.state().services[2].dest_of[0] as usize;
-    assert_eq!(w.counters.dests[dest].conns, 1);
+    let dest = d.state().services[2].dest_of[0];
+    assert_eq!(w.counters.dests.get(dest).unwrap().conns, 1);
     // The client reuses the port: a new connection, scheduled and counted.
     let (v, _) = once(&d, &mut w, &seg("S"), CLIENT, 20);
     assert!(matches!(v, Verdict::Transmit { .. }));
-    assert_eq!(w.counters.dests[dest].conns, 2);
+    assert_eq!(w.counters.dests.get(dest).unwrap().conns, 2);
+}
+
+/// A receive burst that runs `hook` when the pipeline first asks for a
+/// frame: after the worker took its snapshot for the burst, before it
+/// decides any frame. What the hook publishes is newer than the burst's
+/// snapshot.
+struct HookBurst<'h> {
+    frames: FixtureBurst,
+    hook: Option<Box<dyn FnOnce() + 'h>>,
+}
+
+impl Burst for HookBurst<'_> {
+    fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    fn frame(&mut self, i: usize) -> RxFrame<'_> {
+        if let Some(hook) = self.hook.take() {
+            hook();
+        }
+        self.frames.frame(i)
+    }
+}
+
+fn burst_of(frames: &[(&[u8], IfaceId)]) -> FixtureBurst {
+    FixtureBurst {
+        bufs: frames
+            .iter()
+            .map(|(f, rx)| {
+                let mut buf = vec![0u8; HEADROOM + f.len()];
+                buf[HEADROOM..].copy_from_slice(f);
+                (buf, f.len(), *rx)
+            })
+            .collect(),
+    }
+}
+
+/// A case of the test below: what it shows, the segments worker A sends,
+/// the frame worker B meets, the interfaces it arrives on and leaves by,
+/// and the MAC it must be sent to.
+type StaleCase<'a> = (&'a str, &'a [&'a str], &'a [u8], IfaceId, IfaceId, [u8; 6]);
+
+/// The interleaving of issue 14: worker B takes its snapshot for a burst;
+/// the control plane publishes a new real server (a new destination
+/// number); worker A opens a connection to it; B, still on the older
+/// snapshot, meets a packet of that connection. Each packet kind reaches
+/// the destination number by another path (reply counters, inbound
+/// forwarding, a state change that moves the server's active count).
+#[test]
+fn a_worker_on_an_older_snapshot_follows_connections_to_newer_destinations() {
+    let port = 44000;
+    let client_seg = |flags| {
+        tcp(
+            (CLIENT_MAC, CLIENT_IF_MAC),
+            C4,
+            "203.0.113.10",
+            (port, 80),
+            flags,
+            64,
+            b"x",
+        )
+    };
+    let syn_ack = tcp(
+        (RS2_MAC, SERVER_IF_MAC),
+        "192.0.2.12",
+        C4,
+        (8080, port),
+        "SA",
+        64,
+        b"",
+    );
+    let ack = client_seg("A");
+    let rst = client_seg("R");
+    // What A sends on the new snapshot, then what B meets on the old one.
+    let cases: &[StaleCase<'_>] = &[
+        (
+            "the server's SYN-ACK",
+            &["S"],
+            &syn_ack,
+            SERVER,
+            CLIENT,
+            CLIENT_MAC,
+        ),
+        ("the client's ACK", &["S"], &ack, CLIENT, SERVER, RS2_MAC),
+        // Established, then reset: the server's active count must drop.
+        (
+            "the client's RST",
+            &["S", "A"],
+            &rst,
+            CLIENT,
+            SERVER,
+            RS2_MAC,
+        ),
+    ];
+    for &(what, a_sends, frame, rx, tx, mac) in cases {
+        let (d, mut a, mut table) = director_with_table();
+        let mut b = d.worker(2);
+        let dests_before = d.state().dests.len();
+        let mut burst = HookBurst {
+            frames: burst_of(&[(frame, rx)]),
+            hook: Some(Box::new(|| {
+                // rs1 goes, rs2 comes: A's SYN can only go to rs2, under a
+                // destination number B's snapshot does not have.
+                table
+                    .delete_server(web_service(), "192.0.2.11".parse().unwrap(), 8080)
+                    .unwrap();
+                table.add_server(web_service(), &rs2_params(1)).unwrap();
+                d.publish(table.snapshot());
+                for flags in a_sends {
+                    let (v, out) = once(&d, &mut a, &client_seg(flags), CLIENT, 10);
+                    assert_eq!(sent_to(v, &out), Some(RS2_MAC), "{what}: A's {flags}");
+                }
+            })),
+        };
+        let mut out = [Outcome::of(Verdict::PassToKernel); 1];
+        assert_eq!(d.process_burst(&mut b, &mut burst, 20, &mut out), 1);
+        let new_dest = d.state().dests.len() - 1;
+        assert_eq!(new_dest, dests_before, "{what}: rs2 got a new number");
+        match out[0].verdict {
+            Verdict::Transmit { iface, start, .. } => {
+                assert_eq!(iface, tx, "{what}");
+                assert_eq!(burst.frames.bufs[0].0[start..start + 6], mac, "{what}");
+            }
+            v => panic!("{what}: {v:?}"),
+        }
+        assert_eq!(out[0].dest, Some(new_dest as DestIndex), "{what}");
+        let counted: u64 = b
+            .counters
+            .dests
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                assert!(i == new_dest || c.packets_in + c.packets_out == 0);
+                c.packets_in + c.packets_out
+            })
+            .sum();
+        assert_eq!(counted, 1, "{what}: B counted the packet for rs2");
+        // The server's active/inactive counts followed the connection, B's
+        // packet included: once the entry expires, both are back to 0.
+        d.housekeeping(10_000_000, 1024);
+        assert_eq!(d.table().len(), 0);
+        let state = d.state();
+        let rs2 = state.services[0]
+            .sched
+            .servers()
+            .iter()
+            .find(|s| s.addr() == "192.0.2.12".parse::<IpAddr>().unwrap())
+            .unwrap();
+        assert_eq!(
+            (rs2.active_conns(), rs2.inactive_conns()),
+            (0, 0),
+            "{what}: rs2's counts"
+        );
+    }
+}
+
+/// What the test below asks of a worker thread.
+enum Job {
+    /// Open these client ports' connections (one SYN each) to `server`.
+    Open { ports: Vec<u16>, server: [u8; 6] },
+    /// Process `frames` in one burst, on the snapshot held when the burst
+    /// starts: tell the main thread once it is taken (`taken`) and wait
+    /// for `go` before deciding any frame. Every frame must be transmitted
+    /// to the MAC given with it.
+    Stale {
+        frames: Vec<(Vec<u8>, IfaceId, [u8; 6])>,
+        taken: std::sync::mpsc::Sender<()>,
+        go: std::sync::mpsc::Receiver<()>,
+    },
+}
+
+/// Two worker threads, the main thread publishing a new real server (a
+/// new destination number) every round while one worker holds an older
+/// snapshot for a burst: the other opens connections to the new server,
+/// then the first meets them — the server's SYN-ACKs, the clients' ACKs
+/// and RSTs — next to established connections of the round before. The
+/// roles alternate. Every packet must go where its connection goes, no
+/// worker may fail, and the real servers' counts and the per-destination
+/// counters must add up.
+#[test]
+fn two_workers_follow_each_others_connections_while_servers_are_added() {
+    use std::sync::mpsc::{Receiver, Sender, channel};
+    use std::time::Duration;
+
+    // 48 connections: the fixture table holds 64.
+    const ROUNDS: u16 = 6;
+    const FLOWS: u16 = 8;
+    const WAIT: Duration = Duration::from_secs(20);
+    let (d, _, mut table) = director_with_table();
+    let server_mac = |r: u16| [2, 0, 0, 0, 0x20, r as u8];
+    let server_addr = |r: u16| format!("192.0.2.{}", 100 + r);
+    let port_of = |r: u16, k: u16| 45000 + r * FLOWS + k;
+    let client = |port: u16, flags: &str| {
+        tcp(
+            (CLIENT_MAC, CLIENT_IF_MAC),
+            C4,
+            "203.0.113.10",
+            (port, 80),
+            flags,
+            64,
+            b"x",
+        )
+    };
+
+    let run_worker = |mut w: Worker, jobs: Receiver<Job>, done: Sender<()>| {
+        let mut now = 1_000;
+        while let Ok(job) = jobs.recv() {
+            now += 1;
+            match job {
+                Job::Open { ports, server } => {
+                    for port in ports {
+                        let (v, out) = once(&d, &mut w, &client(port, "S"), CLIENT, now);
+                        assert_eq!(
+                            sent_to(v, &out),
+                            Some(server),
+                            "SYN from port {port}: {v:?}"
+                        );
+                    }
+                }
+                Job::Stale { frames, taken, go } => {
+                    let mut burst = HookBurst {
+                        frames: burst_of(
+                            &frames
+                                .iter()
+                                .map(|(f, rx, _)| (&f[..], *rx))
+                                .collect::<Vec<_>>(),
+                        ),
+                        hook: Some(Box::new(move || {
+                            taken.send(()).unwrap();
+                            go.recv_timeout(WAIT).unwrap();
+                        })),
+                    };
+                    let mut out = [Outcome::of(Verdict::PassToKernel); MAX_BURST];
+                    let n = d.process_burst(&mut w, &mut burst, now, &mut out);
+                    assert_eq!(n, frames.len());
+                    for (i, (_, _, mac)) in frames.iter().enumerate() {
+                        let Verdict::Transmit { start, .. } = out[i].verdict else {
+                            panic!("stale burst frame {i}: {:?}", out[i].verdict);
+                        };
+                        assert_eq!(burst.frames.bufs[i].0[start..start + 6], *mac, "frame {i}");
+                    }
+                }
+            }
+            done.send(()).unwrap();
+        }
+        w.counters
+    };
+
+    let counters = std::thread::scope(|s| {
+        let mut jobs = Vec::new();
+        let mut done = Vec::new();
+        let mut threads = Vec::new();
+        for seed in [11, 12] {
+            let (job_tx, job_rx) = channel();
+            let (done_tx, done_rx) = channel();
+            let w = d.worker(seed);
+            let run = &run_worker;
+            threads.push(s.spawn(move || run(w, job_rx, done_tx)));
+            jobs.push(job_tx);
+            done.push(done_rx);
+        }
+        let mut previous = ("192.0.2.11".to_string(), RS1_MAC);
+        for r in 0..ROUNDS {
+            let (stale, fresh) = ((r % 2) as usize, (1 - r % 2) as usize);
+            let (addr, mac) = (server_addr(r), server_mac(r));
+            let mut frames = Vec::new();
+            for k in 0..FLOWS {
+                let port = port_of(r, k);
+                let reply = tcp((mac, SERVER_IF_MAC), &addr, C4, (8080, port), "SA", 64, b"");
+                frames.push((reply, SERVER, CLIENT_MAC));
+                frames.push((client(port, "A"), CLIENT, mac));
+                if k % 2 == 0 {
+                    frames.push((client(port, "R"), CLIENT, mac));
+                }
+                if r > 0 && k % 2 == 1 {
+                    // Established, to the server deleted this round.
+                    frames.push((client(port_of(r - 1, k), "A"), CLIENT, previous.1));
+                }
+            }
+            let (taken_tx, taken_rx) = channel();
+            let (go_tx, go_rx) = channel();
+            jobs[stale]
+                .send(Job::Stale {
+                    frames,
+                    taken: taken_tx,
+                    go: go_rx,
+                })
+                .unwrap();
+            taken_rx
+                .recv_timeout(WAIT)
+                .expect("the stale worker started");
+            // The new server replaces the previous one: every new
+            // connection goes to it, under a new destination number.
+            let new = crate::control::proto::ServerParams {
+                addr: addr.parse().unwrap(),
+                ..rs2_params(1)
+            };
+            d.neighbours().apply([NeighbourChange::Learned {
+                iface: SERVER,
+                ip: new.addr,
+                mac: MacAddr(mac),
+            }]);
+            table.add_server(web_service(), &new).unwrap();
+            table
+                .delete_server(web_service(), previous.0.parse().unwrap(), 8080)
+                .unwrap();
+            d.publish(table.snapshot());
+            jobs[fresh]
+                .send(Job::Open {
+                    ports: (0..FLOWS).map(|k| port_of(r, k)).collect(),
+                    server: mac,
+                })
+                .unwrap();
+            done[fresh]
+                .recv_timeout(WAIT)
+                .expect("the fresh worker opened its connections");
+            go_tx.send(()).unwrap();
+            done[stale]
+                .recv_timeout(WAIT)
+                .expect("the stale worker decided its burst");
+            previous = (addr, mac);
+        }
+        drop(jobs);
+        threads
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+
+    let (rounds, flows) = (u64::from(ROUNDS), u64::from(FLOWS));
+    let drops: u64 = counters.iter().flat_map(|c| c.drops.iter()).sum();
+    assert_eq!(drops, 0);
+    let total = |f: fn(&TrafficCounters) -> u64| -> u64 {
+        counters.iter().flat_map(|c| c.dests.iter()).map(f).sum()
+    };
+    assert_eq!(total(|c| c.conns), rounds * flows);
+    assert_eq!(total(|c| c.packets_out), rounds * flows, "SYN-ACKs");
+    assert_eq!(
+        total(|c| c.packets_in),
+        rounds * (2 * flows + flows / 2) + (rounds - 1) * flows / 2,
+        "SYNs, ACKs, RSTs and ACKs of the round before"
+    );
+    d.housekeeping(10_000_000, 1 << 16);
+    assert_eq!(d.table().len(), 0);
+    let state = d.state();
+    for s in state.services[0].sched.servers().iter() {
+        assert_eq!(
+            (s.active_conns(), s.inactive_conns()),
+            (0, 0),
+            "{}: every connection released",
+            s.addr()
+        );
+    }
 }
 
 /// `frame` as a local stack with transmit checksum offload hands it to a

@@ -106,6 +106,8 @@ drop_reasons! {
     ConnTableFull => "conn_table_full",
     /// — the connection's real server was deleted and `expire_nodest_conn` is on: the entry is expired and the client must reconnect.
     DestDeleted => "dest_deleted",
+    /// — the connection names a destination number no published state has (a state not built by the director's service table): never expected.
+    DestUnknown => "dest_unknown",
 }
 
 impl From<ParseError> for DropReason {
