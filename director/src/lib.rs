@@ -26,5 +26,6 @@ pub mod io;
 pub mod kernel;
 pub mod pipeline;
 pub mod run;
+pub mod types;
 
 pub use conn::ForwardMethod;

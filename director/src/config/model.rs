@@ -46,16 +46,6 @@ pub struct ControlConfig {
     pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
-/// Which side of the director an interface faces.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum InterfaceRole {
-    /// Towards the clients (VIPs live here).
-    Client,
-    /// Towards the real servers.
-    Server,
-}
-
 /// One network interface of the director.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -437,77 +427,6 @@ pub(super) mod mac_text {
         let text = String::deserialize(d)?;
         text.parse()
             .map_err(|e| de::Error::custom(format!("\"{text}\" is {e}")))
-    }
-}
-
-/// An interface address with its prefix length (`198.51.100.1/24`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct IpNet {
-    /// The address.
-    pub addr: IpAddr,
-    /// Prefix length (≤ 32 for IPv4, ≤ 128 for IPv6).
-    pub prefix_len: u8,
-}
-
-impl IpNet {
-    /// Whether `other` is inside this network.
-    #[must_use]
-    pub fn contains(&self, other: IpAddr) -> bool {
-        match (self.addr, other) {
-            (IpAddr::V4(a), IpAddr::V4(b)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix_len))
-                    .unwrap_or(0);
-                u32::from(a) & mask == u32::from(b) & mask
-            }
-            (IpAddr::V6(a), IpAddr::V6(b)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix_len))
-                    .unwrap_or(0);
-                u128::from(a) & mask == u128::from(b) & mask
-            }
-            _ => false,
-        }
-    }
-}
-
-impl fmt::Display for IpNet {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix_len)
-    }
-}
-
-impl core::str::FromStr for IpNet {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (addr, prefix) = s.split_once('/').map_or((s, None), |(a, p)| (a, Some(p)));
-        let addr: IpAddr = addr.parse().map_err(|_| {
-            format!("\"{s}\" is not an address: write an IPv4 or IPv6 address with its prefix length, like \"198.51.100.1/24\" or \"2001:db8::1/64\"")
-        })?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix_len = match prefix {
-            None => max,
-            Some(p) => p
-                .parse::<u8>()
-                .ok()
-                .filter(|&p| p <= max)
-                .ok_or_else(|| format!("\"{s}\" has a bad prefix length: use 0 to {max}"))?,
-        };
-        Ok(Self { addr, prefix_len })
-    }
-}
-
-impl Serialize for IpNet {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for IpNet {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(de::Error::custom)
     }
 }
 

@@ -36,7 +36,7 @@ use std::process::{Command, Stdio};
 use xvs_packet::IpProtocol;
 
 use super::IoError;
-use crate::config::InterfaceRole;
+use crate::types::InterfaceRole;
 
 /// The nftables table the filter owns.
 pub const TABLE: &str = "xvs_afpacket";

@@ -80,7 +80,6 @@
 
 pub mod neighbours;
 pub mod snapshot;
-pub mod verdict;
 
 #[cfg(test)]
 mod tests;
@@ -105,12 +104,11 @@ use crate::conn::{
     ActivityChange, ConnTable, Connection, FirstPacket, ForwardMethod, InboundHash, InsertError,
     Millis, NewConnection, PacketDirection, PendingReply, ReplyHash, TcpEvent, TcpState,
 };
+pub use crate::types::{DestIndex, DropReason, IfaceId, InterfaceRole, Verdict};
 pub use neighbours::{NeighbourCache, NeighbourChange, Neighbours};
 pub use snapshot::{
-    BuildError, DEFAULT_MAX_DESTINATIONS, Dest, DestArray, DestIndex, Iface, InterfaceRole,
-    Snapshot, VirtualService,
+    BuildError, DEFAULT_MAX_DESTINATIONS, Dest, DestArray, Iface, Snapshot, VirtualService,
 };
-pub use verdict::{DropReason, IfaceId, Verdict};
 
 /// Where the data path reports what it sees of real servers' health (a
 /// NAT real server answering a client's SYN with a SYN-ACK, or refusing it

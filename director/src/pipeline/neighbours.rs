@@ -28,7 +28,7 @@ use crossbeam::queue::ArrayQueue;
 use rustc_hash::FxHashMap;
 use xvs_packet::ethernet::MacAddr;
 
-use crate::pipeline::verdict::IfaceId;
+use crate::types::IfaceId;
 
 /// The map itself: (interface, neighbour IP) → MAC.
 pub type NeighbourMap = FxHashMap<(IfaceId, IpAddr), MacAddr>;

@@ -34,16 +34,11 @@ use xvs_packet::IpProtocol;
 use xvs_packet::ethernet::MacAddr;
 use xvs_sched::{RealServer, RealServerId, Service, Templates};
 
-use crate::config::{ClusterConfig, IpNet};
+use crate::config::ClusterConfig;
 use crate::conn::{ForwardMethod, Millis, Timeouts};
 use crate::control::proto::ServiceParams;
 use crate::control::table::ServiceTable;
-use crate::pipeline::verdict::IfaceId;
-
-pub use crate::config::InterfaceRole;
-
-/// A destination's number, global across services.
-pub type DestIndex = u32;
+use crate::types::{DestIndex, IfaceId, InterfaceRole, IpNet};
 
 /// Destinations handed out at most unless the config says otherwise
 /// (Katran's default for its `reals` array).

@@ -12,9 +12,7 @@ use xvs_packet::parse::QuotedError;
 use xvs_packet::tcp::TcpError;
 use xvs_packet::udp::UdpError;
 
-/// An interface, by its position in the configuration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct IfaceId(pub u16);
+use super::IfaceId;
 
 /// The pipeline's decision for one frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
