@@ -12,6 +12,13 @@
 //! reloads, metrics) and the health-check engine ([`health`]); the
 //! `xvs-director` binary runs them. All `unsafe` of the workspace lives
 //! under `src/io/`; everything else denies it.
+//!
+//! Dependencies run one way: the data plane ([`pipeline`], [`conn`],
+//! [`io`]) imports nothing of the control plane ([`config`], [`control`],
+//! [`health`], [`run`]); what both speak (interface numbers and roles,
+//! verdicts, drop reasons, destination numbers) lives in the leaf module
+//! [`types`], and the control plane builds the snapshots the data plane
+//! reads.
 #![deny(unsafe_code)]
 
 pub mod config;

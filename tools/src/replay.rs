@@ -52,9 +52,9 @@ use pcap_file::pcapng::blocks::interface_description::{
 use pcap_file::pcapng::{Block, PcapNgReader, PcapNgWriter};
 use pcap_file::{DataLink, Endianness, PcapError};
 use xvs_director::config::{ClusterConfig, ConfigError};
+use xvs_director::control::snapshot::BuildError;
 use xvs_director::pipeline::{
-    BuildError, DestIndex, Director, DropReason, HEADROOM, IfaceId, Snapshot, Verdict,
-    WorkerCounters,
+    DestIndex, Director, DropReason, HEADROOM, IfaceId, Snapshot, Verdict, WorkerCounters,
 };
 
 /// How far the capture clock advances between two housekeeping runs.

@@ -3,8 +3,9 @@
 //! owner of it all on the main thread ([`plane`]), rate estimation
 //! ([`estimator`]), connection listings walked off that thread
 //! ([`listing`]), health checks applied to the table ([`health`](mod@health)),
-//! what a reload cannot apply ([`reload`]) and the Prometheus metrics
-//! ([`metrics`]).
+//! what a reload cannot apply ([`reload`]), the Prometheus metrics
+//! ([`metrics`]) and the data plane's first state built from a config
+//! ([`snapshot`]).
 
 pub mod estimator;
 pub mod health;
@@ -13,5 +14,6 @@ pub mod metrics;
 pub mod plane;
 pub mod proto;
 pub mod reload;
+pub mod snapshot;
 pub mod socket;
 pub mod table;

@@ -38,10 +38,10 @@ use crate::control::proto::{
     ControlError, ErrorKind, Method, Persistence, Proto, Request, ServerParams, ServiceId,
     ServiceParams, TimeoutSet,
 };
+use crate::control::snapshot::BuildError;
 use crate::pipeline::snapshot::route_in;
 use crate::pipeline::{
-    BuildError, DEFAULT_MAX_DESTINATIONS, Dest, DestArray, DestIndex, Iface, Snapshot,
-    VirtualService,
+    DEFAULT_MAX_DESTINATIONS, Dest, DestArray, DestIndex, Iface, Snapshot, VirtualService,
 };
 
 /// The largest weight ipvsadm accepts.
@@ -249,22 +249,14 @@ impl ServiceTable {
     /// The state the workers read, as of now.
     #[must_use]
     pub fn snapshot(&self) -> Snapshot {
-        let service_keys = self
-            .services
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.live)
-            .map(|(i, s)| ((s.proto, s.vip, s.port), i as u32))
-            .collect();
-        Snapshot {
-            interfaces: self.interfaces.clone(),
-            services: self.services.clone(),
-            dests: self.dests.clone(),
-            dest_capacity: self.dest_capacity,
-            timeouts: self.timeouts,
-            expire_nodest_conn: self.expire_nodest_conn,
-            service_keys,
-        }
+        Snapshot::new(
+            self.interfaces.clone(),
+            self.services.clone(),
+            self.dests.clone(),
+            self.dest_capacity,
+            self.timeouts,
+            self.expire_nodest_conn,
+        )
     }
 
     /// The live services, in the order they were added.

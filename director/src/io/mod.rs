@@ -6,7 +6,7 @@
 //! A worker owns one [`WorkerIo`]: its sockets on every interface the
 //! director drives, whatever the backend — on AF_XDP one per receive queue
 //! it serves there ([`queues`] says which, and why every queue is served). The worker loop
-//! ([`crate::run`]) asks it for a burst of frames; the backend hands each
+//! (the `run` module) asks it for a burst of frames; the backend hands each
 //! frame to the pipeline in a buffer it owns, with [`crate::pipeline::HEADROOM`]
 //! bytes free in front of the frame, and carries out the verdict:
 //! - `Transmit { iface, start, len }`: send `buf[start..start + len]` out of

@@ -99,16 +99,13 @@ use xvs_packet::{FlowKey, FlowOrigin, FrameKind, IpProtocol, ParseError, parse_i
 use xvs_packet::{ipv4, ipv6};
 use xvs_sched::{NotScheduled, SchedContext, SplitMix64, TemplateId, Templates};
 
-use crate::config::ClusterConfig;
 use crate::conn::{
     ActivityChange, ConnTable, Connection, FirstPacket, ForwardMethod, InboundHash, InsertError,
     Millis, NewConnection, PacketDirection, PendingReply, ReplyHash, TcpEvent, TcpState,
 };
 pub use crate::types::{DestIndex, DropReason, IfaceId, InterfaceRole, Verdict};
 pub use neighbours::{NeighbourCache, NeighbourChange, Neighbours};
-pub use snapshot::{
-    BuildError, DEFAULT_MAX_DESTINATIONS, Dest, DestArray, Iface, Snapshot, VirtualService,
-};
+pub use snapshot::{DEFAULT_MAX_DESTINATIONS, Dest, DestArray, Iface, Snapshot, VirtualService};
 
 /// Where the data path reports what it sees of real servers' health (a
 /// NAT real server answering a client's SYN with a SYN-ACK, or refusing it
@@ -387,61 +384,28 @@ impl Target {
 }
 
 impl Director {
-    /// Builds the data plane for `config` at time `now`, with a neighbour
-    /// table seeded from the config's static `[[neighbours]]`. `seed` keys
-    /// the connection table's hash (use a random one in production).
-    ///
-    /// # Errors
-    /// See [`Snapshot::build`].
-    pub fn new(config: &ClusterConfig, now: Millis, seed: u64) -> Result<Self, BuildError> {
-        Self::with_neighbours(config, now, seed, Arc::new(Neighbours::new()))
-    }
-
-    /// As [`Director::new`], sharing an existing neighbour table (kept
-    /// across a rebuild); the config's static `[[neighbours]]` are added
-    /// to it.
-    ///
-    /// # Errors
-    /// See [`Snapshot::build`].
-    pub fn with_neighbours(
-        config: &ClusterConfig,
-        now: Millis,
-        seed: u64,
-        neighbours: Arc<Neighbours>,
-    ) -> Result<Self, BuildError> {
-        let state = Snapshot::build(config, now)?;
-        Ok(Self::with_snapshot(state, config, seed, neighbours))
-    }
-
-    /// A data plane running `state` (built by the control plane's
-    /// [`ServiceTable`](crate::control::table::ServiceTable), which keeps
-    /// editing it), with the connection table and static neighbours of
-    /// `config`.
+    /// A data plane running `state`, with a connection table of
+    /// `conn_capacity` entries keyed by `seed` (use a random one in
+    /// production) and the shared neighbour table. Its state is built by
+    /// the control plane (the service table; [`Director::new`] builds both
+    /// from a config file), which then keeps publishing new ones.
     #[must_use]
-    pub fn with_snapshot(
+    pub fn from_parts(
         state: Snapshot,
-        config: &ClusterConfig,
+        conn_capacity: u32,
         seed: u64,
         neighbours: Arc<Neighbours>,
     ) -> Self {
-        neighbours.apply(config.neighbours.iter().filter_map(|n| {
-            let iface = state.interfaces.iter().find(|i| i.name == n.interface)?;
-            Some(NeighbourChange::Learned {
-                iface: iface.id,
-                ip: n.address,
-                mac: n.mac,
-            })
-        }));
-        let capacity = config.conn_table.capacity;
-        let conn_template =
-            crate::io::mem::huge_boxed_slice(capacity as usize, |_| AtomicU32::new(NO_TEMPLATE));
+        let conn_template = crate::io::mem::huge_boxed_slice(conn_capacity as usize, |_| {
+            AtomicU32::new(NO_TEMPLATE)
+        });
         let dest_capacity = state.dest_capacity as usize;
         Self {
             dest_capacity,
             state: ArcSwap::from_pointee(state),
             generation: AtomicU64::new(0),
             neighbours,
-            table: ConnTable::new(capacity, seed),
+            table: ConnTable::new(conn_capacity, seed),
             conn_template,
             passive: std::sync::OnceLock::new(),
         }

@@ -1,8 +1,17 @@
 //! The state every worker reads: interfaces, routes, virtual services with
-//! their schedulers, and every destination a connection can point at. Built
-//! once from a [`ClusterConfig`], off the hot path. Neighbours (next hops'
-//! MACs) are not part of it: they change on their own clock and live in the
-//! shared [`Neighbours`](crate::pipeline::Neighbours) table.
+//! their schedulers, and every destination a connection can point at.
+//! Neighbours (next hops' MACs) are not part of it: they change on their
+//! own clock and live in the shared [`Neighbours`](crate::pipeline::Neighbours)
+//! table.
+//!
+//! # Who builds it
+//! The control plane, off the hot path: its service table
+//! (`control::table`) turns the config file and the operators' changes into
+//! parts and hands them to [`Snapshot::new`] — at start from the config
+//! (`control::snapshot` also builds the first state and the
+//! [`Director`](crate::pipeline::Director) for it), then at every change,
+//! published with [`Director::publish`](crate::pipeline::Director::publish).
+//! The data plane only reads a snapshot; it never sees the config.
 //!
 //! Destinations are numbered globally (a [`DestIndex`]): the connection
 //! table stores that number, so a packet of an established connection
@@ -34,10 +43,8 @@ use xvs_packet::IpProtocol;
 use xvs_packet::ethernet::MacAddr;
 use xvs_sched::{RealServer, RealServerId, Service, Templates};
 
-use crate::config::ClusterConfig;
-use crate::conn::{ForwardMethod, Millis, Timeouts};
+use crate::conn::{ForwardMethod, Timeouts};
 use crate::control::proto::ServiceParams;
-use crate::control::table::ServiceTable;
 use crate::types::{DestIndex, IfaceId, InterfaceRole, IpNet};
 
 /// Destinations handed out at most unless the config says otherwise
@@ -231,63 +238,39 @@ pub struct Snapshot {
     /// server was deleted expires the connection (and is dropped) instead
     /// of being forwarded to it.
     pub expire_nodest_conn: bool,
-    pub(crate) service_keys: FxHashMap<(IpProtocol, IpAddr, u16), u32>,
-}
-
-/// Why a configuration could not be turned into a running state.
-#[derive(Debug, thiserror::Error)]
-pub enum BuildError {
-    /// The service table refused a service or real server.
-    #[error("services[{service}]: {message}")]
-    Scheduler {
-        /// The service's position in the config.
-        service: usize,
-        /// What was wrong.
-        message: String,
-    },
-    /// An interface without a MAC address: discovery did not run.
-    #[error(
-        "interface \"{interface}\" has no MAC address: write its \"mac\" in the config, or let the live director read it from the kernel (kernel::discover) before building"
-    )]
-    NoMac {
-        /// The interface.
-        interface: String,
-    },
+    /// Live services by (protocol, VIP, port), derived by [`Snapshot::new`].
+    service_keys: FxHashMap<(IpProtocol, IpAddr, u16), u32>,
 }
 
 impl Snapshot {
-    /// Builds the state for `config` at time `now`.
-    ///
-    /// # Errors
-    /// A scheduler name the scheduler crate does not know, or a real server
-    /// it refuses; an interface without a MAC address.
-    pub fn build(config: &ClusterConfig, now: Millis) -> Result<Self, BuildError> {
-        Ok(ServiceTable::from_config(config, now)?.snapshot())
-    }
-
-    /// The interfaces a config describes.
-    ///
-    /// # Errors
-    /// An interface without a MAC address.
-    pub fn interfaces_of(config: &ClusterConfig) -> Result<Vec<Iface>, BuildError> {
-        config
-            .interfaces
+    /// The state made of parts the control plane built: `interfaces` by
+    /// [`IfaceId`], `services` by slot (deleted ones included), `dests` by
+    /// [`DestIndex`] with room for `dest_capacity` numbers at most. The
+    /// index of live services by (protocol, VIP, port) is derived here.
+    #[must_use]
+    pub fn new(
+        interfaces: Vec<Iface>,
+        services: Vec<Arc<VirtualService>>,
+        dests: DestArray<Dest>,
+        dest_capacity: u32,
+        timeouts: Timeouts,
+        expire_nodest_conn: bool,
+    ) -> Self {
+        let service_keys = services
             .iter()
             .enumerate()
-            .map(|(i, c)| {
-                Ok(Iface {
-                    id: IfaceId(i as u16),
-                    name: c.name.clone(),
-                    mac: c.mac.ok_or_else(|| BuildError::NoMac {
-                        interface: c.name.clone(),
-                    })?,
-                    role: c.role,
-                    addresses: c.addresses.clone(),
-                    mtu: c.effective_mtu(),
-                    gateways: c.gateways.clone(),
-                })
-            })
-            .collect()
+            .filter(|(_, s)| s.live)
+            .map(|(i, s)| ((s.proto, s.vip, s.port), i as u32))
+            .collect();
+        Self {
+            interfaces,
+            services,
+            dests,
+            dest_capacity,
+            timeouts,
+            expire_nodest_conn,
+            service_keys,
+        }
     }
 
     /// The live services.
