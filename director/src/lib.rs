@@ -15,10 +15,12 @@
 //!
 //! Dependencies run one way: the data plane ([`pipeline`], [`conn`],
 //! [`io`]) imports nothing of the control plane ([`config`], [`control`],
-//! [`health`], [`run`]); what both speak (interface numbers and roles,
-//! verdicts, drop reasons, destination numbers) lives in the leaf module
-//! [`types`], and the control plane builds the snapshots the data plane
-//! reads.
+//! [`health`], [`run`]) but the control socket's wire type for a service's
+//! parameters, which snapshots carry for listings
+//! (`tests/data_plane_imports.rs` checks it). What both speak (interface
+//! numbers and roles, verdicts, drop reasons, destination numbers) lives
+//! in the leaf module [`types`]; the control plane builds the snapshots
+//! the data plane reads.
 #![deny(unsafe_code)]
 
 pub mod config;

@@ -8,8 +8,10 @@
 //! without dragging a plane along. Dependencies otherwise run one way: the
 //! data plane (`pipeline`, `conn`, `io`) imports none of the control
 //! plane's modules (`config`, `control`, `health`, `run`), which the test
-//! `tests/data_plane_imports.rs` checks; the control plane builds the
-//! [`Snapshot`](crate::pipeline::Snapshot) the data plane reads.
+//! `tests/data_plane_imports.rs` checks (it lists the one exception left:
+//! the control socket's `ServiceParams`, a wire type a snapshot carries for
+//! listings, on its way to a crate of its own); the control plane builds
+//! the [`Snapshot`](crate::pipeline::Snapshot) the data plane reads.
 //!
 //! - [`IfaceId`], [`InterfaceRole`], [`IpNet`]: an interface, the side it
 //!   faces and its addresses ([`interface`]).
