@@ -9,7 +9,8 @@
 //! reads the sources: every non-comment line of
 //! `director/src/{pipeline,conn,io}/**/*.rs` outside the test modules
 //! (`#[cfg(test)] mod …` and the files they name) that names one of those
-//! modules through `crate::` fails it, with the file and the line.
+//! modules through `crate::` fails it, with the file and the line. The
+//! leaf module itself (`src/types/`) names nothing of the crate at all.
 
 use std::path::{Path, PathBuf};
 
@@ -81,10 +82,12 @@ fn names_control_plane(line: &str) -> Option<&'static str> {
     None
 }
 
-/// Every offending line under `src`, as `file:line: text (module)`.
-fn offences(src: &Path) -> Vec<String> {
+/// The lines of the non-test code in `dirs` (folders under `src`) that
+/// `offends` names something for, as `src/file:line: text (what)`; a line
+/// in [`ALLOWED`] is left out.
+fn offences(src: &Path, dirs: &[&str], offends: fn(&str) -> Option<&'static str>) -> Vec<String> {
     let mut files = Vec::new();
-    for dir in DATA_PLANE {
+    for dir in dirs {
         rust_files(&src.join(dir), &mut files);
     }
     let mut test_files = Vec::new();
@@ -121,7 +124,7 @@ fn offences(src: &Path) -> Vec<String> {
             if code.starts_with("//") {
                 continue;
             }
-            let Some(module) = names_control_plane(code) else {
+            let Some(what) = offends(code) else {
                 continue;
             };
             if ALLOWED
@@ -130,10 +133,7 @@ fn offences(src: &Path) -> Vec<String> {
             {
                 continue;
             }
-            found.push(format!(
-                "src/{relative}:{}: {code} (crate::{module})",
-                i + 1
-            ));
+            found.push(format!("src/{relative}:{}: {code} ({what})", i + 1));
         }
     }
     found
@@ -142,11 +142,27 @@ fn offences(src: &Path) -> Vec<String> {
 #[test]
 fn the_data_plane_imports_no_control_plane() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let found = offences(&src);
+    let found = offences(&src, DATA_PLANE, names_control_plane);
     assert!(
         found.is_empty(),
         "the data plane (src/{{pipeline,conn,io}}) names the control plane; move what both \
          need to src/types/ and build it in the control plane:\n{}",
+        found.join("\n")
+    );
+}
+
+/// Whether `line` names any module of the crate (`crate::…`).
+fn names_the_crate(line: &str) -> Option<&'static str> {
+    line.contains("crate::").then_some("crate::")
+}
+
+#[test]
+fn the_leaf_module_imports_nothing_of_the_crate() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let found = offences(&src, &["types"], names_the_crate);
+    assert!(
+        found.is_empty(),
+        "src/types/ is the leaf both planes import: it must not import the rest of the crate:\n{}",
         found.join("\n")
     );
 }
