@@ -16,7 +16,7 @@ use crossbeam::channel::Sender;
 
 use crate::config::{ClusterConfig, ServiceProtocol};
 use crate::control::plane::ControlMsg;
-use crate::control::proto::{Proto, ServerParams, ServiceId};
+use crate::control::proto::{Protocol, ServerParams, ServiceId};
 use crate::control::table::ServiceTable;
 use crate::health::{HealthSink, Reason, ServiceKey, TargetKey};
 
@@ -39,8 +39,8 @@ impl HealthSink for ChannelSink {
 pub fn service_id(key: &ServiceKey) -> ServiceId {
     ServiceId {
         proto: match key.proto {
-            ServiceProtocol::Tcp => Proto::Tcp,
-            ServiceProtocol::Udp => Proto::Udp,
+            ServiceProtocol::Tcp => Protocol::Tcp,
+            ServiceProtocol::Udp => Protocol::Udp,
         },
         vip: key.vip,
         port: key.port,
@@ -177,8 +177,8 @@ impl PassiveReporter {
                 Some(TargetKey {
                     service: ServiceKey {
                         proto: match svc.params.id.proto {
-                            Proto::Tcp => ServiceProtocol::Tcp,
-                            Proto::Udp => ServiceProtocol::Udp,
+                            Protocol::Tcp => ServiceProtocol::Tcp,
+                            Protocol::Udp => ServiceProtocol::Udp,
                         },
                         vip: svc.vip,
                         port: svc.port,

@@ -28,7 +28,7 @@ use crossbeam::channel::{Sender, bounded};
 use prometheus::{Encoder, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use crate::control::plane::{ControlMsg, ControlPlane};
-use crate::control::proto::{Proto, ServiceId};
+use crate::control::proto::{Protocol, ServiceId};
 use crate::io::IoStats;
 use crate::io::xdp::XdpCounters;
 use crate::pipeline::{DropReason, WorkerCounters};
@@ -57,8 +57,8 @@ const BACKEND_LABELS: [&str; 6] = [
 /// (`local_mark` is empty: no firewall-mark services).
 fn backend_labels(service: ServiceId, server: SocketAddr) -> [String; 6] {
     let proto = match service.proto {
-        Proto::Tcp => "TCP",
-        Proto::Udp => "UDP",
+        Protocol::Tcp => "TCP",
+        Protocol::Udp => "UDP",
     };
     [
         service.vip.to_string(),

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use xvs_director::control::proto::DEFAULT_SOCKET;
+use xvs_director::control::proto::client::ControlClient;
 use xvs_director::control::proto::{ConnView, Reply, Request};
-use xvs_director::control::socket::ControlClient;
 use xvs_tools::xvsadm::client::{EXIT_USAGE, FileNames, HELP, Outcome, Transport, run_to};
 
 /// Connects on first use, so that `-h` and bad command lines need no

@@ -24,8 +24,8 @@ use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::collections::HashMap;
 
 use xvs_director::control::proto::{
-    ConnView, ControlError, Method, Persistence, Proto, Reply, Request, ServerParams, ServiceId,
-    ServiceParams, TableView, TimeoutSet,
+    ConnView, ControlError, ForwardMethod as Method, Persistence, Protocol as Proto, Reply,
+    Request, ServerParams, ServiceId, ServiceParams, TableView, TimeoutSet,
 };
 
 use super::args::{Command, ListTarget, Resolver, ServerSpec, ServiceSpec, parse_args_with};
@@ -61,16 +61,16 @@ pub trait Transport {
     ) -> Result<Reply, String>;
 }
 
-impl Transport for xvs_director::control::socket::ControlClient {
+impl Transport for xvs_director::control::proto::client::ControlClient {
     fn call(&mut self, request: Request) -> Result<Reply, String> {
-        xvs_director::control::socket::ControlClient::call(self, request)
+        xvs_director::control::proto::client::ControlClient::call(self, request)
     }
 
     fn connections(
         &mut self,
         chunk: &mut dyn FnMut(&[ConnView]) -> Result<(), String>,
     ) -> Result<Reply, String> {
-        xvs_director::control::socket::ControlClient::connections(self, chunk)
+        xvs_director::control::proto::client::ControlClient::connections(self, chunk)
     }
 }
 
@@ -257,8 +257,8 @@ fn server_params(spec: &ServerSpec) -> Result<(ServiceId, ServerParams), String>
     let service = service_id(&spec.service)?;
     let method = match spec.method {
         ForwardMethod::Masq => Method::Nat,
-        ForwardMethod::Route | ForwardMethod::Local => Method::Dr,
-        ForwardMethod::Tunnel(TunnelType::Ipip) => Method::Tun,
+        ForwardMethod::Route | ForwardMethod::Local => Method::DirectRouting,
+        ForwardMethod::Tunnel(TunnelType::Ipip) => Method::Tunnel,
         ForwardMethod::Tunnel(_) => return Err(unsupported("a GUE or GRE tunnel")),
     };
     Ok((
@@ -375,8 +375,8 @@ pub fn service_views(table: &TableView) -> Vec<ServiceView> {
                         addr: SocketAddr::new(rs.params.addr, rs.params.port),
                         method: match rs.params.method {
                             Method::Nat => ForwardMethod::Masq,
-                            Method::Dr => ForwardMethod::Route,
-                            Method::Tun => ForwardMethod::Tunnel(TunnelType::Ipip),
+                            Method::DirectRouting => ForwardMethod::Route,
+                            Method::Tunnel => ForwardMethod::Tunnel(TunnelType::Ipip),
                         },
                         weight: rs.params.weight,
                         active_conns: rs.active,
