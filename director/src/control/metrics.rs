@@ -232,10 +232,7 @@ pub fn render(
             &BACKEND_LABELS,
         );
         for t in &health {
-            let owned = backend_labels(
-                crate::control::health::service_id(&t.key.service),
-                t.key.server,
-            );
+            let owned = backend_labels(t.key.service, t.key.server);
             let labels = owned.each_ref().map(String::as_str);
             up.with_label_values(&labels).set(i64::from(t.up));
             if let Some(l) = t.last_latency {

@@ -32,7 +32,7 @@ use xvs_sched::{
     ServiceConfig, Templates,
 };
 
-use crate::config::{ClusterConfig, SchedFlag, ServiceProtocol};
+use crate::config::{ClusterConfig, SchedFlag};
 use crate::conn::{Millis, Timeouts};
 use crate::control::proto::{
     ControlError, ErrorKind, ForwardMethod, Persistence, Protocol, Request, ServerParams,
@@ -140,14 +140,7 @@ pub fn service_params_of(svc: &crate::config::VirtualService) -> ServiceParams {
         }
     });
     ServiceParams {
-        id: ServiceId {
-            proto: match svc.proto {
-                ServiceProtocol::Tcp => Protocol::Tcp,
-                ServiceProtocol::Udp => Protocol::Udp,
-            },
-            vip: svc.vip,
-            port: svc.port,
-        },
+        id: svc.id(),
         scheduler: svc.scheduler.clone(),
         flags,
         persistence,
