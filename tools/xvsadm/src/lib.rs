@@ -1,9 +1,12 @@
-//! `xvsadm`: ipvsadm's command language and ipvsadm's output, for xvs.
+//! `xvs-adm`: the `xvsadm` program — ipvsadm's command language and
+//! ipvsadm's output, for xvs.
 //!
 //! Issue #7 asks for a client of the director's control socket that an
 //! operator can drive exactly like `ipvsadm` (v1.31): same options, same
 //! listings, and `ipvsadm-save` output that `xvsadm -R` reads back. This
-//! module is the half of that client which needs no director:
+//! crate depends on `xvs-proto` (the control socket's messages and client)
+//! and not on the director, so the binary links none of the data plane.
+//! Its parts:
 //!
 //! - [`args`]: an ipvsadm command line → a typed [`Command`], with ipvsadm's
 //!   defaults applied and ipvsadm's checks made (which options go with which
@@ -13,15 +16,19 @@
 //!   in each of its modes, `-c`, `--timeout` and `-S`.
 //! - [`restore`]: `-R` input (ipvsadm-save output) → `Vec<Command>`, with
 //!   the line number in every error.
+//! - [`client`]: a parsed command → control-socket requests → ipvsadm's
+//!   output and exit status, over any [`client::Transport`] (the binary's
+//!   is the control socket; tests drive a director in their own process).
 //!
-//! The control socket, its protocol and the `xvsadm` binary come later and
-//! sit on these types; nothing here performs I/O or resolves names (the
-//! [`format::Names`] trait lets the binary plug reverse lookups in for
-//! listings without `-n`).
+//! Only the binary (`src/main.rs`) touches the socket, the terminal and the
+//! name files; the [`format::Names`] trait lets it plug reverse lookups in
+//! for listings without `-n`.
 //!
 //! Where ipvsadm's behaviour is odd (order-dependent defaults, a comment
 //! syntax that never worked, a sort comparator that wraps), the submodule
 //! docs say what xvsadm does and why.
+
+#![forbid(unsafe_code)]
 
 pub mod args;
 pub mod client;

@@ -5,13 +5,13 @@
 
 use std::sync::Arc;
 
+use xvs_adm::client::{EXIT_REFUSED, EXIT_USAGE, FileNames, Outcome, Transport, run};
 use xvs_director::config::ClusterConfig;
 use xvs_director::control::listing;
 use xvs_director::control::plane::{ControlPlane, NoHooks};
-use xvs_director::control::proto::{CONNECTIONS_PER_CHUNK, ConnView, Reply, Request};
 use xvs_director::control::table::ServiceTable;
 use xvs_director::pipeline::{Director, HEADROOM, IfaceId, Neighbours, Worker};
-use xvs_tools::xvsadm::client::{EXIT_REFUSED, EXIT_USAGE, FileNames, Outcome, Transport, run};
+use xvs_proto::control::{CONNECTIONS_PER_CHUNK, ConnView, Reply, Request};
 
 const CONFIG: &str = r#"
 [conn_table]

@@ -123,9 +123,9 @@ mod tests {
     use proptest::test_runner::{Config, RngSeed};
 
     use super::*;
-    use crate::xvsadm::args::{ServerSpec, ServiceSpec};
-    use crate::xvsadm::format::{self, Numeric, Rates, ServerView, ServiceView, Stats};
-    use crate::xvsadm::{
+    use crate::args::{ServerSpec, ServiceSpec};
+    use crate::format::{self, Numeric, Rates, ServerView, ServiceView, Stats};
+    use crate::{
         AddressFamily, ForwardMethod, MAX_TIMEOUT, Netmask, Protocol, SchedFlags, ServiceKey,
         TunnelChecksum, TunnelType,
     };

@@ -1,14 +1,14 @@
 //! `xvsadm`: administer the xvs director with ipvsadm's commands and
-//! output. See `xvsadm -h` and `xvs_tools::xvsadm::client`.
+//! output. See `xvsadm -h` and `xvs_adm::client`.
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use xvs_director::control::proto::DEFAULT_SOCKET;
-use xvs_director::control::proto::client::ControlClient;
-use xvs_director::control::proto::{ConnView, Reply, Request};
-use xvs_tools::xvsadm::client::{EXIT_USAGE, FileNames, HELP, Outcome, Transport, run_to};
+use xvs_adm::client::{EXIT_USAGE, FileNames, HELP, Outcome, Transport, run_to};
+use xvs_proto::control::DEFAULT_SOCKET;
+use xvs_proto::control::client::ControlClient;
+use xvs_proto::control::{ConnView, Reply, Request};
 
 /// Connects on first use, so that `-h` and bad command lines need no
 /// director.

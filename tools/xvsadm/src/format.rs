@@ -790,7 +790,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::xvsadm::TunnelChecksum;
+    use crate::TunnelChecksum;
 
     fn sock(text: &str) -> SocketAddr {
         text.parse().unwrap()

@@ -1,6 +1,6 @@
 //! The `xvsadm` program's logic: an ipvsadm command line → control-socket
 //! requests → ipvsadm's output and exit status. The binary
-//! (`src/bin/xvsadm.rs`) only supplies the socket, the terminal and the
+//! (`src/main.rs`) only supplies the socket, the terminal and the
 //! name lookups; tests drive [`run`] against a director in the same
 //! process.
 //!
@@ -23,7 +23,7 @@
 use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::collections::HashMap;
 
-use xvs_director::control::proto::{
+use xvs_proto::control::{
     ConnView, ControlError, ForwardMethod as Method, Persistence, Protocol as Proto, Reply,
     Request, ServerParams, ServiceId, ServiceParams, TableView, TimeoutSet,
 };
@@ -61,16 +61,16 @@ pub trait Transport {
     ) -> Result<Reply, String>;
 }
 
-impl Transport for xvs_director::control::proto::client::ControlClient {
+impl Transport for xvs_proto::control::client::ControlClient {
     fn call(&mut self, request: Request) -> Result<Reply, String> {
-        xvs_director::control::proto::client::ControlClient::call(self, request)
+        xvs_proto::control::client::ControlClient::call(self, request)
     }
 
     fn connections(
         &mut self,
         chunk: &mut dyn FnMut(&[ConnView]) -> Result<(), String>,
     ) -> Result<Reply, String> {
-        xvs_director::control::proto::client::ControlClient::connections(self, chunk)
+        xvs_proto::control::client::ControlClient::connections(self, chunk)
     }
 }
 
@@ -319,7 +319,7 @@ pub fn change_request(command: &Command) -> Result<Option<Request>, String> {
     }))
 }
 
-fn stats(s: xvs_director::control::proto::StatsView) -> Stats {
+fn stats(s: xvs_proto::control::StatsView) -> Stats {
     Stats {
         conns: s.conns,
         inpkts: s.inpkts,
@@ -329,7 +329,7 @@ fn stats(s: xvs_director::control::proto::StatsView) -> Stats {
     }
 }
 
-fn rates(r: xvs_director::control::proto::RatesView) -> Rates {
+fn rates(r: xvs_proto::control::RatesView) -> Rates {
     Rates {
         cps: r.cps,
         inpps: r.inpps,
@@ -784,7 +784,7 @@ mod tests {
         let (o, text, _) = list(Vec::new(), Reply::ConnectionsEnd { count: 0 });
         assert_eq!((o.status, text.as_str()), (0, HEADER));
         let refusal = Reply::Error(ControlError::new(
-            xvs_director::control::proto::ErrorKind::Invalid,
+            xvs_proto::control::ErrorKind::Invalid,
             "no",
         ));
         let (o, text, _) = list(Vec::new(), refusal);
