@@ -498,7 +498,7 @@ mod tests {
     use crate::config::ClusterConfig;
     use crate::conn::NewConnection;
     use crate::control::plane::{ControlPlane, NoHooks};
-    use crate::control::proto::client::{ControlClient, read_line_capped};
+    use crate::control::proto::client::{ClientError, ControlClient, read_line_capped};
     use crate::control::proto::{Protocol, ServiceId, ServiceParams, TableView};
     use crate::control::table::ServiceTable;
     use crate::pipeline::{Neighbours, Worker};
@@ -645,7 +645,7 @@ addresses = ["192.0.2.1/24"]
         let mut got = HashSet::new();
         let mut chunks = 0;
         let end = client
-            .connections(&mut |entries| {
+            .connections::<ClientError>(&mut |entries| {
                 assert!(
                     !entries.is_empty() && entries.len() <= CONNECTIONS_PER_CHUNK,
                     "a chunk of {} entries",
@@ -794,11 +794,11 @@ addresses = ["192.0.2.1/24"]
                 pending.take()
             }
         });
-        let err = client.call(add_service(80)).unwrap_err();
+        let err = client.call(add_service(80)).unwrap_err().to_string();
         assert!(err.contains("outcome of the change is unknown"), "{err}");
         assert!(err.contains("xvsadm -L -n"), "{err}");
         // The connection is out of step now: later calls say why.
-        assert_eq!(client.call(Request::List).unwrap_err(), err);
+        assert_eq!(client.call(Request::List).unwrap_err().to_string(), err);
         drop(taker.join().unwrap());
     }
 
@@ -851,7 +851,7 @@ addresses = ["192.0.2.1/24"]
             let _ = s.write_all(&line);
         });
         let mut client = ControlClient::connect(&path).unwrap();
-        let err = client.call(Request::List).unwrap_err();
+        let err = client.call(Request::List).unwrap_err().to_string();
         assert!(err.contains("longer than the protocol's"), "{err}");
         server.join().unwrap();
         let _ = std::fs::remove_file(&path);
@@ -862,7 +862,10 @@ addresses = ["192.0.2.1/24"]
         let f = fixture("bigrequest");
         let mut client = f.client();
         let requests = vec![add_service(80); MAX_REQUEST_BYTES / 100];
-        let err = client.call(Request::Batch { requests }).unwrap_err();
+        let err = client
+            .call(Request::Batch { requests })
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("nothing was sent"), "{err}");
         assert!(f.from_clients.try_recv().is_err());
     }

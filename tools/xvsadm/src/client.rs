@@ -23,6 +23,7 @@
 use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::collections::HashMap;
 
+use xvs_proto::control::client::{ClientError, ControlClient};
 use xvs_proto::control::{
     ConnView, ControlError, ForwardMethod as Method, Persistence, Protocol as Proto, Reply,
     Request, ServerParams, ServiceId, ServiceParams, TableView, TimeoutSet,
@@ -40,13 +41,39 @@ pub const EXIT_USAGE: i32 = 2;
 /// Exit status of a change the director refused.
 pub const EXIT_REFUSED: i32 = 255;
 
+/// Why a request did not get the director's answer. Printed as it is,
+/// with exit status 2 ([`EXIT_USAGE`]), as ipvsadm does when it cannot
+/// talk to the kernel.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The director could not be reached: ipvsadm's words, then why.
+    #[error("Can't initialize ipvs: {0}")]
+    Unreachable(ClientError),
+    /// The exchange failed; the message says whether the outcome of a
+    /// change is unknown.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// Printing a connection listing failed (`xvsadm -L -c | head`, say).
+    #[error("writing the listing: {0}")]
+    Output(std::io::Error),
+}
+
+/// A command the director cannot carry out, whatever its state (it has no
+/// such feature yet): refused before anything is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{what} is not supported by xvs yet")]
+pub struct Unsupported {
+    /// What was asked for, as a phrase (`an SCTP service`).
+    pub what: &'static str,
+}
+
 /// Something that carries requests to a director.
 pub trait Transport {
     /// Sends `request`; the director's reply.
     ///
     /// # Errors
     /// The director could not be reached or its answer read.
-    fn call(&mut self, request: Request) -> Result<Reply, String>;
+    fn call(&mut self, request: Request) -> Result<Reply, TransportError>;
 
     /// Asks for the connection entries (`-L -c`) and hands `chunk` each
     /// batch as it arrives; the listing's last reply
@@ -57,20 +84,20 @@ pub trait Transport {
     /// `chunk` failed (its error).
     fn connections(
         &mut self,
-        chunk: &mut dyn FnMut(&[ConnView]) -> Result<(), String>,
-    ) -> Result<Reply, String>;
+        chunk: &mut dyn FnMut(&[ConnView]) -> Result<(), TransportError>,
+    ) -> Result<Reply, TransportError>;
 }
 
-impl Transport for xvs_proto::control::client::ControlClient {
-    fn call(&mut self, request: Request) -> Result<Reply, String> {
-        xvs_proto::control::client::ControlClient::call(self, request)
+impl Transport for ControlClient {
+    fn call(&mut self, request: Request) -> Result<Reply, TransportError> {
+        Ok(ControlClient::call(self, request)?)
     }
 
     fn connections(
         &mut self,
-        chunk: &mut dyn FnMut(&[ConnView]) -> Result<(), String>,
-    ) -> Result<Reply, String> {
-        xvs_proto::control::client::ControlClient::connections(self, chunk)
+        chunk: &mut dyn FnMut(&[ConnView]) -> Result<(), TransportError>,
+    ) -> Result<Reply, TransportError> {
+        ControlClient::connections(self, chunk)
     }
 }
 
@@ -202,11 +229,11 @@ impl Resolver for FileNames {
 }
 
 /// A command the director cannot carry out, whatever its state.
-fn unsupported(what: &str) -> String {
-    format!("{what} is not supported by xvs yet")
+fn unsupported(what: &'static str) -> Unsupported {
+    Unsupported { what }
 }
 
-fn service_id(key: &ServiceKey) -> Result<ServiceId, String> {
+fn service_id(key: &ServiceKey) -> Result<ServiceId, Unsupported> {
     match *key {
         ServiceKey::Address { protocol, addr } => {
             let proto = match protocol {
@@ -224,7 +251,7 @@ fn service_id(key: &ServiceKey) -> Result<ServiceId, String> {
     }
 }
 
-fn service_params(spec: &ServiceSpec) -> Result<ServiceParams, String> {
+fn service_params(spec: &ServiceSpec) -> Result<ServiceParams, Unsupported> {
     let id = service_id(&spec.key)?;
     if spec.persistence_engine.is_some() {
         return Err(unsupported("a persistence engine (--pe)"));
@@ -253,7 +280,7 @@ fn service_params(spec: &ServiceSpec) -> Result<ServiceParams, String> {
     })
 }
 
-fn server_params(spec: &ServerSpec) -> Result<(ServiceId, ServerParams), String> {
+fn server_params(spec: &ServerSpec) -> Result<(ServiceId, ServerParams), Unsupported> {
     let service = service_id(&spec.service)?;
     let method = match spec.method {
         ForwardMethod::Masq => Method::Nat,
@@ -279,7 +306,7 @@ fn server_params(spec: &ServerSpec) -> Result<(ServiceId, ServerParams), String>
 ///
 /// # Errors
 /// A command the director cannot carry out (fwmark, SCTP, …).
-pub fn change_request(command: &Command) -> Result<Option<Request>, String> {
+pub fn change_request(command: &Command) -> Result<Option<Request>, Unsupported> {
     Ok(Some(match command {
         Command::AddService(spec) => Request::AddService(service_params(spec)?),
         Command::EditService(spec) => Request::EditService(service_params(spec)?),
@@ -424,7 +451,7 @@ fn refused(e: &ControlError) -> Outcome {
 fn call(transport: &mut dyn Transport, request: Request) -> Result<Reply, Outcome> {
     transport
         .call(request)
-        .map_err(|e| Outcome::fail(EXIT_USAGE, e))
+        .map_err(|e| Outcome::fail(EXIT_USAGE, e.to_string()))
 }
 
 fn table(transport: &mut dyn Transport) -> Result<TableView, Outcome> {
@@ -545,7 +572,7 @@ pub fn run_to<S: AsRef<str>>(
         }),
         Command::Restore => restore(transport, stdin, names),
         other => match change_request(other) {
-            Err(e) => Err(Outcome::fail(EXIT_USAGE, e)),
+            Err(e) => Err(Outcome::fail(EXIT_USAGE, e.to_string())),
             Ok(None) => Ok(Outcome::default()),
             Ok(Some(request)) => match call(transport, request) {
                 Ok(Reply::Done) => Ok(Outcome::default()),
@@ -589,7 +616,7 @@ fn list(
             )))
         }
         ListTarget::Service(key) => {
-            let id = service_id(&key).map_err(|e| Outcome::fail(EXIT_USAGE, e))?;
+            let id = service_id(&key).map_err(|e| Outcome::fail(EXIT_USAGE, e.to_string()))?;
             let t = table(transport)?;
             let views = service_views(&t);
             let index = t.services.iter().position(|s| s.params.id == id);
@@ -627,7 +654,7 @@ fn list_connections(
     let mut header = Some(format::connections_header(format));
     let mut text = String::new();
     let mut reader_gone = false;
-    let mut print = |entries: &[ConnView], text: &mut String| -> Result<(), String> {
+    let mut print = |entries: &[ConnView], text: &mut String| -> Result<(), TransportError> {
         text.clear();
         if let Some(h) = header.take() {
             text.push_str(&h);
@@ -637,14 +664,14 @@ fn list_connections(
         }
         out.write_all(text.as_bytes()).map_err(|e| {
             reader_gone = e.kind() == std::io::ErrorKind::BrokenPipe;
-            format!("writing the listing: {e}")
+            TransportError::Output(e)
         })
     };
     let reply = transport.connections(&mut |entries| print(entries, &mut text));
     match reply {
         Ok(Reply::ConnectionsEnd { .. }) => {
             // An empty table: the header alone.
-            print(&[], &mut text).map_err(|e| Outcome::fail(EXIT_USAGE, e))?;
+            print(&[], &mut text).map_err(|e| Outcome::fail(EXIT_USAGE, e.to_string()))?;
             Ok(Outcome::default())
         }
         Ok(Reply::Error(e)) => Err(refused(&e)),
@@ -654,7 +681,7 @@ fn list_connections(
         )),
         // `xvsadm -L -c | head`: the reader has what it wanted.
         Err(_) if reader_gone => Ok(Outcome::default()),
-        Err(e) => Err(Outcome::fail(EXIT_USAGE, e)),
+        Err(e) => Err(Outcome::fail(EXIT_USAGE, e.to_string())),
     }
 }
 
@@ -712,14 +739,14 @@ mod tests {
     }
 
     impl Transport for Chunked {
-        fn call(&mut self, request: Request) -> Result<Reply, String> {
-            Err(format!("not expected: {request:?}"))
+        fn call(&mut self, request: Request) -> Result<Reply, TransportError> {
+            panic!("not expected: {request:?}")
         }
 
         fn connections(
             &mut self,
-            chunk: &mut dyn FnMut(&[ConnView]) -> Result<(), String>,
-        ) -> Result<Reply, String> {
+            chunk: &mut dyn FnMut(&[ConnView]) -> Result<(), TransportError>,
+        ) -> Result<Reply, TransportError> {
             for c in &self.chunks {
                 self.seen_before_chunk.push(self.printed.borrow().len());
                 chunk(c)?;
