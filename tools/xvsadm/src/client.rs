@@ -23,10 +23,11 @@
 use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::collections::HashMap;
 
+use xvs_proto::ForwardMethod;
 use xvs_proto::control::client::{ClientError, ControlClient};
 use xvs_proto::control::{
-    ConnView, ControlError, ForwardMethod as Method, Persistence, Protocol as Proto, Reply,
-    Request, ServerParams, ServiceId, ServiceParams, TableView, TimeoutSet,
+    ConnView, ControlError, Persistence, Reply, Request, ServerParams, ServiceId, ServiceParams,
+    TableView, TimeoutSet,
 };
 
 use super::args::{Command, ListTarget, Resolver, ServerSpec, ServiceSpec, parse_args_with};
@@ -34,7 +35,7 @@ use super::format::{
     self, ConnectionView, ListFormat, Names, Rates, ServerView, ServiceView, Stats, TableInfo,
 };
 use super::restore::parse_restore_with;
-use super::{ForwardMethod, Netmask, Protocol, SchedFlags, ServiceKey, Timeouts, TunnelType};
+use super::{IpvsProtocol, Netmask, SchedFlags, ServerMethod, ServiceKey, Timeouts};
 
 /// Exit status of a refused command line.
 pub const EXIT_USAGE: i32 = 2;
@@ -139,8 +140,8 @@ impl Outcome {
 pub struct FileNames {
     host_by_addr: HashMap<IpAddr, String>,
     addr_by_host: HashMap<String, Ipv4Addr>,
-    service_by_port: HashMap<(u16, Protocol), String>,
-    port_by_service: HashMap<(String, Protocol), u16>,
+    service_by_port: HashMap<(u16, IpvsProtocol), String>,
+    port_by_service: HashMap<(String, IpvsProtocol), u16>,
 }
 
 impl FileNames {
@@ -180,9 +181,9 @@ impl FileNames {
                 continue;
             };
             let proto = match proto {
-                "tcp" => Protocol::Tcp,
-                "udp" => Protocol::Udp,
-                "sctp" => Protocol::Sctp,
+                "tcp" => IpvsProtocol::TCP,
+                "udp" => IpvsProtocol::UDP,
+                "sctp" => IpvsProtocol::Sctp,
                 _ => continue,
             };
             names
@@ -212,7 +213,7 @@ impl Names for FileNames {
     fn host(&self, addr: IpAddr) -> Option<String> {
         self.host_by_addr.get(&addr).cloned()
     }
-    fn service(&self, port: u16, protocol: Protocol) -> Option<String> {
+    fn service(&self, port: u16, protocol: IpvsProtocol) -> Option<String> {
         self.service_by_port.get(&(port, protocol)).cloned()
     }
 }
@@ -221,7 +222,7 @@ impl Resolver for FileNames {
     fn host(&self, name: &str) -> Option<Ipv4Addr> {
         self.addr_by_host.get(name).copied()
     }
-    fn port(&self, name: &str, protocol: Protocol) -> Option<u16> {
+    fn port(&self, name: &str, protocol: IpvsProtocol) -> Option<u16> {
         self.port_by_service
             .get(&(name.to_owned(), protocol))
             .copied()
@@ -235,18 +236,8 @@ fn unsupported(what: &'static str) -> Unsupported {
 
 fn service_id(key: &ServiceKey) -> Result<ServiceId, Unsupported> {
     match *key {
-        ServiceKey::Address { protocol, addr } => {
-            let proto = match protocol {
-                Protocol::Tcp => Proto::Tcp,
-                Protocol::Udp => Proto::Udp,
-                Protocol::Sctp => return Err(unsupported("an SCTP service")),
-            };
-            Ok(ServiceId {
-                proto,
-                vip: addr.ip(),
-                port: addr.port(),
-            })
-        }
+        ServiceKey::Supported(id) => Ok(id),
+        ServiceKey::Sctp(_) => Err(unsupported("an SCTP service")),
         ServiceKey::Fwmark { .. } => Err(unsupported("a firewall-mark service (-f)")),
     }
 }
@@ -283,10 +274,9 @@ fn service_params(spec: &ServiceSpec) -> Result<ServiceParams, Unsupported> {
 fn server_params(spec: &ServerSpec) -> Result<(ServiceId, ServerParams), Unsupported> {
     let service = service_id(&spec.service)?;
     let method = match spec.method {
-        ForwardMethod::Masq => Method::Nat,
-        ForwardMethod::Route | ForwardMethod::Local => Method::DirectRouting,
-        ForwardMethod::Tunnel(TunnelType::Ipip) => Method::Tunnel,
-        ForwardMethod::Tunnel(_) => return Err(unsupported("a GUE or GRE tunnel")),
+        ServerMethod::Supported(method) => method,
+        ServerMethod::Local => ForwardMethod::DirectRouting,
+        ServerMethod::Encapsulated(_) => return Err(unsupported("a GUE or GRE tunnel")),
     };
     Ok((
         service,
@@ -374,10 +364,6 @@ pub fn service_views(table: &TableView) -> Vec<ServiceView> {
         .iter()
         .map(|s| {
             let id = s.params.id;
-            let protocol = match id.proto {
-                Proto::Tcp => Protocol::Tcp,
-                Proto::Udp => Protocol::Udp,
-            };
             let netmask = match (id.vip, s.params.persistence) {
                 (IpAddr::V4(_), Some(p)) => Netmask::V4(Ipv4Addr::from(p.mask_v4)),
                 (IpAddr::V6(_), Some(p)) => Netmask::V6(p.prefix_v6),
@@ -385,10 +371,7 @@ pub fn service_views(table: &TableView) -> Vec<ServiceView> {
                 (IpAddr::V6(_), None) => Netmask::V6(128),
             };
             ServiceView {
-                key: ServiceKey::Address {
-                    protocol,
-                    addr: SocketAddr::new(id.vip, id.port),
-                },
+                key: ServiceKey::Supported(id),
                 scheduler: s.params.scheduler.clone(),
                 sched_flags: SchedFlags::from_bits(s.params.flags),
                 persistent: s.params.persistence.map(|p| p.timeout),
@@ -400,11 +383,7 @@ pub fn service_views(table: &TableView) -> Vec<ServiceView> {
                     .iter()
                     .map(|rs| ServerView {
                         addr: SocketAddr::new(rs.params.addr, rs.params.port),
-                        method: match rs.params.method {
-                            Method::Nat => ForwardMethod::Masq,
-                            Method::DirectRouting => ForwardMethod::Route,
-                            Method::Tunnel => ForwardMethod::Tunnel(TunnelType::Ipip),
-                        },
+                        method: ServerMethod::Supported(rs.params.method),
                         weight: rs.params.weight,
                         active_conns: rs.active,
                         inactive_conns: rs.inactive,
@@ -424,10 +403,7 @@ pub fn service_views(table: &TableView) -> Vec<ServiceView> {
 
 fn connection_view(c: &ConnView) -> ConnectionView {
     ConnectionView {
-        protocol: match c.proto {
-            Proto::Tcp => Protocol::Tcp,
-            Proto::Udp => Protocol::Udp,
-        },
+        protocol: IpvsProtocol::Supported(c.proto),
         client: SocketAddr::new(c.client.0, c.client.1),
         virtual_addr: SocketAddr::new(c.vip.0, c.vip.1),
         destination: SocketAddr::new(c.server.0, c.server.1),
@@ -720,7 +696,7 @@ mod tests {
 
     fn entry(cport: u16) -> ConnView {
         ConnView {
-            proto: Proto::Tcp,
+            proto: xvs_proto::Protocol::Tcp,
             client: ("198.51.100.7".parse().unwrap(), cport),
             vip: ("203.0.113.10".parse().unwrap(), 80),
             server: ("192.0.2.11".parse().unwrap(), 80),
