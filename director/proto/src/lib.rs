@@ -13,23 +13,26 @@
 //! `xvsadm` and `xvs-agent` need these types but none of the director's
 //! data plane: before this crate, `xvsadm` linked xsk-rs, libxdp, tokio
 //! and rustls only to get the control socket's messages. This crate
-//! depends on serde, serde_json and thiserror and nothing of ours, so a
-//! tool that speaks to the director builds in seconds. It is nested under
-//! `director/` because the director owns these contracts (it is the server
-//! of the control socket and the receiver of agent reports) and the
+//! depends on serde, thiserror and serde_json (the control socket's
+//! encoding, which its client needs) and on nothing of ours, so a tool
+//! that speaks to the director links none of the data plane. It is nested
+//! under `director/` because the director owns these contracts (it serves
+//! the control socket, and will receive the agents' reports) and the
 //! workspace's top level keeps one folder per role (packet, sched,
 //! director, realserver-agent, tools, testbed).
 //!
 //! # What goes here and what goes to `xvs-packet`
-//! Formats that are structured documents (the control socket's JSON, and
-//! the vocabulary the agent's commands and the director's status share)
-//! live here as serde types. Formats with a fixed byte layout on the
-//! network — the agent's load reports, the heartbeat and VRRP
-//! advertisements, state-sync messages and the one authentication
-//! envelope around them — will be zero-copy views in `xvs-packet`, in the
-//! style of its other protocols (checked constructors, a fuzz target per
-//! decoder); the typed values they decode into (a [`ServiceId`] in a sync
-//! message, a [`ForwardMethod`] an agent prepares for) are the ones here.
+//! Structured documents live here as serde types: today the control
+//! socket's JSON lines. Formats with a fixed byte layout on the network —
+//! the agent's load reports and the director's commands to it (UDP), the
+//! heartbeat/VRRP advertisements, state-sync messages and the one
+//! authentication envelope around them — go to `xvs-packet` as zero-copy
+//! views in the style of its other protocols (checked constructors, a fuzz
+//! target per decoder). The typed values those views decode into and that
+//! both ends must agree on (a [`ServiceId`] in a sync message, the
+//! [`ForwardMethod`] an agent prepares its host for, a load report's
+//! fields) go here, so that the director and `xvs-agent` import one
+//! definition and neither links the other.
 #![forbid(unsafe_code)]
 
 pub mod control;
