@@ -20,11 +20,11 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use xvs_director::config::ServiceProtocol;
 use xvs_director::health::{
     Check, CheckSpec, HealthChecker, HealthSink, HttpCheck, Negotiate, Phase, Protocol, Reason,
-    ServiceKey, Target, TargetKey, TargetStatus, TlsCheck,
+    Target, TargetKey, TargetStatus, TlsCheck,
 };
+use xvs_proto::ServiceId;
 
 const LOCAL4: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 const LOCAL6: IpAddr = IpAddr::V6(Ipv6Addr::LOCALHOST);
@@ -186,8 +186,8 @@ fn key(server: SocketAddr) -> TargetKey {
 
 fn key_in(vport: u16, server: SocketAddr) -> TargetKey {
     TargetKey {
-        service: ServiceKey {
-            proto: ServiceProtocol::Tcp,
+        service: ServiceId {
+            proto: xvs_proto::Protocol::Tcp,
             vip: "203.0.113.10".parse().unwrap(),
             port: vport,
         },

@@ -589,7 +589,7 @@ mod tests {
     use std::io;
 
     use super::*;
-    use crate::plan::{DecapMode, Method};
+    use crate::plan::{DecapMode, ForwardMethod};
 
     /// What a host looks like to set-up.
     #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -798,7 +798,7 @@ mod tests {
 
     fn opts(
         vips: &[&str],
-        method: Method,
+        method: ForwardMethod,
         iface: Option<&str>,
         decap: Option<DecapMode>,
     ) -> SetupOptions {
@@ -821,7 +821,7 @@ mod tests {
         let before = a.system().world.clone();
         let o = opts(
             &["192.0.2.100", "2001:db8::100"],
-            Method::DirectRouting,
+            ForwardMethod::DirectRouting,
             Some("eth0"),
             None,
         );
@@ -856,8 +856,13 @@ mod tests {
             .insert(conf("all", "arp_ignore"), "1".into());
         let mut a = agent(fake, &dir);
         let before = a.system().world.clone();
-        a.setup(&opts(&["192.0.2.100"], Method::DirectRouting, None, None))
-            .unwrap();
+        a.setup(&opts(
+            &["192.0.2.100"],
+            ForwardMethod::DirectRouting,
+            None,
+            None,
+        ))
+        .unwrap();
         let state = dir.state();
         let undone: Vec<&Action> = state
             .done
@@ -885,8 +890,13 @@ mod tests {
         fake.native_xdp = false;
         let mut a = agent(fake, &dir);
         let before = a.system().world.clone();
-        a.setup(&opts(&["192.0.2.100"], Method::Tunnel, Some("eth0"), None))
-            .unwrap();
+        a.setup(&opts(
+            &["192.0.2.100"],
+            ForwardMethod::Tunnel,
+            Some("eth0"),
+            None,
+        ))
+        .unwrap();
         let w = &a.system().world;
         assert_eq!(w.links, before.links, "no tunnel device left behind");
         assert_eq!(
@@ -902,8 +912,13 @@ mod tests {
             a.messages
         );
 
-        a.setup(&opts(&["192.0.2.100"], Method::Tunnel, Some("eth0"), None))
-            .unwrap();
+        a.setup(&opts(
+            &["192.0.2.100"],
+            ForwardMethod::Tunnel,
+            Some("eth0"),
+            None,
+        ))
+        .unwrap();
         assert_eq!(a.system().world.xdp.len(), 1);
         a.teardown(None).unwrap();
         assert_eq!(a.system().world, before);
@@ -917,8 +932,13 @@ mod tests {
         fake.kernel_tunnels = true;
         let mut a = agent(fake, &dir);
         let before = a.system().world.clone();
-        a.setup(&opts(&["192.0.2.100"], Method::Tunnel, Some("eth0"), None))
-            .unwrap();
+        a.setup(&opts(
+            &["192.0.2.100"],
+            ForwardMethod::Tunnel,
+            Some("eth0"),
+            None,
+        ))
+        .unwrap();
         let w = &a.system().world;
         assert!(w.links.contains("xvs-tun4") && w.links.contains("xvs-tun6"));
         for dev in ["all", "xvs-tun4", "xvs-tun6"] {
@@ -930,7 +950,7 @@ mod tests {
         let err = a
             .setup(&opts(
                 &["192.0.2.100"],
-                Method::Tunnel,
+                ForwardMethod::Tunnel,
                 Some("eth0"),
                 Some(DecapMode::Xdp),
             ))
@@ -949,15 +969,20 @@ mod tests {
         let dir = RunDir::new("rollback");
         let mut a = agent(Fake::new(), &dir);
         let before = a.system().world.clone();
-        a.setup(&opts(&["192.0.2.100"], Method::DirectRouting, None, None))
-            .unwrap();
+        a.setup(&opts(
+            &["192.0.2.100"],
+            ForwardMethod::DirectRouting,
+            None,
+            None,
+        ))
+        .unwrap();
         let first = (a.system().world.clone(), dir.state());
 
         a.system_mut().fail = Some("address add 192.0.2.101".into());
         let err = a
             .setup(&opts(
                 &["192.0.2.100", "192.0.2.101"],
-                Method::DirectRouting,
+                ForwardMethod::DirectRouting,
                 Some("eth0"),
                 None,
             ))
@@ -977,7 +1002,9 @@ mod tests {
     #[test]
     fn refusals_change_nothing() {
         let dir = RunDir::new("refusals");
-        let tun = |iface: Option<&str>, decap| opts(&["192.0.2.100"], Method::Tunnel, iface, decap);
+        let tun = |iface: Option<&str>, decap| {
+            opts(&["192.0.2.100"], ForwardMethod::Tunnel, iface, decap)
+        };
 
         let mut busy = Fake::new();
         busy.world

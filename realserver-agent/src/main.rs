@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use xvs_agent::agent::{Agent, RUN_DIR};
-use xvs_agent::plan::{DecapMode, Method, SetupOptions};
+use xvs_agent::plan::{DecapMode, ForwardMethod, SetupOptions};
 use xvs_agent::system::{Host, is_root};
 
 /// The xvs real-server agent.
@@ -103,8 +103,8 @@ fn main() -> ExitCode {
         } => agent.setup(&SetupOptions {
             vips,
             method: match method {
-                MethodArg::Dr => Method::DirectRouting,
-                MethodArg::Tun => Method::Tunnel,
+                MethodArg::Dr => ForwardMethod::DirectRouting,
+                MethodArg::Tun => ForwardMethod::Tunnel,
             },
             iface,
             decap: decap.map(|d| match d {

@@ -35,14 +35,11 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-/// The forwarding method the director uses for this real server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Method {
-    /// VS/DR: the director rewrites the destination MAC only.
-    DirectRouting,
-    /// VS/TUN: the director encapsulates in IPIP / IPv6.
-    Tunnel,
-}
+/// The forwarding method the director uses for this real server: the
+/// workspace's one type for it. Only VS/DR and VS/TUN need this host
+/// prepared; a VS/NAT real server needs nothing but its route back through
+/// the director, and [`plan`] says so.
+pub use xvs_proto::ForwardMethod;
 
 /// How VS/TUN packets are decapsulated, as the operator asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,7 +77,7 @@ pub struct SetupOptions {
     /// The virtual addresses this real server serves.
     pub vips: Vec<IpAddr>,
     /// The forwarding method.
-    pub method: Method,
+    pub method: ForwardMethod,
     /// The interface facing the director, if given.
     pub iface: Option<String>,
     /// How to decapsulate (TUN only; `None` means the default, auto).
@@ -201,6 +198,9 @@ pub enum PlanError {
     /// A VIP that cannot be a service address.
     #[error("{0} cannot be a VIP: give the unicast address clients connect to")]
     BadVip(IpAddr),
+    /// VS/NAT asked for: nothing to prepare.
+    #[error("a VS/NAT real server needs no set-up: route its replies through the director")]
+    NatNeedsNoSetup,
     /// `--decap` with DR.
     #[error("--decap applies to --method tun only: VS/DR packets are not encapsulated")]
     DecapWithoutTunnel,
@@ -259,9 +259,10 @@ pub fn plan(opts: &SetupOptions) -> Result<Plan, PlanError> {
         return Err(PlanError::BadIface(iface.clone()));
     }
     let decap_mode = match (opts.method, opts.decap) {
-        (Method::DirectRouting, Some(_)) => return Err(PlanError::DecapWithoutTunnel),
-        (Method::DirectRouting, None) => None,
-        (Method::Tunnel, mode) => Some(mode.unwrap_or(DecapMode::Auto)),
+        (ForwardMethod::Nat, _) => return Err(PlanError::NatNeedsNoSetup),
+        (ForwardMethod::DirectRouting, Some(_)) => return Err(PlanError::DecapWithoutTunnel),
+        (ForwardMethod::DirectRouting, None) => None,
+        (ForwardMethod::Tunnel, mode) => Some(mode.unwrap_or(DecapMode::Auto)),
     };
     if decap_mode == Some(DecapMode::Xdp) && opts.iface.is_none() {
         return Err(PlanError::XdpWithoutIface);
@@ -336,7 +337,7 @@ mod tests {
 
     fn opts(
         vips: &[&str],
-        method: Method,
+        method: ForwardMethod,
         iface: Option<&str>,
         decap: Option<DecapMode>,
     ) -> SetupOptions {
@@ -356,7 +357,7 @@ mod tests {
     fn dr_sets_arp_sysctls_before_the_vips_go_on_lo() {
         let p = plan(&opts(
             &["192.0.2.100", "2001:db8::100", "192.0.2.100"],
-            Method::DirectRouting,
+            ForwardMethod::DirectRouting,
             Some("eth0"),
             None,
         ))
@@ -379,13 +380,25 @@ mod tests {
 
     #[test]
     fn ipv6_only_vips_touch_no_arp_sysctl_and_need_no_interface() {
-        let p = plan(&opts(&["2001:db8::100"], Method::DirectRouting, None, None)).unwrap();
+        let p = plan(&opts(
+            &["2001:db8::100"],
+            ForwardMethod::DirectRouting,
+            None,
+            None,
+        ))
+        .unwrap();
         assert_eq!(shown(&p.common), ["add 2001:db8::100/128 to lo"]);
     }
 
     #[test]
     fn tun_auto_prefers_kernel_tunnels_then_xdp() {
-        let p = plan(&opts(&["192.0.2.100"], Method::Tunnel, Some("eth0"), None)).unwrap();
+        let p = plan(&opts(
+            &["192.0.2.100"],
+            ForwardMethod::Tunnel,
+            Some("eth0"),
+            None,
+        ))
+        .unwrap();
         let kinds: Vec<Decap> = p.decap.iter().map(|(d, _)| *d).collect();
         assert_eq!(kinds, [Decap::Kernel, Decap::Xdp]);
         assert_eq!(
@@ -405,7 +418,7 @@ mod tests {
     fn tun_auto_without_an_interface_can_only_use_the_kernel() {
         let p = plan(&opts(
             &["2001:db8::100"],
-            Method::Tunnel,
+            ForwardMethod::Tunnel,
             None,
             Some(DecapMode::Auto),
         ))
@@ -425,7 +438,7 @@ mod tests {
     fn tun_xdp_and_kernel_are_taken_at_their_word() {
         let x = plan(&opts(
             &["192.0.2.100"],
-            Method::Tunnel,
+            ForwardMethod::Tunnel,
             Some("eth0"),
             Some(DecapMode::Xdp),
         ))
@@ -436,7 +449,7 @@ mod tests {
         );
         let k = plan(&opts(
             &["192.0.2.100"],
-            Method::Tunnel,
+            ForwardMethod::Tunnel,
             Some("eth0"),
             Some(DecapMode::Kernel),
         ))
@@ -449,38 +462,52 @@ mod tests {
     fn impossible_options_are_refused_before_anything_changes() {
         let cases = [
             (
-                opts(&[], Method::DirectRouting, None, None),
+                opts(&[], ForwardMethod::DirectRouting, None, None),
                 PlanError::NoVip,
             ),
             (
-                opts(&["0.0.0.0"], Method::DirectRouting, None, None),
+                opts(&["0.0.0.0"], ForwardMethod::DirectRouting, None, None),
                 PlanError::BadVip("0.0.0.0".parse().unwrap()),
             ),
             (
-                opts(&["ff02::1"], Method::DirectRouting, None, None),
+                opts(&["ff02::1"], ForwardMethod::DirectRouting, None, None),
                 PlanError::BadVip("ff02::1".parse().unwrap()),
             ),
             (
                 opts(
                     &["192.0.2.1"],
-                    Method::DirectRouting,
+                    ForwardMethod::DirectRouting,
                     None,
                     Some(DecapMode::Xdp),
                 ),
                 PlanError::DecapWithoutTunnel,
             ),
             (
-                opts(&["192.0.2.1"], Method::Tunnel, None, Some(DecapMode::Xdp)),
+                opts(
+                    &["192.0.2.1"],
+                    ForwardMethod::Tunnel,
+                    None,
+                    Some(DecapMode::Xdp),
+                ),
                 PlanError::XdpWithoutIface,
             ),
             (
-                opts(&["192.0.2.1"], Method::DirectRouting, Some("../etc"), None),
+                opts(&["192.0.2.1"], ForwardMethod::Nat, None, None),
+                PlanError::NatNeedsNoSetup,
+            ),
+            (
+                opts(
+                    &["192.0.2.1"],
+                    ForwardMethod::DirectRouting,
+                    Some("../etc"),
+                    None,
+                ),
                 PlanError::BadIface("../etc".into()),
             ),
             (
                 opts(
                     &["192.0.2.1"],
-                    Method::DirectRouting,
+                    ForwardMethod::DirectRouting,
                     Some("a-name-far-too-long"),
                     None,
                 ),

@@ -43,6 +43,7 @@ use crate::conn::ForwardMethod;
 use crate::conn::state::{TcpState, Timeouts};
 use crate::health::config::{HealthConfig, HealthProblem};
 use location::{LineCol, PathStep, line_col, offset_of, path_at, render_path};
+use xvs_proto::{Protocol, ServiceId};
 
 pub use crate::types::{InterfaceRole, IpNet};
 pub use error::*;
@@ -259,7 +260,7 @@ method = "Route"
         assert_eq!(t.tcp[TcpState::Close as usize], 5);
         assert_eq!(t.icmp, 10);
         let udp = &c.services[0];
-        assert_eq!(udp.proto, ServiceProtocol::Udp);
+        assert_eq!(udp.proto, Protocol::Udp);
         assert_eq!(udp.sched_flags, [SchedFlag::MhPort, SchedFlag::MhFallback]);
         assert_eq!(
             udp.persistence,

@@ -229,16 +229,6 @@ impl TimeoutsConfig {
     }
 }
 
-/// Transport protocol of a virtual service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ServiceProtocol {
-    /// `-t`.
-    Tcp,
-    /// `-u`.
-    Udp,
-}
-
 /// Scheduler flags (`ipvsadm -b`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum SchedFlag {
@@ -301,7 +291,7 @@ pub(super) const fn default_persistence() -> u32 {
 #[serde(deny_unknown_fields)]
 pub struct VirtualService {
     /// `tcp` or `udp`.
-    pub proto: ServiceProtocol,
+    pub proto: Protocol,
     /// Virtual address, IPv4 or IPv6.
     pub vip: IpAddr,
     /// Virtual port; 0 = every port (the service must then be persistent).
@@ -330,6 +320,18 @@ pub struct VirtualService {
     /// absent: not checked, always in rotation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<HealthConfig>,
+}
+
+impl VirtualService {
+    /// What names the service: (protocol, VIP, port).
+    #[must_use]
+    pub const fn id(&self) -> ServiceId {
+        ServiceId {
+            proto: self.proto,
+            vip: self.vip,
+            port: self.port,
+        }
+    }
 }
 
 pub(super) fn default_scheduler() -> String {

@@ -14,11 +14,11 @@ use std::collections::HashMap;
 
 use crossbeam::channel::Sender;
 
-use crate::config::{ClusterConfig, ServiceProtocol};
+use crate::config::ClusterConfig;
 use crate::control::plane::ControlMsg;
-use crate::control::proto::{Proto, ServerParams, ServiceId};
+use crate::control::proto::{ServerParams, ServiceId};
 use crate::control::table::ServiceTable;
-use crate::health::{HealthSink, Reason, ServiceKey, TargetKey};
+use crate::health::{HealthSink, Reason, TargetKey};
 
 /// Sends the checker's transitions to the main thread.
 #[derive(Debug)]
@@ -34,19 +34,6 @@ impl HealthSink for ChannelSink {
     }
 }
 
-/// The control socket's id of a health-check service key.
-#[must_use]
-pub fn service_id(key: &ServiceKey) -> ServiceId {
-    ServiceId {
-        proto: match key.proto {
-            ServiceProtocol::Tcp => Proto::Tcp,
-            ServiceProtocol::Udp => Proto::Udp,
-        },
-        vip: key.vip,
-        port: key.port,
-    }
-}
-
 /// The real servers that are down, and what they were when they went
 /// down (restored when they come back).
 #[derive(Debug, Clone, Default)]
@@ -56,11 +43,7 @@ pub struct HealthOverrides {
 }
 
 fn current(table: &ServiceTable, target: &TargetKey) -> Option<ServerParams> {
-    table.server(
-        service_id(&target.service),
-        target.server.ip(),
-        target.server.port(),
-    )
+    table.server(target.service, target.server.ip(), target.server.port())
 }
 
 impl HealthOverrides {
@@ -91,7 +74,7 @@ impl HealthOverrides {
         let Some(params) = current(table, target) else {
             return false;
         };
-        let id = service_id(&target.service);
+        let id = target.service;
         let changed = self.take_out(table, id, &params);
         self.down.insert(*target, params);
         changed
@@ -115,7 +98,7 @@ impl HealthOverrides {
         let Some(saved) = self.down.remove(target) else {
             return false;
         };
-        let id = service_id(&target.service);
+        let id = target.service;
         match current(table, target) {
             // Quiesced: back to its weight (unless an operator set another
             // meanwhile).
@@ -133,7 +116,7 @@ impl HealthOverrides {
         self.down.retain(|k, _| targets.contains(k));
         let keys: Vec<TargetKey> = self.down.keys().copied().collect();
         for key in keys {
-            let id = service_id(&key.service);
+            let id = key.service;
             match current(table, &key) {
                 Some(params)
                     if params.weight != 0 || !self.quiescent.get(&id).copied().unwrap_or(false) =>
@@ -175,11 +158,8 @@ impl PassiveReporter {
                 d.server?;
                 let svc = &snapshot.services[d.service as usize];
                 Some(TargetKey {
-                    service: ServiceKey {
-                        proto: match svc.params.id.proto {
-                            Proto::Tcp => ServiceProtocol::Tcp,
-                            Proto::Udp => ServiceProtocol::Udp,
-                        },
+                    service: ServiceId {
+                        proto: svc.params.id.proto,
                         vip: svc.vip,
                         port: svc.port,
                     },

@@ -10,7 +10,7 @@
 use core::ops::ControlFlow;
 
 use crate::conn::{ConnTable, Connection, Millis};
-use crate::control::proto::{ConnView, Proto};
+use crate::control::proto::{ConnView, Protocol};
 use xvs_packet::IpProtocol;
 
 /// One connection as `-L -c` shows it, or `None` for what ipvsadm does not
@@ -18,8 +18,8 @@ use xvs_packet::IpProtocol;
 #[must_use]
 pub fn conn_view(c: &Connection, now: Millis) -> Option<ConnView> {
     let (proto, state) = match c.proto {
-        IpProtocol::Tcp => (Proto::Tcp, c.tcp_state.to_string()),
-        IpProtocol::Udp => (Proto::Udp, "UDP".to_owned()),
+        IpProtocol::Tcp => (Protocol::Tcp, c.tcp_state.to_string()),
+        IpProtocol::Udp => (Protocol::Udp, "UDP".to_owned()),
         _ => return None,
     };
     Some(ConnView {
@@ -147,9 +147,9 @@ mod tests {
         })
         .unwrap();
         views.sort_by_key(|v| v.client.1);
-        assert_eq!(views[0].proto, Proto::Tcp);
+        assert_eq!(views[0].proto, Protocol::Tcp);
         assert_eq!(views[0].state, "NONE");
-        assert_eq!(views[1].proto, Proto::Udp);
+        assert_eq!(views[1].proto, Protocol::Udp);
         assert_eq!(views[1].state, "UDP");
         // 91 s after 1 s, seen at 31 s: 60 s left.
         assert_eq!(views[0].expires_secs, 60);

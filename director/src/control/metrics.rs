@@ -28,7 +28,7 @@ use crossbeam::channel::{Sender, bounded};
 use prometheus::{Encoder, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use crate::control::plane::{ControlMsg, ControlPlane};
-use crate::control::proto::{Proto, ServiceId};
+use crate::control::proto::{Protocol, ServiceId};
 use crate::io::IoStats;
 use crate::io::xdp::XdpCounters;
 use crate::pipeline::{DropReason, WorkerCounters};
@@ -57,8 +57,8 @@ const BACKEND_LABELS: [&str; 6] = [
 /// (`local_mark` is empty: no firewall-mark services).
 fn backend_labels(service: ServiceId, server: SocketAddr) -> [String; 6] {
     let proto = match service.proto {
-        Proto::Tcp => "TCP",
-        Proto::Udp => "UDP",
+        Protocol::Tcp => "TCP",
+        Protocol::Udp => "UDP",
     };
     [
         service.vip.to_string(),
@@ -232,10 +232,7 @@ pub fn render(
             &BACKEND_LABELS,
         );
         for t in &health {
-            let owned = backend_labels(
-                crate::control::health::service_id(&t.key.service),
-                t.key.server,
-            );
+            let owned = backend_labels(t.key.service, t.key.server);
             let labels = owned.each_ref().map(String::as_str);
             up.with_label_values(&labels).set(i64::from(t.up));
             if let Some(l) = t.last_latency {

@@ -12,8 +12,11 @@ pub mod health;
 pub mod listing;
 pub mod metrics;
 pub mod plane;
-pub mod proto;
 pub mod reload;
 pub mod snapshot;
 pub mod socket;
 pub mod table;
+
+/// The control socket's protocol, defined in `xvs-proto` so that `xvsadm`
+/// needs none of the director; re-exported under its old path.
+pub use xvs_proto::control as proto;

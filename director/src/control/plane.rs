@@ -654,7 +654,7 @@ mod tests {
     use std::net::IpAddr;
 
     use super::*;
-    use crate::control::proto::{Method, Proto, ServerParams, ServiceId, ServiceParams};
+    use crate::control::proto::{ForwardMethod, Protocol, ServerParams, ServiceId, ServiceParams};
     use crate::pipeline::Neighbours;
 
     const CONFIG: &str = r#"
@@ -738,7 +738,7 @@ method = "nat"
     fn add_service(vip: &str) -> Request {
         Request::AddService(ServiceParams {
             id: ServiceId {
-                proto: Proto::Tcp,
+                proto: Protocol::Tcp,
                 vip: vip.parse().unwrap(),
                 port: 80,
             },
@@ -885,7 +885,7 @@ method = "nat"
             "{CONFIG}[[services.real_servers]]\naddress = \"192.0.2.12\"\nmethod = \"nat\"\n"
         ));
         let service = ServiceId {
-            proto: Proto::Tcp,
+            proto: Protocol::Tcp,
             vip: "203.0.113.10".parse().unwrap(),
             port: 80,
         };
@@ -918,7 +918,7 @@ method = "nat"
             server: ServerParams {
                 addr: gone,
                 port: 80,
-                method: Method::Nat,
+                method: ForwardMethod::Nat,
                 weight: 1,
                 u_threshold: 0,
                 l_threshold: 0,

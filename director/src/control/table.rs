@@ -32,11 +32,11 @@ use xvs_sched::{
     ServiceConfig, Templates,
 };
 
-use crate::config::{ClusterConfig, SchedFlag, ServiceProtocol};
+use crate::config::{ClusterConfig, SchedFlag};
 use crate::conn::{Millis, Timeouts};
 use crate::control::proto::{
-    ControlError, ErrorKind, Method, Persistence, Proto, Request, ServerParams, ServiceId,
-    ServiceParams, TimeoutSet,
+    ControlError, ErrorKind, ForwardMethod, Persistence, Protocol, Request, ServerParams,
+    ServiceId, ServiceParams, TimeoutSet,
 };
 use crate::control::snapshot::BuildError;
 use crate::pipeline::snapshot::route_in;
@@ -67,10 +67,10 @@ fn invalid(message: impl Into<String>) -> ControlError {
     ControlError::new(ErrorKind::Invalid, message)
 }
 
-fn proto_of(p: Proto) -> IpProtocol {
+fn proto_of(p: Protocol) -> IpProtocol {
     match p {
-        Proto::Tcp => IpProtocol::Tcp,
-        Proto::Udp => IpProtocol::Udp,
+        Protocol::Tcp => IpProtocol::Tcp,
+        Protocol::Udp => IpProtocol::Udp,
     }
 }
 
@@ -140,14 +140,7 @@ pub fn service_params_of(svc: &crate::config::VirtualService) -> ServiceParams {
         }
     });
     ServiceParams {
-        id: ServiceId {
-            proto: match svc.proto {
-                ServiceProtocol::Tcp => Proto::Tcp,
-                ServiceProtocol::Udp => Proto::Udp,
-            },
-            vip: svc.vip,
-            port: svc.port,
-        },
+        id: svc.id(),
         scheduler: svc.scheduler.clone(),
         flags,
         persistence,
@@ -173,7 +166,7 @@ fn config_server(
     ServerParams {
         addr: rs.address,
         port: rs.port.unwrap_or(svc.port),
-        method: rs.method.into(),
+        method: rs.method,
         weight: u32::from(rs.weight),
         u_threshold: rs.u_threshold,
         l_threshold: rs.l_threshold,
@@ -192,7 +185,7 @@ pub fn server_params_in(
         .dest_of
         .get(rs.id().index())
         .and_then(|&d| dests.get(d))
-        .map_or(Method::Nat, |d| d.method.into());
+        .map_or(ForwardMethod::Nat, |d| d.method);
     ServerParams {
         addr: rs.addr(),
         port: rs.port(),
@@ -368,7 +361,7 @@ impl ServiceTable {
                 s.weight, s.addr
             )));
         }
-        if s.method != Method::Tun && s.addr.is_ipv4() != service.vip.is_ipv4() {
+        if s.method != ForwardMethod::Tunnel && s.addr.is_ipv4() != service.vip.is_ipv4() {
             return Err(invalid(format!(
                 "{service}: real server {} is of another address family than the virtual service; only tunnelling (-i) may cross families",
                 s.addr
@@ -461,7 +454,7 @@ impl ServiceTable {
                 server: None,
                 addr: fb.addr,
                 port: fb.port,
-                method: fb.method.into(),
+                method: fb.method,
                 route: route_in(&self.interfaces, fb.addr),
                 available: true,
             };
@@ -609,7 +602,7 @@ impl ServiceTable {
             server: Some(id),
             addr: s.addr,
             port: s.port,
-            method: s.method.into(),
+            method: s.method,
             route: route_in(&self.interfaces, s.addr),
             available: true,
         };
@@ -661,7 +654,7 @@ impl ServiceTable {
             .get(id.index())
             .and_then(|&d| self.dests.get_mut(d))
         {
-            d.method = s.method.into();
+            d.method = s.method;
         }
         self.services[slot as usize] = Arc::new(vs);
         Ok(())
@@ -948,7 +941,7 @@ method = "nat"
 
     fn web() -> ServiceId {
         ServiceId {
-            proto: Proto::Tcp,
+            proto: Protocol::Tcp,
             vip: "203.0.113.10".parse().unwrap(),
             port: 80,
         }
@@ -1042,7 +1035,7 @@ method = "nat"
         let rs = ServerParams {
             addr: "192.0.2.11".parse().unwrap(),
             port: 80,
-            method: Method::Nat,
+            method: ForwardMethod::Nat,
             weight: 1,
             u_threshold: 0,
             l_threshold: 0,
@@ -1093,7 +1086,7 @@ method = "nat"
         let rs = ServerParams {
             addr: "192.0.2.30".parse().unwrap(),
             port: 80,
-            method: Method::Nat,
+            method: ForwardMethod::Nat,
             weight: 1,
             u_threshold: 0,
             l_threshold: 0,
@@ -1151,7 +1144,7 @@ method = "nat"
         let rs3 = ServerParams {
             addr: "192.0.2.13".parse().unwrap(),
             port: 80,
-            method: Method::Nat,
+            method: ForwardMethod::Nat,
             weight: 1,
             u_threshold: 0,
             l_threshold: 0,

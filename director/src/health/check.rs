@@ -435,10 +435,7 @@ impl ServerCertVerifier for AcceptAnyCertificate {
 
 /// The environment every command gets: the service and the server.
 fn target_env(target: &TargetKey) -> [(&'static str, String); 5] {
-    let proto = match target.service.proto {
-        crate::config::ServiceProtocol::Tcp => "tcp",
-        crate::config::ServiceProtocol::Udp => "udp",
-    };
+    let proto = target.service.proto.name();
     [
         ("XVS_PROTO", proto.to_owned()),
         ("XVS_VIP", target.service.vip.to_string()),
@@ -537,7 +534,7 @@ async fn external(command: &[String], limit: Duration, target: &TargetKey) -> Re
 pub(crate) async fn run_hook(hook: &[String], target: &TargetKey, up: bool, reason: &Reason) {
     let state = if up { "up" } else { "down" };
     let args = [
-        target.service.to_string(),
+        target.service.compact().to_string(),
         target.server.to_string(),
         state.to_owned(),
         reason.to_string(),

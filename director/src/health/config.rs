@@ -24,8 +24,9 @@ use std::time::Duration;
 use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize};
 
+use crate::config::VirtualService;
 use crate::config::location::PathStep;
-use crate::config::{ServiceProtocol, VirtualService};
+use xvs_proto::Protocol;
 
 /// Default time between two checks of a server.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
@@ -210,10 +211,10 @@ impl HealthConfig {
 
     /// The check: as written, else negotiate when a negotiate key is set,
     /// else connect (TCP) or ping (UDP — ldirectord's connect check for UDP).
-    pub(super) fn effective_check(&self, proto: ServiceProtocol) -> CheckKind {
+    pub(super) fn effective_check(&self, proto: Protocol) -> CheckKind {
         self.check.unwrap_or(if self.has_negotiate_keys() {
             CheckKind::Negotiate
-        } else if proto == ServiceProtocol::Udp {
+        } else if proto == Protocol::Udp {
             CheckKind::Ping
         } else {
             CheckKind::Connect
@@ -416,7 +417,7 @@ pub fn check_service(
         let kind = h.effective_check(svc.proto);
         let port = h.port.unwrap_or_else(|| rs.effective_port(svc.port));
         match kind {
-            CheckKind::Connect | CheckKind::Negotiate if svc.proto == ServiceProtocol::Udp => {
+            CheckKind::Connect | CheckKind::Negotiate if svc.proto == Protocol::Udp => {
                 return Err((
                     check_at,
                     HealthProblem::TcpCheckOnUdp { check: kind.name() },

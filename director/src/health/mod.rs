@@ -41,7 +41,7 @@ pub use engine::{
     PassiveHandle, TargetStatus,
 };
 pub use spec::{
-    Check, CheckSpec, HttpCheck, Negotiate, Protocol, ServiceKey, Target, TargetKey, TlsCheck,
-    quiescent, resolve, targets,
+    Check, CheckSpec, HttpCheck, Negotiate, Protocol, Target, TargetKey, TlsCheck, quiescent,
+    resolve, targets,
 };
 pub use state::{Counts, Phase, Reason, TargetState, Transition};

@@ -4,7 +4,7 @@
 //! [`targets`]). The table as written, its deserialisation and its checks
 //! live in [`super::config`]; this side never sees an unchecked table.
 
-use core::net::{IpAddr, SocketAddr};
+use core::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -12,7 +12,8 @@ use super::config::{
     CheckKind, DEFAULT_CONNECT_TIMEOUT, DEFAULT_INTERVAL, DEFAULT_NEGOTIATE_TIMEOUT,
     NegotiateService, merged,
 };
-use crate::config::{ClusterConfig, RealServer, ServiceProtocol, VirtualService};
+use crate::config::{ClusterConfig, RealServer, VirtualService};
+use xvs_proto::ServiceId;
 
 // ---- what the checker runs ------------------------------------------------------
 
@@ -143,51 +144,18 @@ pub struct TlsCheck {
 
 // ---- resolution -----------------------------------------------------------------
 
-/// Identifies a virtual service: (protocol, VIP, port).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ServiceKey {
-    /// Protocol.
-    pub proto: ServiceProtocol,
-    /// Virtual address.
-    pub vip: IpAddr,
-    /// Virtual port.
-    pub port: u16,
-}
-
-impl core::fmt::Display for ServiceKey {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        let proto = match self.proto {
-            ServiceProtocol::Tcp => "tcp",
-            ServiceProtocol::Udp => "udp",
-        };
-        write!(f, "{proto}:{}", SocketAddr::new(self.vip, self.port))
-    }
-}
-
-impl ServiceKey {
-    /// The key of a configured service.
-    #[must_use]
-    pub fn of(svc: &VirtualService) -> Self {
-        Self {
-            proto: svc.proto,
-            vip: svc.vip,
-            port: svc.port,
-        }
-    }
-}
-
 /// Identifies a checked target: a real server of a service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TargetKey {
     /// The service.
-    pub service: ServiceKey,
+    pub service: ServiceId,
     /// The real server's address and port.
     pub server: SocketAddr,
 }
 
 impl core::fmt::Display for TargetKey {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "{} real server {}", self.service, self.server)
+        write!(f, "{} real server {}", self.service.compact(), self.server)
     }
 }
 
@@ -222,7 +190,7 @@ pub fn targets(config: &ClusterConfig) -> Vec<Target> {
             svc.real_servers.iter().filter_map(move |rs| {
                 resolve(svc, rs).map(|spec| Target {
                     key: TargetKey {
-                        service: ServiceKey::of(svc),
+                        service: svc.id(),
                         server: SocketAddr::new(rs.address, rs.effective_port(svc.port)),
                     },
                     spec,
@@ -362,7 +330,10 @@ mod tests {
         let t = targets(&c);
         assert_eq!(t.len(), 2);
         assert_eq!(t[1].key.server, "192.0.2.12:80".parse().unwrap());
-        assert_eq!(t[0].key.service.to_string(), "tcp:203.0.113.10:80");
+        assert_eq!(
+            t[0].key.service.compact().to_string(),
+            "tcp:203.0.113.10:80"
+        );
         let spec = &t[0].spec;
         assert_eq!(
             spec.check,

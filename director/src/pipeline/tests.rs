@@ -1055,7 +1055,7 @@ fn rs2_params(weight: u32) -> crate::control::proto::ServerParams {
     crate::control::proto::ServerParams {
         addr: "192.0.2.12".parse().unwrap(),
         port: 8080,
-        method: crate::control::proto::Method::Nat,
+        method: crate::control::proto::ForwardMethod::Nat,
         weight,
         u_threshold: 0,
         l_threshold: 0,
@@ -1064,7 +1064,7 @@ fn rs2_params(weight: u32) -> crate::control::proto::ServerParams {
 
 fn web_service() -> crate::control::proto::ServiceId {
     crate::control::proto::ServiceId {
-        proto: crate::control::proto::Proto::Tcp,
+        proto: crate::control::proto::Protocol::Tcp,
         vip: "203.0.113.10".parse().unwrap(),
         port: 80,
     }

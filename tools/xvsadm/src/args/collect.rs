@@ -6,7 +6,7 @@ use super::*;
 #[derive(Debug, Clone, Copy)]
 pub(super) enum ServiceArg {
     Address {
-        protocol: Protocol,
+        protocol: IpvsProtocol,
         ip: IpAddr,
         port: Option<u16>,
     },
@@ -19,10 +19,9 @@ pub(super) enum ServiceArg {
 impl ServiceArg {
     pub(super) fn key(self) -> ServiceKey {
         match self {
-            Self::Address { protocol, ip, port } => ServiceKey::Address {
-                protocol,
-                addr: SocketAddr::new(ip, port.unwrap_or(0)),
-            },
+            Self::Address { protocol, ip, port } => {
+                ServiceKey::address(protocol, SocketAddr::new(ip, port.unwrap_or(0)))
+            }
             Self::Fwmark { mark, family } => ServiceKey::Fwmark { mark, family },
         }
     }
@@ -151,9 +150,9 @@ impl Collected {
         match spelling {
             Spelling::Tcp | Spelling::Udp | Spelling::Sctp => {
                 let protocol = match spelling {
-                    Spelling::Tcp => Protocol::Tcp,
-                    Spelling::Udp => Protocol::Udp,
-                    _ => Protocol::Sctp,
+                    Spelling::Tcp => IpvsProtocol::TCP,
+                    Spelling::Udp => IpvsProtocol::UDP,
+                    _ => IpvsProtocol::Sctp,
                 };
                 let text = value.unwrap_or_default();
                 let (ip, port) = parse_host_port(&text, protocol, resolver)
@@ -298,11 +297,11 @@ impl Collected {
             CommandKind::AddService | CommandKind::EditService => {
                 let key = service.ok_or_else(required)?;
                 let one_packet = self.has(Opt::Ops);
-                if let ServiceKey::Address { protocol, addr } = key {
+                if let Some((protocol, addr)) = key.protocol_addr() {
                     if addr.port() == 0 && self.persistent.is_none() {
                         return Err(ParseError::ZeroPort);
                     }
-                    if one_packet && protocol != Protocol::Udp {
+                    if one_packet && protocol != IpvsProtocol::UDP {
                         return Err(ParseError::OnePacketNotUdp);
                     }
                 }
@@ -338,12 +337,10 @@ impl Collected {
                 }
                 let method = self.forward_method()?;
                 let is_fwmark = matches!(service, ServiceKey::Fwmark { .. });
-                if !is_fwmark && matches!(method, ForwardMethod::Route | ForwardMethod::Tunnel(_)) {
+                if !is_fwmark && (method == ServerMethod::ROUTE || method.is_tunnel()) {
                     server.set_port(service.port());
                 }
-                if AddressFamily::of(ip) != service.family()
-                    && !matches!(method, ForwardMethod::Tunnel(_))
-                {
+                if AddressFamily::of(ip) != service.family() && !method.is_tunnel() {
                     return Err(ParseError::DifferentFamily);
                 }
                 let spec = ServerSpec {
@@ -426,7 +423,7 @@ impl Collected {
 
     /// The forwarding method with its tunnel options checked (ipvsadm's
     /// "Tunnel options conflict" and `tunnel_opt_check`).
-    pub(super) fn forward_method(&self) -> Result<ForwardMethod, ParseError> {
+    pub(super) fn forward_method(&self) -> Result<ServerMethod, ParseError> {
         let tunnel_opts = [
             Opt::TunType,
             Opt::TunPort,
@@ -475,16 +472,16 @@ impl Collected {
             TunnelChecksum::None
         };
         Ok(match forward {
-            ForwardArg::Masq => ForwardMethod::Masq,
-            ForwardArg::Route => ForwardMethod::Route,
-            ForwardArg::Ipip => ForwardMethod::Tunnel(match kind {
-                TunnelKindArg::Ipip => TunnelType::Ipip,
-                TunnelKindArg::Gue => TunnelType::Gue {
+            ForwardArg::Masq => ServerMethod::MASQ,
+            ForwardArg::Route => ServerMethod::ROUTE,
+            ForwardArg::Ipip => match kind {
+                TunnelKindArg::Ipip => ServerMethod::IPIP,
+                TunnelKindArg::Gue => ServerMethod::Encapsulated(Encapsulation::Gue {
                     port: self.tun_port.unwrap_or(0),
                     checksum,
-                },
-                TunnelKindArg::Gre => TunnelType::Gre { checksum },
-            }),
+                }),
+                TunnelKindArg::Gre => ServerMethod::Encapsulated(Encapsulation::Gre { checksum }),
+            },
         })
     }
 

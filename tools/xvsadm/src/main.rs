@@ -1,14 +1,14 @@
 //! `xvsadm`: administer the xvs director with ipvsadm's commands and
-//! output. See `xvsadm -h` and `xvs_tools::xvsadm::client`.
+//! output. See `xvsadm -h` and `xvs_adm::client`.
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use xvs_director::control::proto::DEFAULT_SOCKET;
-use xvs_director::control::proto::{ConnView, Reply, Request};
-use xvs_director::control::socket::ControlClient;
-use xvs_tools::xvsadm::client::{EXIT_USAGE, FileNames, HELP, Outcome, Transport, run_to};
+use xvs_adm::client::{EXIT_USAGE, FileNames, HELP, Outcome, Transport, TransportError, run_to};
+use xvs_proto::control::DEFAULT_SOCKET;
+use xvs_proto::control::client::ControlClient;
+use xvs_proto::control::{ConnView, Reply, Request};
 
 /// Connects on first use, so that `-h` and bad command lines need no
 /// director.
@@ -18,27 +18,24 @@ struct Lazy {
 }
 
 impl Lazy {
-    fn client(&mut self) -> Result<&mut ControlClient, String> {
-        if self.client.is_none() {
-            let client = ControlClient::connect(&self.path)
-                .map_err(|e| format!("Can't initialize ipvs: {e}"))?;
-            self.client = Some(client);
-        }
-        self.client
-            .as_mut()
-            .ok_or_else(|| "Can't initialize ipvs: not connected".to_owned())
+    fn client(&mut self) -> Result<&mut ControlClient, TransportError> {
+        let client = match self.client.take() {
+            Some(client) => client,
+            None => ControlClient::connect(&self.path).map_err(TransportError::Unreachable)?,
+        };
+        Ok(self.client.insert(client))
     }
 }
 
 impl Transport for Lazy {
-    fn call(&mut self, request: Request) -> Result<Reply, String> {
-        self.client()?.call(request)
+    fn call(&mut self, request: Request) -> Result<Reply, TransportError> {
+        Ok(self.client()?.call(request)?)
     }
 
     fn connections(
         &mut self,
-        chunk: &mut dyn FnMut(&[ConnView]) -> Result<(), String>,
-    ) -> Result<Reply, String> {
+        chunk: &mut dyn FnMut(&[ConnView]) -> Result<(), TransportError>,
+    ) -> Result<Reply, TransportError> {
         self.client()?.connections(chunk)
     }
 }

@@ -1,9 +1,12 @@
-//! `xvsadm`: ipvsadm's command language and ipvsadm's output, for xvs.
+//! `xvs-adm`: the `xvsadm` program — ipvsadm's command language and
+//! ipvsadm's output, for xvs.
 //!
 //! Issue #7 asks for a client of the director's control socket that an
 //! operator can drive exactly like `ipvsadm` (v1.31): same options, same
 //! listings, and `ipvsadm-save` output that `xvsadm -R` reads back. This
-//! module is the half of that client which needs no director:
+//! crate depends on `xvs-proto` (the control socket's messages and client)
+//! and not on the director, so the binary links none of the data plane.
+//! Its parts:
 //!
 //! - [`args`]: an ipvsadm command line → a typed [`Command`], with ipvsadm's
 //!   defaults applied and ipvsadm's checks made (which options go with which
@@ -13,15 +16,19 @@
 //!   in each of its modes, `-c`, `--timeout` and `-S`.
 //! - [`restore`]: `-R` input (ipvsadm-save output) → `Vec<Command>`, with
 //!   the line number in every error.
+//! - [`client`]: a parsed command → control-socket requests → ipvsadm's
+//!   output and exit status, over any [`client::Transport`] (the binary's
+//!   is the control socket; tests drive a director in their own process).
 //!
-//! The control socket, its protocol and the `xvsadm` binary come later and
-//! sit on these types; nothing here performs I/O or resolves names (the
-//! [`format::Names`] trait lets the binary plug reverse lookups in for
-//! listings without `-n`).
+//! Only the binary (`src/main.rs`) touches the socket, the terminal and the
+//! name files; the [`format::Names`] trait lets it plug reverse lookups in
+//! for listings without `-n`.
 //!
 //! Where ipvsadm's behaviour is odd (order-dependent defaults, a comment
 //! syntax that never worked, a sort comparator that wraps), the submodule
 //! docs say what xvsadm does and why.
+
+#![forbid(unsafe_code)]
 
 pub mod args;
 pub mod client;
@@ -30,6 +37,8 @@ pub mod restore;
 
 use core::fmt;
 use core::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+pub use xvs_proto::{ForwardMethod, Protocol, ServiceId};
 
 pub use args::{
     Command, DaemonSpec, DaemonState, ListOptions, ListTarget, ParseError, ServerSpec, ServiceSpec,
@@ -75,25 +84,28 @@ impl Default for Timeouts {
     }
 }
 
-/// A virtual service's transport protocol.
+/// A transport protocol as ipvsadm's grammar has it: one the director
+/// serves ([`Protocol`], the workspace's one type for it) or SCTP, which
+/// xvsadm parses, names and prints so that a table written by ipvsadm
+/// reads back, and which the control socket is never asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Protocol {
-    /// `-t`, `TCP`.
-    Tcp,
-    /// `-u`, `UDP`.
-    Udp,
-    /// `--sctp-service`, `SCTP`. Not supported by the director yet: parsed
-    /// so that a table written by ipvsadm reads back, refused by the
-    /// control socket.
+pub enum IpvsProtocol {
+    /// `-t`, `-u`: TCP or UDP.
+    Supported(Protocol),
+    /// `--sctp-service`, `SCTP`. Not supported by the director yet.
     Sctp,
 }
 
-impl Protocol {
+impl IpvsProtocol {
+    /// TCP (`-t`).
+    pub const TCP: Self = Self::Supported(Protocol::Tcp);
+    /// UDP (`-u`).
+    pub const UDP: Self = Self::Supported(Protocol::Udp);
+
     /// The name ipvsadm prints in listings (`TCP`).
     pub fn name(self) -> &'static str {
         match self {
-            Self::Tcp => "TCP",
-            Self::Udp => "UDP",
+            Self::Supported(p) => p.ipvsadm_name(),
             Self::Sctp => "SCTP",
         }
     }
@@ -101,8 +113,8 @@ impl Protocol {
     /// The option that names a service of this protocol in `-S` output.
     pub fn save_option(self) -> &'static str {
         match self {
-            Self::Tcp => "-t",
-            Self::Udp => "-u",
+            Self::Supported(Protocol::Tcp) => "-t",
+            Self::Supported(Protocol::Udp) => "-u",
             Self::Sctp => "--sctp-service",
         }
     }
@@ -110,8 +122,7 @@ impl Protocol {
     /// The IP protocol number; ipvsadm sorts services by it.
     pub fn number(self) -> u8 {
         match self {
-            Self::Tcp => 6,
-            Self::Udp => 17,
+            Self::Supported(p) => p.number(),
             Self::Sctp => 132,
         }
     }
@@ -137,20 +148,20 @@ impl AddressFamily {
     }
 }
 
-/// What identifies a virtual service.
+/// What identifies a virtual service, as ipvsadm's grammar has it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ServiceKey {
-    /// Protocol, virtual address and port (`-t 203.0.113.10:80`,
-    /// `-u [2001:db8::1]:53`). Port 0 is a wildcard, allowed only for
-    /// persistent services.
-    Address {
-        /// The transport protocol.
-        protocol: Protocol,
-        /// Virtual address and port.
-        addr: SocketAddr,
-    },
+    /// A TCP or UDP service (`-t 203.0.113.10:80`, `-u [2001:db8::1]:53`):
+    /// the director's [`ServiceId`]. Port 0 is a wildcard, allowed only
+    /// for persistent services.
+    Supported(ServiceId),
+    /// An SCTP service (`--sctp-service 203.0.113.10:80`). Not supported by
+    /// the director yet: parsed and printed like ipvsadm, refused before
+    /// anything is sent.
+    Sctp(SocketAddr),
     /// A firewall mark (`-f 7`, `-f 7 -6`). Not supported by the director
-    /// yet: parsed and printed like ipvsadm, refused by the control socket.
+    /// yet: parsed and printed like ipvsadm, refused before anything is
+    /// sent.
     Fwmark {
         /// The mark, 1 … 2³²−1.
         mark: u32,
@@ -160,29 +171,47 @@ pub enum ServiceKey {
 }
 
 impl ServiceKey {
+    /// The service of `protocol` at `addr`.
+    pub fn address(protocol: IpvsProtocol, addr: SocketAddr) -> Self {
+        match protocol {
+            IpvsProtocol::Supported(proto) => Self::Supported(ServiceId {
+                proto,
+                vip: addr.ip(),
+                port: addr.port(),
+            }),
+            IpvsProtocol::Sctp => Self::Sctp(addr),
+        }
+    }
+
+    /// Protocol and virtual address of an address-based service; `None`
+    /// for a firewall mark.
+    pub fn protocol_addr(&self) -> Option<(IpvsProtocol, SocketAddr)> {
+        match *self {
+            Self::Supported(id) => Some((IpvsProtocol::Supported(id.proto), id.addr())),
+            Self::Sctp(addr) => Some((IpvsProtocol::Sctp, addr)),
+            Self::Fwmark { .. } => None,
+        }
+    }
+
     /// The service's address family.
     pub fn family(&self) -> AddressFamily {
-        match self {
-            Self::Address { addr, .. } => AddressFamily::of(addr.ip()),
-            Self::Fwmark { family, .. } => *family,
+        match *self {
+            Self::Supported(id) => AddressFamily::of(id.vip),
+            Self::Sctp(addr) => AddressFamily::of(addr.ip()),
+            Self::Fwmark { family, .. } => family,
         }
     }
 
     /// The virtual port (0 for fwmark services).
     pub fn port(&self) -> u16 {
-        match self {
-            Self::Address { addr, .. } => addr.port(),
-            Self::Fwmark { .. } => 0,
-        }
+        self.protocol_addr().map_or(0, |(_, addr)| addr.port())
     }
 
     /// The protocol whose service names apply to the ports (fwmark
     /// services use TCP's, as ipvsadm does: it sets TCP as a placeholder).
-    pub fn protocol(&self) -> Protocol {
-        match self {
-            Self::Address { protocol, .. } => *protocol,
-            Self::Fwmark { .. } => Protocol::Tcp,
-        }
+    pub fn protocol(&self) -> IpvsProtocol {
+        self.protocol_addr()
+            .map_or(IpvsProtocol::TCP, |(protocol, _)| protocol)
     }
 }
 
@@ -320,12 +349,11 @@ impl TunnelChecksum {
     }
 }
 
-/// Encapsulation of a tunnelled (`-i`) real server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum TunnelType {
-    /// IP-in-IP (the default).
-    #[default]
-    Ipip,
+/// An encapsulation other than IP-in-IP for a tunnelled (`-i`) real
+/// server: ipvsadm's `--tun-type gue|gre`. Not supported by the director
+/// yet: parsed and printed like ipvsadm, refused before anything is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Encapsulation {
     /// Generic UDP Encapsulation to `port`.
     Gue {
         /// UDP destination port, 1 … 65535.
@@ -340,49 +368,76 @@ pub enum TunnelType {
     },
 }
 
-impl TunnelType {
+impl Encapsulation {
     /// The `--tun-type` word.
     pub fn name(self) -> &'static str {
         match self {
-            Self::Ipip => "ipip",
             Self::Gue { .. } => "gue",
             Self::Gre { .. } => "gre",
         }
     }
 }
 
-/// How packets reach a real server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum ForwardMethod {
-    /// `-m`, NAT; listed as `Masq`.
-    Masq,
+/// How packets reach a real server, as ipvsadm's grammar has it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ServerMethod {
+    /// `-m` (listed `Masq`), `-g` (`Route`, the default), `-i` with IP-in-IP
+    /// (`Tunnel`): the director's [`ForwardMethod`].
+    Supported(ForwardMethod),
+    /// `-i` with `--tun-type gue|gre`; listed as `Tunnel`.
+    Encapsulated(Encapsulation),
     /// A real server that is the director itself; listed as `Local`, saved
     /// as `-g`. Never produced by parsing.
     Local,
-    /// `-i`, tunnelling; listed as `Tunnel`.
-    Tunnel(TunnelType),
-    /// `-g`, direct routing (the default); listed as `Route`.
-    #[default]
-    Route,
 }
 
-impl ForwardMethod {
+impl Default for ServerMethod {
+    /// Direct routing, as ipvsadm's `-g` default.
+    fn default() -> Self {
+        Self::ROUTE
+    }
+}
+
+impl ServerMethod {
+    /// `-m`, NAT.
+    pub const MASQ: Self = Self::Supported(ForwardMethod::Nat);
+    /// `-g`, direct routing.
+    pub const ROUTE: Self = Self::Supported(ForwardMethod::DirectRouting);
+    /// `-i`, IP-in-IP tunnelling.
+    pub const IPIP: Self = Self::Supported(ForwardMethod::Tunnel);
+
     /// The word of `-L` listings.
     pub fn name(self) -> &'static str {
         match self {
-            Self::Masq => "Masq",
+            Self::Supported(m) => m.ipvsadm_name(),
+            Self::Encapsulated(_) => "Tunnel",
             Self::Local => "Local",
-            Self::Tunnel(_) => "Tunnel",
-            Self::Route => "Route",
         }
     }
 
     /// The option of `-S` output (`Local` saves as `-g`).
     pub fn save_option(self) -> &'static str {
         match self {
-            Self::Masq => "-m",
-            Self::Tunnel(_) => "-i",
-            Self::Local | Self::Route => "-g",
+            Self::Supported(ForwardMethod::Nat) => "-m",
+            Self::Supported(ForwardMethod::Tunnel) | Self::Encapsulated(_) => "-i",
+            Self::Supported(ForwardMethod::DirectRouting) | Self::Local => "-g",
+        }
+    }
+
+    /// Whether packets are tunnelled (`-i`), whatever the encapsulation.
+    pub fn is_tunnel(self) -> bool {
+        matches!(
+            self,
+            Self::Supported(ForwardMethod::Tunnel) | Self::Encapsulated(_)
+        )
+    }
+
+    /// The `--tun-type` word of a tunnelled server: `ipip`, `gue`, `gre`.
+    pub fn tunnel_type(self) -> Option<&'static str> {
+        match self {
+            Self::Supported(ForwardMethod::Tunnel) => Some("ipip"),
+            Self::Encapsulated(e) => Some(e.name()),
+            Self::Supported(_) | Self::Local => None,
         }
     }
 }

@@ -41,7 +41,7 @@ pub(super) fn parse_timeout(text: &str, min: u64) -> Result<u32, ParseError> {
 /// `parse_service`). `None` when ipvsadm would say "illegal … specified".
 pub(super) fn parse_host_port(
     text: &str,
-    protocol: Protocol,
+    protocol: IpvsProtocol,
     resolver: &dyn Resolver,
 ) -> Option<(IpAddr, Option<u16>)> {
     // All digits (or empty) is a port without a host.

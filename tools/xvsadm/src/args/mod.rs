@@ -53,8 +53,8 @@ use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use super::format::{Columns, ListFormat};
 use super::{
-    AddressFamily, DEFAULT_PERSISTENCE_TIMEOUT, DEFAULT_SCHEDULER, ForwardMethod, MAX_TIMEOUT,
-    Netmask, Protocol, SchedFlags, ServiceKey, Timeouts, TunnelChecksum, TunnelType,
+    AddressFamily, DEFAULT_PERSISTENCE_TIMEOUT, DEFAULT_SCHEDULER, Encapsulation, IpvsProtocol,
+    MAX_TIMEOUT, Netmask, SchedFlags, ServerMethod, ServiceKey, Timeouts, TunnelChecksum,
 };
 
 /// The longest scheduler or persistence-engine name the kernel stores
@@ -146,7 +146,7 @@ pub struct ServerSpec {
     /// service (the packet's port is not rewritten there).
     pub server: SocketAddr,
     /// `-g` (default), `-i` with its `--tun-*` options, or `-m`.
-    pub method: ForwardMethod,
+    pub method: ServerMethod,
     /// `-w`, 0 … 65535, default 1.
     pub weight: u32,
     /// `-x`, 0 = none.
@@ -391,7 +391,7 @@ pub trait Resolver {
     /// An IPv4 address for a host name.
     fn host(&self, name: &str) -> Option<Ipv4Addr>;
     /// A port for a service name (`http`) under a protocol.
-    fn port(&self, name: &str, protocol: Protocol) -> Option<u16>;
+    fn port(&self, name: &str, protocol: IpvsProtocol) -> Option<u16>;
 }
 
 /// A [`Resolver`] that knows no names: numeric input only.
@@ -402,7 +402,7 @@ impl Resolver for NoNames {
     fn host(&self, _name: &str) -> Option<Ipv4Addr> {
         None
     }
-    fn port(&self, _name: &str, _protocol: Protocol) -> Option<u16> {
+    fn port(&self, _name: &str, _protocol: IpvsProtocol) -> Option<u16> {
         None
     }
 }
@@ -487,17 +487,11 @@ mod tests {
     }
 
     fn tcp(addr: &str) -> ServiceKey {
-        ServiceKey::Address {
-            protocol: Protocol::Tcp,
-            addr: sock(addr),
-        }
+        ServiceKey::address(IpvsProtocol::TCP, sock(addr))
     }
 
     fn udp(addr: &str) -> ServiceKey {
-        ServiceKey::Address {
-            protocol: Protocol::Udp,
-            addr: sock(addr),
-        }
+        ServiceKey::address(IpvsProtocol::UDP, sock(addr))
     }
 
     fn fwmark(mark: u32, family: AddressFamily) -> ServiceKey {
@@ -522,7 +516,7 @@ mod tests {
         ServerSpec {
             service,
             server: sock(addr),
-            method: ForwardMethod::Route,
+            method: ServerMethod::ROUTE,
             weight: 1,
             u_threshold: 0,
             l_threshold: 0,
@@ -549,10 +543,7 @@ mod tests {
     #[test]
     fn valid_command_lines() {
         let web = tcp("203.0.113.10:80");
-        let v6 = ServiceKey::Address {
-            protocol: Protocol::Udp,
-            addr: sock("[2001:db8::1]:53"),
-        };
+        let v6 = ServiceKey::address(IpvsProtocol::UDP, sock("[2001:db8::1]:53"));
         let cases: Vec<(&str, &str, Command)> = vec![
             (
                 "add with scheduler",
@@ -647,10 +638,10 @@ mod tests {
                 "bare IPv6 address: no port",
                 "-A -t 2001:db8::1 -p",
                 Command::AddService(with(
-                    service(ServiceKey::Address {
-                        protocol: Protocol::Tcp,
-                        addr: sock("[2001:db8::1]:0"),
-                    }),
+                    service(ServiceKey::address(
+                        IpvsProtocol::TCP,
+                        sock("[2001:db8::1]:0"),
+                    )),
                     |s| s.persistent = Some(360),
                 )),
             ),
@@ -658,10 +649,10 @@ mod tests {
                 "IPv6 prefix for -M",
                 "-A -t [2001:db8::1]:80 -p 100 -M 64",
                 Command::AddService(with(
-                    service(ServiceKey::Address {
-                        protocol: Protocol::Tcp,
-                        addr: sock("[2001:db8::1]:80"),
-                    }),
+                    service(ServiceKey::address(
+                        IpvsProtocol::TCP,
+                        sock("[2001:db8::1]:80"),
+                    )),
                     |s| {
                         s.persistent = Some(100);
                         s.netmask = Netmask::V6(64);
@@ -723,7 +714,7 @@ mod tests {
                 "NAT server keeps its port",
                 "-a -t 203.0.113.10:80 -r 192.168.1.11:8080 -m -w 3",
                 Command::AddServer(with(server(web, "192.168.1.11:8080"), |r| {
-                    r.method = ForwardMethod::Masq;
+                    r.method = ServerMethod::MASQ;
                     r.weight = 3;
                 })),
             ),
@@ -731,14 +722,14 @@ mod tests {
                 "-r without port takes the service port",
                 "-a -t 203.0.113.10:80 -r 192.168.1.11 -m",
                 Command::AddServer(with(server(web, "192.168.1.11:80"), |r| {
-                    r.method = ForwardMethod::Masq;
+                    r.method = ServerMethod::MASQ;
                 })),
             ),
             (
                 "-r before -t still takes the service port",
                 "-a -r 192.168.1.11 -t 203.0.113.10:80 -m",
                 Command::AddServer(with(server(web, "192.168.1.11:80"), |r| {
-                    r.method = ForwardMethod::Masq;
+                    r.method = ServerMethod::MASQ;
                 })),
             ),
             (
@@ -762,7 +753,7 @@ mod tests {
                 Command::AddServer(with(
                     server(fwmark(7, AddressFamily::Inet), "192.168.1.13:0"),
                     |r| {
-                        r.method = ForwardMethod::Tunnel(TunnelType::Ipip);
+                        r.method = ServerMethod::IPIP;
                         r.weight = 2;
                     },
                 )),
@@ -771,14 +762,14 @@ mod tests {
                 "IPv6 server behind an IPv4 service, tunnelled",
                 "-a -t 203.0.113.10:80 -r [2001:db8::2]:81 -i",
                 Command::AddServer(with(server(web, "[2001:db8::2]:80"), |r| {
-                    r.method = ForwardMethod::Tunnel(TunnelType::Ipip);
+                    r.method = ServerMethod::IPIP;
                 })),
             ),
             (
                 "GUE tunnel",
                 "-a -t 203.0.113.10:80 -r 192.168.1.11 -i --tun-type gue --tun-port 6080 --tun-csum",
                 Command::AddServer(with(server(web, "192.168.1.11:80"), |r| {
-                    r.method = ForwardMethod::Tunnel(TunnelType::Gue {
+                    r.method = ServerMethod::Encapsulated(Encapsulation::Gue {
                         port: 6080,
                         checksum: TunnelChecksum::Checksum,
                     });
@@ -788,7 +779,7 @@ mod tests {
                 "GRE tunnel",
                 "-a -t 203.0.113.10:80 -r 192.168.1.11 -i --tun-type gre --tun-nocsum",
                 Command::AddServer(with(server(web, "192.168.1.11:80"), |r| {
-                    r.method = ForwardMethod::Tunnel(TunnelType::Gre {
+                    r.method = ServerMethod::Encapsulated(Encapsulation::Gre {
                         checksum: TunnelChecksum::None,
                     });
                 })),
@@ -797,7 +788,7 @@ mod tests {
                 "clustered flag then valued option",
                 "-a -t 203.0.113.10:80 -r 192.168.1.11 -mw 5",
                 Command::AddServer(with(server(web, "192.168.1.11:80"), |r| {
-                    r.method = ForwardMethod::Masq;
+                    r.method = ServerMethod::MASQ;
                     r.weight = 5;
                 })),
             ),
@@ -1432,8 +1423,8 @@ mod tests {
             fn host(&self, name: &str) -> Option<Ipv4Addr> {
                 (name == "web.example").then(|| Ipv4Addr::new(203, 0, 113, 10))
             }
-            fn port(&self, name: &str, protocol: Protocol) -> Option<u16> {
-                (name == "http" && protocol == Protocol::Tcp).then_some(80)
+            fn port(&self, name: &str, protocol: IpvsProtocol) -> Option<u16> {
+                (name == "http" && protocol == IpvsProtocol::TCP).then_some(80)
             }
         }
         assert_eq!(

@@ -123,11 +123,11 @@ mod tests {
     use proptest::test_runner::{Config, RngSeed};
 
     use super::*;
-    use crate::xvsadm::args::{ServerSpec, ServiceSpec};
-    use crate::xvsadm::format::{self, Numeric, Rates, ServerView, ServiceView, Stats};
-    use crate::xvsadm::{
-        AddressFamily, ForwardMethod, MAX_TIMEOUT, Netmask, Protocol, SchedFlags, ServiceKey,
-        TunnelChecksum, TunnelType,
+    use crate::args::{ServerSpec, ServiceSpec};
+    use crate::format::{self, Numeric, Rates, ServerView, ServiceView, Stats};
+    use crate::{
+        AddressFamily, Encapsulation, IpvsProtocol, MAX_TIMEOUT, Netmask, SchedFlags, ServerMethod,
+        ServiceKey, TunnelChecksum,
     };
 
     fn sock(text: &str) -> SocketAddr {
@@ -145,14 +145,8 @@ mod tests {
 -A -f 7 -s sh -b sh-fallback,sh-port
 -a -f 7 -r 192.168.1.13:0 -i -w 2 --tun-type ipip
 ";
-        let web = ServiceKey::Address {
-            protocol: Protocol::Tcp,
-            addr: sock("10.0.0.100:80"),
-        };
-        let dns = ServiceKey::Address {
-            protocol: Protocol::Udp,
-            addr: sock("10.0.0.100:53"),
-        };
+        let web = ServiceKey::address(IpvsProtocol::TCP, sock("10.0.0.100:80"));
+        let dns = ServiceKey::address(IpvsProtocol::UDP, sock("10.0.0.100:53"));
         let mark = ServiceKey::Fwmark {
             mark: 7,
             family: AddressFamily::Inet,
@@ -177,8 +171,8 @@ mod tests {
                 one_packet: false,
                 sched_flags: SchedFlags::NONE,
             }),
-            server(web, "192.168.1.11:80", ForwardMethod::Masq, 3),
-            server(web, "192.168.1.12:80", ForwardMethod::Masq, 1),
+            server(web, "192.168.1.11:80", ServerMethod::MASQ, 3),
+            server(web, "192.168.1.12:80", ServerMethod::MASQ, 1),
             Command::AddService(ServiceSpec {
                 key: dns,
                 scheduler: "rr".into(),
@@ -188,7 +182,7 @@ mod tests {
                 one_packet: false,
                 sched_flags: SchedFlags::NONE,
             }),
-            server(dns, "192.168.1.11:53", ForwardMethod::Route, 1),
+            server(dns, "192.168.1.11:53", ServerMethod::ROUTE, 1),
             Command::AddService(ServiceSpec {
                 key: mark,
                 scheduler: "sh".into(),
@@ -198,12 +192,7 @@ mod tests {
                 one_packet: false,
                 sched_flags: SchedFlags::FLAG_1 | SchedFlags::FLAG_2,
             }),
-            server(
-                mark,
-                "192.168.1.13:0",
-                ForwardMethod::Tunnel(TunnelType::Ipip),
-                2,
-            ),
+            server(mark, "192.168.1.13:0", ServerMethod::IPIP, 2),
         ];
         assert_eq!(parse_restore(input), Ok(expected));
     }
@@ -307,18 +296,15 @@ mod tests {
                     family: rng.family(),
                 }
             } else {
-                let protocol =
-                    [Protocol::Tcp, Protocol::Udp, Protocol::Sctp][rng.below(3) as usize];
+                let protocol = [IpvsProtocol::TCP, IpvsProtocol::UDP, IpvsProtocol::Sctp]
+                    [rng.below(3) as usize];
                 let family = rng.family();
                 let port = if rng.one_in(4) {
                     0
                 } else {
                     1 + rng.below(65_535) as u16
                 };
-                ServiceKey::Address {
-                    protocol,
-                    addr: SocketAddr::new(rng.ip(family), port),
-                }
+                ServiceKey::address(protocol, SocketAddr::new(rng.ip(family), port))
             };
             if table.iter().any(|s| s.key == key) {
                 continue;
@@ -329,7 +315,7 @@ mod tests {
             if scheduler == "sh" || scheduler == "mh" {
                 flags &= 0b011;
             }
-            let zero_port = matches!(key, ServiceKey::Address { addr, .. } if addr.port() == 0);
+            let zero_port = matches!(key.protocol_addr(), Some((_, addr)) if addr.port() == 0);
             let persistent =
                 (zero_port || rng.one_in(2)).then(|| 1 + rng.below(u64::from(MAX_TIMEOUT)) as u32);
             let netmask = match (persistent.is_some() && rng.one_in(2), family) {
@@ -337,14 +323,8 @@ mod tests {
                 (true, AddressFamily::Inet) => Netmask::V4(Ipv4Addr::from(rng.next() as u32)),
                 (true, AddressFamily::Inet6) => Netmask::V6(1 + rng.below(128) as u8),
             };
-            let udp_or_fwmark = matches!(
-                key,
-                ServiceKey::Fwmark { .. }
-                    | ServiceKey::Address {
-                        protocol: Protocol::Udp,
-                        ..
-                    }
-            );
+            let udp_or_fwmark =
+                matches!(key, ServiceKey::Fwmark { .. }) || key.protocol() == IpvsProtocol::UDP;
             let mut servers: Vec<ServerView> = Vec::new();
             for _ in 0..rng.below(5) {
                 let checksum = [
@@ -353,15 +333,15 @@ mod tests {
                     TunnelChecksum::Remote,
                 ][rng.below(3) as usize];
                 let method = match rng.below(6) {
-                    0 => ForwardMethod::Masq,
-                    1 => ForwardMethod::Route,
-                    2 => ForwardMethod::Local,
-                    3 => ForwardMethod::Tunnel(TunnelType::Ipip),
-                    4 => ForwardMethod::Tunnel(TunnelType::Gue {
+                    0 => ServerMethod::MASQ,
+                    1 => ServerMethod::ROUTE,
+                    2 => ServerMethod::Local,
+                    3 => ServerMethod::IPIP,
+                    4 => ServerMethod::Encapsulated(Encapsulation::Gue {
                         port: 1 + rng.below(65_535) as u16,
                         checksum,
                     }),
-                    _ => ForwardMethod::Tunnel(TunnelType::Gre {
+                    _ => ServerMethod::Encapsulated(Encapsulation::Gre {
                         checksum: if checksum == TunnelChecksum::Remote {
                             TunnelChecksum::None
                         } else {
@@ -369,12 +349,10 @@ mod tests {
                         },
                     }),
                 };
-                let tunnel = matches!(method, ForwardMethod::Tunnel(_));
+                let tunnel = method.is_tunnel();
                 let server_family = if tunnel { rng.family() } else { family };
-                let port = match (key, method) {
-                    (ServiceKey::Address { addr, .. }, m) if m != ForwardMethod::Masq => {
-                        addr.port()
-                    }
+                let port = match (key.protocol_addr(), method) {
+                    (Some((_, addr)), m) if m != ServerMethod::MASQ => addr.port(),
                     _ => rng.below(65_536) as u16,
                 };
                 let addr = SocketAddr::new(rng.ip(server_family), port);
@@ -437,7 +415,7 @@ mod tests {
                     service: service.key,
                     server: server.addr,
                     method: match server.method {
-                        ForwardMethod::Local => ForwardMethod::Route,
+                        ServerMethod::Local => ServerMethod::ROUTE,
                         method => method,
                     },
                     weight: server.weight,

@@ -1,6 +1,6 @@
 //! The `xvsadm` program's logic: an ipvsadm command line → control-socket
 //! requests → ipvsadm's output and exit status. The binary
-//! (`src/bin/xvsadm.rs`) only supplies the socket, the terminal and the
+//! (`src/main.rs`) only supplies the socket, the terminal and the
 //! name lookups; tests drive [`run`] against a director in the same
 //! process.
 //!
@@ -23,9 +23,11 @@
 use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::collections::HashMap;
 
-use xvs_director::control::proto::{
-    ConnView, ControlError, Method, Persistence, Proto, Reply, Request, ServerParams, ServiceId,
-    ServiceParams, TableView, TimeoutSet,
+use xvs_proto::ForwardMethod;
+use xvs_proto::control::client::{ClientError, ControlClient};
+use xvs_proto::control::{
+    ConnView, ControlError, Persistence, Reply, Request, ServerParams, ServiceId, ServiceParams,
+    TableView, TimeoutSet,
 };
 
 use super::args::{Command, ListTarget, Resolver, ServerSpec, ServiceSpec, parse_args_with};
@@ -33,12 +35,38 @@ use super::format::{
     self, ConnectionView, ListFormat, Names, Rates, ServerView, ServiceView, Stats, TableInfo,
 };
 use super::restore::parse_restore_with;
-use super::{ForwardMethod, Netmask, Protocol, SchedFlags, ServiceKey, Timeouts, TunnelType};
+use super::{IpvsProtocol, Netmask, SchedFlags, ServerMethod, ServiceKey, Timeouts};
 
 /// Exit status of a refused command line.
 pub const EXIT_USAGE: i32 = 2;
 /// Exit status of a change the director refused.
 pub const EXIT_REFUSED: i32 = 255;
+
+/// Why a request did not get the director's answer. Printed as it is,
+/// with exit status 2 ([`EXIT_USAGE`]), as ipvsadm does when it cannot
+/// talk to the kernel.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The director could not be reached: ipvsadm's words, then why.
+    #[error("Can't initialize ipvs: {0}")]
+    Unreachable(ClientError),
+    /// The exchange failed; the message says whether the outcome of a
+    /// change is unknown.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// Printing a connection listing failed (`xvsadm -L -c | head`, say).
+    #[error("writing the listing: {0}")]
+    Output(std::io::Error),
+}
+
+/// A command the director cannot carry out, whatever its state (it has no
+/// such feature yet): refused before anything is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{what} is not supported by xvs yet")]
+pub struct Unsupported {
+    /// What was asked for, as a phrase (`an SCTP service`).
+    pub what: &'static str,
+}
 
 /// Something that carries requests to a director.
 pub trait Transport {
@@ -46,7 +74,7 @@ pub trait Transport {
     ///
     /// # Errors
     /// The director could not be reached or its answer read.
-    fn call(&mut self, request: Request) -> Result<Reply, String>;
+    fn call(&mut self, request: Request) -> Result<Reply, TransportError>;
 
     /// Asks for the connection entries (`-L -c`) and hands `chunk` each
     /// batch as it arrives; the listing's last reply
@@ -57,20 +85,20 @@ pub trait Transport {
     /// `chunk` failed (its error).
     fn connections(
         &mut self,
-        chunk: &mut dyn FnMut(&[ConnView]) -> Result<(), String>,
-    ) -> Result<Reply, String>;
+        chunk: &mut dyn FnMut(&[ConnView]) -> Result<(), TransportError>,
+    ) -> Result<Reply, TransportError>;
 }
 
-impl Transport for xvs_director::control::socket::ControlClient {
-    fn call(&mut self, request: Request) -> Result<Reply, String> {
-        xvs_director::control::socket::ControlClient::call(self, request)
+impl Transport for ControlClient {
+    fn call(&mut self, request: Request) -> Result<Reply, TransportError> {
+        Ok(ControlClient::call(self, request)?)
     }
 
     fn connections(
         &mut self,
-        chunk: &mut dyn FnMut(&[ConnView]) -> Result<(), String>,
-    ) -> Result<Reply, String> {
-        xvs_director::control::socket::ControlClient::connections(self, chunk)
+        chunk: &mut dyn FnMut(&[ConnView]) -> Result<(), TransportError>,
+    ) -> Result<Reply, TransportError> {
+        ControlClient::connections(self, chunk)
     }
 }
 
@@ -112,8 +140,8 @@ impl Outcome {
 pub struct FileNames {
     host_by_addr: HashMap<IpAddr, String>,
     addr_by_host: HashMap<String, Ipv4Addr>,
-    service_by_port: HashMap<(u16, Protocol), String>,
-    port_by_service: HashMap<(String, Protocol), u16>,
+    service_by_port: HashMap<(u16, IpvsProtocol), String>,
+    port_by_service: HashMap<(String, IpvsProtocol), u16>,
 }
 
 impl FileNames {
@@ -153,9 +181,9 @@ impl FileNames {
                 continue;
             };
             let proto = match proto {
-                "tcp" => Protocol::Tcp,
-                "udp" => Protocol::Udp,
-                "sctp" => Protocol::Sctp,
+                "tcp" => IpvsProtocol::TCP,
+                "udp" => IpvsProtocol::UDP,
+                "sctp" => IpvsProtocol::Sctp,
                 _ => continue,
             };
             names
@@ -185,7 +213,7 @@ impl Names for FileNames {
     fn host(&self, addr: IpAddr) -> Option<String> {
         self.host_by_addr.get(&addr).cloned()
     }
-    fn service(&self, port: u16, protocol: Protocol) -> Option<String> {
+    fn service(&self, port: u16, protocol: IpvsProtocol) -> Option<String> {
         self.service_by_port.get(&(port, protocol)).cloned()
     }
 }
@@ -194,7 +222,7 @@ impl Resolver for FileNames {
     fn host(&self, name: &str) -> Option<Ipv4Addr> {
         self.addr_by_host.get(name).copied()
     }
-    fn port(&self, name: &str, protocol: Protocol) -> Option<u16> {
+    fn port(&self, name: &str, protocol: IpvsProtocol) -> Option<u16> {
         self.port_by_service
             .get(&(name.to_owned(), protocol))
             .copied()
@@ -202,29 +230,19 @@ impl Resolver for FileNames {
 }
 
 /// A command the director cannot carry out, whatever its state.
-fn unsupported(what: &str) -> String {
-    format!("{what} is not supported by xvs yet")
+fn unsupported(what: &'static str) -> Unsupported {
+    Unsupported { what }
 }
 
-fn service_id(key: &ServiceKey) -> Result<ServiceId, String> {
+fn service_id(key: &ServiceKey) -> Result<ServiceId, Unsupported> {
     match *key {
-        ServiceKey::Address { protocol, addr } => {
-            let proto = match protocol {
-                Protocol::Tcp => Proto::Tcp,
-                Protocol::Udp => Proto::Udp,
-                Protocol::Sctp => return Err(unsupported("an SCTP service")),
-            };
-            Ok(ServiceId {
-                proto,
-                vip: addr.ip(),
-                port: addr.port(),
-            })
-        }
+        ServiceKey::Supported(id) => Ok(id),
+        ServiceKey::Sctp(_) => Err(unsupported("an SCTP service")),
         ServiceKey::Fwmark { .. } => Err(unsupported("a firewall-mark service (-f)")),
     }
 }
 
-fn service_params(spec: &ServiceSpec) -> Result<ServiceParams, String> {
+fn service_params(spec: &ServiceSpec) -> Result<ServiceParams, Unsupported> {
     let id = service_id(&spec.key)?;
     if spec.persistence_engine.is_some() {
         return Err(unsupported("a persistence engine (--pe)"));
@@ -253,13 +271,12 @@ fn service_params(spec: &ServiceSpec) -> Result<ServiceParams, String> {
     })
 }
 
-fn server_params(spec: &ServerSpec) -> Result<(ServiceId, ServerParams), String> {
+fn server_params(spec: &ServerSpec) -> Result<(ServiceId, ServerParams), Unsupported> {
     let service = service_id(&spec.service)?;
     let method = match spec.method {
-        ForwardMethod::Masq => Method::Nat,
-        ForwardMethod::Route | ForwardMethod::Local => Method::Dr,
-        ForwardMethod::Tunnel(TunnelType::Ipip) => Method::Tun,
-        ForwardMethod::Tunnel(_) => return Err(unsupported("a GUE or GRE tunnel")),
+        ServerMethod::Supported(method) => method,
+        ServerMethod::Local => ForwardMethod::DirectRouting,
+        ServerMethod::Encapsulated(_) => return Err(unsupported("a GUE or GRE tunnel")),
     };
     Ok((
         service,
@@ -279,7 +296,7 @@ fn server_params(spec: &ServerSpec) -> Result<(ServiceId, ServerParams), String>
 ///
 /// # Errors
 /// A command the director cannot carry out (fwmark, SCTP, …).
-pub fn change_request(command: &Command) -> Result<Option<Request>, String> {
+pub fn change_request(command: &Command) -> Result<Option<Request>, Unsupported> {
     Ok(Some(match command {
         Command::AddService(spec) => Request::AddService(service_params(spec)?),
         Command::EditService(spec) => Request::EditService(service_params(spec)?),
@@ -319,7 +336,7 @@ pub fn change_request(command: &Command) -> Result<Option<Request>, String> {
     }))
 }
 
-fn stats(s: xvs_director::control::proto::StatsView) -> Stats {
+fn stats(s: xvs_proto::control::StatsView) -> Stats {
     Stats {
         conns: s.conns,
         inpkts: s.inpkts,
@@ -329,7 +346,7 @@ fn stats(s: xvs_director::control::proto::StatsView) -> Stats {
     }
 }
 
-fn rates(r: xvs_director::control::proto::RatesView) -> Rates {
+fn rates(r: xvs_proto::control::RatesView) -> Rates {
     Rates {
         cps: r.cps,
         inpps: r.inpps,
@@ -347,10 +364,6 @@ pub fn service_views(table: &TableView) -> Vec<ServiceView> {
         .iter()
         .map(|s| {
             let id = s.params.id;
-            let protocol = match id.proto {
-                Proto::Tcp => Protocol::Tcp,
-                Proto::Udp => Protocol::Udp,
-            };
             let netmask = match (id.vip, s.params.persistence) {
                 (IpAddr::V4(_), Some(p)) => Netmask::V4(Ipv4Addr::from(p.mask_v4)),
                 (IpAddr::V6(_), Some(p)) => Netmask::V6(p.prefix_v6),
@@ -358,10 +371,7 @@ pub fn service_views(table: &TableView) -> Vec<ServiceView> {
                 (IpAddr::V6(_), None) => Netmask::V6(128),
             };
             ServiceView {
-                key: ServiceKey::Address {
-                    protocol,
-                    addr: SocketAddr::new(id.vip, id.port),
-                },
+                key: ServiceKey::Supported(id),
                 scheduler: s.params.scheduler.clone(),
                 sched_flags: SchedFlags::from_bits(s.params.flags),
                 persistent: s.params.persistence.map(|p| p.timeout),
@@ -373,11 +383,7 @@ pub fn service_views(table: &TableView) -> Vec<ServiceView> {
                     .iter()
                     .map(|rs| ServerView {
                         addr: SocketAddr::new(rs.params.addr, rs.params.port),
-                        method: match rs.params.method {
-                            Method::Nat => ForwardMethod::Masq,
-                            Method::Dr => ForwardMethod::Route,
-                            Method::Tun => ForwardMethod::Tunnel(TunnelType::Ipip),
-                        },
+                        method: ServerMethod::Supported(rs.params.method),
                         weight: rs.params.weight,
                         active_conns: rs.active,
                         inactive_conns: rs.inactive,
@@ -397,10 +403,7 @@ pub fn service_views(table: &TableView) -> Vec<ServiceView> {
 
 fn connection_view(c: &ConnView) -> ConnectionView {
     ConnectionView {
-        protocol: match c.proto {
-            Proto::Tcp => Protocol::Tcp,
-            Proto::Udp => Protocol::Udp,
-        },
+        protocol: IpvsProtocol::Supported(c.proto),
         client: SocketAddr::new(c.client.0, c.client.1),
         virtual_addr: SocketAddr::new(c.vip.0, c.vip.1),
         destination: SocketAddr::new(c.server.0, c.server.1),
@@ -424,7 +427,7 @@ fn refused(e: &ControlError) -> Outcome {
 fn call(transport: &mut dyn Transport, request: Request) -> Result<Reply, Outcome> {
     transport
         .call(request)
-        .map_err(|e| Outcome::fail(EXIT_USAGE, e))
+        .map_err(|e| Outcome::fail(EXIT_USAGE, e.to_string()))
 }
 
 fn table(transport: &mut dyn Transport) -> Result<TableView, Outcome> {
@@ -545,7 +548,7 @@ pub fn run_to<S: AsRef<str>>(
         }),
         Command::Restore => restore(transport, stdin, names),
         other => match change_request(other) {
-            Err(e) => Err(Outcome::fail(EXIT_USAGE, e)),
+            Err(e) => Err(Outcome::fail(EXIT_USAGE, e.to_string())),
             Ok(None) => Ok(Outcome::default()),
             Ok(Some(request)) => match call(transport, request) {
                 Ok(Reply::Done) => Ok(Outcome::default()),
@@ -589,7 +592,7 @@ fn list(
             )))
         }
         ListTarget::Service(key) => {
-            let id = service_id(&key).map_err(|e| Outcome::fail(EXIT_USAGE, e))?;
+            let id = service_id(&key).map_err(|e| Outcome::fail(EXIT_USAGE, e.to_string()))?;
             let t = table(transport)?;
             let views = service_views(&t);
             let index = t.services.iter().position(|s| s.params.id == id);
@@ -627,7 +630,7 @@ fn list_connections(
     let mut header = Some(format::connections_header(format));
     let mut text = String::new();
     let mut reader_gone = false;
-    let mut print = |entries: &[ConnView], text: &mut String| -> Result<(), String> {
+    let mut print = |entries: &[ConnView], text: &mut String| -> Result<(), TransportError> {
         text.clear();
         if let Some(h) = header.take() {
             text.push_str(&h);
@@ -637,14 +640,14 @@ fn list_connections(
         }
         out.write_all(text.as_bytes()).map_err(|e| {
             reader_gone = e.kind() == std::io::ErrorKind::BrokenPipe;
-            format!("writing the listing: {e}")
+            TransportError::Output(e)
         })
     };
     let reply = transport.connections(&mut |entries| print(entries, &mut text));
     match reply {
         Ok(Reply::ConnectionsEnd { .. }) => {
             // An empty table: the header alone.
-            print(&[], &mut text).map_err(|e| Outcome::fail(EXIT_USAGE, e))?;
+            print(&[], &mut text).map_err(|e| Outcome::fail(EXIT_USAGE, e.to_string()))?;
             Ok(Outcome::default())
         }
         Ok(Reply::Error(e)) => Err(refused(&e)),
@@ -654,7 +657,7 @@ fn list_connections(
         )),
         // `xvsadm -L -c | head`: the reader has what it wanted.
         Err(_) if reader_gone => Ok(Outcome::default()),
-        Err(e) => Err(Outcome::fail(EXIT_USAGE, e)),
+        Err(e) => Err(Outcome::fail(EXIT_USAGE, e.to_string())),
     }
 }
 
@@ -693,7 +696,7 @@ mod tests {
 
     fn entry(cport: u16) -> ConnView {
         ConnView {
-            proto: Proto::Tcp,
+            proto: xvs_proto::Protocol::Tcp,
             client: ("198.51.100.7".parse().unwrap(), cport),
             vip: ("203.0.113.10".parse().unwrap(), 80),
             server: ("192.0.2.11".parse().unwrap(), 80),
@@ -712,14 +715,14 @@ mod tests {
     }
 
     impl Transport for Chunked {
-        fn call(&mut self, request: Request) -> Result<Reply, String> {
-            Err(format!("not expected: {request:?}"))
+        fn call(&mut self, request: Request) -> Result<Reply, TransportError> {
+            panic!("not expected: {request:?}")
         }
 
         fn connections(
             &mut self,
-            chunk: &mut dyn FnMut(&[ConnView]) -> Result<(), String>,
-        ) -> Result<Reply, String> {
+            chunk: &mut dyn FnMut(&[ConnView]) -> Result<(), TransportError>,
+        ) -> Result<Reply, TransportError> {
             for c in &self.chunks {
                 self.seen_before_chunk.push(self.printed.borrow().len());
                 chunk(c)?;
@@ -784,7 +787,7 @@ mod tests {
         let (o, text, _) = list(Vec::new(), Reply::ConnectionsEnd { count: 0 });
         assert_eq!((o.status, text.as_str()), (0, HEADER));
         let refusal = Reply::Error(ControlError::new(
-            xvs_director::control::proto::ErrorKind::Invalid,
+            xvs_proto::control::ErrorKind::Invalid,
             "no",
         ));
         let (o, text, _) = list(Vec::new(), refusal);

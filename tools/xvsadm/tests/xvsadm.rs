@@ -5,13 +5,15 @@
 
 use std::sync::Arc;
 
+use xvs_adm::client::{
+    EXIT_REFUSED, EXIT_USAGE, FileNames, Outcome, Transport, TransportError, run,
+};
 use xvs_director::config::ClusterConfig;
 use xvs_director::control::listing;
 use xvs_director::control::plane::{ControlPlane, NoHooks};
-use xvs_director::control::proto::{CONNECTIONS_PER_CHUNK, ConnView, Reply, Request};
 use xvs_director::control::table::ServiceTable;
 use xvs_director::pipeline::{Director, HEADROOM, IfaceId, Neighbours, Worker};
-use xvs_tools::xvsadm::client::{EXIT_REFUSED, EXIT_USAGE, FileNames, Outcome, Transport, run};
+use xvs_proto::control::{CONNECTIONS_PER_CHUNK, ConnView, Reply, Request};
 
 const CONFIG: &str = r#"
 [conn_table]
@@ -46,7 +48,7 @@ struct InProcess {
 }
 
 impl Transport for InProcess {
-    fn call(&mut self, request: Request) -> Result<Reply, String> {
+    fn call(&mut self, request: Request) -> Result<Reply, TransportError> {
         let mut reload = || Err("no file".to_owned());
         Ok(self.plane.handle(
             &request,
@@ -59,8 +61,8 @@ impl Transport for InProcess {
 
     fn connections(
         &mut self,
-        chunk: &mut dyn FnMut(&[ConnView]) -> Result<(), String>,
-    ) -> Result<Reply, String> {
+        chunk: &mut dyn FnMut(&[ConnView]) -> Result<(), TransportError>,
+    ) -> Result<Reply, TransportError> {
         // As the control socket's client thread walks it.
         let count = listing::for_each_chunk(
             self.plane.director().table(),
@@ -298,7 +300,7 @@ fn connections_and_stats_follow_the_traffic() {
 struct MapsFull(InProcess);
 
 impl Transport for MapsFull {
-    fn call(&mut self, request: Request) -> Result<Reply, String> {
+    fn call(&mut self, request: Request) -> Result<Reply, TransportError> {
         struct Refuse;
         impl xvs_director::control::plane::DataPlaneHooks for Refuse {
             fn published(
@@ -330,8 +332,8 @@ impl Transport for MapsFull {
 
     fn connections(
         &mut self,
-        chunk: &mut dyn FnMut(&[ConnView]) -> Result<(), String>,
-    ) -> Result<Reply, String> {
+        chunk: &mut dyn FnMut(&[ConnView]) -> Result<(), TransportError>,
+    ) -> Result<Reply, TransportError> {
         self.0.connections(chunk)
     }
 }

@@ -65,7 +65,8 @@ use core::net::{IpAddr, SocketAddr};
 
 use super::args::{DaemonSpec, DaemonState};
 use super::{
-    AddressFamily, ForwardMethod, Netmask, Protocol, SchedFlags, ServiceKey, Timeouts, TunnelType,
+    AddressFamily, Encapsulation, IpvsProtocol, Netmask, SchedFlags, ServerMethod, ServiceKey,
+    Timeouts,
 };
 
 /// The director's identity in the first line of `-L`.
@@ -168,7 +169,7 @@ pub struct ServerView {
     /// Address and port.
     pub addr: SocketAddr,
     /// Forwarding method.
-    pub method: ForwardMethod,
+    pub method: ServerMethod,
     /// Weight.
     pub weight: u32,
     /// Active connections.
@@ -216,8 +217,8 @@ pub struct ServiceView {
 /// One connection entry for `-c`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectionView {
-    /// Protocol.
-    pub protocol: Protocol,
+    /// IpvsProtocol.
+    pub protocol: IpvsProtocol,
     /// Client address and port.
     pub client: SocketAddr,
     /// Virtual address and port.
@@ -239,7 +240,7 @@ pub trait Names {
     /// A host name for an address.
     fn host(&self, addr: IpAddr) -> Option<String>;
     /// A service name for a port under a protocol (`http`).
-    fn service(&self, port: u16, protocol: Protocol) -> Option<String>;
+    fn service(&self, port: u16, protocol: IpvsProtocol) -> Option<String>;
 }
 
 /// [`Names`] that knows none: every listing is numeric.
@@ -250,7 +251,7 @@ impl Names for Numeric {
     fn host(&self, _addr: IpAddr) -> Option<String> {
         None
     }
-    fn service(&self, _port: u16, _protocol: Protocol) -> Option<String> {
+    fn service(&self, _port: u16, _protocol: IpvsProtocol) -> Option<String> {
         None
     }
 }
@@ -306,16 +307,20 @@ pub fn list_service(service: &ServiceView, format: &ListFormat, names: &dyn Name
 pub fn save(services: &[ServiceView], numeric: bool, names: &dyn Names) -> String {
     let mut out = String::new();
     for service in ordered_services(services, true) {
+        let address = |protocol: IpvsProtocol, addr: SocketAddr| {
+            format!(
+                "{} {}",
+                protocol.save_option(),
+                addr_port(addr, protocol, numeric, names)
+            )
+        };
         let svc = match service.key {
             ServiceKey::Fwmark { mark, family } => match family {
                 AddressFamily::Inet => format!("-f {mark}"),
                 AddressFamily::Inet6 => format!("-f {mark} -6"),
             },
-            ServiceKey::Address { protocol, addr } => format!(
-                "{} {}",
-                protocol.save_option(),
-                addr_port(addr, protocol, numeric, names)
-            ),
+            ServiceKey::Supported(id) => address(IpvsProtocol::Supported(id.proto), id.addr()),
+            ServiceKey::Sctp(addr) => address(IpvsProtocol::Sctp, addr),
         };
         let _ = write!(out, "-A {svc} -s {}", service.scheduler);
         if let Some(timeout) = service.persistent {
@@ -342,14 +347,15 @@ pub fn save(services: &[ServiceView], numeric: bool, names: &dyn Names) -> Strin
                 server.method.save_option(),
                 server.weight
             );
-            if let ForwardMethod::Tunnel(tunnel) = server.method {
-                let _ = write!(out, " --tun-type {}", tunnel.name());
-                match tunnel {
-                    TunnelType::Ipip => {}
-                    TunnelType::Gue { port, checksum } => {
+            if let Some(tunnel) = server.method.tunnel_type() {
+                let _ = write!(out, " --tun-type {tunnel}");
+            }
+            if let ServerMethod::Encapsulated(encapsulation) = server.method {
+                match encapsulation {
+                    Encapsulation::Gue { port, checksum } => {
                         let _ = write!(out, " --tun-port {port} {}", checksum.option());
                     }
-                    TunnelType::Gre { checksum } => {
+                    Encapsulation::Gre { checksum } => {
                         let _ = write!(out, " {}", checksum.option());
                     }
                 }
@@ -524,7 +530,7 @@ fn title(columns: Columns) -> String {
 
 /// `addr:port`, `[v6]:port`, names unless numeric (ipvsadm's
 /// `addrport_to_anyname`).
-fn addr_port(addr: SocketAddr, protocol: Protocol, numeric: bool, names: &dyn Names) -> String {
+fn addr_port(addr: SocketAddr, protocol: IpvsProtocol, numeric: bool, names: &dyn Names) -> String {
     let (host, port) = if numeric {
         (addr.ip().to_string(), addr.port().to_string())
     } else {
@@ -560,12 +566,14 @@ fn non_default_mask(service: &ServiceView) -> Option<Netmask> {
 }
 
 fn service_entry(out: &mut String, service: &ServiceView, format: &ListFormat, names: &dyn Names) {
-    let name = match service.key {
-        ServiceKey::Fwmark { mark, family } => match family {
+    let name = match (service.key, service.key.protocol_addr()) {
+        (ServiceKey::Fwmark { mark, family }, _) => match family {
             AddressFamily::Inet => format!("FWM  {mark}"),
             AddressFamily::Inet6 => format!("FWM  {mark} IPv6"),
         },
-        ServiceKey::Address { protocol, addr } => {
+        // Only a firewall mark has no address.
+        (ServiceKey::Supported(_) | ServiceKey::Sctp(_), None) => String::new(),
+        (ServiceKey::Supported(_) | ServiceKey::Sctp(_), Some((protocol, addr))) => {
             let name = format!(
                 "{:<4} {}",
                 protocol.name(),
@@ -683,14 +691,16 @@ fn service_entry(out: &mut String, service: &ServiceView, format: &ListFormat, n
 }
 
 /// The `--tun-info` column: `ipip`, `gue:PORT:-c`, `gre:+c`, or `n/a`.
-fn tunnel_info(method: ForwardMethod) -> String {
+fn tunnel_info(method: ServerMethod) -> String {
     match method {
-        ForwardMethod::Tunnel(TunnelType::Ipip) => "ipip".to_owned(),
-        ForwardMethod::Tunnel(TunnelType::Gue { port, checksum }) => {
+        ServerMethod::IPIP => "ipip".to_owned(),
+        ServerMethod::Encapsulated(Encapsulation::Gue { port, checksum }) => {
             format!("gue:{port}:{}", checksum.short())
         }
-        ForwardMethod::Tunnel(TunnelType::Gre { checksum }) => format!("gre:{}", checksum.short()),
-        ForwardMethod::Masq | ForwardMethod::Local | ForwardMethod::Route => "n/a".to_owned(),
+        ServerMethod::Encapsulated(Encapsulation::Gre { checksum }) => {
+            format!("gre:{}", checksum.short())
+        }
+        ServerMethod::MASQ | ServerMethod::Local | ServerMethod::ROUTE => "n/a".to_owned(),
     }
 }
 
@@ -730,7 +740,7 @@ fn compare_addrs(a: SocketAddr, b: SocketAddr) -> i32 {
 fn compare_services(a: &ServiceView, b: &ServiceView) -> i32 {
     let fwmark = |s: &ServiceView| match s.key {
         ServiceKey::Fwmark { mark, .. } => mark,
-        ServiceKey::Address { .. } => 0,
+        ServiceKey::Supported(_) | ServiceKey::Sctp(_) => 0,
     };
     // AF_INET = 2, AF_INET6 = 10.
     let family = |s: &ServiceView| match s.key.family() {
@@ -749,10 +759,8 @@ fn compare_services(a: &ServiceView, b: &ServiceView) -> i32 {
     if r != 0 {
         return r;
     }
-    match (a.key, b.key) {
-        (ServiceKey::Address { addr: x, .. }, ServiceKey::Address { addr: y, .. }) => {
-            compare_addrs(x, y)
-        }
+    match (a.key.protocol_addr(), b.key.protocol_addr()) {
+        (Some((_, x)), Some((_, y))) => compare_addrs(x, y),
         // Two fwmark services with the same mark and family.
         _ => 0,
     }
@@ -790,24 +798,18 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::xvsadm::TunnelChecksum;
+    use crate::TunnelChecksum;
 
     fn sock(text: &str) -> SocketAddr {
         text.parse().unwrap()
     }
 
     fn tcp(addr: &str) -> ServiceKey {
-        ServiceKey::Address {
-            protocol: Protocol::Tcp,
-            addr: sock(addr),
-        }
+        ServiceKey::address(IpvsProtocol::TCP, sock(addr))
     }
 
     fn udp(addr: &str) -> ServiceKey {
-        ServiceKey::Address {
-            protocol: Protocol::Udp,
-            addr: sock(addr),
-        }
+        ServiceKey::address(IpvsProtocol::UDP, sock(addr))
     }
 
     fn service(key: ServiceKey, scheduler: &str, servers: Vec<ServerView>) -> ServiceView {
@@ -826,7 +828,7 @@ mod tests {
     }
 
     /// weight, active, inactive.
-    fn server(addr: &str, method: ForwardMethod, counts: (u32, u32, u32)) -> ServerView {
+    fn server(addr: &str, method: ServerMethod, counts: (u32, u32, u32)) -> ServerView {
         ServerView {
             addr: sock(addr),
             method,
@@ -865,26 +867,22 @@ mod tests {
                         family: AddressFamily::Inet,
                     },
                     "sh",
-                    vec![server(
-                        "192.168.1.13:0",
-                        ForwardMethod::Tunnel(TunnelType::Ipip),
-                        (2, 0, 0),
-                    )],
+                    vec![server("192.168.1.13:0", ServerMethod::IPIP, (2, 0, 0))],
                 ),
                 |s| s.sched_flags = SchedFlags::FLAG_1 | SchedFlags::FLAG_2,
             ),
             service(
                 udp("10.0.0.100:53"),
                 "rr",
-                vec![server("192.168.1.11:53", ForwardMethod::Route, (1, 0, 4))],
+                vec![server("192.168.1.11:53", ServerMethod::ROUTE, (1, 0, 4))],
             ),
             with(
                 service(
                     tcp("10.0.0.100:80"),
                     "wlc",
                     vec![
-                        server("192.168.1.12:80", ForwardMethod::Masq, (1, 0, 1)),
-                        server("192.168.1.11:80", ForwardMethod::Masq, (3, 2, 5)),
+                        server("192.168.1.12:80", ServerMethod::MASQ, (1, 0, 1)),
+                        server("192.168.1.11:80", ServerMethod::MASQ, (3, 2, 5)),
                     ],
                 ),
                 |s| {
@@ -952,7 +950,7 @@ UDP  10.0.0.100:53 rr
     /// Counters and rates straddling every abbreviation boundary.
     fn counters_table() -> Vec<ServiceView> {
         let masq = with(
-            server("192.168.1.11:80", ForwardMethod::Masq, (1, 0, 0)),
+            server("192.168.1.11:80", ServerMethod::MASQ, (1, 0, 0)),
             |r| {
                 r.stats = Stats {
                     conns: 5,
@@ -989,7 +987,7 @@ UDP  10.0.0.100:53 rr
         let dns = service(
             udp("[2001:db8::1]:53"),
             "rr",
-            vec![server("[2001:db8::2]:53", ForwardMethod::Route, (1, 0, 0))],
+            vec![server("[2001:db8::2]:53", ServerMethod::ROUTE, (1, 0, 0))],
         );
         vec![dns, web]
     }
@@ -1049,7 +1047,7 @@ UDP  10.0.0.100:53 rr
     /// Thresholds, persistence details, tunnel kinds, a wrapping sort.
     fn details_table() -> Vec<ServiceView> {
         let route = with(
-            server("192.168.1.12:80", ForwardMethod::Route, (0, 7, 3)),
+            server("192.168.1.12:80", ServerMethod::ROUTE, (0, 7, 3)),
             |r| {
                 r.persistent_conns = 2;
                 r.u_threshold = 100;
@@ -1059,7 +1057,7 @@ UDP  10.0.0.100:53 rr
         let gre = with(
             server(
                 "10.0.0.5:80",
-                ForwardMethod::Tunnel(TunnelType::Gre {
+                ServerMethod::Encapsulated(Encapsulation::Gre {
                     checksum: TunnelChecksum::None,
                 }),
                 (1, 1, 2),
@@ -1068,7 +1066,7 @@ UDP  10.0.0.100:53 rr
         );
         let gue = server(
             "192.168.1.11:80",
-            ForwardMethod::Tunnel(TunnelType::Gue {
+            ServerMethod::Encapsulated(Encapsulation::Gue {
                 port: 6080,
                 checksum: TunnelChecksum::Checksum,
             }),
@@ -1082,7 +1080,7 @@ UDP  10.0.0.100:53 rr
             service(
                 udp("10.0.0.100:53"),
                 "sh",
-                vec![server("192.168.1.11:53", ForwardMethod::Masq, (1, 0, 9))],
+                vec![server("192.168.1.11:53", ServerMethod::MASQ, (1, 0, 9))],
             ),
             |s| {
                 s.sched_flags = SchedFlags::FLAG_3;
@@ -1145,10 +1143,10 @@ UDP  10.0.0.100:53 rr
 
     #[test]
     fn save_details() {
-        let local = server("10.0.0.100:5060", ForwardMethod::Local, (1, 0, 0));
+        let local = server("10.0.0.100:5060", ServerMethod::Local, (1, 0, 0));
         let gue = server(
             "192.168.1.20:5060",
-            ForwardMethod::Tunnel(TunnelType::Gue {
+            ServerMethod::Encapsulated(Encapsulation::Gue {
                 port: 6080,
                 checksum: TunnelChecksum::Remote,
             }),
@@ -1157,7 +1155,7 @@ UDP  10.0.0.100:53 rr
         let gre = with(
             server(
                 "192.168.1.21:5060",
-                ForwardMethod::Tunnel(TunnelType::Gre {
+                ServerMethod::Encapsulated(Encapsulation::Gre {
                     checksum: TunnelChecksum::Checksum,
                 }),
                 (4, 0, 0),
@@ -1170,7 +1168,7 @@ UDP  10.0.0.100:53 rr
                     tcp("[2001:db8::1]:443"),
                     "wlc",
                     vec![with(
-                        server("[2001:db8::10]:443", ForwardMethod::Masq, (2, 0, 0)),
+                        server("[2001:db8::10]:443", ServerMethod::MASQ, (2, 0, 0)),
                         |r| {
                             r.u_threshold = 10;
                             r.l_threshold = 5;
@@ -1257,14 +1255,14 @@ UDP  10.0.0.100:53 rr
                     _ => None,
                 }
             }
-            fn service(&self, port: u16, protocol: Protocol) -> Option<String> {
-                (port == 80 && protocol == Protocol::Tcp).then(|| "http".into())
+            fn service(&self, port: u16, protocol: IpvsProtocol) -> Option<String> {
+                (port == 80 && protocol == IpvsProtocol::TCP).then(|| "http".into())
             }
         }
         let table = vec![service(
             tcp("203.0.113.10:80"),
             "wlc",
-            vec![server("192.168.1.11:80", ForwardMethod::Route, (1, 0, 0))],
+            vec![server("192.168.1.11:80", ServerMethod::ROUTE, (1, 0, 0))],
         )];
         let expected = "IP Virtual Server version 1.2.1 (size=4096)\nProt LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\nTCP  a-very-long-host-name.exampl wlc\n  -> backend-number-one.example:h Route   1      0          0         \n";
         let format = ListFormat::default();
@@ -1301,7 +1299,7 @@ UDP  10.0.0.100:53 rr
             };
         vec![
             conn(
-                Protocol::Tcp,
+                IpvsProtocol::TCP,
                 "203.0.113.7:40001",
                 "10.0.0.100:80",
                 "192.168.1.11:80",
@@ -1309,7 +1307,7 @@ UDP  10.0.0.100:53 rr
                 899,
             ),
             conn(
-                Protocol::Udp,
+                IpvsProtocol::UDP,
                 "198.51.100.2:53000",
                 "10.0.0.100:53",
                 "192.168.1.11:53",
@@ -1317,7 +1315,7 @@ UDP  10.0.0.100:53 rr
                 5,
             ),
             conn(
-                Protocol::Tcp,
+                IpvsProtocol::TCP,
                 "[2001:db8:1::7]:40002",
                 "[2001:db8::1]:80",
                 "[2001:db8::2]:80",
@@ -1341,7 +1339,7 @@ UDP  10.0.0.100:53 rr
         let mut conns = connections();
         conns.truncate(1);
         conns.push(ConnectionView {
-            protocol: Protocol::Udp,
+            protocol: IpvsProtocol::UDP,
             client: sock("198.51.100.2:5060"),
             virtual_addr: sock("10.0.0.100:5060"),
             destination: sock("192.168.1.11:5060"),
@@ -1414,7 +1412,7 @@ UDP  10.0.0.100:53 rr
                 .map(|&(ip, port)| {
                     let ip = if low { ip >> 1 } else { ip };
                     let addr = SocketAddr::new(IpAddr::V4(ip.into()), port);
-                    server(&addr.to_string(), ForwardMethod::Route, (1, 0, 0))
+                    server(&addr.to_string(), ServerMethod::ROUTE, (1, 0, 0))
                 })
                 .collect();
             let mut sorted: Vec<&ServerView> = servers.iter().collect();

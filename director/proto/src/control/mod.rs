@@ -1,6 +1,6 @@
 //! The control socket's protocol: what `xvsadm` (and any other client)
-//! sends the director and what it answers. Defined once, here; the tools
-//! crate imports it.
+//! sends the director and what it answers. Defined once, here: the
+//! director serves it, `xvsadm` speaks it through [`client`].
 //!
 //! # Framing
 //! One JSON document per line, each way: the client writes one
@@ -55,9 +55,13 @@
 //! applied by the client. Every change is validated whole and applied
 //! atomically: a refused request leaves the running state as it was.
 
+pub mod client;
+
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
+
+pub use crate::service::{ForwardMethod, Protocol, ServiceId};
 
 /// The protocol's version; bumped on every incompatible change (2: the
 /// envelope's `wait_ms`, streamed connection listings, capped replies).
@@ -83,73 +87,6 @@ pub const ANSWER_GRACE_MS: u32 = 15_000;
 
 /// The control socket's default path.
 pub const DEFAULT_SOCKET: &str = "/run/xvs/control.sock";
-
-/// A virtual service's transport protocol.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Proto {
-    /// TCP (`-t`).
-    Tcp,
-    /// UDP (`-u`).
-    Udp,
-}
-
-/// What names a virtual service: protocol, virtual address, port (0:
-/// every port).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct ServiceId {
-    /// Protocol.
-    pub proto: Proto,
-    /// Virtual address.
-    pub vip: IpAddr,
-    /// Virtual port.
-    pub port: u16,
-}
-
-impl std::fmt::Display for ServiceId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let proto = match self.proto {
-            Proto::Tcp => "TCP",
-            Proto::Udp => "UDP",
-        };
-        match self.vip {
-            IpAddr::V4(a) => write!(f, "{proto} {a}:{}", self.port),
-            IpAddr::V6(a) => write!(f, "{proto} [{a}]:{}", self.port),
-        }
-    }
-}
-
-/// A real server's forwarding method.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Method {
-    /// VS/NAT (`-m`).
-    Nat,
-    /// VS/DR (`-g`).
-    Dr,
-    /// VS/TUN (`-i`, IPIP or ip6ip6).
-    Tun,
-}
-
-impl From<crate::ForwardMethod> for Method {
-    fn from(m: crate::ForwardMethod) -> Self {
-        match m {
-            crate::ForwardMethod::Nat => Self::Nat,
-            crate::ForwardMethod::DirectRouting => Self::Dr,
-            crate::ForwardMethod::Tunnel => Self::Tun,
-        }
-    }
-}
-
-impl From<Method> for crate::ForwardMethod {
-    fn from(m: Method) -> Self {
-        match m {
-            Method::Nat => Self::Nat,
-            Method::Dr => Self::DirectRouting,
-            Method::Tun => Self::Tunnel,
-        }
-    }
-}
 
 /// Persistence (`-p`, `-M`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -197,7 +134,7 @@ pub struct ServerParams {
     /// Port (0: the packet's port is kept).
     pub port: u16,
     /// Forwarding method.
-    pub method: Method,
+    pub method: ForwardMethod,
     /// Weight, 0 … 65535 (0: no new connections).
     pub weight: u32,
     /// Upper connection threshold (0: none).
@@ -467,7 +404,7 @@ pub struct TableView {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConnView {
     /// Protocol.
-    pub proto: Proto,
+    pub proto: Protocol,
     /// Client address and port.
     pub client: (IpAddr, u16),
     /// Virtual address and port.
@@ -515,14 +452,14 @@ mod tests {
             wait_ms: 1500,
             request: Request::AddServer {
                 service: ServiceId {
-                    proto: Proto::Tcp,
+                    proto: Protocol::Tcp,
                     vip: "2001:db8:f::10".parse().unwrap(),
                     port: 80,
                 },
                 server: ServerParams {
                     addr: "192.0.2.11".parse().unwrap(),
                     port: 80,
-                    method: Method::Nat,
+                    method: ForwardMethod::Nat,
                     weight: 3,
                     u_threshold: 0,
                     l_threshold: 0,
@@ -541,7 +478,7 @@ mod tests {
     fn the_largest_chunk_of_connections_fits_a_reply_with_room_to_spare() {
         let longest: IpAddr = "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff".parse().unwrap();
         let entry = ConnView {
-            proto: Proto::Tcp,
+            proto: Protocol::Tcp,
             client: (longest, 65535),
             vip: (longest, 65535),
             server: (longest, 65535),
@@ -553,15 +490,5 @@ mod tests {
         };
         let len = serde_json::to_string(&chunk).unwrap().len();
         assert!(len * 4 < MAX_REPLY_BYTES, "{len} bytes");
-    }
-
-    #[test]
-    fn service_ids_print_as_ipvsadm_lists_them() {
-        let id = ServiceId {
-            proto: Proto::Udp,
-            vip: "2001:db8::1".parse().unwrap(),
-            port: 53,
-        };
-        assert_eq!(id.to_string(), "UDP [2001:db8::1]:53");
     }
 }
