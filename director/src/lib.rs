@@ -15,9 +15,9 @@
 //!
 //! Dependencies run one way: the data plane ([`pipeline`], [`conn`],
 //! [`io`]) imports nothing of the control plane ([`config`], [`control`],
-//! [`health`], [`run`]) but the control socket's wire type for a service's
-//! parameters, which snapshots carry for listings
-//! (`tests/data_plane_imports.rs` checks it). What both speak (interface
+//! [`health`], [`run`]; `tests/data_plane_imports.rs` checks it). Wire
+//! types both carry (a service's parameters, which snapshots keep for
+//! listings) come from the `xvs-proto` crate. What both speak (interface
 //! numbers and roles, verdicts, drop reasons, destination numbers) lives
 //! in the leaf module [`types`]; the control plane builds the snapshots
 //! the data plane reads.

@@ -44,7 +44,7 @@ use xvs_packet::ethernet::MacAddr;
 use xvs_sched::{RealServer, RealServerId, Service, Templates};
 
 use crate::conn::{ForwardMethod, Timeouts};
-use crate::control::proto::ServiceParams;
+use xvs_proto::control::ServiceParams;
 use crate::types::{DestIndex, IfaceId, InterfaceRole, IpNet};
 
 /// Destinations handed out at most unless the config says otherwise

@@ -8,9 +8,9 @@
 //! without dragging a plane along. Dependencies otherwise run one way: the
 //! data plane (`pipeline`, `conn`, `io`) imports none of the control
 //! plane's modules (`config`, `control`, `health`, `run`), which the test
-//! `tests/data_plane_imports.rs` checks (it lists the one exception left:
-//! the control socket's `ServiceParams`, a wire type a snapshot carries for
-//! listings, on its way to a crate of its own); the control plane builds
+//! `tests/data_plane_imports.rs` checks (wire types both planes carry, such
+//! as the control socket's `ServiceParams` in a snapshot, come from the
+//! `xvs-proto` crate, not from the control plane); the control plane builds
 //! the [`Snapshot`](crate::pipeline::Snapshot) the data plane reads.
 //!
 //! - [`IfaceId`], [`InterfaceRole`], [`IpNet`]: an interface, the side it
