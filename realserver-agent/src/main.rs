@@ -35,7 +35,8 @@ enum Command {
     /// received and sent per second, disk reads and writes per second, the
     /// 1-minute load average, established connections to the service
     /// ports and the state asked for (ready, drain, maint), signed with
-    /// HMAC-SHA256 under the cluster key. The key file must be mode 0600.
+    /// HMAC-SHA256 under the cluster key, whose file must be readable by its
+    /// owner only (chmod 600).
     /// Logs go to standard error; RUST_LOG sets the level (default info).
     /// With [haproxy] listen in the config it also answers HAProxy's
     /// agent-check on that TCP address.
@@ -44,14 +45,16 @@ enum Command {
         #[arg(long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
-    /// Ask the directors to drain this server, take it out, or put it back:
-    /// writes the state file that `xvs-agent run` reads before each report.
+    /// Set the state this agent reports: writes the state file that
+    /// `xvs-agent run` reads before each report.
     ///
-    /// ready: in service, weight following load; drain: weight 0, the
-    /// established connections finish; maint: out of service, as if its
-    /// health check failed. Without STATE, prints the state in force. The
-    /// state file (state_file in the config, /run/xvs-agent/state by
-    /// default) outlives a restart of the daemon, not a reboot.
+    /// What each asks for: ready: in service, weight following load;
+    /// drain: weight 0, the established connections finish; maint: out of
+    /// service, as if its health check failed. HAProxy's agent-check acts
+    /// on it; xvs-director does not act on reports yet. Without STATE,
+    /// prints the state in force. The state file (state_file in the config,
+    /// /run/xvs-agent/state by default) outlives a restart of the daemon,
+    /// not a reboot.
     State {
         /// The configuration file (for state_file and the default state).
         #[arg(long, value_name = "FILE", default_value = DEFAULT_CONFIG)]

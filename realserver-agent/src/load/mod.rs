@@ -76,7 +76,7 @@ struct Counters {
     disk: Option<(u64, u64)>,
 }
 
-/// Names of the figures, for the log line each logs once.
+/// The figures, for the log line each logs once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 enum Figure {
@@ -86,6 +86,19 @@ enum Figure {
     Disk,
     Load,
     Connections,
+}
+
+impl Figure {
+    const fn name(self) -> &'static str {
+        match self {
+            Self::Cpu => "CPU",
+            Self::Memory => "memory",
+            Self::Packets => "packets",
+            Self::Disk => "disk operations",
+            Self::Load => "load average",
+            Self::Connections => "established connections",
+        }
+    }
 }
 
 /// Takes one sample per report, remembering the counters of the last one.
@@ -134,7 +147,8 @@ impl Sampler {
         if self.warned & bit == 0 {
             self.warned |= bit;
             log::warn!(
-                "{figure:?}: cannot use {}: {problem}; reported as unknown (logged once)",
+                "{}: cannot use {}: {problem}; reported as unknown (logged once)",
+                figure.name(),
                 path.display()
             );
         }
