@@ -781,6 +781,87 @@ mod tests {
         assert_eq!("up".parse::<AgentState>(), Err(UnknownAgentState));
     }
 
+    fn arbitrary_report() -> impl proptest::strategy::Strategy<Value = LoadReport> {
+        use proptest::prelude::*;
+        let permille = prop_oneof![Just(None), (0u16..=1000).prop_map(Some)];
+        let count = prop_oneof![Just(None), (0u32..u32::MAX).prop_map(Some)];
+        let figures = (
+            permille.clone(),
+            permille,
+            count.clone(),
+            count.clone(),
+            count.clone(),
+            count.clone(),
+            count.clone(),
+            count,
+        )
+            .prop_map(|(c, m, rx, tx, r, w, l, e)| LoadFigures {
+                cpu_permille: c,
+                memory_permille: m,
+                rx_packets_per_s: rx,
+                tx_packets_per_s: tx,
+                disk_reads_per_s: r,
+                disk_writes_per_s: w,
+                load1_centi: l,
+                established: e,
+            });
+        let address = prop_oneof![
+            any::<[u8; 4]>().prop_map(IpAddr::from),
+            any::<[u8; 16]>().prop_map(IpAddr::from),
+        ];
+        let state = prop_oneof![
+            Just(AgentState::Ready),
+            Just(AgentState::Drain),
+            Just(AgentState::Maint)
+        ];
+        (
+            "[a-zA-Z0-9.é-]{1,16}",
+            address,
+            any::<u64>(),
+            any::<u64>(),
+            any::<u32>(),
+            state,
+            figures,
+        )
+            .prop_map(
+                |(name, address, ts, seq, interval, state, load)| LoadReport {
+                    key_id: 7,
+                    identity: Identity::new(&name).unwrap(),
+                    address,
+                    timestamp_ms: ts,
+                    sequence: seq,
+                    interval_ms: interval,
+                    state,
+                    load,
+                },
+            )
+    }
+
+    proptest::proptest! {
+        /// Whatever an agent can send, the director reads back exactly.
+        #[test]
+        fn any_report_round_trips(r in arbitrary_report()) {
+            let buf = encoded(&r);
+            let back = ReportPacket::new_checked(&buf[..]).unwrap().verify(&key());
+            proptest::prop_assert_eq!(back, Ok(r));
+        }
+
+        /// Arbitrary bytes behind a valid header never panic and never
+        /// verify.
+        #[test]
+        fn arbitrary_bytes_are_refused(rest in proptest::collection::vec(proptest::prelude::any::<u8>(), 130..150)) {
+            let mut bytes = b"XVSL\x01".to_vec();
+            bytes.extend(rest);
+            let result = ReportPacket::new_checked(&bytes[..]).and_then(|p| p.verify(&key()));
+            let want = match bytes.len() {
+                REPORT_LEN => ReportError::BadTag,
+                n if n < REPORT_LEN => ReportError::Truncated,
+                _ => ReportError::TrailingBytes,
+            };
+            proptest::prop_assert_eq!(result, Err(want));
+        }
+    }
+
     #[test]
     fn replay_guard_refuses_old_sequences_and_skewed_clocks() {
         let mut guard = ReplayGuard::new(5_000);
