@@ -62,6 +62,8 @@ if [ "${XVS_SKIP_E2E:-0}" != 1 ]; then
     testbed/e2e/control.sh --backend xdp
     say "end-to-end: health checks (a server stops, hangs, answers wrongly; the fallback) on AF_XDP"
     testbed/e2e/health.sh --backend xdp
+    say "end-to-end: the agent's signed reports, and its HAProxy agent-check answers read by HAProxy"
+    testbed/e2e/agent.sh
 else
     left_out+=("the end-to-end suite (XVS_SKIP_E2E=1)")
 fi

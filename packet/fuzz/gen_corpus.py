@@ -6,6 +6,8 @@ Standard library only: frames are packed with struct and checksummed here
 again rewrites the same files. Usage: python3 gen_corpus.py [corpus-dir]
 """
 
+import hashlib
+import hmac
 import os
 import struct
 import sys
@@ -282,6 +284,39 @@ def main():
             with open(os.path.join(d, name), "wb") as fh:
                 fh.write(data)
         print(f"{target}: {len(seeds)} seeds, largest {max(len(s) for _, s in seeds)} bytes")
+    load_report_seeds(root)
+
+
+# The load_report target verifies with this key (its id is 1); the seeds are
+# reports signed with it, written here independently of the crate's encoder.
+LOAD_REPORT_KEY = b"xvs-fuzz-load-report-key-32bytes"
+
+
+def load_report(state, family, addr, seq, figures, identity=b"rs1", key_id=1):
+    """A version-1 load report (packet/src/load_report.rs), signed."""
+    body = b"XVSL" + bytes([1, state, family, 0]) + struct.pack("!I", key_id)
+    body += identity.ljust(32, b"\0") + addr.ljust(16, b"\0")
+    body += struct.pack("!QQI", 1_790_000_000_000, seq, 1000)
+    body += struct.pack("!HHIIIIII", *figures)
+    return body + hmac.new(LOAD_REPORT_KEY, body, hashlib.sha256).digest()
+
+
+def load_report_seeds(root):
+    unknown = (0xFFFF, 0xFFFF) + (0xFFFFFFFF,) * 6
+    seeds = {
+        "ready_v4": load_report(0, 4, ip4(RS4), 1, (425, 610, 12345, 12000, 3, 40, 157, 42)),
+        "drain_v6": load_report(1, 6, ip6(RS6), 2, (1000, 1000, 0, 0, 0, 0, 0, 0), identity=b"rs2.example"),
+        "maint_unknown_figures": load_report(2, 4, ip4(RS4), 3, unknown),
+        "other_key_id": load_report(0, 4, ip4(RS4), 4, (1, 2, 3, 4, 5, 6, 7, 8), key_id=2),
+    }
+    d = os.path.join(root, "load_report")
+    os.makedirs(d, exist_ok=True)
+    for old in os.listdir(d):
+        os.remove(os.path.join(d, old))
+    for name, data in seeds.items():
+        with open(os.path.join(d, name), "wb") as fh:
+            fh.write(data)
+    print(f"load_report: {len(seeds)} seeds, largest {max(len(s) for s in seeds.values())} bytes")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 //! `xvs-packet`: zero-copy views over the frames the xvs director touches,
 //! checksums (full and incremental), flow keys, and in-place rewrites for
-//! VS/NAT, VS/DR and VS/TUN.
+//! VS/NAT, VS/DR and VS/TUN; and the project's own wire formats, such as
+//! the real-server agent's authenticated [`load_report`].
 //!
 //! Contract: no I/O, no allocation, no `unsafe`. Every view has a checked
 //! constructor after which no accessor can panic; receive paths use only the
@@ -22,6 +23,7 @@ pub mod icmp;
 pub mod icmp_error;
 pub mod ipv4;
 pub mod ipv6;
+pub mod load_report;
 pub mod offload;
 pub mod parse;
 pub mod rewrite;

@@ -22,6 +22,9 @@
 //!   [`Service::real_port`] the destination port the connection then uses.
 //! * [`Templates`]: persistence templates (`-p`, `-M`), re-armed on reuse,
 //!   kept alive while connections depend on them.
+//! * [`feedback`]: weights that follow the real-server agents' load
+//!   reports — the capacity formula and the per-server policy (smoothing,
+//!   rate limit, bounds, silence, drain, maint, health-check precedence).
 //!
 //! # Concurrency: how the director shares a service with its workers
 //! Control operations take `&mut self`; scheduling takes `&self`. The
@@ -57,6 +60,7 @@
 //! [`Templates::expire`] and [`Service::run_timers`] with the current time.
 #![forbid(unsafe_code)]
 
+pub mod feedback;
 pub mod hash;
 pub mod persist;
 pub mod random;

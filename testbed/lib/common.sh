@@ -81,6 +81,8 @@ XVS_PACKAGES=(
     iputils-ping      # reachability checks
     tcpdump           # the DR suite's capture of what a real server receives and sends
     python3           # UDP echo server and client, stats file reader
+    systemd           # systemd-analyze: the agent's test verifies xvs-agent.service
+    haproxy           # the agent's HAProxy agent-check face, tested against HAProxy itself (e2e/agent.sh)
 )
 
 # What testbed/bench.sh needs beyond XVS_PACKAGES: the peer balancers it

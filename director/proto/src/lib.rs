@@ -23,16 +23,15 @@
 //!
 //! # What goes here and what goes to `xvs-packet`
 //! Structured documents live here as serde types: today the control
-//! socket's JSON lines. Formats with a fixed byte layout on the network —
-//! the agent's load reports and the director's commands to it (UDP), the
-//! heartbeat/VRRP advertisements, state-sync messages and the one
-//! authentication envelope around them — go to `xvs-packet` as zero-copy
-//! views in the style of its other protocols (checked constructors, a fuzz
-//! target per decoder). The typed values those views decode into and that
-//! both ends must agree on (a [`ServiceId`] in a sync message, the
-//! [`ForwardMethod`] an agent prepares its host for, a load report's
-//! fields) go here, so that the director and `xvs-agent` import one
-//! definition and neither links the other.
+//! socket's JSON lines. Formats with a fixed byte layout on the network go
+//! to `xvs-packet`, whole — the view, the values it decodes into and its
+//! authentication — in the style of its other protocols (checked
+//! constructors, no allocation, a fuzz target per decoder): the agent's
+//! load report is `xvs_packet::load_report`, and the heartbeat/VRRP
+//! advertisements and state-sync messages will join it there. `xvs-packet`
+//! depends on nothing of ours, so a value that such a format carries and
+//! that also names something here (a [`ServiceId`] in a sync message) is
+//! converted at the edge, by the binary that decodes it.
 #![forbid(unsafe_code)]
 
 pub mod control;
