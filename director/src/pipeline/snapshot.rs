@@ -41,10 +41,10 @@ use rustc_hash::FxHashMap;
 
 use xvs_packet::IpProtocol;
 use xvs_packet::ethernet::MacAddr;
+use xvs_proto::control::ServiceParams;
 use xvs_sched::{RealServer, RealServerId, Service, Templates};
 
 use crate::conn::{ForwardMethod, Timeouts};
-use xvs_proto::control::ServiceParams;
 use crate::types::{DestIndex, IfaceId, InterfaceRole, IpNet};
 
 /// Destinations handed out at most unless the config says otherwise
