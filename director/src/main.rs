@@ -14,7 +14,9 @@ use log::{error, info, warn};
 
 use crossbeam::channel::{RecvTimeoutError, unbounded};
 use xvs_director::config::ClusterConfig;
-use xvs_director::control::plane::{ControlMsg, ControlPlane, DataPlaneHooks, HookError};
+use xvs_director::control::plane::{
+    ControlMsg, ControlPlane, DataPlaneHooks, HookError, LoadError,
+};
 use xvs_director::control::proto::DEFAULT_SOCKET;
 use xvs_director::control::socket::{ConnSource, ControlSocket};
 use xvs_director::control::table::ServiceTable;
@@ -416,12 +418,13 @@ fn run(args: &Args) -> Result<(), String> {
             director: Arc::clone(&director),
             clock,
         },
-    )?;
+    )
+    .map_err(|e| e.to_string())?;
     info!("control socket {}", control_socket.path().display());
     let metrics = match config.control.metrics_listen {
         Some(addr) => {
-            let server =
-                xvs_director::control::metrics::MetricsServer::bind(addr, to_main.clone())?;
+            let server = xvs_director::control::metrics::MetricsServer::bind(addr, to_main.clone())
+                .map_err(|e| e.to_string())?;
             info!("metrics at http://{}/metrics", server.addr());
             Some(server)
         }
@@ -430,12 +433,12 @@ fn run(args: &Args) -> Result<(), String> {
     drop(to_main);
     let mut stamp_seen = args.config.as_deref().and_then(file_stamp);
     let mut checked_file_at = Instant::now();
-    let mut reload = || -> Result<ClusterConfig, String> {
+    let mut reload = || -> Result<ClusterConfig, LoadError> {
         let Some(path) = &args.config else {
-            return Err("started without --config: there is no file to reload".to_owned());
+            return Err(LoadError::NoFile);
         };
-        let mut config = ClusterConfig::load(path).map_err(|e| e.to_string())?;
-        kernel::discover(&mut config).map_err(|e| e.to_string())?;
+        let mut config = ClusterConfig::load(path)?;
+        kernel::discover(&mut config)?;
         config.control.socket = Some(control_socket_path(args, &config));
         config.control.metrics_listen = args.metrics_listen.or(config.control.metrics_listen);
         Ok(config)
