@@ -10,7 +10,8 @@
 //! worker threads that tie them together ([`run`]); the control plane
 //! ([`control`]: the service table edited at run time, the control socket,
 //! reloads, metrics) and the health-check engine ([`health`]); the
-//! `xvs-director` binary runs them. All `unsafe` of the workspace lives
+//! composition root that starts, runs and stops them all ([`daemon`]),
+//! which the `xvs-director` binary calls. All `unsafe` of the workspace lives
 //! under `src/io/`; everything else denies it.
 //!
 //! Dependencies run one way: the data plane ([`pipeline`], [`conn`],
@@ -26,6 +27,7 @@
 pub mod config;
 pub mod conn;
 pub mod control;
+pub mod daemon;
 pub mod health;
 #[expect(
     unsafe_code,

@@ -412,6 +412,25 @@ pub fn render(
     String::from_utf8(out).unwrap_or_default()
 }
 
+/// Why the metrics endpoint could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    /// The address cannot be bound.
+    #[error("metrics endpoint: cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// What the HTTP server said.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The server bound something that is not an IP address.
+    #[error("metrics endpoint: {0} is not an IP address")]
+    NotIp(SocketAddr),
+    /// The server's thread could not be started.
+    #[error("starting the metrics thread: {0}")]
+    Thread(#[source] std::io::Error),
+}
+
 /// The HTTP endpoint; stopped on drop.
 #[derive(Debug)]
 pub struct MetricsServer {
@@ -426,19 +445,16 @@ impl MetricsServer {
     ///
     /// # Errors
     /// The address cannot be bound.
-    pub fn bind(addr: SocketAddr, to_main: Sender<ControlMsg>) -> Result<Self, String> {
-        let server = tiny_http::Server::http(addr)
-            .map_err(|e| format!("metrics endpoint: cannot listen on {addr}: {e}"))?;
-        let bound = server
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| format!("metrics endpoint: {addr} is not an IP address"))?;
+    pub fn bind(addr: SocketAddr, to_main: Sender<ControlMsg>) -> Result<Self, BindError> {
+        let server =
+            tiny_http::Server::http(addr).map_err(|source| BindError::Listen { addr, source })?;
+        let bound = server.server_addr().to_ip().ok_or(BindError::NotIp(addr))?;
         let stop = Arc::new(AtomicBool::new(false));
         let thread_stop = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("xvs-metrics".to_owned())
             .spawn(move || serve(&server, &to_main, &thread_stop))
-            .map_err(|e| format!("starting the metrics thread: {e}"))?;
+            .map_err(BindError::Thread)?;
         Ok(Self {
             addr: bound,
             stop,

@@ -142,6 +142,20 @@ impl From<ReloadError> for ControlError {
     }
 }
 
+/// Why the configuration could not be read again for a reload.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The director runs a quick start from its command line.
+    #[error("started without --config: there is no file to reload")]
+    NoFile,
+    /// The file is unreadable or invalid.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// What the file leaves out could not be learned from the kernel.
+    #[error(transparent)]
+    Kernel(#[from] crate::kernel::KernelError),
+}
+
 /// Why the control plane could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -369,13 +383,16 @@ impl ControlPlane {
     }
 
     /// Handles one request: a change is validated, applied whole and
-    /// published, or refused with nothing changed.
-    pub fn handle(
+    /// published, or refused with nothing changed. `reload` reads the
+    /// configuration again for [`Request::Reload`] (the director's reads
+    /// the file and fails with a [`LoadError`]); why it failed is the
+    /// refusal's message.
+    pub fn handle<E: std::fmt::Display>(
         &mut self,
         request: &Request,
         counters: &WorkerCounters,
         now: Millis,
-        reload: &mut dyn FnMut() -> Result<ClusterConfig, String>,
+        reload: &mut dyn FnMut() -> Result<ClusterConfig, E>,
         hooks: &mut dyn DataPlaneHooks,
     ) -> Reply {
         match request {
@@ -402,7 +419,7 @@ impl ControlPlane {
                         Reply::Error(e.into())
                     }
                 },
-                Err(message) => Reply::Error(ControlError::new(ErrorKind::Reload, message)),
+                Err(e) => Reply::Error(ControlError::new(ErrorKind::Reload, e.to_string())),
             },
             change => {
                 let before = self.table.clone();
@@ -757,7 +774,7 @@ method = "nat"
 
     fn handle(p: &mut ControlPlane, request: &Request, hooks: &mut dyn DataPlaneHooks) -> Reply {
         let counters = counters(p);
-        let mut reload = || Err("no file".to_owned());
+        let mut reload = || Err(LoadError::NoFile);
         p.handle(request, &counters, 1, &mut reload, hooks)
     }
 

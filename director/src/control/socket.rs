@@ -117,6 +117,38 @@ impl Claim {
 }
 
 /// The listening socket and its accept thread; removed on drop.
+/// Why the control socket could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    /// A director already listens on the path.
+    #[error(
+        "another director answers on the control socket {}; stop it, or give this one another --control-socket",
+        .0.display()
+    )]
+    InUse(PathBuf),
+    /// A file-system step failed.
+    #[error("{what} {}: {source}", path.display())]
+    Io {
+        /// The step.
+        what: &'static str,
+        /// The path it worked on.
+        path: PathBuf,
+        /// What the kernel said.
+        source: std::io::Error,
+    },
+    /// The socket could not be made private.
+    #[error("making {} private (0600): {source}", path.display())]
+    Private {
+        /// The socket's path.
+        path: PathBuf,
+        /// What the kernel said.
+        source: std::io::Error,
+    },
+    /// The socket's thread could not be started.
+    #[error("starting the control socket's thread: {0}")]
+    Thread(#[source] std::io::Error),
+}
+
 #[derive(Debug)]
 pub struct ControlSocket {
     path: PathBuf,
@@ -135,39 +167,40 @@ impl ControlSocket {
         path: &Path,
         to_main: Sender<ControlMsg>,
         conns: ConnSource,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, BindError> {
+        let at = |what: &'static str| {
+            let path = path.to_owned();
+            move |source| BindError::Io { what, path, source }
+        };
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                format!(
-                    "creating the control socket's directory {}: {e}",
-                    dir.display()
-                )
+            std::fs::create_dir_all(dir).map_err(|source| BindError::Io {
+                what: "creating the control socket's directory",
+                path: dir.to_owned(),
+                source,
             })?;
         }
         if path.exists() {
             if UnixStream::connect(path).is_ok() {
-                return Err(format!(
-                    "another director answers on the control socket {}; stop it, or give this one another --control-socket",
-                    path.display()
-                ));
+                return Err(BindError::InUse(path.to_owned()));
             }
-            std::fs::remove_file(path).map_err(|e| {
-                format!("removing the stale control socket {}: {e}", path.display())
-            })?;
+            std::fs::remove_file(path).map_err(at("removing the stale control socket"))?;
         }
-        let listener = UnixListener::bind(path)
-            .map_err(|e| format!("creating the control socket {}: {e}", path.display()))?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| format!("making {} private (0600): {e}", path.display()))?;
+        let listener = UnixListener::bind(path).map_err(at("creating the control socket"))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(
+            |source| BindError::Private {
+                path: path.to_owned(),
+                source,
+            },
+        )?;
         listener
             .set_nonblocking(true)
-            .map_err(|e| format!("control socket {}: {e}", path.display()))?;
+            .map_err(at("control socket"))?;
         let stop = Arc::new(AtomicBool::new(false));
         let thread_stop = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("xvs-control".to_owned())
             .spawn(move || accept_loop(&listener, &to_main, &conns, &thread_stop))
-            .map_err(|e| format!("starting the control socket's thread: {e}"))?;
+            .map_err(BindError::Thread)?;
         Ok(Self {
             path: path.to_owned(),
             stop,
@@ -576,7 +609,7 @@ addresses = ["192.0.2.1/24"]
                 return None;
             };
             let (request, reply_to) = pending.take()?;
-            let mut reload = || Err("no file".to_owned());
+            let mut reload = || Err(crate::control::plane::LoadError::NoFile);
             let reply = self.plane.handle(
                 &request,
                 &self.worker.counters,

@@ -525,43 +525,60 @@ fn check_table(h: &HealthConfig, table: &[PathStep]) -> Result<(), (Vec<PathStep
 
 // ---- value checks ---------------------------------------------------------------
 
+/// Why a duration was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    /// Neither seconds nor a number with a known unit.
+    #[error(
+        "\"{text}\" is not a duration: write seconds (10, 0.5) or a number with a unit: \"500ms\", \"2s\", \"1m\""
+    )]
+    NotADuration {
+        /// What was written.
+        text: String,
+    },
+    /// Shorter than 1 ms, longer than [`MAX_DURATION`], or not finite.
+    #[error("{written} is out of range: use 1ms to {max_secs} seconds")]
+    OutOfRange {
+        /// What was written.
+        written: String,
+        /// [`MAX_DURATION`] in seconds.
+        max_secs: u64,
+    },
+}
+
 /// Parses a duration: a number of seconds (`10`, `0.5`), or text with a unit
 /// (`"500ms"`, `"2s"`, `"1.5s"`, `"1m"`, `"250us"`); a bare number in text
 /// is seconds. Precision is one microsecond; 1 ms to 1 day is accepted.
 ///
 /// # Errors
-/// A message saying what is wrong and how to write it.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+/// [`DurationError`]: what is wrong and how to write it.
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     let t = text.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(t.len());
     let (number, unit) = t.split_at(split);
+    let not_a_duration = || DurationError::NotADuration {
+        text: text.to_owned(),
+    };
     let scale = match unit.trim() {
         "" | "s" => 1.0,
         "ms" => 1e-3,
         "us" | "µs" => 1e-6,
         "m" | "min" => 60.0,
-        _ => {
-            return Err(format!(
-                "\"{text}\" is not a duration: write seconds (10, 0.5) or a number with a unit: \"500ms\", \"2s\", \"1m\""
-            ));
-        }
+        _ => return Err(not_a_duration()),
     };
-    let value: f64 = number.parse().map_err(|_| {
-        format!("\"{text}\" is not a duration: write seconds (10, 0.5) or a number with a unit: \"500ms\", \"2s\", \"1m\"")
-    })?;
+    let value: f64 = number.parse().map_err(|_| not_a_duration())?;
     seconds(value * scale, text)
 }
 
-fn seconds(secs: f64, written: &str) -> Result<Duration, String> {
+fn seconds(secs: f64, written: &str) -> Result<Duration, DurationError> {
     let micros = (secs * 1e6).round();
-    let range = format!(
-        "{written} is out of range: use 1ms to {} seconds",
-        MAX_DURATION.as_secs()
-    );
     if !micros.is_finite() || micros < 1000.0 || micros > MAX_DURATION.as_micros() as f64 {
-        return Err(range);
+        return Err(DurationError::OutOfRange {
+            written: written.to_owned(),
+            max_secs: MAX_DURATION.as_secs(),
+        });
     }
     Ok(Duration::from_micros(micros as u64))
 }
