@@ -2,11 +2,11 @@
 //! variant keeps the text the operator (and the end-to-end scripts) read.
 
 use crate::config::ConfigError;
+use crate::control::snapshot::BuildError;
 use crate::control::{metrics, socket};
 use crate::io::IoError;
 use crate::io::queues::PlanError;
 use crate::kernel::KernelError;
-use crate::pipeline::BuildError;
 
 /// Why the director could not start, or stopped on a failure.
 #[derive(Debug, thiserror::Error)]
