@@ -13,6 +13,7 @@ use log::{error, info};
 use serde_json::Value;
 
 use crate::config::ClusterConfig;
+use crate::control::agents::{AgentShared, ReceiverSettings};
 use crate::control::health::ChannelSink;
 use crate::control::plane::{ControlMsg, ControlPlane, LoadError};
 use crate::control::proto::DEFAULT_SOCKET;
@@ -25,6 +26,7 @@ use crate::pipeline::{Director, Neighbours, Snapshot};
 use crate::run::{self, Clock, InterfaceLock, Live, PollMode, WorkerOptions};
 
 use super::Error;
+use super::agents::AgentPart;
 use super::control_socket::ControlSocketPart;
 use super::data_plane::{self, DataPlane, Opened};
 use super::metrics::MetricsPart;
@@ -145,6 +147,19 @@ impl Daemon {
         let (to_main, from_threads) = unbounded::<ControlMsg>();
         let health_sink = Arc::new(ChannelSink(to_main.clone()));
         let mut plane = ControlPlane::new(table, Arc::clone(&director), config.conn_table.capacity);
+        // The agents' receiver shares its keys, skew and known servers
+        // with the control plane, which keeps them up to date.
+        let agents = match &config.agents {
+            Some(a) => {
+                let shared = Arc::new(AgentShared::new(ReceiverSettings {
+                    keys: a.read_keys()?,
+                    max_skew_ms: a.max_skew,
+                }));
+                plane.with_agents(Arc::clone(&shared));
+                Some((a.listen, shared))
+            }
+            None => None,
+        };
         let worker_options = WorkerOptions {
             poll: options.poll,
             cpus: options.cpus.clone(),
@@ -185,6 +200,9 @@ impl Daemon {
         )));
         if let Some(addr) = config.control.metrics_listen {
             after_workers.add(Box::new(MetricsPart::new(addr, to_main.clone())));
+        }
+        if let Some((listen, shared)) = agents {
+            after_workers.add(Box::new(AgentPart::new(listen, shared, to_main.clone())));
         }
         drop(to_main);
 
@@ -266,6 +284,8 @@ impl Daemon {
             }
             let (counters, _) = self.data.live.counters();
             self.plane.tick(&counters, self.clock.now());
+            self.plane
+                .follow_agents(self.clock.now(), &mut self.data.hooks);
             self.follow_published();
             if let Some(f) = self.data.live.failure() {
                 failure = Some(f);
@@ -347,9 +367,19 @@ impl Daemon {
                 let _ = reply_to.send(text);
             }
             Ok(ControlMsg::Health { target, up, reason }) => {
-                self.plane
-                    .health_transition(&target, up, &reason, &mut self.data.hooks);
+                self.plane.health_transition(
+                    &target,
+                    up,
+                    &reason,
+                    self.clock.now(),
+                    &mut self.data.hooks,
+                );
                 self.follow_published();
+            }
+            // Folded in now; the weights follow once per turn
+            // (`follow_agents`), however many reports the turn brings.
+            Ok(ControlMsg::AgentReport(report)) => {
+                self.plane.agent_report(&report, self.clock.now());
             }
             Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {}
         }

@@ -385,6 +385,7 @@ pub fn service_views(table: &TableView) -> Vec<ServiceView> {
                         addr: SocketAddr::new(rs.params.addr, rs.params.port),
                         method: ServerMethod::Supported(rs.params.method),
                         weight: rs.params.weight,
+                        configured_weight: rs.configured_weight,
                         active_conns: rs.active,
                         inactive_conns: rs.inactive,
                         persistent_conns: rs.persistent,

@@ -375,6 +375,11 @@ pub struct ServerState {
     pub stats: StatsView,
     /// Rates.
     pub rates: RatesView,
+    /// The weight its operator (or the file) configured, when the weight
+    /// in force (`params.weight`) follows its agent's load reports; what
+    /// `-S` saves. Absent from older directors' answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub configured_weight: Option<u32>,
 }
 
 /// A virtual service in a listing.
