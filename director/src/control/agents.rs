@@ -57,7 +57,7 @@ use xvs_sched::feedback::{AgentFeedback, DownBy, Weight, WeightPolicy};
 use crate::config::ClusterConfig;
 use crate::conn::Millis;
 use crate::control::health::HealthOverrides;
-use crate::control::proto::{Request, ServerParams, ServiceId};
+use crate::control::proto::{AgentView, Request, ServerParams, ServiceId};
 use crate::control::table::ServiceTable;
 use crate::health::TargetKey;
 
@@ -428,6 +428,32 @@ impl AgentWeights {
     #[must_use]
     pub fn agents(&self) -> &FxHashMap<IpAddr, AgentEntry> {
         &self.agents
+    }
+
+    /// The configured real servers of `service`.
+    pub fn configured_servers(&self, service: ServiceId) -> impl Iterator<Item = &TargetKey> {
+        self.configured.keys().filter(move |k| k.service == service)
+    }
+
+    /// The agent of `address` at `now`, as `-L --load` shows it.
+    #[must_use]
+    pub fn view(&self, address: IpAddr, now: Millis) -> Option<AgentView> {
+        let agent = self.agents.get(&address)?;
+        let l = &agent.load;
+        Some(AgentView {
+            identity: agent.identity.as_str().to_owned(),
+            state: agent.feedback.state().as_str().to_owned(),
+            age_ms: now.saturating_sub(agent.feedback.last_report().unwrap_or(now)),
+            capacity_permille: agent.feedback.capacity(&self.policy, now),
+            cpu_permille: l.cpu_permille,
+            memory_permille: l.memory_permille,
+            rx_packets_per_s: l.rx_packets_per_s,
+            tx_packets_per_s: l.tx_packets_per_s,
+            disk_reads_per_s: l.disk_reads_per_s,
+            disk_writes_per_s: l.disk_writes_per_s,
+            load1_centi: l.load1_centi,
+            established: l.established,
+        })
     }
 
     /// The configured weight of a real server, if it is one.

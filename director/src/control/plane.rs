@@ -19,7 +19,8 @@ use crate::conn::Millis;
 use crate::control::agents::{AcceptedReport, AgentShared, AgentWeights, ReceiverSettings};
 use crate::control::estimator::{Estimate, PERIOD_MS};
 use crate::control::proto::{
-    ControlError, ErrorKind, Reply, Request, ServerState, ServiceState, StatsView, TableView,
+    ControlError, ErrorKind, LoadServer, LoadService, LoadView, Reply, Request, ServerState,
+    ServiceState, StatsView, TableView,
 };
 use crate::control::table::ServiceTable;
 use crate::io::IoError;
@@ -482,6 +483,7 @@ impl ControlPlane {
                 "connection listings are streamed by the control socket, not answered by the control thread",
             )),
             Request::Timeouts => Reply::Timeouts(self.table.timeout_set()),
+            Request::Load => Reply::Load(self.load_view(now)),
             Request::Zero { service } => match self.zero(*service, counters) {
                 Ok(()) => Reply::Done,
                 Err(e) => Reply::Error(e),
@@ -668,6 +670,54 @@ impl ControlPlane {
         }
     }
 
+    /// The configured real servers with their weights and agents, as
+    /// `-L --load` shows them at `now`.
+    #[must_use]
+    pub fn load_view(&self, now: Millis) -> LoadView {
+        let snapshot = self.director.state();
+        let mut services = Vec::new();
+        for (slot, vs) in snapshot.live_services() {
+            let id = vs.params.id;
+            let mut servers: Vec<LoadServer> = snapshot
+                .listed_servers(slot)
+                .map(|(_, rs)| (rs.addr(), rs.port(), Some(rs.weight())))
+                .chain(self.agents.iter().flat_map(|a| {
+                    // Configured, but out of the table (health or maint).
+                    a.configured_servers(id)
+                        .filter(|k| {
+                            self.table
+                                .server(id, k.server.ip(), k.server.port())
+                                .is_none()
+                        })
+                        .map(|k| (k.server.ip(), k.server.port(), None))
+                }))
+                .map(|(addr, port, weight)| {
+                    let key = crate::health::TargetKey {
+                        service: id,
+                        server: std::net::SocketAddr::new(addr, port),
+                    };
+                    let agents = self.agents.as_ref();
+                    LoadServer {
+                        addr,
+                        port,
+                        configured_weight: agents
+                            .and_then(|a| a.configured(&key))
+                            .or(weight)
+                            .unwrap_or(0),
+                        weight,
+                        agent: agents.and_then(|a| a.view(addr, now)),
+                    }
+                })
+                .collect();
+            servers.sort_by_key(|s| (s.addr, s.port));
+            services.push(LoadService { id, servers });
+        }
+        LoadView {
+            agents: self.agents.is_some(),
+            services,
+        }
+    }
+
     /// The table as `-L` shows it.
     #[must_use]
     pub fn table_view(&self, counters: &WorkerCounters) -> TableView {
@@ -786,6 +836,7 @@ pub fn describe(request: &Request) -> String {
         Request::List => "list".to_owned(),
         Request::Connections => "list connections".to_owned(),
         Request::Timeouts => "list timeouts".to_owned(),
+        Request::Load => "list load".to_owned(),
         Request::Reload => "reload".to_owned(),
     }
 }

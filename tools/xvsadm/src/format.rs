@@ -533,7 +533,12 @@ fn title(columns: Columns) -> String {
 
 /// `addr:port`, `[v6]:port`, names unless numeric (ipvsadm's
 /// `addrport_to_anyname`).
-fn addr_port(addr: SocketAddr, protocol: IpvsProtocol, numeric: bool, names: &dyn Names) -> String {
+pub(crate) fn addr_port(
+    addr: SocketAddr,
+    protocol: IpvsProtocol,
+    numeric: bool,
+    names: &dyn Names,
+) -> String {
     let (host, port) = if numeric {
         (addr.ip().to_string(), addr.port().to_string())
     } else {
