@@ -1036,6 +1036,32 @@ weight = 4
     }
 
     #[test]
+    fn the_stats_file_holds_reports_by_result_and_each_agents_figures() {
+        let mut p = Plane::new(false);
+        for _ in 0..3 {
+            p.report(AgentState::Ready, 1000);
+        }
+        let mut rx = Receiver::new(Arc::clone(p.weights.shared()));
+        assert_eq!(rx.receive(&[0; 3], NOW), Err(Rejection::Malformed));
+        let doc = p.weights.shared().json(p.now + 250);
+        assert_eq!(doc["reports"]["accepted"], 0);
+        assert_eq!(doc["reports"]["rejected"]["malformed"], 1);
+        assert_eq!(doc["reports"]["rejected"]["stale"], 0);
+        let agent = &doc["agents"][0];
+        assert_eq!(agent["address"], "192.0.2.11");
+        assert_eq!(agent["identity"], "rs1");
+        assert_eq!(agent["state"], "ready");
+        assert_eq!(agent["report_age_ms"], 250);
+        assert_eq!(agent["cpu_permille"], 1000);
+        assert_eq!(agent["memory_permille"], Value::Null, "not measured");
+        assert_eq!(agent["capacity_permille"], 700);
+        let servers = agent["real_servers"].as_array().unwrap();
+        assert_eq!(servers.len(), 2, "{servers:?}");
+        assert_eq!(servers[0]["configured_weight"], 10);
+        assert_eq!(servers[0]["effective_weight"], 7);
+    }
+
+    #[test]
     fn the_receiver_knows_the_configured_servers() {
         let p = Plane::new(false);
         let servers = p.weights.shared().servers.load();

@@ -111,12 +111,28 @@ impl Daemon {
         // The XDP program's counters, as last read (a failed read is
         // counted and logged, not hidden).
         let mut xdp_counters = KernelCounter::new("the XDP program's counters");
+        // The agents' receiver shares its keys, skew and known servers
+        // with the control plane, which keeps them up to date, and its
+        // counters and figures with the stats file.
+        let agents = match &config.agents {
+            Some(a) => {
+                let shared = Arc::new(AgentShared::new(ReceiverSettings {
+                    keys: a.read_keys()?,
+                    max_skew_ms: a.max_skew,
+                }));
+                Some((a.listen, shared))
+            }
+            None => None,
+        };
         let mut before_workers = Parts::new();
         before_workers.add(Box::new(StatsPart::new(
             Arc::clone(&director),
             options.stats_file.clone(),
             options.stats_interval,
             options.log_interval,
+            agents
+                .as_ref()
+                .map(|(_, shared)| (Arc::clone(shared), clock)),
         )));
         // Neighbours: learned from the kernel and followed; the real
         // servers' and gateways' are asked for at once.
@@ -147,19 +163,9 @@ impl Daemon {
         let (to_main, from_threads) = unbounded::<ControlMsg>();
         let health_sink = Arc::new(ChannelSink(to_main.clone()));
         let mut plane = ControlPlane::new(table, Arc::clone(&director), config.conn_table.capacity);
-        // The agents' receiver shares its keys, skew and known servers
-        // with the control plane, which keeps them up to date.
-        let agents = match &config.agents {
-            Some(a) => {
-                let shared = Arc::new(AgentShared::new(ReceiverSettings {
-                    keys: a.read_keys()?,
-                    max_skew_ms: a.max_skew,
-                }));
-                plane.with_agents(Arc::clone(&shared));
-                Some((a.listen, shared))
-            }
-            None => None,
-        };
+        if let Some((_, shared)) = &agents {
+            plane.with_agents(Arc::clone(shared));
+        }
         let worker_options = WorkerOptions {
             poll: options.poll,
             cpus: options.cpus.clone(),
@@ -363,6 +369,7 @@ impl Daemon {
                     xdp.as_ref(),
                     self.xdp_counters.failures(),
                     &self.data.live.worker_counters(),
+                    self.clock.now(),
                 );
                 let _ = reply_to.send(text);
             }
