@@ -1,6 +1,7 @@
 //! The cluster configuration file (TOML): interfaces, virtual services and
-//! their real servers, connection-table capacity, timeouts and — for replay
-//! and tests — static neighbours. `director/CONFIG.md` documents every key.
+//! their real servers, connection-table capacity, timeouts, the agents'
+//! load reports ([`agents`]) and — for replay and tests — static
+//! neighbours. `director/CONFIG.md` documents every key.
 //!
 //! # Contract
 //! * [`ClusterConfig::load`] / [`ClusterConfig::parse`] return a config that
