@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam::channel::{Receiver, RecvTimeoutError, unbounded};
+use crossbeam::channel::{Receiver, unbounded};
 use log::{error, info};
 use serde_json::Value;
 
@@ -37,6 +37,9 @@ use super::stats::StatsPart;
 
 /// How often the main loop turns when no message arrives.
 const TURN: Duration = Duration::from_millis(100);
+
+/// The most messages answered in one turn of the main loop.
+const BURST: usize = 1024;
 
 /// How often `autoreload` looks at the file.
 const FILE_CHECK_EVERY: Duration = Duration::from_secs(1);
@@ -330,10 +333,27 @@ impl Daemon {
     }
 
     /// Waits up to one turn for a message from the parts' threads and
-    /// answers it.
+    /// answers it, then the ones already queued behind it (at most
+    /// [`BURST`]): the agents' reports arrive by the thousand a second, and
+    /// the rest of a turn (the counters' sums, the parts' ticks) need not
+    /// run once per report.
     fn handle_message(&mut self) {
-        match self.from_threads.recv_timeout(TURN) {
-            Ok(ControlMsg::Request(pending)) => {
+        let Ok(first) = self.from_threads.recv_timeout(TURN) else {
+            return;
+        };
+        self.dispatch(first);
+        for _ in 1..BURST {
+            match self.from_threads.try_recv() {
+                Ok(message) => self.dispatch(message),
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// Answers one message from the parts' threads.
+    fn dispatch(&mut self, message: ControlMsg) {
+        match message {
+            ControlMsg::Request(pending) => {
                 // Applied only if its client still waits for the answer
                 // (control::proto, "Timeouts"); the socket's thread logs
                 // the ones dropped.
@@ -354,7 +374,7 @@ impl Daemon {
                     let _ = reply_to.send(reply);
                 }
             }
-            Ok(ControlMsg::Metrics(reply_to)) => {
+            ControlMsg::Metrics(reply_to) => {
                 let (counters, io) = self.data.live.counters();
                 let xdp = Running {
                     live: Some(&self.data.live),
@@ -373,7 +393,7 @@ impl Daemon {
                 );
                 let _ = reply_to.send(text);
             }
-            Ok(ControlMsg::Health { target, up, reason }) => {
+            ControlMsg::Health { target, up, reason } => {
                 self.plane.health_transition(
                     &target,
                     up,
@@ -385,10 +405,9 @@ impl Daemon {
             }
             // Folded in now; the weights follow once per turn
             // (`follow_agents`), however many reports the turn brings.
-            Ok(ControlMsg::AgentReport(report)) => {
+            ControlMsg::AgentReport(report) => {
                 self.plane.agent_report(&report, self.clock.now());
             }
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {}
         }
     }
 
