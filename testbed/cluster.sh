@@ -90,6 +90,17 @@
 # replies go through the router to the client's eth1. --client-mtu applies
 # (NAT replies cross the director's client link).
 #
+# --agents runs `xvs-agent run` on every real server (issue #15): each
+# real server's nginx lives in a cgroup v1 of its own, named PREFIX-rsK
+# under the cpu, cpuacct, memory and blkio controllers of /sys/fs/cgroup,
+# with a CPU quota of half a CPU (cpu.cfs_quota_us 50000 of 100000, so
+# that one busy process saturates it on any machine), and the agent's
+# scope is that cgroup; it reports the real server's IPv4 address every
+# 0.5 s to the director's 192.0.2.1:7405, signed with a key generated at
+# `up` ($STATE/agent.key, mode 0600, id 1), and the director's config gets
+# `[agents]` with that key and `timeout = "3s"`. The IPv6 services' real
+# servers have no agent: their weights stay the configured ones.
+#
 # --rx-queues N (default 1) gives the director's two links N receive and
 # N transmit queues at both ends (veth numrxqueues/numtxqueues): a veth
 # receives a frame on the queue its peer sent it on, and the peer picks one
@@ -98,7 +109,7 @@
 # multi-queue NIC.
 #
 #   testbed/cluster.sh up [--mode nat|dr|tun|mixed] [--servers N] [--weights 1,2,3] [--scheduler wlc]
-#                         [--client-mtu M] [--offload-off] [--rx-queues N]
+#                         [--client-mtu M] [--offload-off] [--rx-queues N] [--agents]
 #   testbed/cluster.sh balancer start xvs [--backend xdp|packet] [-- DIRECTOR_ARGS...]
 #   testbed/cluster.sh balancer start nft       (NAT mode only)
 #   testbed/cluster.sh balancer stop|kill|status
@@ -320,7 +331,7 @@ page_is() { [ "$(ip netns exec "$1" curl -s --max-time 1 "$2")" = "$3" ]; }
 udp_listening() { ip netns exec "$1" ss -Hlun 'sport = :7' | grep -q .; }
 
 cmd_up() {
-    local mode=nat servers=3 weights="" scheduler=wlc client_mtu="" offload=on rx_queues=1 k w ns method
+    local mode=nat servers=3 weights="" scheduler=wlc client_mtu="" offload=on rx_queues=1 agents=0 k w ns method
     while [ $# -gt 0 ]; do
         case $1 in
         --mode) mode=${2:?}; shift 2 ;;
@@ -330,6 +341,7 @@ cmd_up() {
         --client-mtu) client_mtu=${2:?}; shift 2 ;;
         --offload-off) offload=off; shift ;;
         --rx-queues) rx_queues=${2:?}; shift 2 ;;
+        --agents) agents=1; shift ;;
         *) usage ;;
         esac
     done
@@ -349,6 +361,10 @@ cmd_up() {
     case $mode in nat | mixed) ;; *) [ -z "$client_mtu" ] || die "--client-mtu: only with --mode nat or mixed (${mode^^} replies do not cross the director's client link)" ;; esac
     [ "$mode" = nat ] || [ -x "$XVS_BIN/xvs-agent" ] ||
         die "$XVS_BIN/xvs-agent does not exist (DR and TUN real servers are set up by it): build it with 'cargo build --release --workspace' (or set XVS_BIN)"
+    [ "$agents" = 0 ] || [ -x "$XVS_BIN/xvs-agent" ] ||
+        die "$XVS_BIN/xvs-agent does not exist (--agents runs it on every real server): build it with 'cargo build --release --workspace' (or set XVS_BIN)"
+    [ "$agents" = 0 ] || [ -d "$CGROUP_ROOT/cpuacct" ] ||
+        die "--agents: no cgroup v1 cpuacct controller under $CGROUP_ROOT (each real server's nginx gets a cgroup of its own there)"
     [ -z "$client_mtu" ] || { [[ "$client_mtu" =~ ^[0-9]+$ ]] && [ "$client_mtu" -ge 1280 ] && [ "$client_mtu" -le 1500 ]; } ||
         die "--client-mtu: $client_mtu is not a number from 1280 (IPv6's minimum) to 1500"
     need_root "testbed/cluster.sh up"
@@ -372,8 +388,8 @@ cmd_up() {
     rm -f "$STATE/stats.json" "$STATE/director.log" "$STATE/balancer"
     # What the e2e suite reads back: real server K is the K-th address of
     # XVS_RS4 / XVS_RS6 and uses the K-th method of XVS_METHODS.
-    printf 'XVS_MODE=%s\nXVS_SERVERS=%s\nXVS_WEIGHTS=%s\nXVS_SCHEDULER=%s\nXVS_CLIENT_MTU=%s\nXVS_OFFLOAD=%s\nXVS_RX_QUEUES=%s\nXVS_METHODS=%s\nXVS_RS4="%s"\nXVS_RS6="%s"\n' \
-        "$mode" "$servers" "$weights" "$scheduler" "$client_mtu" "$offload" "$rx_queues" "$methods" "$rs4_list" "$rs6_list" >"$STATE/cluster.env"
+    printf 'XVS_MODE=%s\nXVS_SERVERS=%s\nXVS_WEIGHTS=%s\nXVS_SCHEDULER=%s\nXVS_CLIENT_MTU=%s\nXVS_OFFLOAD=%s\nXVS_RX_QUEUES=%s\nXVS_METHODS=%s\nXVS_RS4="%s"\nXVS_RS6="%s"\nXVS_AGENTS=%s\n' \
+        "$mode" "$servers" "$weights" "$scheduler" "$client_mtu" "$offload" "$rx_queues" "$methods" "$rs4_list" "$rs6_list" "$agents" >"$STATE/cluster.env"
 
     say "namespaces ($mode): $NS_CLIENT $NS_DIRECTOR $NS_SWITCH ${router:+$router }$(ns_rs 1)..$(ns_rs "$servers")"
     for ns in "$NS_CLIENT" "$NS_DIRECTOR" "$NS_SWITCH" $router $(for ((k = 1; k <= servers; k++)); do ns_rs "$k"; done); do
@@ -516,7 +532,17 @@ cmd_up() {
         # Uploads are written by nginx's workers (nobody).
         chown nobody:nogroup "$dir/www/up"
         write_nginx_conf "$k" "$dir"
-        ip netns exec "$ns" nginx -q -c "$dir/nginx.conf" -e "$dir/error.log"
+        if [ "$agents" = 1 ]; then
+            # nginx starts inside its cgroup (joined from here: `ip netns
+            # exec` mounts a sysfs of its own, without the cgroup
+            # hierarchies): its workers inherit it.
+            rs_cgroup_make "$k"
+            sh -c 'for c in $2; do echo $$ >"$1/$c$3/cgroup.procs"; done; shift 3; exec "$@"' \
+                sh "$CGROUP_ROOT" "$CGROUP_CONTROLLERS" "$(rs_cgroup "$k")" \
+                ip netns exec "$ns" nginx -q -c "$dir/nginx.conf" -e "$dir/error.log"
+        else
+            ip netns exec "$ns" nginx -q -c "$dir/nginx.conf" -e "$dir/error.log"
+        fi
         setsid ip netns exec "$ns" "$PY" "$XVS_ROOT/testbed/udp-echo.py" serve --port 7 \
             </dev/null >"$dir/udp-echo.log" 2>&1 &
         echo $! >"$dir/udp-echo.pid"
@@ -553,6 +579,10 @@ cmd_up() {
     poll "client -> director over IPv6" 5 ip netns exec "$NS_CLIENT" ping -c1 -W1 "$DCLI6"
 
     write_director_config "$servers" "$weights" "$scheduler" "$mode"
+    if [ "$agents" = 1 ]; then
+        start_agents "$servers"
+        printf '\n[agents]\nkeys = [{ id = 1, file = "%s" }]\ntimeout = "3s"\n' "$STATE/agent.key" >>"$STATE/cluster.toml"
+    fi
     trap - EXIT
     say "${mode^^} cluster up: $servers real servers (methods $methods, weights $weights, scheduler $scheduler${client_mtu:+, client link MTU $client_mtu}$([ "$rx_queues" -gt 1 ] && echo ", $rx_queues queues on the director's links")); director config $STATE/cluster.toml"
     if [ "$mode" = nat ]; then
@@ -560,6 +590,63 @@ cmd_up() {
     else
         echo "    next: testbed/cluster.sh balancer start xvs"
     fi
+}
+
+# --agents: real server K's cgroup (as /proc/PID/cgroup names it) under
+# each v1 controller of CGROUP_ROOT.
+CGROUP_ROOT=/sys/fs/cgroup
+CGROUP_CONTROLLERS="cpu cpuacct memory blkio"
+rs_cgroup() { echo "/$XVS_NS_PREFIX-rs$1"; }
+rs_cgroup_make() {
+    local c
+    for c in $CGROUP_CONTROLLERS; do mkdir -p "$CGROUP_ROOT/$c$(rs_cgroup "$1")"; done
+    echo 100000 >"$CGROUP_ROOT/cpu$(rs_cgroup "$1")/cpu.cfs_period_us"
+    echo 50000 >"$CGROUP_ROOT/cpu$(rs_cgroup "$1")/cpu.cfs_quota_us"
+}
+# Removes the real servers' cgroups (each empty by then: its processes
+# were stopped with their namespace).
+rs_cgroups_remove() {
+    local dir c
+    for dir in "$CGROUP_ROOT"/cpuacct/"$XVS_NS_PREFIX"-rs[0-9]*; do
+        [ -d "$dir" ] || continue
+        for c in $CGROUP_CONTROLLERS; do
+            rmdir "$CGROUP_ROOT/$c/${dir##*/}" 2>/dev/null ||
+                [ ! -d "$CGROUP_ROOT/$c/${dir##*/}" ] ||
+                echo "cgroup $CGROUP_ROOT/$c/${dir##*/} not removed (processes left in it?)" >&2
+        done
+    done
+}
+
+# --agents: the cluster key, then one `xvs-agent run` per real server
+# reporting its IPv4 address, its nginx's cgroup as scope, and the
+# established connections to port 80; started in its network namespace,
+# outside that cgroup (the agent's own CPU is not the server's load).
+start_agents() {
+    local servers=$1 k ns dir
+    (umask 077 && head -c 32 /dev/urandom >"$STATE/agent.key")
+    for ((k = 1; k <= servers; k++)); do
+        ns=$(ns_rs "$k")
+        dir=$STATE/rs$k
+        cat >"$dir/agent.toml" <<EOF
+# xvs-agent run on rs$k of the xvs testbed (written by testbed/cluster.sh up --agents)
+directors = ["$DSRV4:7405"]
+address = "$(rs4 "$k")"
+key_file = "$STATE/agent.key"
+key_id = 1
+identity = "rs$k"
+interval = 0.5
+service_ports = [80]
+scope = "$(rs_cgroup "$k")"
+state_file = "$dir/agent.state"
+EOF
+        # nsenter rather than `ip netns exec`: the agent reads the cgroup
+        # hierarchies under /sys/fs/cgroup, which the sysfs `ip netns exec`
+        # mounts does not have; /proc/net is its namespace's either way.
+        setsid nsenter --net="/run/netns/$ns" "$XVS_BIN/xvs-agent" run --config "$dir/agent.toml" \
+            </dev/null >"$dir/agent.log" 2>&1 &
+        echo $! >"$dir/agent.pid"
+    done
+    say "real servers: xvs-agent run on each (scope: its nginx's cgroup, reports every 0.5 s to $DSRV4:7405)"
 }
 
 # DR, TUN and mixed: the router namespace, its link to the director's
@@ -783,6 +870,7 @@ cmd_down() {
         k=${ns#"$XVS_NS_PREFIX"-rs}
         stop_pid "$STATE/rs$k/nginx.pid" nginx "nginx on rs$k" TERM
         stop_pid "$STATE/rs$k/udp-echo.pid" udp-echo "UDP echo on rs$k" TERM
+        stop_pid "$STATE/rs$k/agent.pid" xvs-agent "xvs-agent on rs$k" TERM
         # DR: the agent undoes its own set-up (deleting the namespace would
         # take it away too, but the record in its run directory would stay).
         if [ -d "$STATE/agent-rs$k" ]; then
@@ -807,9 +895,10 @@ cmd_down() {
     for ns in $(our_namespaces); do
         ip netns del "$ns"
     done
+    rs_cgroups_remove
     if [ -d "$STATE" ]; then
         rm -rf "$STATE"/rs[0-9]* "$STATE"/agent-rs[0-9]*
-        rm -f "$STATE/cluster.env" "$STATE/balancer" "$STATE/director.pid"
+        rm -f "$STATE/cluster.env" "$STATE/balancer" "$STATE/director.pid" "$STATE/agent.key"
     fi
     echo "testbed cluster down (kept for a post-mortem, if present: $STATE/cluster.toml, director.log, stats.json)"
 }

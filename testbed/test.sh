@@ -64,6 +64,8 @@ if [ "${XVS_SKIP_E2E:-0}" != 1 ]; then
     testbed/e2e/health.sh --backend xdp
     say "end-to-end: the agent's signed reports, and its HAProxy agent-check answers read by HAProxy"
     testbed/e2e/agent.sh
+    say "end-to-end: the director's weights following its agents' load reports (a loaded server, a silent agent, forged reports) on AF_XDP"
+    testbed/e2e/agents.sh --backend xdp
 else
     left_out+=("the end-to-end suite (XVS_SKIP_E2E=1)")
 fi

@@ -1,6 +1,6 @@
 //! `xvs-director`: the director's data plane (per-frame pipeline, connection
 //! table, forwarding, AF_XDP and AF_PACKET I/O) and control plane (state,
-//! config and reload, health checks, metrics).
+//! config and reload, health checks, the agents' load reports, metrics).
 //!
 //! Built so far: the cluster configuration file ([`config`]), the
 //! connection state machine and table ([`conn`]), the per-frame pipeline
@@ -9,7 +9,8 @@
 //! from the kernel ([`kernel`]: interface facts, neighbours), and the
 //! worker threads that tie them together ([`run`]); the control plane
 //! ([`control`]: the service table edited at run time, the control socket,
-//! reloads, metrics) and the health-check engine ([`health`]); the
+//! reloads, metrics, the weights that follow the real-server agents' load
+//! reports) and the health-check engine ([`health`]); the
 //! composition root that starts, runs and stops them all ([`daemon`]),
 //! which the `xvs-director` binary calls. All `unsafe` of the workspace lives
 //! under `src/io/`; everything else denies it.

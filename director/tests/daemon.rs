@@ -81,6 +81,11 @@ impl Testbed {
     }
 
     fn options(&self, metrics: Option<std::net::SocketAddr>) -> DaemonOptions {
+        self.options_with(metrics, "")
+    }
+
+    /// [`Testbed::options`] with `extra` at the end of the config.
+    fn options_with(&self, metrics: Option<std::net::SocketAddr>, extra: &str) -> DaemonOptions {
         let text = format!(
             r#"
 [[interfaces]]
@@ -97,7 +102,8 @@ vip = "203.0.113.10"
 port = 80
 [[services.real_servers]]
 address = "192.0.2.11"
-"#,
+weight = 10
+{extra}"#,
             self.client_dev, self.server_dev
         );
         DaemonOptions {
@@ -293,4 +299,93 @@ fn a_daemon_starts_its_parts_reports_them_and_stops_them_in_order() {
         ],
     );
     assert!(at.is_sorted(), "{lines:#?}");
+
+    // With [agents]: the receiver is a part; an authentic report counts, a
+    // forged one is refused and counted, and the stats file shows both.
+    use std::os::unix::fs::PermissionsExt;
+    use xvs_packet::load_report::{
+        AgentState, Identity, LoadFigures, LoadReport, REPORT_LEN, ReportKey,
+    };
+    let key_file = bed.dir.join("agent.key");
+    let secret = [0x5a_u8; 32];
+    std::fs::write(&key_file, secret).unwrap();
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let options = bed.options_with(
+        None,
+        &format!(
+            "\n[agents]\nlisten = \"127.0.0.1:7405\"\nkeys = [{{ id = 1, file = \"{}\" }}]\n",
+            key_file.display()
+        ),
+    );
+    let stats_file = bed.stats_file();
+    bed.in_director(move || {
+        let daemon = Daemon::start(options).unwrap();
+        let status = daemon.status();
+        assert_eq!(status["agents"]["running"], true, "{status}");
+        assert_eq!(status["agents"]["listen"], "127.0.0.1:7405", "{status}");
+        let stop = daemon.stop_flag();
+        // The reports go from a thread of this namespace while the main
+        // loop runs here; that thread stops the daemon once it has seen
+        // them in the stats file (or given up).
+        let sender = std::thread::spawn(move || {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as u64;
+            let report = LoadReport {
+                key_id: 1,
+                identity: Identity::new("rs1").unwrap(),
+                address: "192.0.2.11".parse().unwrap(),
+                timestamp_ms: now,
+                sequence: now * 1000,
+                interval_ms: 1000,
+                state: AgentState::Drain,
+                load: LoadFigures {
+                    cpu_permille: Some(300),
+                    ..LoadFigures::default()
+                },
+            };
+            let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let mut buf = [0; REPORT_LEN];
+            let forger = ReportKey::new(1, b"not the cluster key, 32 bytes...").unwrap();
+            report.encode(&forger, &mut buf).unwrap();
+            sender.send_to(&buf, "127.0.0.1:7405").unwrap();
+            report
+                .encode(&ReportKey::new(1, &secret).unwrap(), &mut buf)
+                .unwrap();
+            sender.send_to(&buf, "127.0.0.1:7405").unwrap();
+            // The stats file follows within its interval (1 s) of the reports.
+            let mut doc = serde_json::Value::Null;
+            for _ in 0..50 {
+                std::thread::sleep(Duration::from_millis(100));
+                let Ok(text) = std::fs::read_to_string(&stats_file) else {
+                    continue;
+                };
+                let Ok(read) = serde_json::from_str::<serde_json::Value>(&text) else {
+                    continue;
+                };
+                doc = read;
+                if doc["agents"]["reports"]["accepted"] == 1
+                    && doc["agents"]["agents"][0].is_object()
+                {
+                    break;
+                }
+            }
+            stop.store(true, Ordering::Relaxed);
+            doc
+        });
+        daemon.run().unwrap();
+        let doc = sender.join().unwrap();
+        let agents = &doc["agents"];
+        assert_eq!(agents["reports"]["accepted"], 1, "{doc}");
+        assert_eq!(agents["reports"]["rejected"]["bad_mac"], 1, "{doc}");
+        let agent = &agents["agents"][0];
+        assert_eq!(agent["identity"], "rs1", "{doc}");
+        assert_eq!(agent["state"], "drain", "{doc}");
+        assert_eq!(agent["real_servers"][0]["configured_weight"], 10, "{doc}");
+        assert_eq!(
+            agent["real_servers"][0]["effective_weight"], 0,
+            "drained: {doc}"
+        );
+    });
 }

@@ -589,6 +589,12 @@ impl ReplayGuard {
         Ok(())
     }
 
+    /// Allows `max_skew_ms` from now on, remembering the last sequence
+    /// (a receiver whose allowed skew changes keeps refusing replays).
+    pub const fn set_max_skew(&mut self, max_skew_ms: u64) {
+        self.max_skew_ms = max_skew_ms;
+    }
+
     /// The last sequence number accepted.
     pub const fn last_sequence(&self) -> Option<u64> {
         self.last_sequence
@@ -885,5 +891,13 @@ mod tests {
         assert_eq!(guard.last_sequence(), Some(r.sequence - 1), "unchanged");
         assert_eq!(guard.accept(&r, now + 5_000), Ok(()));
         assert_eq!(guard.last_sequence(), Some(r.sequence));
+        guard.set_max_skew(10_000);
+        r.sequence += 1;
+        assert_eq!(guard.accept(&r, now + 5_001), Ok(()), "a wider skew");
+        assert_eq!(
+            guard.accept(&r, now),
+            Err(Freshness::Replayed),
+            "the last sequence outlives a change of skew"
+        );
     }
 }

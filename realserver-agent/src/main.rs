@@ -50,8 +50,8 @@ enum Command {
     ///
     /// What each asks for: ready: in service, weight following load;
     /// drain: weight 0, the established connections finish; maint: out of
-    /// service, as if its health check failed. HAProxy's agent-check acts
-    /// on it; xvs-director does not act on reports yet. Without STATE,
+    /// service, as if its health check failed. HAProxy's agent-check and
+    /// xvs-director (with [agents] in its config) act on it. Without STATE,
     /// prints the state in force. The state file (state_file in the config,
     /// /run/xvs-agent/state by default) outlives a restart of the daemon,
     /// not a reboot.

@@ -6,6 +6,22 @@ use super::*;
 /// What is wrong at one place of the file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Problem {
+    /// `[agents]` without a key.
+    #[error(
+        "no key: reports are accepted only when signed with a key listed here; add keys = [{{ id = 1, file = \"/etc/xvs/agent.key\" }}] (the agents' key_id and key file)"
+    )]
+    NoAgentKey,
+    /// Two keys with one id.
+    #[error("key id {id} is already listed at line {first_line}: give each key its own id")]
+    DuplicateAgentKey {
+        /// The id.
+        id: u32,
+        /// Where the first one is.
+        first_line: usize,
+    },
+    /// A key file that cannot be used.
+    #[error("{0}")]
+    AgentKey(KeyProblem),
     /// TOML syntax, a wrong type, an unknown key or a value out of range
     /// (toml's or our value check's message).
     #[error("{0}")]

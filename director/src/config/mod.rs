@@ -1,6 +1,7 @@
 //! The cluster configuration file (TOML): interfaces, virtual services and
-//! their real servers, connection-table capacity, timeouts and — for replay
-//! and tests — static neighbours. `director/CONFIG.md` documents every key.
+//! their real servers, connection-table capacity, timeouts, the agents'
+//! load reports ([`agents`]) and — for replay and tests — static
+//! neighbours. `director/CONFIG.md` documents every key.
 //!
 //! # Contract
 //! * [`ClusterConfig::load`] / [`ClusterConfig::parse`] return a config that
@@ -26,6 +27,7 @@
 //! * [`ClusterConfig::to_toml`] writes a config back in the same format, so
 //!   `parse(to_toml(c)) == c`.
 
+pub mod agents;
 mod error;
 pub mod location;
 mod model;
@@ -46,6 +48,7 @@ use location::{LineCol, PathStep, line_col, offset_of, path_at, render_path};
 use xvs_proto::{Protocol, ServiceId};
 
 pub use crate::types::{InterfaceRole, IpNet};
+pub use agents::{AgentKey, AgentsConfig, KeyProblem, SilenceAction};
 pub use error::*;
 pub use model::*;
 use values::*;
@@ -731,5 +734,162 @@ method = "Route"
             "{err}"
         );
         assert_eq!(err.line(), None);
+    }
+
+    /// A key file of `len` bytes with `mode`, in a directory of this test's.
+    fn key_file(test: &str, len: usize, mode: u32) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("xvs-config-{test}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("agent.key");
+        std::fs::write(&file, vec![0x5a; len]).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+        file
+    }
+
+    #[test]
+    fn agents_are_off_unless_configured_and_take_the_policys_defaults() {
+        let c = ClusterConfig::parse("cluster.toml", &base("")).unwrap();
+        assert_eq!(c.agents, None);
+        let key = key_file("defaults", 32, 0o600);
+        let text = base(&format!(
+            "\n[agents]\nkeys = [{{ id = 1, file = \"{}\" }}]\n",
+            key.display()
+        ));
+        let c = ClusterConfig::parse("cluster.toml", &text).unwrap();
+        let agents = c.agents.as_ref().unwrap();
+        assert_eq!(
+            agents.policy(),
+            xvs_sched::feedback::WeightPolicy::default()
+        );
+        assert_eq!(agents.listen, "[::]:7405".parse().unwrap());
+        assert_eq!(agents.max_skew, 5_000);
+        assert_eq!(agents.read_keys().unwrap()[0].id(), 1);
+        assert_eq!(
+            ClusterConfig::parse("again.toml", &c.to_toml().unwrap()).unwrap(),
+            c
+        );
+    }
+
+    #[test]
+    fn agents_take_every_knob() {
+        let key = key_file("knobs", 32, 0o400);
+        let text = base(&format!(
+            r#"
+[agents]
+listen = "192.0.2.1"
+keys = [{{ id = 1, file = "{k}" }}, {{ id = 2, file = "{k}" }}]
+max_skew = "2s"
+timeout = 3
+on_silence = "quiesce"
+cpu_weight = 2
+memory_weight = 1
+connections_weight = 1
+cpu_full = 0.8
+memory_full = 0.9
+connections_full = 500
+min_fraction = 0.25
+smoothing = 0.5
+max_step = 0.2
+"#,
+            k = key.display()
+        ));
+        let c = ClusterConfig::parse("cluster.toml", &text).unwrap();
+        let agents = c.agents.as_ref().unwrap();
+        assert_eq!(agents.listen, "192.0.2.1:7405".parse().unwrap());
+        assert_eq!(agents.max_skew, 2_000);
+        let policy = agents.policy();
+        assert_eq!(policy.timeout, 3_000);
+        assert_eq!(policy.on_silence, xvs_sched::feedback::OnSilence::Quiesce);
+        assert_eq!(
+            policy.formula,
+            xvs_sched::feedback::CapacityFormula {
+                cpu_weight: 2,
+                memory_weight: 1,
+                connections_weight: 1,
+                cpu_full_permille: 800,
+                memory_full_permille: 900,
+                connections_full: 500,
+                min_fraction_permille: 250,
+            }
+        );
+        assert_eq!(
+            (policy.smoothing_permille, policy.max_step_permille),
+            (500, 200)
+        );
+        assert_eq!(
+            agents.read_keys().unwrap().len(),
+            2,
+            "two keys in a rotation"
+        );
+        assert_eq!(
+            ClusterConfig::parse("again.toml", &c.to_toml().unwrap()).unwrap(),
+            c
+        );
+    }
+
+    #[test]
+    fn agents_problems_name_line_field_and_reason() {
+        let good = key_file("problems", 32, 0o600);
+        let exposed = key_file("problems-exposed", 32, 0o644);
+        let short = key_file("problems-short", 8, 0o600);
+        let agents = |body: &str| base(&format!("\n[agents]\n{body}\n"));
+        let key = |id: u32, f: &PathBuf| format!("{{ id = {id}, file = \"{}\" }}", f.display());
+        // The base is 18 lines; `[agents]` is line 20, its first key line 21.
+        for (body, line, field, says) in [
+            (String::new(), 20, "agents", "no key"),
+            (
+                format!("keys = [{}]", key(1, &exposed)),
+                21,
+                "agents.keys[0].file",
+                "chmod 600",
+            ),
+            (
+                format!("keys = [{}]", key(1, &short)),
+                21,
+                "agents.keys[0].file",
+                "fewer than 16",
+            ),
+            (
+                format!("keys = [{}, {}]", key(1, &good), key(1, &good)),
+                21,
+                "agents.keys[1].id",
+                "already listed at line 21",
+            ),
+            (
+                format!("keys = [{}]\nmin_fraction = 1.5", key(1, &good)),
+                22,
+                "agents.min_fraction",
+                "from 0 to 1",
+            ),
+            (
+                format!("keys = [{}]\nsmoothing = 0", key(1, &good)),
+                22,
+                "agents.smoothing",
+                "above 0",
+            ),
+            (
+                format!("keys = [{}]\nlisten = \"director\"", key(1, &good)),
+                22,
+                "agents.listen",
+                "not an address",
+            ),
+            (
+                format!("keys = [{}]\ntimeout = \"soon\"", key(1, &good)),
+                22,
+                "agents.timeout",
+                "not a duration",
+            ),
+            (
+                format!("keys = [{}]\non_silence = \"drop\"", key(1, &good)),
+                22,
+                "agents.on_silence",
+                "restore",
+            ),
+        ] {
+            let (at, f, _, msg) = fail(&agents(&body));
+            assert_eq!((at, f.as_str()), (line, field), "{body}: {msg}");
+            assert!(msg.contains(says), "{body}: {says:?} not in {msg}");
+        }
     }
 }

@@ -26,6 +26,10 @@ pub struct ClusterConfig {
     /// The control socket, reloading, metrics.
     #[serde(default)]
     pub control: ControlConfig,
+    /// The real-server agents' load reports (`[agents]`); off unless
+    /// present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agents: Option<AgentsConfig>,
 }
 
 /// How the live director is operated (`[control]`).

@@ -247,6 +247,29 @@ impl ClusterConfig {
             }
         }
 
+        if let Some(agents) = &self.agents {
+            if agents.keys.is_empty() {
+                return Err((path(&[key("agents")]), Problem::NoAgentKey));
+            }
+            let at = |k: usize, field: &str| {
+                path(&[key("agents"), key("keys"), PathStep::Index(k), key(field)])
+            };
+            for (k, agent_key) in agents.keys.iter().enumerate() {
+                if let Some(first) = agents.keys[..k].iter().position(|o| o.id == agent_key.id) {
+                    return Err((
+                        at(k, "id"),
+                        Problem::DuplicateAgentKey {
+                            id: agent_key.id,
+                            first_line: line_of(&at(first, "id")),
+                        },
+                    ));
+                }
+                agent_key
+                    .read()
+                    .map_err(|e| (at(k, "file"), Problem::AgentKey(e)))?;
+            }
+        }
+
         let names: Vec<&str> = self.interfaces.iter().map(|i| i.name.as_str()).collect();
         for (n, nb) in self.neighbours.iter().enumerate() {
             if !names.contains(&nb.interface.as_str()) {

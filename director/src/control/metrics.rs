@@ -12,8 +12,11 @@
 //! `remote_address`, `remote_port`). xvs's own metrics are named `xvs_*`:
 //! per-real-server traffic, drops by reason, connection-table fill and
 //! capacity, per-worker frames and polls, neighbour misses, partial
-//! checksums completed per interface, XDP counters, and failed reads of
-//! the kernel's counters.
+//! checksums completed per interface, XDP counters, failed reads of
+//! the kernel's counters, and with `[agents]` the agents' reports by
+//! result and, per real server, the configured and effective weights,
+//! the report's age, the agent's state and each load figure
+//! (`xvs_agent_*`).
 //!
 //! A scrape is answered by the main thread (it owns the counters); the
 //! HTTP thread only carries the text.
@@ -86,6 +89,133 @@ fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntC
     c
 }
 
+/// `xvs_agent_*`, with `[agents]`: reports by result, and per real server
+/// the configured and effective weights, the report's age, the capacity,
+/// the agent's state and each load figure it could measure (a figure it
+/// could not is absent, not 0).
+fn agent_metrics(registry: &Registry, plane: &ControlPlane, now: crate::conn::Millis) {
+    let Some(agents) = plane.agents() else {
+        return;
+    };
+    let reports = counter(
+        registry,
+        "xvs_agent_reports_total",
+        "Load reports received from real-server agents, by result (accepted, or why refused).",
+        &["result"],
+    );
+    let counters = &agents.shared().counters;
+    reports
+        .with_label_values(&["accepted"])
+        .inc_by(counters.accepted());
+    for reason in crate::control::agents::Rejection::ALL {
+        reports
+            .with_label_values(&[reason.name()])
+            .inc_by(counters.rejected(reason));
+    }
+    let g = |name: &str, help: &str| gauge(registry, name, help, &BACKEND_LABELS);
+    let configured = g(
+        "xvs_agent_configured_weight",
+        "The weight the file or the operator configured for the real server.",
+    );
+    let effective = g(
+        "xvs_agent_effective_weight",
+        "The weight in force (absent while the server is out of the table).",
+    );
+    let age = prometheus::GaugeVec::new(
+        Opts::new(
+            "xvs_agent_report_age_seconds",
+            "Time since the real server's agent's last accepted report.",
+        ),
+        &BACKEND_LABELS,
+    )
+    .expect("static metric definition");
+    registry
+        .register(Box::new(age.clone()))
+        .expect("each name registered once");
+    let figures = [
+        (
+            "xvs_agent_capacity_permille",
+            "The capacity in force, permille of the configured weight.",
+        ),
+        (
+            "xvs_agent_cpu_permille",
+            "CPU utilisation the agent reported, permille.",
+        ),
+        (
+            "xvs_agent_memory_permille",
+            "Memory utilisation the agent reported, permille.",
+        ),
+        (
+            "xvs_agent_rx_packets_per_second",
+            "Packets received per second, as the agent reported.",
+        ),
+        (
+            "xvs_agent_tx_packets_per_second",
+            "Packets sent per second, as the agent reported.",
+        ),
+        (
+            "xvs_agent_disk_reads_per_second",
+            "Disk reads per second, as the agent reported.",
+        ),
+        (
+            "xvs_agent_disk_writes_per_second",
+            "Disk writes per second, as the agent reported.",
+        ),
+        (
+            "xvs_agent_load1_centi",
+            "The 1-minute load average × 100, as the agent reported.",
+        ),
+        (
+            "xvs_agent_established_connections",
+            "Established connections to the service ports, as the agent reported.",
+        ),
+    ]
+    .map(|(name, help)| g(name, help));
+    let mut state_labels = BACKEND_LABELS.to_vec();
+    state_labels.push("state");
+    let state = gauge(
+        registry,
+        "xvs_agent_state",
+        "1 for the state the real server's agent asks (ready, drain, maint).",
+        &state_labels,
+    );
+    for svc in plane.load_view(now).services {
+        for rs in svc.servers {
+            let owned = backend_labels(svc.id, SocketAddr::new(rs.addr, rs.port));
+            let labels = owned.each_ref().map(String::as_str);
+            configured
+                .with_label_values(&labels)
+                .set(i64::from(rs.configured_weight));
+            if let Some(w) = rs.weight {
+                effective.with_label_values(&labels).set(i64::from(w));
+            }
+            let Some(a) = rs.agent else {
+                continue;
+            };
+            age.with_label_values(&labels).set(a.age_ms as f64 / 1000.0);
+            let values = [
+                Some(u32::from(a.capacity_permille)),
+                a.cpu_permille.map(u32::from),
+                a.memory_permille.map(u32::from),
+                a.rx_packets_per_s,
+                a.tx_packets_per_s,
+                a.disk_reads_per_s,
+                a.disk_writes_per_s,
+                a.load1_centi,
+                a.established,
+            ];
+            for (metric, value) in figures.iter().zip(values) {
+                if let Some(v) = value {
+                    metric.with_label_values(&labels).set(i64::from(v));
+                }
+            }
+            let mut with_state = labels.to_vec();
+            with_state.push(a.state.as_str());
+            state.with_label_values(&with_state).set(1);
+        }
+    }
+}
+
 fn as_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
@@ -99,6 +229,7 @@ pub fn render(
     xdp: Option<&XdpCounters>,
     xdp_read_failures: u64,
     workers: &[WorkerFigures],
+    now: crate::conn::Millis,
 ) -> String {
     let registry = Registry::new();
     let table = plane.table_view(counters);
@@ -241,6 +372,8 @@ pub fn render(
             transitions.with_label_values(&labels).inc_by(t.transitions);
         }
     }
+
+    agent_metrics(&registry, plane, now);
 
     let drops = counter(
         &registry,
@@ -515,5 +648,113 @@ fn serve(server: &tiny_http::Server, to_main: &Sender<ControlMsg>, stop: &Atomic
         if let Err(e) = request.respond(response) {
             log::debug!("metrics endpoint: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use xvs_packet::load_report::{AgentState, Identity, LoadFigures};
+
+    use super::*;
+    use crate::config::ClusterConfig;
+    use crate::control::agents::{AcceptedReport, AgentShared, ReceiverSettings};
+    use crate::control::plane::NoHooks;
+    use crate::control::table::ServiceTable;
+    use crate::pipeline::{Director, Neighbours};
+
+    const CONFIG: &str = r#"
+[[interfaces]]
+name = "c0"
+role = "client"
+mac = "02:00:00:00:01:01"
+addresses = ["198.51.100.1/24"]
+
+[[interfaces]]
+name = "s0"
+role = "server"
+mac = "02:00:00:00:02:01"
+addresses = ["192.0.2.1/24"]
+
+[[services]]
+proto = "tcp"
+vip = "203.0.113.10"
+port = 80
+[[services.real_servers]]
+address = "192.0.2.11"
+method = "nat"
+weight = 20
+[[services.real_servers]]
+address = "192.0.2.12"
+method = "nat"
+weight = 3
+"#;
+
+    #[test]
+    fn agent_metrics_per_real_server_and_reports_by_result() {
+        let config = ClusterConfig::parse("t.toml", CONFIG).unwrap();
+        let table = ServiceTable::from_config(&config, 1).unwrap();
+        let director = Arc::new(Director::with_snapshot(
+            table.snapshot(),
+            &config,
+            9,
+            Arc::new(Neighbours::new()),
+        ));
+        let mut plane = ControlPlane::new(table, Arc::clone(&director), 4096);
+        let shared = Arc::new(AgentShared::new(ReceiverSettings {
+            keys: Vec::new(),
+            max_skew_ms: 5_000,
+        }));
+        plane.with_agents(Arc::clone(&shared));
+        struct NoSink;
+        impl crate::health::HealthSink for NoSink {
+            fn transition(&self, _: &crate::health::TargetKey, _: bool, _: &crate::health::Reason) {
+            }
+        }
+        plane
+            .start(&config, Arc::new(NoSink), &mut NoHooks)
+            .unwrap();
+        let report = AcceptedReport {
+            identity: Identity::new("rs1").unwrap(),
+            address: "192.0.2.11".parse().unwrap(),
+            state: AgentState::Drain,
+            load: LoadFigures {
+                cpu_permille: Some(425),
+                established: Some(42),
+                ..LoadFigures::default()
+            },
+        };
+        plane.agent_report(&report, 2_000);
+        plane.follow_agents(2_000, &mut NoHooks);
+        // Two refusals, as the receiver's thread counts them.
+        let mut rx = crate::control::agents::Receiver::new(Arc::clone(&shared));
+        assert!(rx.receive(b"short", 0).is_err());
+        assert!(rx.receive(b"XVSL", 0).is_err());
+        let counters = director.worker(0).counters;
+        let text = render(&plane, &counters, &IoStats::default(), None, 0, &[], 3_500);
+        let labels = |rs: &str| {
+            format!(
+                "local_address=\"203.0.113.10\",local_mark=\"\",local_port=\"80\",proto=\"TCP\",remote_address=\"{rs}\",remote_port=\"80\""
+            )
+        };
+        let (rs1, rs2) = (labels("192.0.2.11"), labels("192.0.2.12"));
+        for line in [
+            "xvs_agent_reports_total{result=\"malformed\"} 2".to_owned(),
+            "xvs_agent_reports_total{result=\"bad_mac\"} 0".to_owned(),
+            format!("xvs_agent_configured_weight{{{rs1}}} 20"),
+            format!("xvs_agent_effective_weight{{{rs1}}} 0"),
+            format!("xvs_agent_configured_weight{{{rs2}}} 3"),
+            format!("xvs_agent_effective_weight{{{rs2}}} 3"),
+            format!("xvs_agent_report_age_seconds{{{rs1}}} 1.5"),
+            format!("xvs_agent_cpu_permille{{{rs1}}} 425"),
+            format!("xvs_agent_established_connections{{{rs1}}} 42"),
+            format!("xvs_agent_state{{{rs1},state=\"drain\"}} 1"),
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} not in:\n{text}");
+        }
+        assert!(
+            !text.contains(&format!("xvs_agent_memory_permille{{{rs1}}}")),
+            "a figure the agent could not measure is absent"
+        );
+        assert!(!text.contains(&format!("xvs_agent_report_age_seconds{{{rs2}}}")));
     }
 }

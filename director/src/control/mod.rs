@@ -4,9 +4,11 @@
 //! ([`estimator`]), connection listings walked off that thread
 //! ([`listing`]), health checks applied to the table ([`health`](mod@health)),
 //! what a reload cannot apply ([`reload`]), the Prometheus metrics
-//! ([`metrics`]) and the data plane's first state built from a config
-//! ([`snapshot`]).
+//! ([`metrics`]), the data plane's first state built from a config
+//! ([`snapshot`]) and the weights that follow the real-server agents'
+//! load reports ([`agents`]).
 
+pub mod agents;
 pub mod estimator;
 pub mod health;
 pub mod listing;

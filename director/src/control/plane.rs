@@ -12,11 +12,15 @@ use std::sync::Arc;
 
 use crossbeam::channel::Sender;
 
+use rustc_hash::FxHashSet;
+
 use crate::config::ClusterConfig;
 use crate::conn::Millis;
+use crate::control::agents::{AcceptedReport, AgentShared, AgentWeights, ReceiverSettings};
 use crate::control::estimator::{Estimate, PERIOD_MS};
 use crate::control::proto::{
-    ControlError, ErrorKind, Reply, Request, ServerState, ServiceState, StatsView, TableView,
+    ControlError, ErrorKind, LoadServer, LoadService, LoadView, Reply, Request, ServerState,
+    ServiceState, StatsView, TableView,
 };
 use crate::control::table::ServiceTable;
 use crate::io::IoError;
@@ -31,6 +35,8 @@ pub enum ControlMsg {
     Request(crate::control::socket::PendingRequest),
     /// A scrape: the metrics text goes back.
     Metrics(Sender<String>),
+    /// The agents' receiver accepted a load report.
+    AgentReport(crate::control::agents::AcceptedReport),
     /// The health checker saw a real server go up or down.
     Health {
         /// Which one.
@@ -186,6 +192,12 @@ pub struct ControlPlane {
     /// [`ControlPlane::start`]): a reload compares the keys only a restart
     /// applies against it.
     running: Option<ClusterConfig>,
+    /// The real-server agents' weights (with `[agents]`).
+    agents: Option<AgentWeights>,
+    /// The targets the health checker last said are down, whether or not
+    /// the table still holds them (the agents' `maint` may have taken them
+    /// out first).
+    checker_down: FxHashSet<crate::health::TargetKey>,
 }
 
 fn stats_view(t: TrafficCounters) -> StatsView {
@@ -224,7 +236,67 @@ impl ControlPlane {
             checker: None,
             passive: None,
             running: None,
+            agents: None,
+            checker_down: FxHashSet::default(),
         }
+    }
+
+    /// Makes the weights follow the agents' reports that the receiver
+    /// sharing `shared` accepts; [`ControlPlane::start`] (or a reload)
+    /// gives them the file's configured weights and policy.
+    pub fn with_agents(&mut self, shared: Arc<AgentShared>) {
+        self.agents = Some(AgentWeights::new(
+            xvs_sched::feedback::WeightPolicy::default(),
+            shared,
+        ));
+    }
+
+    /// The agents' weights, when `[agents]` is on.
+    #[must_use]
+    pub fn agents(&self) -> Option<&AgentWeights> {
+        self.agents.as_ref()
+    }
+
+    /// An accepted report, received at `now`: the weights follow at the
+    /// next [`ControlPlane::follow_agents`].
+    pub fn agent_report(&mut self, report: &AcceptedReport, now: Millis) {
+        if let Some(agents) = &mut self.agents {
+            agents.report(report, now);
+        }
+    }
+
+    /// Recomputes the agents' weights if a report, a change or a second
+    /// passed since the last time, and publishes the table if a weight in
+    /// force changed. Call it on every turn of the main loop: one
+    /// publication covers every report of the turn.
+    pub fn follow_agents(&mut self, now: Millis, hooks: &mut dyn DataPlaneHooks) {
+        if !self.agents.as_ref().is_some_and(|a| a.due(now)) {
+            return;
+        }
+        if self.apply_agents(now) {
+            self.publish_kept(hooks, "agents: the weights in force");
+        }
+    }
+
+    /// The agents' weights applied to the table; true when it changed.
+    fn apply_agents(&mut self, now: Millis) -> bool {
+        match &mut self.agents {
+            Some(agents) => agents.apply(&mut self.table, &self.health, &self.checker_down, now),
+            None => false,
+        }
+    }
+
+    /// Publishes a change that the workers must follow even when the
+    /// kernel's filters cannot (a health transition, a weight from an
+    /// agent): a failed map update leaves the old entries in place.
+    fn publish_kept(&mut self, hooks: &mut dyn DataPlaneHooks, what: &str) {
+        let snapshot = self.table.snapshot();
+        if let Err(e) = hooks.published(&snapshot) {
+            log::error!(
+                "{what}: the workers follow the change, but {e}; the next successful change brings the filters up to date"
+            );
+        }
+        self.install(snapshot);
     }
 
     /// Starts what the workers' first state depends on: the health checks
@@ -251,6 +323,7 @@ impl ControlPlane {
         let mut changed = false;
         for status in checker.status() {
             if !status.up {
+                self.checker_down.insert(status.key);
                 log::info!(
                     "health: {} {} starts down ({})",
                     status.key.service,
@@ -270,6 +343,9 @@ impl ControlPlane {
             .set_passive_sink(Arc::clone(&reporter) as Arc<dyn crate::pipeline::PassiveSink>);
         self.passive = Some(reporter);
         self.checker = Some(checker);
+        if let Some(agents) = &mut self.agents {
+            agents.configure(config);
+        }
         if changed {
             // Nothing to roll back to: a director that cannot redirect its
             // first state must not start.
@@ -295,11 +371,14 @@ impl ControlPlane {
         target: &crate::health::TargetKey,
         up: bool,
         reason: &str,
+        now: Millis,
         hooks: &mut dyn DataPlaneHooks,
     ) {
         let changed = if up {
+            self.checker_down.remove(target);
             self.health.up(&mut self.table, target)
         } else {
+            self.checker_down.insert(*target);
             self.health.down(&mut self.table, target)
         };
         if changed {
@@ -309,20 +388,20 @@ impl ControlPlane {
                 target.server,
                 if up { "back in" } else { "out of" }
             );
+        }
+        // A server back from its health check gets the weight its agent
+        // calls for (or leaves the maintenance its agent still asks).
+        let agents_changed = up && self.agents.is_some() && self.apply_agents(now);
+        if changed || agents_changed {
             // Unlike an operator's change, a health transition is kept
             // when the filters cannot follow: the workers must stop
             // sending to a dead server whatever the kernel's maps say, and
             // a failed map update leaves the old entries in place (the
             // director still receives what it did).
-            let snapshot = self.table.snapshot();
-            if let Err(e) = hooks.published(&snapshot) {
-                log::error!(
-                    "health: {} {}: the workers follow the change, but {e}; the next successful change brings the filters up to date",
-                    target.service,
-                    target.server
-                );
-            }
-            self.install(snapshot);
+            self.publish_kept(
+                hooks,
+                &format!("health: {} {}", target.service, target.server),
+            );
         }
     }
 
@@ -404,6 +483,7 @@ impl ControlPlane {
                 "connection listings are streamed by the control socket, not answered by the control thread",
             )),
             Request::Timeouts => Reply::Timeouts(self.table.timeout_set()),
+            Request::Load => Reply::Load(self.load_view(now)),
             Request::Zero { service } => match self.zero(*service, counters) {
                 Ok(()) => Reply::Done,
                 Err(e) => Reply::Error(e),
@@ -422,18 +502,27 @@ impl ControlPlane {
                 Err(e) => Reply::Error(ControlError::new(ErrorKind::Reload, e.to_string())),
             },
             change => {
-                let before = self.table.clone();
+                let (before, agents_before) = (self.table.clone(), self.agents.clone());
                 match self.table.apply(change, now) {
-                    Ok(()) => match self.publish_or_roll_back(before, hooks) {
-                        Ok(()) => {
-                            log::info!("control: applied {}", describe(change));
-                            Reply::Done
+                    Ok(()) => {
+                        // The operator's weights are the configured ones;
+                        // the agents' weights in force follow from them.
+                        if let Some(agents) = &mut self.agents {
+                            agents.note_request(change);
                         }
-                        Err(e) => {
-                            log::error!("control: failed {}: {e}", describe(change));
-                            Reply::Error(e.into())
+                        self.apply_agents(now);
+                        match self.publish_or_roll_back(before, hooks) {
+                            Ok(()) => {
+                                log::info!("control: applied {}", describe(change));
+                                Reply::Done
+                            }
+                            Err(e) => {
+                                self.restore_agents(agents_before);
+                                log::error!("control: failed {}: {e}", describe(change));
+                                Reply::Error(e.into())
+                            }
                         }
-                    },
+                    }
                     Err(e) => {
                         log::warn!("control: refused {}: {e}", describe(change));
                         Reply::Error(e)
@@ -461,15 +550,36 @@ impl ControlPlane {
                 return Err(ReloadError::NeedsRestart(keys));
             }
         }
-        let (table_before, health_before) = (self.table.clone(), self.health.clone());
+        let (table_before, health_before, agents_before) =
+            (self.table.clone(), self.health.clone(), self.agents.clone());
         self.table.reconcile(config, now)?;
         let targets = crate::health::targets(config);
         let keys: Vec<crate::health::TargetKey> = targets.iter().map(|t| t.key).collect();
         self.health.configure(config);
         self.health.reapply(&mut self.table, &keys);
+        self.checker_down.retain(|k| keys.contains(k));
+        // The agents keep the feedback of the servers that remain: the
+        // file's weights become the configured ones, the policy follows.
+        if let Some(agents) = &mut self.agents {
+            agents.configure(config);
+            agents.reapply(&mut self.table);
+        }
+        self.apply_agents(now);
         if let Err(e) = self.publish_or_roll_back(table_before, hooks) {
             self.health = health_before;
+            self.restore_agents(agents_before);
             return Err(e.into());
+        }
+        // The receiver checks with the file's keys and skew once the
+        // change holds.
+        if let (Some(agents), Some(file)) = (&self.agents, &config.agents) {
+            match file.read_keys() {
+                Ok(keys) => agents.shared().set_settings(ReceiverSettings {
+                    keys,
+                    max_skew_ms: file.max_skew,
+                }),
+                Err(e) => log::error!("agents: the keys are kept as they were: {e}"),
+            }
         }
         // The checker follows the file only once the change holds.
         if let Some(checker) = &self.checker {
@@ -479,6 +589,15 @@ impl ControlPlane {
             self.running = Some(config.clone());
         }
         Ok(())
+    }
+
+    /// Puts the agents' state back after a change that was rolled back
+    /// (and the receiver's list of servers with it).
+    fn restore_agents(&mut self, before: Option<AgentWeights>) {
+        self.agents = before;
+        if let Some(agents) = &mut self.agents {
+            agents.republish_servers();
+        }
     }
 
     /// `-Z`: counters of one service (or all) start again from zero.
@@ -551,6 +670,54 @@ impl ControlPlane {
         }
     }
 
+    /// The configured real servers with their weights and agents, as
+    /// `-L --load` shows them at `now`.
+    #[must_use]
+    pub fn load_view(&self, now: Millis) -> LoadView {
+        let snapshot = self.director.state();
+        let mut services = Vec::new();
+        for (slot, vs) in snapshot.live_services() {
+            let id = vs.params.id;
+            let mut servers: Vec<LoadServer> = snapshot
+                .listed_servers(slot)
+                .map(|(_, rs)| (rs.addr(), rs.port(), Some(rs.weight())))
+                .chain(self.agents.iter().flat_map(|a| {
+                    // Configured, but out of the table (health or maint).
+                    a.configured_servers(id)
+                        .filter(|k| {
+                            self.table
+                                .server(id, k.server.ip(), k.server.port())
+                                .is_none()
+                        })
+                        .map(|k| (k.server.ip(), k.server.port(), None))
+                }))
+                .map(|(addr, port, weight)| {
+                    let key = crate::health::TargetKey {
+                        service: id,
+                        server: std::net::SocketAddr::new(addr, port),
+                    };
+                    let agents = self.agents.as_ref();
+                    LoadServer {
+                        addr,
+                        port,
+                        configured_weight: agents
+                            .and_then(|a| a.configured(&key))
+                            .or(weight)
+                            .unwrap_or(0),
+                        weight,
+                        agent: agents.and_then(|a| a.view(addr, now)),
+                    }
+                })
+                .collect();
+            servers.sort_by_key(|s| (s.addr, s.port));
+            services.push(LoadService { id, servers });
+        }
+        LoadView {
+            agents: self.agents.is_some(),
+            services,
+        }
+    }
+
     /// The table as `-L` shows it.
     #[must_use]
     pub fn table_view(&self, counters: &WorkerCounters) -> TableView {
@@ -579,6 +746,13 @@ impl ControlPlane {
                         .get(d)
                         .map(Estimate::rates)
                         .unwrap_or_default(),
+                    configured_weight: self.agents.as_ref().and_then(|a| {
+                        a.agents().contains_key(&rs.addr()).then_some(())?;
+                        a.configured(&crate::health::TargetKey {
+                            service: vs.params.id,
+                            server: std::net::SocketAddr::new(rs.addr(), rs.port()),
+                        })
+                    }),
                 });
             }
             let mut total = TrafficCounters::default();
@@ -662,6 +836,7 @@ pub fn describe(request: &Request) -> String {
         Request::List => "list".to_owned(),
         Request::Connections => "list connections".to_owned(),
         Request::Timeouts => "list timeouts".to_owned(),
+        Request::Load => "list load".to_owned(),
         Request::Reload => "reload".to_owned(),
     }
 }
@@ -952,5 +1127,73 @@ method = "nat"
             2
         );
         assert_eq!(p.table_view(&counters).services[0].servers.len(), 2);
+    }
+
+    #[test]
+    fn agents_change_the_weight_in_force_the_listing_keeps_the_configured_and_a_reload_the_feedback()
+     {
+        use crate::control::agents::{AcceptedReport, AgentShared, ReceiverSettings};
+        use xvs_packet::load_report::{AgentState, Identity, LoadFigures};
+        let mut p = plane(CONFIG);
+        p.with_agents(Arc::new(AgentShared::new(ReceiverSettings {
+            keys: Vec::new(),
+            max_skew_ms: 5_000,
+        })));
+        let config = ClusterConfig::parse("t.toml", CONFIG).unwrap();
+        p.start(&config, Arc::new(NoSink), &mut NoHooks).unwrap();
+        let busy = AcceptedReport {
+            identity: Identity::new("rs1").unwrap(),
+            address: "192.0.2.11".parse().unwrap(),
+            state: AgentState::Ready,
+            load: LoadFigures {
+                cpu_permille: Some(1000),
+                ..LoadFigures::default()
+            },
+        };
+        // Weight 1 cannot fall: configure 20 as an operator would.
+        let edit = Request::EditServer {
+            service: ServiceId {
+                proto: Protocol::Tcp,
+                vip: "203.0.113.10".parse().unwrap(),
+                port: 80,
+            },
+            server: ServerParams {
+                addr: "192.0.2.11".parse().unwrap(),
+                port: 80,
+                method: ForwardMethod::Nat,
+                weight: 20,
+                u_threshold: 0,
+                l_threshold: 0,
+            },
+        };
+        assert_eq!(handle(&mut p, &edit, &mut NoHooks), Reply::Done);
+        let published = p.director().state();
+        let mut now = 1_000;
+        for _ in 0..30 {
+            now += 1000;
+            p.agent_report(&busy, now);
+            p.follow_agents(now, &mut NoHooks);
+        }
+        assert!(!Arc::ptr_eq(&published, &p.director().state()), "published");
+        let listed = |p: &ControlPlane| {
+            let s = &p.table_view(&counters(p)).services[0].servers[0];
+            (s.params.weight, s.configured_weight)
+        };
+        assert_eq!(listed(&p), (10, Some(20)), "in force, configured");
+        // Nothing new: nothing published.
+        let published = p.director().state();
+        p.follow_agents(now + 100, &mut NoHooks);
+        assert!(Arc::ptr_eq(&published, &p.director().state()));
+        // A reload keeps the feedback of the servers that remain; the
+        // file's weight (1) is the configured one from then on.
+        p.reload(&config, now, &mut NoHooks).unwrap();
+        assert_eq!(listed(&p), (1, Some(1)));
+        let with_weight = ClusterConfig::parse(
+            "t.toml",
+            &CONFIG.replace("method = \"nat\"", "method = \"nat\"\nweight = 40"),
+        )
+        .unwrap();
+        p.reload(&with_weight, now, &mut NoHooks).unwrap();
+        assert_eq!(listed(&p), (20, Some(40)), "the capacity kept: half");
     }
 }

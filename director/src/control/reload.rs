@@ -1,8 +1,9 @@
 //! What a reload cannot apply. Services, real servers, health checks,
-//! timeouts, `expire_nodest_conn` and `autoreload` follow the file while
-//! the director runs; the rest was fixed at start — the connection table
-//! is allocated once, the control socket and the metrics endpoint are
-//! bound, the interfaces' sockets, MACs and MTUs and the static neighbours
+//! timeouts, `expire_nodest_conn`, `autoreload` and the agents' keys,
+//! skew and weight policy follow the file while the director runs; the
+//! rest was fixed at start — the connection table is allocated once, the
+//! control socket, the metrics endpoint and the agents' receiver
+//! (`[agents]` itself, and its `listen`) are bound, the interfaces' sockets, MACs and MTUs and the static neighbours
 //! are in use. A reload that changes any of those is refused whole, naming
 //! every such key, rather than applying the rest and leaving the operator
 //! to believe the file is what runs.
@@ -107,6 +108,14 @@ pub fn restart_keys(running: &ClusterConfig, file: &ClusterConfig) -> Vec<Restar
         addr(running.control.metrics_listen),
         addr(file.control.metrics_listen),
     );
+    // The receiver's socket is bound once; keys, skew and the weight
+    // policy follow the file.
+    let listen = |c: &ClusterConfig| {
+        c.agents
+            .as_ref()
+            .map_or_else(|| "off".to_owned(), |a| a.listen.to_string())
+    };
+    differ("agents.listen".to_owned(), listen(running), listen(file));
     if running.neighbours != file.neighbours {
         let count = |c: &ClusterConfig| format!("{} entries", c.neighbours.len());
         let (a, b) = (count(running), count(file));
@@ -203,6 +212,40 @@ method = "nat"
                 "control.metrics_listen (running off, file 127.0.0.1:9531)",
             ]
         );
+    }
+
+    #[test]
+    fn the_agents_receiver_is_fixed_at_start_and_its_policy_is_not() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("xvs-reload-agents-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = dir.join("k");
+        std::fs::write(&key, [1u8; 32]).unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let with = |body: &str| {
+            config(&format!(
+                "{BASE}\n[agents]\nkeys = [{{ id = 1, file = \"{}\" }}]\n{body}\n",
+                key.display()
+            ))
+        };
+        let running = with("");
+        let policy =
+            with("timeout = 9\nmin_fraction = 0.2\nmax_skew = 1\non_silence = \"quiesce\"");
+        assert_ne!(running, policy);
+        assert_eq!(restart_keys(&running, &policy), []);
+        let keys: Vec<String> = restart_keys(&running, &with("listen = \"192.0.2.1\""))
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            keys,
+            ["agents.listen (running [::]:7405, file 192.0.2.1:7405)"]
+        );
+        let keys: Vec<String> = restart_keys(&config(BASE), &running)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(keys, ["agents.listen (running off, file [::]:7405)"]);
     }
 
     #[test]

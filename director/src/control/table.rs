@@ -764,6 +764,7 @@ impl ServiceTable {
             | Request::List
             | Request::Connections
             | Request::Timeouts
+            | Request::Load
             | Request::Reload => Ok(()),
         }
     }

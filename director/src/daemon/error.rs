@@ -65,6 +65,17 @@ pub enum Error {
     /// The metrics endpoint.
     #[error(transparent)]
     Metrics(#[from] metrics::BindError),
+    /// The agents' receiver could not bind its socket or start its thread.
+    #[error("agents: receiving reports on UDP {listen}: {source}; check [agents] listen")]
+    AgentReceiver {
+        /// `[agents] listen`.
+        listen: std::net::SocketAddr,
+        /// The system's answer.
+        source: std::io::Error,
+    },
+    /// An `[agents]` key file could not be read at start.
+    #[error("agents: {0}")]
+    AgentKey(#[from] crate::config::KeyProblem),
     /// A worker stopped on an error; the director shut down.
     #[error("a worker stopped: {0}")]
     Worker(String),

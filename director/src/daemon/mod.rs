@@ -18,10 +18,11 @@
 //! 2. the health checks and the workers (`run::start`: health first, so
 //!    that no worker schedules to a server meant to be down);
 //! 3. the parts *after the workers*, in this order: the control socket
-//!    ([`control_socket`]), the metrics endpoint ([`metrics`]).
+//!    ([`control_socket`]), the metrics endpoint ([`metrics`]), the agents'
+//!    receiver ([`agents`], with `[agents]`).
 //!
 //! Shutdown runs the other way, each step once: the parts after the
-//! workers in reverse (metrics, control socket), then the workers, the XDP
+//! workers in reverse (agents, metrics, control socket), then the workers, the XDP
 //! program detached, the kernel filter removed ([`data_plane::DataPlane::stop`]),
 //! then the parts before the workers in reverse (the neighbour watcher,
 //! then the last write of the stats file and the last counter lines, so
@@ -29,7 +30,7 @@
 //! stops what it had started in the same order.
 //!
 //! # A new part
-//! HA, state sync, the agent receiver and the dashboard each join as one
+//! HA, state sync and the dashboard each join (as the agent receiver did) as one
 //! more [`Part`]: a file in this module with a struct built from its
 //! configuration (no side effects), `start` (threads, sockets), `reconfigure`
 //! (the difference a published snapshot makes to it), `status` (a JSON
@@ -48,6 +49,7 @@
 //! the stats file is JSON already, the dashboard will serve JSON, and a
 //! new part adds its fields without a change to a shared type.
 
+pub mod agents;
 pub mod control_socket;
 pub mod data_plane;
 mod error;

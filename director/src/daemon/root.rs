@@ -8,11 +8,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam::channel::{Receiver, RecvTimeoutError, unbounded};
+use crossbeam::channel::{Receiver, unbounded};
 use log::{error, info};
 use serde_json::Value;
 
 use crate::config::ClusterConfig;
+use crate::control::agents::{AgentShared, ReceiverSettings};
 use crate::control::health::ChannelSink;
 use crate::control::plane::{ControlMsg, ControlPlane, LoadError};
 use crate::control::proto::DEFAULT_SOCKET;
@@ -25,6 +26,7 @@ use crate::pipeline::{Director, Neighbours, Snapshot};
 use crate::run::{self, Clock, InterfaceLock, Live, PollMode, WorkerOptions};
 
 use super::Error;
+use super::agents::AgentPart;
 use super::control_socket::ControlSocketPart;
 use super::data_plane::{self, DataPlane, Opened};
 use super::metrics::MetricsPart;
@@ -35,6 +37,9 @@ use super::stats::StatsPart;
 
 /// How often the main loop turns when no message arrives.
 const TURN: Duration = Duration::from_millis(100);
+
+/// The most messages answered in one turn of the main loop.
+const BURST: usize = 1024;
 
 /// How often `autoreload` looks at the file.
 const FILE_CHECK_EVERY: Duration = Duration::from_secs(1);
@@ -109,12 +114,28 @@ impl Daemon {
         // The XDP program's counters, as last read (a failed read is
         // counted and logged, not hidden).
         let mut xdp_counters = KernelCounter::new("the XDP program's counters");
+        // The agents' receiver shares its keys, skew and known servers
+        // with the control plane, which keeps them up to date, and its
+        // counters and figures with the stats file.
+        let agents = match &config.agents {
+            Some(a) => {
+                let shared = Arc::new(AgentShared::new(ReceiverSettings {
+                    keys: a.read_keys()?,
+                    max_skew_ms: a.max_skew,
+                }));
+                Some((a.listen, shared))
+            }
+            None => None,
+        };
         let mut before_workers = Parts::new();
         before_workers.add(Box::new(StatsPart::new(
             Arc::clone(&director),
             options.stats_file.clone(),
             options.stats_interval,
             options.log_interval,
+            agents
+                .as_ref()
+                .map(|(_, shared)| (Arc::clone(shared), clock)),
         )));
         // Neighbours: learned from the kernel and followed; the real
         // servers' and gateways' are asked for at once.
@@ -145,6 +166,9 @@ impl Daemon {
         let (to_main, from_threads) = unbounded::<ControlMsg>();
         let health_sink = Arc::new(ChannelSink(to_main.clone()));
         let mut plane = ControlPlane::new(table, Arc::clone(&director), config.conn_table.capacity);
+        if let Some((_, shared)) = &agents {
+            plane.with_agents(Arc::clone(shared));
+        }
         let worker_options = WorkerOptions {
             poll: options.poll,
             cpus: options.cpus.clone(),
@@ -185,6 +209,9 @@ impl Daemon {
         )));
         if let Some(addr) = config.control.metrics_listen {
             after_workers.add(Box::new(MetricsPart::new(addr, to_main.clone())));
+        }
+        if let Some((listen, shared)) = agents {
+            after_workers.add(Box::new(AgentPart::new(listen, shared, to_main.clone())));
         }
         drop(to_main);
 
@@ -266,6 +293,8 @@ impl Daemon {
             }
             let (counters, _) = self.data.live.counters();
             self.plane.tick(&counters, self.clock.now());
+            self.plane
+                .follow_agents(self.clock.now(), &mut self.data.hooks);
             self.follow_published();
             if let Some(f) = self.data.live.failure() {
                 failure = Some(f);
@@ -304,10 +333,27 @@ impl Daemon {
     }
 
     /// Waits up to one turn for a message from the parts' threads and
-    /// answers it.
+    /// answers it, then the ones already queued behind it (at most
+    /// [`BURST`]): the agents' reports arrive by the thousand a second, and
+    /// the rest of a turn (the counters' sums, the parts' ticks) need not
+    /// run once per report.
     fn handle_message(&mut self) {
-        match self.from_threads.recv_timeout(TURN) {
-            Ok(ControlMsg::Request(pending)) => {
+        let Ok(first) = self.from_threads.recv_timeout(TURN) else {
+            return;
+        };
+        self.dispatch(first);
+        for _ in 1..BURST {
+            match self.from_threads.try_recv() {
+                Ok(message) => self.dispatch(message),
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// Answers one message from the parts' threads.
+    fn dispatch(&mut self, message: ControlMsg) {
+        match message {
+            ControlMsg::Request(pending) => {
                 // Applied only if its client still waits for the answer
                 // (control::proto, "Timeouts"); the socket's thread logs
                 // the ones dropped.
@@ -328,7 +374,7 @@ impl Daemon {
                     let _ = reply_to.send(reply);
                 }
             }
-            Ok(ControlMsg::Metrics(reply_to)) => {
+            ControlMsg::Metrics(reply_to) => {
                 let (counters, io) = self.data.live.counters();
                 let xdp = Running {
                     live: Some(&self.data.live),
@@ -343,15 +389,25 @@ impl Daemon {
                     xdp.as_ref(),
                     self.xdp_counters.failures(),
                     &self.data.live.worker_counters(),
+                    self.clock.now(),
                 );
                 let _ = reply_to.send(text);
             }
-            Ok(ControlMsg::Health { target, up, reason }) => {
-                self.plane
-                    .health_transition(&target, up, &reason, &mut self.data.hooks);
+            ControlMsg::Health { target, up, reason } => {
+                self.plane.health_transition(
+                    &target,
+                    up,
+                    &reason,
+                    self.clock.now(),
+                    &mut self.data.hooks,
+                );
                 self.follow_published();
             }
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {}
+            // Folded in now; the weights follow once per turn
+            // (`follow_agents`), however many reports the turn brings.
+            ControlMsg::AgentReport(report) => {
+                self.plane.agent_report(&report, self.clock.now());
+            }
         }
     }
 

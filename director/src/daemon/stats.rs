@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use log::{info, warn};
 use serde_json::{Value, json};
 
+use crate::control::agents::AgentShared;
 use crate::pipeline::Director;
-use crate::run::{Live, PartialChecksumNotice};
+use crate::run::{Clock, Live, PartialChecksumNotice};
 
 use super::Error;
 use super::part::{Part, Running};
@@ -29,17 +30,22 @@ pub struct StatsPart {
     log_at: Instant,
     writes: u64,
     partial_notice: PartialChecksumNotice,
+    /// The agents' receiver and figures (with `[agents]`), and the clock
+    /// their report times are on.
+    agents: Option<(Arc<AgentShared>, Clock)>,
 }
 
 impl StatsPart {
     /// Counters of `director`'s workers: to `file` every `file_every`, to
-    /// the log every `log_every`.
+    /// the log every `log_every`; with `agents`, the agents' reports by
+    /// result and their figures in the file too.
     #[must_use]
     pub fn new(
         director: Arc<Director>,
         file: Option<PathBuf>,
         file_every: Duration,
         log_every: Option<Duration>,
+        agents: Option<(Arc<AgentShared>, Clock)>,
     ) -> Self {
         Self {
             director,
@@ -50,6 +56,7 @@ impl StatsPart {
             log_at: Instant::now(),
             writes: 0,
             partial_notice: PartialChecksumNotice::default(),
+            agents,
         }
     }
 
@@ -57,7 +64,7 @@ impl StatsPart {
         let Some(path) = &self.file else {
             return;
         };
-        write_stats(path, live, running);
+        write_stats(path, live, running, self.agents.as_ref());
         self.writes += 1;
     }
 }
@@ -118,8 +125,16 @@ impl Part for StatsPart {
 }
 
 /// The counters as the stats file holds them, with the XDP program's.
-fn write_stats(path: &Path, live: &Live, running: &mut Running<'_>) {
+fn write_stats(
+    path: &Path,
+    live: &Live,
+    running: &mut Running<'_>,
+    agents: Option<&(Arc<AgentShared>, Clock)>,
+) {
     let mut doc = live.stats_json();
+    if let Some((shared, clock)) = agents {
+        doc["agents"] = shared.json(clock.now());
+    }
     if let Some(c) = running.xdp() {
         // As the metrics count them: a frame for the director that found no
         // socket on its queue went to the kernel.

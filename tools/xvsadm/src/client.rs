@@ -385,6 +385,7 @@ pub fn service_views(table: &TableView) -> Vec<ServiceView> {
                         addr: SocketAddr::new(rs.params.addr, rs.params.port),
                         method: ServerMethod::Supported(rs.params.method),
                         weight: rs.params.weight,
+                        configured_weight: rs.configured_weight,
                         active_conns: rs.active,
                         inactive_conns: rs.inactive,
                         persistent_conns: rs.persistent,
@@ -500,6 +501,8 @@ Options:
   --nosort                            disable sorting output of service/server entries
   --sort                              does nothing, for backwards compatibility
   --numeric      -n                   numeric output of addresses and ports
+  --load                              (xvs) configured and effective weights, and each
+                                      real server's agent: state, report age, load figures
 
 The director is reached at its control socket: /run/xvs/control.sock, or
 the path in the XVSADM_SOCKET environment variable.
@@ -616,6 +619,32 @@ fn list(
         },
         // No sync daemon runs: ipvsadm prints nothing then.
         ListTarget::Daemon => Ok(Outcome::default()),
+        ListTarget::Load(key) => {
+            let only = key
+                .map(|k| service_id(&k))
+                .transpose()
+                .map_err(|e| Outcome::fail(EXIT_USAGE, e.to_string()))?;
+            match call(transport, Request::Load)? {
+                Reply::Load(view) => {
+                    if let Some(id) = only
+                        && !view.services.iter().any(|s| s.id == id)
+                    {
+                        return Err(Outcome::fail(EXIT_USAGE, "No such service"));
+                    }
+                    Ok(Outcome::out(crate::load::list_load(
+                        &view,
+                        only,
+                        format.numeric,
+                        names,
+                    )))
+                }
+                Reply::Error(e) => Err(refused(&e)),
+                other => Err(Outcome::fail(
+                    EXIT_USAGE,
+                    format!("unexpected answer from the director: {other:?}"),
+                )),
+            }
+        }
     }
 }
 

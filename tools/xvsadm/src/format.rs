@@ -170,8 +170,11 @@ pub struct ServerView {
     pub addr: SocketAddr,
     /// Forwarding method.
     pub method: ServerMethod,
-    /// Weight.
+    /// Weight in force.
     pub weight: u32,
+    /// The configured weight when it differs from the one in force by an
+    /// agent's load reports (what `-S` saves; `None`: `weight`).
+    pub configured_weight: Option<u32>,
     /// Active connections.
     pub active_conns: u32,
     /// Inactive connections.
@@ -345,7 +348,7 @@ pub fn save(services: &[ServiceView], numeric: bool, names: &dyn Names) -> Strin
                 out,
                 "-a {svc} -r {dest} {} -w {}",
                 server.method.save_option(),
-                server.weight
+                server.configured_weight.unwrap_or(server.weight)
             );
             if let Some(tunnel) = server.method.tunnel_type() {
                 let _ = write!(out, " --tun-type {tunnel}");
@@ -530,7 +533,12 @@ fn title(columns: Columns) -> String {
 
 /// `addr:port`, `[v6]:port`, names unless numeric (ipvsadm's
 /// `addrport_to_anyname`).
-fn addr_port(addr: SocketAddr, protocol: IpvsProtocol, numeric: bool, names: &dyn Names) -> String {
+pub(crate) fn addr_port(
+    addr: SocketAddr,
+    protocol: IpvsProtocol,
+    numeric: bool,
+    names: &dyn Names,
+) -> String {
     let (host, port) = if numeric {
         (addr.ip().to_string(), addr.port().to_string())
     } else {
@@ -833,6 +841,7 @@ mod tests {
             addr: sock(addr),
             method,
             weight: counts.0,
+            configured_weight: None,
             active_conns: counts.1,
             inactive_conns: counts.2,
             persistent_conns: 0,

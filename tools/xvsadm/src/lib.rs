@@ -14,6 +14,8 @@
 //! - [`format`](mod@format): plain views of the table ([`ServiceView`], [`ServerView`],
 //!   [`ConnectionView`], [`Timeouts`]) → the exact text of `ipvsadm -L`
 //!   in each of its modes, `-c`, `--timeout` and `-S`.
+//! - [`load`]: the director's load view → `-L --load` (xvs's own
+//!   listing: configured and effective weights and the agents' reports).
 //! - [`restore`]: `-R` input (ipvsadm-save output) → `Vec<Command>`, with
 //!   the line number in every error.
 //! - [`client`]: a parsed command → control-socket requests → ipvsadm's
@@ -33,6 +35,7 @@
 pub mod args;
 pub mod client;
 pub mod format;
+pub mod load;
 pub mod restore;
 
 use core::fmt;

@@ -369,3 +369,93 @@ fn a_change_the_data_plane_cannot_follow_fails_with_its_reason() {
         "the refused service stayed"
     );
 }
+
+/// A director whose weights follow agents, with 192.0.2.11's agent having
+/// reported full CPU for half a minute.
+fn director_with_a_loaded_agent() -> InProcess {
+    use xvs_director::control::agents::{AcceptedReport, AgentShared, ReceiverSettings};
+    use xvs_packet::load_report::{AgentState, Identity, LoadFigures};
+    let mut d = director();
+    d.plane
+        .with_agents(Arc::new(AgentShared::new(ReceiverSettings {
+            keys: Vec::new(),
+            max_skew_ms: 5_000,
+        })));
+    ok(&mut d, "-A -t 203.0.113.10:80 -s wlc");
+    ok(&mut d, "-a -t 203.0.113.10:80 -r 192.0.2.11 -m -w 20");
+    ok(&mut d, "-a -t 203.0.113.10:80 -r 192.0.2.12 -m -w 3");
+    let report = AcceptedReport {
+        identity: Identity::new("rs1.example").unwrap(),
+        address: "192.0.2.11".parse().unwrap(),
+        state: AgentState::Ready,
+        load: LoadFigures {
+            cpu_permille: Some(1000),
+            memory_permille: Some(425),
+            rx_packets_per_s: Some(12_345),
+            tx_packets_per_s: Some(0),
+            disk_reads_per_s: None,
+            disk_writes_per_s: Some(3),
+            load1_centi: Some(157),
+            established: Some(42),
+        },
+    };
+    for _ in 0..30 {
+        d.now += 1000;
+        d.plane.agent_report(&report, d.now);
+        d.plane.follow_agents(d.now, &mut NoHooks);
+    }
+    d.now += 400;
+    d
+}
+
+#[test]
+fn list_shows_the_weight_in_force_and_save_the_configured_one() {
+    let mut d = director_with_a_loaded_agent();
+    assert_eq!(
+        ok(&mut d, "-L -n"),
+        "IP Virtual Server version 1.2.1 (size=4096)\n\
+         Prot LocalAddress:Port Scheduler Flags\n\
+         \x20 -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n\
+         TCP  203.0.113.10:80 wlc\n\
+         \x20 -> 192.0.2.11:80                Masq    10     0          0         \n\
+         \x20 -> 192.0.2.12:80                Masq    3      0          0         \n"
+    );
+    assert_eq!(
+        ok(&mut d, "-S -n"),
+        "-A -t 203.0.113.10:80 -s wlc\n\
+         -a -t 203.0.113.10:80 -r 192.0.2.11:80 -m -w 20\n\
+         -a -t 203.0.113.10:80 -r 192.0.2.12:80 -m -w 3\n"
+    );
+    // The operator's -e is the new configured weight; the policy goes on
+    // from it at once.
+    ok(&mut d, "-e -t 203.0.113.10:80 -r 192.0.2.11 -m -w 40");
+    assert!(ok(&mut d, "-L -n").contains("192.0.2.11:80                Masq    20 "));
+    assert!(ok(&mut d, "-S -n").contains("-r 192.0.2.11:80 -m -w 40\n"));
+}
+
+#[test]
+fn list_load_shows_both_weights_the_figures_the_age_and_the_state() {
+    let mut d = director_with_a_loaded_agent();
+    let want = "\
+Prot LocalAddress:Port
+  -> RemoteAddress:Port           Weight Config Agent            State Age     Cap%   CPU%   Mem%  Load1  Estab    RxPPS    TxPPS   Rd/s   Wr/s
+TCP  203.0.113.10:80
+  -> 192.0.2.11:80                10     20     rs1.example      ready 0.4s     50.0  100.0   42.5   1.57     42    12345        0      -      3
+  -> 192.0.2.12:80                3      3      -                -     -           -      -      -      -      -        -        -      -      -
+";
+    assert_eq!(ok(&mut d, "-L -n --load"), want);
+    assert_eq!(ok(&mut d, "-L -n --load -t 203.0.113.10:80"), want);
+    let o = xvsadm(&mut d, "-L -n --load -t 203.0.113.10:81");
+    assert_eq!((o.status, o.stderr.trim()), (EXIT_USAGE, "No such service"));
+    let o = xvsadm(&mut d, "-L -n --load --stats");
+    assert_eq!(o.status, EXIT_USAGE, "{}", o.stderr);
+    // Without [agents] the listing says why nothing follows load.
+    let mut plain = director();
+    ok(&mut plain, "-A -t 203.0.113.10:80 -s wlc");
+    ok(&mut plain, "-a -t 203.0.113.10:80 -r 192.0.2.11 -m -w 2");
+    assert!(
+        ok(&mut plain, "-L -n --load").starts_with("Agents off: "),
+        "{}",
+        ok(&mut plain, "-L -n --load")
+    );
+}

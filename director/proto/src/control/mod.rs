@@ -64,8 +64,10 @@ use serde::{Deserialize, Serialize};
 pub use crate::service::{ForwardMethod, Protocol, ServiceId};
 
 /// The protocol's version; bumped on every incompatible change (2: the
-/// envelope's `wait_ms`, streamed connection listings, capped replies).
-pub const PROTOCOL_VERSION: u32 = 2;
+/// envelope's `wait_ms`, streamed connection listings, capped replies; 3:
+/// [`Request::Load`], which a version-2 director could only call
+/// malformed).
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The longest request line the director reads.
 pub const MAX_REQUEST_BYTES: usize = 4 << 20;
@@ -212,6 +214,9 @@ pub enum Request {
     Connections,
     /// Current timeouts (`-L --timeout`).
     Timeouts,
+    /// The real servers' configured and effective weights and their
+    /// agents' last reports (`-L --load`).
+    Load,
     /// Reload the config file (as SIGHUP does).
     Reload,
 }
@@ -220,7 +225,10 @@ impl Request {
     /// True when the request changes the running state.
     #[must_use]
     pub fn is_change(&self) -> bool {
-        !matches!(self, Self::List | Self::Connections | Self::Timeouts)
+        !matches!(
+            self,
+            Self::List | Self::Connections | Self::Timeouts | Self::Load
+        )
     }
 }
 
@@ -375,6 +383,11 @@ pub struct ServerState {
     pub stats: StatsView,
     /// Rates.
     pub rates: RatesView,
+    /// The weight its operator (or the file) configured, when the weight
+    /// in force (`params.weight`) follows its agent's load reports; what
+    /// `-S` saves. Absent from older directors' answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub configured_weight: Option<u32>,
 }
 
 /// A virtual service in a listing.
@@ -398,6 +411,70 @@ pub struct TableView {
     pub conn_capacity: u32,
     /// Services, in the order they were added.
     pub services: Vec<ServiceState>,
+}
+
+/// The agents' view of the table (`-L --load`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadView {
+    /// Whether the director has `[agents]` (off: no weight follows load).
+    pub agents: bool,
+    /// Services, in the order they were added.
+    pub services: Vec<LoadService>,
+}
+
+/// A virtual service in a load listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadService {
+    /// Which service.
+    pub id: ServiceId,
+    /// Its configured real servers.
+    pub servers: Vec<LoadServer>,
+}
+
+/// A real server in a load listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadServer {
+    /// Address.
+    pub addr: IpAddr,
+    /// Port.
+    pub port: u16,
+    /// The weight the file or the operator configured.
+    pub configured_weight: u32,
+    /// The weight in force; `None`: out of the table (its health check or
+    /// its agent's `maint` took it out).
+    pub weight: Option<u32>,
+    /// Its address's agent, once one has reported.
+    pub agent: Option<AgentView>,
+}
+
+/// An agent's last accepted report, as `-L --load` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentView {
+    /// The agent's name.
+    pub identity: String,
+    /// What it asks: `ready`, `drain` or `maint`.
+    pub state: String,
+    /// Milliseconds since the report was accepted.
+    pub age_ms: u64,
+    /// The capacity in force, permille of the configured weight.
+    pub capacity_permille: u16,
+    /// CPU utilisation, permille (`None`: the agent could not measure it;
+    /// so for each figure).
+    pub cpu_permille: Option<u16>,
+    /// Memory utilisation, permille.
+    pub memory_permille: Option<u16>,
+    /// Packets received per second.
+    pub rx_packets_per_s: Option<u32>,
+    /// Packets sent per second.
+    pub tx_packets_per_s: Option<u32>,
+    /// Disk reads per second.
+    pub disk_reads_per_s: Option<u32>,
+    /// Disk writes per second.
+    pub disk_writes_per_s: Option<u32>,
+    /// The 1-minute load average × 100.
+    pub load1_centi: Option<u32>,
+    /// Established connections to the service ports.
+    pub established: Option<u32>,
 }
 
 /// One connection entry.
@@ -439,6 +516,8 @@ pub enum Reply {
     },
     /// Timeouts in seconds.
     Timeouts(TimeoutSet),
+    /// The load listing.
+    Load(LoadView),
 }
 
 #[cfg(test)]

@@ -249,6 +249,7 @@ impl Collected {
             | Opt::Exact
             | Opt::Ops
             | Opt::TunInfo
+            | Opt::Load
             | Opt::TunNocsum
             | Opt::TunCsum
             | Opt::TunRemcsum => {}
@@ -490,10 +491,23 @@ impl Collected {
         if (any_of(&[Opt::Connection, Opt::Timeout, Opt::Daemon])
             && any_of(&[Opt::Stats, Opt::Rate, Opt::Thresholds]))
             || (any_of(&[Opt::Timeout, Opt::Daemon]) && self.has(Opt::PersistentConn))
+            || (self.has(Opt::Load)
+                && any_of(&[
+                    Opt::Connection,
+                    Opt::Timeout,
+                    Opt::Daemon,
+                    Opt::Stats,
+                    Opt::Rate,
+                    Opt::Thresholds,
+                    Opt::PersistentConn,
+                    Opt::TunInfo,
+                ]))
         {
             return Err(ParseError::ListConflict);
         }
-        let target = if self.has(Opt::Connection) {
+        let target = if self.has(Opt::Load) {
+            ListTarget::Load(service)
+        } else if self.has(Opt::Connection) {
             ListTarget::Connections
         } else if let Some(key) = service {
             ListTarget::Service(key)

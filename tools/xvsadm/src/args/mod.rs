@@ -177,6 +177,9 @@ pub enum ListTarget {
     Timeouts,
     /// `--daemon`.
     Daemon,
+    /// `--load` (xvs): weights and the agents' reports, of every service
+    /// or of one.
+    Load(Option<ServiceKey>),
 }
 
 /// Master or backup sync daemon.

@@ -83,10 +83,11 @@ pub(super) enum Opt {
     TunNocsum,
     TunCsum,
     TunRemcsum,
+    Load,
 }
 
 impl Opt {
-    pub(super) const ALL: [Self; 34] = [
+    pub(super) const ALL: [Self; 35] = [
         Self::Numeric,
         Self::Connection,
         Self::Service,
@@ -121,6 +122,7 @@ impl Opt {
         Self::TunNocsum,
         Self::TunCsum,
         Self::TunRemcsum,
+        Self::Load,
     ];
 
     pub(super) fn bit(self) -> u64 {
@@ -159,6 +161,7 @@ impl Opt {
             Self::McastTtl => "mcast-ttl",
             Self::SyncMaxlen => "sync-maxlen",
             Self::TunInfo => "tun-info",
+            Self::Load => "load",
             Self::TunType => "tun-type",
             Self::TunPort => "tun-port",
             Self::TunNocsum => "tun-nocsum",
@@ -201,7 +204,8 @@ pub(super) fn rule(cmd: CommandKind, opt: Opt) -> Rule {
             | O::NoSort
             | O::Syncid
             | O::Exact
-            | O::TunInfo => Optional,
+            | O::TunInfo
+            | O::Load => Optional,
             _ => Illegal,
         },
         CommandKind::AddServer | CommandKind::EditServer => match opt {
@@ -431,6 +435,7 @@ pub(super) const OPTIONS: &[OptSpec] = &[
     valued("mcast-ttl", None, Opt::McastTtl),
     valued("sync-maxlen", None, Opt::SyncMaxlen),
     flag("tun-info", None, Opt::TunInfo),
+    flag("load", None, Opt::Load),
     valued("tun-type", None, Opt::TunType),
     valued("tun-port", None, Opt::TunPort),
     flag("tun-nocsum", None, Opt::TunNocsum),
