@@ -4,6 +4,7 @@
 //!
 //! The captures are made by `tests/fixtures/capture-keepalived.sh`
 //! (keepalived 2.2.7, Debian's; see `tests/fixtures/README.md`).
+#![expect(clippy::unwrap_used, reason = "test code")]
 
 #[path = "../../director/tests/common/skip.rs"]
 mod skip;
@@ -58,9 +59,7 @@ fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
 /// Writes `frames` as a classic little-endian pcap file, one a second.
 fn write_pcap(path: &Path, frames: &[Vec<u8>]) {
     let mut out = Vec::new();
-    for v in [0xa1b2_c3d4u32] {
-        out.extend(v.to_le_bytes());
-    }
+    out.extend(0xa1b2_c3d4u32.to_le_bytes());
     out.extend(2u16.to_le_bytes());
     out.extend(4u16.to_le_bytes());
     out.extend([0u8; 8]);
