@@ -753,17 +753,12 @@ pub enum Signing<'a> {
 
 impl Advert<'_> {
     /// Bytes of the VRRP message this advert writes, trailer included.
-    pub fn len(&self, signing: &Signing<'_>) -> usize {
+    pub fn wire_len(&self, signing: &Signing<'_>) -> usize {
         let trailer = match signing {
             Signing::None => 0,
             Signing::Hmac { .. } => TRAILER_LEN,
         };
         HEADER_LEN + self.addresses.len() * self.addresses.family().address_len() + trailer
-    }
-
-    /// Always false: an advert has at least its header.
-    pub const fn is_empty(&self) -> bool {
-        false
     }
 
     /// Writes the VRRP message sent from `src` to `dst` (for the checksum
@@ -784,7 +779,7 @@ impl Advert<'_> {
         if self.max_advert_interval > MAX_INTERVAL_CS {
             return Err(VrrpError::FieldOverflow);
         }
-        let len = self.len(signing);
+        let len = self.wire_len(signing);
         let b = buf.get_mut(..len).ok_or(VrrpError::BufferTooSmall)?;
         b[field::VER_TYPE] = (VERSION << 4) | TYPE_ADVERTISEMENT;
         b[field::VRID] = self.vrid;

@@ -103,6 +103,20 @@ pub struct Settings {
     pub higher_prio_send_advert: bool,
 }
 
+/// Settings a machine cannot run with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SettingsError {
+    /// Priority 0 is what a stopping master advertises, never a setting.
+    #[error("VRRP priority 0 is reserved for a master that is stopping: use 1 to 255")]
+    ZeroPriority,
+    /// The advert interval is 1 to 4095 centiseconds.
+    #[error("VRRP advert interval of {0} centiseconds: use 1 to 4095 (10 ms to 40.95 s)")]
+    AdvertInterval(u16),
+    /// A GARP refresh period with no announcement in its bursts.
+    #[error("garp_master_refresh is set but garp_master_refresh_repeat is 0: use 1 or more")]
+    EmptyRefresh,
+}
+
 /// The state of the virtual router on this director.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum State {
@@ -269,9 +283,18 @@ pub struct Machine {
 }
 
 impl Machine {
-    /// A machine in Init.
-    pub fn new(settings: Settings) -> Self {
-        Self {
+    /// A machine in Init, or why `settings` cannot run.
+    pub fn new(settings: Settings) -> Result<Self, SettingsError> {
+        if settings.priority == 0 {
+            return Err(SettingsError::ZeroPriority);
+        }
+        if !(1..=xvs_packet::vrrp::MAX_INTERVAL_CS).contains(&settings.advert_interval_cs) {
+            return Err(SettingsError::AdvertInterval(settings.advert_interval_cs));
+        }
+        if !settings.garp.master_refresh.is_zero() && settings.garp.refresh_repeat == 0 {
+            return Err(SettingsError::EmptyRefresh);
+        }
+        Ok(Self {
             master_adver_interval_cs: settings.advert_interval_cs,
             settings,
             state: State::Init,
@@ -284,7 +307,7 @@ impl Machine {
             advert_at: None,
             second_burst_at: None,
             refresh_at: None,
-        }
+        })
     }
 
     /// The current state.
@@ -740,7 +763,7 @@ mod tests {
     }
 
     fn started_backup(s: Settings, clock: &Clock) -> Machine {
-        let mut m = Machine::new(s);
+        let mut m = Machine::new(s).unwrap();
         let out = m.handle(Event::Startup, clock.ms(0));
         assert_eq!(transitions(&out), vec![(State::Init, State::Backup)]);
         m
@@ -762,7 +785,7 @@ mod tests {
 
     #[test]
     fn timers_match_the_rfc_worked_values() {
-        let m = |p| Machine::new(settings(p, A_ADDR));
+        let m = |p| Machine::new(settings(p, A_ADDR)).unwrap();
         // keepalived's man page: priority 128, advert 1 s → 3.5 s.
         assert_eq!(m(128).skew_time(), Duration::from_millis(500));
         assert_eq!(m(128).master_down_interval(), Duration::from_millis(3_500));
@@ -780,15 +803,35 @@ mod tests {
         fast.advert_interval_cs = 10;
         // 100 ms adverts: 300 ms + (106 × 10 cs) / 256.
         assert_eq!(
-            Machine::new(fast).master_down_interval(),
+            Machine::new(fast).unwrap().master_down_interval(),
             Duration::from_micros(341_406)
         );
     }
 
     #[test]
+    fn settings_it_cannot_run_with_are_refused() {
+        let mut s = settings(0, A_ADDR);
+        assert_eq!(Machine::new(s).err(), Some(SettingsError::ZeroPriority));
+        s.priority = 100;
+        for bad in [0, 4096] {
+            s.advert_interval_cs = bad;
+            assert_eq!(
+                Machine::new(s).err(),
+                Some(SettingsError::AdvertInterval(bad))
+            );
+        }
+        s.advert_interval_cs = 4095;
+        s.garp.master_refresh = Duration::from_secs(60);
+        s.garp.refresh_repeat = 0;
+        assert_eq!(Machine::new(s).err(), Some(SettingsError::EmptyRefresh));
+        s.garp.refresh_repeat = 1;
+        assert!(Machine::new(s).is_ok());
+    }
+
+    #[test]
     fn init_startup_owner_becomes_master() {
         let clock = Clock::new();
-        let mut m = Machine::new(settings(255, A_ADDR));
+        let mut m = Machine::new(settings(255, A_ADDR)).unwrap();
         let out = m.handle(Event::Startup, clock.ms(0));
         assert_eq!(
             &out[..3],
@@ -807,7 +850,7 @@ mod tests {
     #[test]
     fn init_startup_becomes_backup() {
         let clock = Clock::new();
-        let mut m = Machine::new(settings(150, A_ADDR));
+        let mut m = Machine::new(settings(150, A_ADDR)).unwrap();
         let out = m.handle(Event::Startup, clock.ms(0));
         assert_eq!(
             out,
@@ -1152,7 +1195,7 @@ mod tests {
             refresh_repeat: 2,
             lower_prio_repeat: 3,
         };
-        let mut m = Machine::new(s);
+        let mut m = Machine::new(s).unwrap();
         let out = m.handle(Event::Startup, clock.ms(0));
         assert!(out.contains(&Action::Announce { repeat: 3 }));
         let bursts = |out: &[Action]| {
@@ -1226,7 +1269,7 @@ mod tests {
     #[test]
     fn a_fault_before_startup_starts_in_fault() {
         let clock = Clock::new();
-        let mut m = Machine::new(settings(255, A_ADDR));
+        let mut m = Machine::new(settings(255, A_ADDR)).unwrap();
         assert!(
             m.handle(Event::FaultRaised(Fault::InterfaceDown), clock.ms(0))
                 .is_empty()
@@ -1252,7 +1295,7 @@ mod tests {
     impl Pair {
         fn new(a: Settings, b: Settings) -> Self {
             Self {
-                machines: [Machine::new(a), Machine::new(b)],
+                machines: [Machine::new(a).unwrap(), Machine::new(b).unwrap()],
                 logs: [Vec::new(), Vec::new()],
                 link_up: true,
                 alive: [true, true],
@@ -1356,7 +1399,7 @@ mod tests {
             assert_eq!(pair.machines[1].state(), State::Master);
             // The old master restarts.
             pair.alive[0] = true;
-            pair.machines[0] = Machine::new(a);
+            pair.machines[0] = Machine::new(a).unwrap();
             pair.deliver(0, Event::Startup, clock.ms(20_000));
             pair.run_until(clock.ms(60_000));
             let want = if preempt {
