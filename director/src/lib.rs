@@ -12,7 +12,8 @@
 //! reloads, metrics, the weights that follow the real-server agents' load
 //! reports) and the health-check engine ([`health`]); the
 //! composition root that starts, runs and stops them all ([`daemon`]),
-//! which the `xvs-director` binary calls. All `unsafe` of the workspace lives
+//! which the `xvs-director` binary calls; and, not wired in yet, the VRRP
+//! election of primary and backup directors ([`ha`]). All `unsafe` of the workspace lives
 //! under `src/io/`; everything else denies it.
 //!
 //! Dependencies run one way: the data plane ([`pipeline`], [`conn`],
@@ -29,6 +30,7 @@ pub mod config;
 pub mod conn;
 pub mod control;
 pub mod daemon;
+pub mod ha;
 pub mod health;
 #[expect(
     unsafe_code,

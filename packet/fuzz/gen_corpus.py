@@ -285,6 +285,7 @@ def main():
                 fh.write(data)
         print(f"{target}: {len(seeds)} seeds, largest {max(len(s) for _, s in seeds)} bytes")
     load_report_seeds(root)
+    vrrp_seeds(root)
 
 
 # The load_report target verifies with this key (its id is 1); the seeds are
@@ -317,6 +318,64 @@ def load_report_seeds(root):
         with open(os.path.join(d, name), "wb") as fh:
             fh.write(data)
     print(f"load_report: {len(seeds)} seeds, largest {max(len(s) for s in seeds.values())} bytes")
+
+
+# The vrrp target verifies with keepalived's test key: bytes 00..1f, id 1.
+VRRP_KEY = bytes(range(32))
+
+
+def vrrp_signed(family, vrid, prio, interval, addrs, src, seq):
+    """A VRRPv3 advert with keepalived's auth_hmac trailer, as a bare message
+    (the checksum left zero: the tag reads it as zero, and the target
+    checks the tag, not the checksum, of a bare message)."""
+    msg = bytes([0x31, vrid, prio, len(addrs)]) + struct.pack("!HH", interval, 0) + b"".join(addrs)
+    pseudo = bytes([4 if family == 4 else 6, 3, vrid, 0]) + src.ljust(16, b"\0")
+    head = bytes([1, 1, 0, 0]) + struct.pack("!IHH", seq >> 32, (seq >> 16) & 0xFFFF, seq & 0xFFFF)
+    tag = hmac.new(VRRP_KEY, pseudo + msg + head + b"\0" * 16, hashlib.sha256).digest()[:16]
+    return msg + head + tag
+
+
+def pcap_datagrams(path):
+    """The IP datagrams of a classic little-endian Ethernet pcap."""
+    with open(path, "rb") as fh:
+        data = fh.read()
+    out, at = [], 24
+    while at + 16 <= len(data):
+        (n,) = struct.unpack("<I", data[at + 8:at + 12])
+        out.append(data[at + 16 + 14:at + 16 + n])
+        at += 16 + n
+    return out
+
+
+def vrrp_seeds(root):
+    here = os.path.dirname(os.path.abspath(__file__))
+    fixtures = os.path.join(here, "..", "tests", "fixtures")
+    seeds = {
+        # keepalived's draft appendix vectors (test/auth_hmac_test.c).
+        "draft_v4": bytes([0]) + bytes.fromhex(
+            "3133c80100644402c0000264010100006800000080000000"
+            "1b84bc4e8e43892dc6d98448f8ee2265"),
+        "draft_v6": bytes([1]) + bytes.fromhex(
+            "3133c8010064a2e9fe800000000000000000000000000100"
+            "010100006800000080000000c8c56146ebfd66ee10ec4d8186461b78"),
+        "signed_v4_two_addresses": bytes([0]) + vrrp_signed(
+            4, 51, 150, 100, [ip4("192.0.2.100"), ip4("192.0.2.101")], ip4("198.51.100.10"), 5 << 32),
+        "signed_v6_priority_0": bytes([1]) + vrrp_signed(
+            6, 52, 0, 50, [ip6("2001:db8::100")], ip6("fe80::10"), (7 << 32) | 3),
+    }
+    for family in ("v4", "v6"):
+        path = os.path.join(fixtures, f"keepalived-vrrp3-{family}.pcap")
+        grams = pcap_datagrams(path)
+        seeds[f"keepalived_{family}_advert"] = bytes([2]) + grams[0]
+        seeds[f"keepalived_{family}_stopping"] = bytes([2]) + grams[-1]
+    d = os.path.join(root, "vrrp")
+    os.makedirs(d, exist_ok=True)
+    for old in os.listdir(d):
+        os.remove(os.path.join(d, old))
+    for name, data in seeds.items():
+        with open(os.path.join(d, name), "wb") as fh:
+            fh.write(data)
+    print(f"vrrp: {len(seeds)} seeds, largest {max(len(s) for s in seeds.values())} bytes")
 
 
 if __name__ == "__main__":

@@ -31,6 +31,8 @@ pub enum IpProtocol {
     Ipv6NoNxt,
     /// IPv6 destination options (60).
     Ipv6Opts,
+    /// VRRP (112): the directors' advertisements.
+    Vrrp,
     /// Any other number, carried as it is.
     Unknown(u8),
 }
@@ -72,6 +74,7 @@ impl IpProtocol {
             58 => Self::Icmpv6,
             59 => Self::Ipv6NoNxt,
             60 => Self::Ipv6Opts,
+            112 => Self::Vrrp,
             other => Self::Unknown(other),
         }
     }
@@ -93,6 +96,7 @@ impl From<IpProtocol> for u8 {
             IpProtocol::Icmpv6 => 58,
             IpProtocol::Ipv6NoNxt => 59,
             IpProtocol::Ipv6Opts => 60,
+            IpProtocol::Vrrp => 112,
             IpProtocol::Unknown(other) => other,
         }
     }
@@ -107,6 +111,7 @@ impl core::fmt::Display for IpProtocol {
             Self::Icmpv6 => f.write_str("ICMPv6"),
             Self::Ipip => f.write_str("IPIP"),
             Self::Ipv6 => f.write_str("IPv6-in-IP"),
+            Self::Vrrp => f.write_str("VRRP"),
             other => write!(f, "proto {}", u8::from(*other)),
         }
     }

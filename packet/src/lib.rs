@@ -1,7 +1,8 @@
 //! `xvs-packet`: zero-copy views over the frames the xvs director touches,
 //! checksums (full and incremental), flow keys, and in-place rewrites for
 //! VS/NAT, VS/DR and VS/TUN; and the project's own wire formats, such as
-//! the real-server agent's authenticated [`load_report`].
+//! the real-server agent's authenticated [`load_report`] and the directors'
+//! [`vrrp`] advertisements.
 //!
 //! Contract: no I/O, no allocation, no `unsafe`. Every view has a checked
 //! constructor after which no accessor can panic; receive paths use only the
@@ -30,6 +31,7 @@ pub mod rewrite;
 pub mod tcp;
 pub mod tunnel;
 pub mod udp;
+pub mod vrrp;
 
 pub use parse::{FrameKind, IpFrame, ParseError, Parsed, parse, parse_into};
 

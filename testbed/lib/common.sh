@@ -80,6 +80,8 @@ XVS_PACKAGES=(
     wrk               # HTTP load from the client (demo, benchmarks)
     iputils-ping      # reachability checks
     tcpdump           # the DR suite's capture of what a real server receives and sends
+    keepalived        # VRRP only: the adverts packet/tests/vrrp_captures.rs decodes, the HA interop drill
+    tshark            # decodes the director's own VRRP adverts (packet/tests/vrrp_captures.rs)
     python3           # UDP echo server and client, stats file reader
     systemd           # systemd-analyze: the agent's test verifies xvs-agent.service
     haproxy           # the agent's HAProxy agent-check face, tested against HAProxy itself (e2e/agent.sh)
