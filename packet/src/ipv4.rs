@@ -287,8 +287,12 @@ pub(crate) fn be16(b: &[u8]) -> u16 {
     u16::from_be_bytes([b[0], b[1]])
 }
 
+pub(crate) fn be32(b: &[u8]) -> u32 {
+    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+}
+
 fn addr(b: &[u8]) -> Ipv4Addr {
-    Ipv4Addr::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    Ipv4Addr::from(be32(b))
 }
 
 #[cfg(test)]

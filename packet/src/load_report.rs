@@ -35,6 +35,8 @@ use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use hmac::{KeyInit, Mac};
 use sha2::Sha256;
 
+use crate::ipv4::{be16, be32};
+
 type HmacSha256 = hmac::Hmac<Sha256>;
 
 /// The first four bytes of every report: "XVSL".
@@ -356,14 +358,6 @@ impl fmt::Debug for ReportKey {
             .field("id", &self.id)
             .finish_non_exhaustive()
     }
-}
-
-fn be16(b: &[u8]) -> u16 {
-    u16::from_be_bytes([b[0], b[1]])
-}
-
-fn be32(b: &[u8]) -> u32 {
-    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
 }
 
 fn be64(b: &[u8]) -> u64 {

@@ -1,7 +1,7 @@
 //! TCP headers: ports, sequence numbers, flags and the checksum; options are
 //! skipped by the data offset.
 
-use crate::ipv4::be16;
+use crate::ipv4::{be16, be32};
 
 /// Why a TCP header was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,13 +120,11 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
     /// Sequence number.
     pub fn seq_number(&self) -> u32 {
-        let b = &self.buffer.as_ref()[field::SEQ_NUM];
-        u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+        be32(&self.buffer.as_ref()[field::SEQ_NUM])
     }
     /// Acknowledgement number.
     pub fn ack_number(&self) -> u32 {
-        let b = &self.buffer.as_ref()[field::ACK_NUM];
-        u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+        be32(&self.buffer.as_ref()[field::ACK_NUM])
     }
     /// Header length in bytes (data offset × 4).
     pub fn header_len(&self) -> usize {

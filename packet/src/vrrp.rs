@@ -45,6 +45,7 @@ use sha2::Sha256;
 use crate::checksum;
 use crate::ethernet::{self, EtherType, MacAddr};
 use crate::ip::IpProtocol;
+use crate::ipv4::{be16, be32};
 use crate::{ipv4, ipv6};
 
 type HmacSha256 = hmac::Hmac<Sha256>;
@@ -188,14 +189,6 @@ impl fmt::Display for VrrpError {
 }
 
 impl core::error::Error for VrrpError {}
-
-fn be16(b: &[u8]) -> u16 {
-    u16::from_be_bytes([b[0], b[1]])
-}
-
-fn be32(b: &[u8]) -> u32 {
-    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
-}
 
 /// A view over a VRRP message (what follows the IP header).
 #[derive(Debug, Clone)]
