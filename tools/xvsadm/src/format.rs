@@ -1001,13 +1001,12 @@ UDP  10.0.0.100:53 rr
         vec![dns, web]
     }
 
-    #[test]
-    fn stats_abbreviate_and_exact_does_not() {
-        let abbreviated = "IP Virtual Server version 1.2.1 (size=4096)\nProt LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes\n  -> RemoteAddress:Port\nTCP  10.0.0.100:80                   12345 99999999  100000K    1000M     123T\n  -> 192.168.1.11:80                     5  999999K   99999M     100G   99999G\nUDP  [2001:db8::1]:53                    0        0        0        0        0\n  -> [2001:db8::2]:53                    0        0        0        0        0\n";
-        let exact = "IP Virtual Server version 1.2.1 (size=4096)\nProt LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes\n  -> RemoteAddress:Port\nTCP  10.0.0.100:80                   12345 99999999 100000000 1000000000 123456789012345\n  -> 192.168.1.11:80                     5 999999999 99999999999 100000000000 99999999999999\nUDP  [2001:db8::1]:53                    0        0        0        0        0\n  -> [2001:db8::2]:53                    0        0        0        0        0\n";
+    /// The counters table listed with `columns`, abbreviated and then with
+    /// `--exact`.
+    fn assert_abbreviated_and_exact(columns: Columns, abbreviated: &str, exact: &str) {
         let table = counters_table();
         let info = TableInfo::default();
-        let format = numeric(Columns::Stats);
+        let format = numeric(columns);
         assert_eq!(list_table(&info, &table, &format, &Numeric), abbreviated);
         let format = ListFormat {
             exact: true,
@@ -1017,18 +1016,17 @@ UDP  10.0.0.100:53 rr
     }
 
     #[test]
+    fn stats_abbreviate_and_exact_does_not() {
+        let abbreviated = "IP Virtual Server version 1.2.1 (size=4096)\nProt LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes\n  -> RemoteAddress:Port\nTCP  10.0.0.100:80                   12345 99999999  100000K    1000M     123T\n  -> 192.168.1.11:80                     5  999999K   99999M     100G   99999G\nUDP  [2001:db8::1]:53                    0        0        0        0        0\n  -> [2001:db8::2]:53                    0        0        0        0        0\n";
+        let exact = "IP Virtual Server version 1.2.1 (size=4096)\nProt LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes\n  -> RemoteAddress:Port\nTCP  10.0.0.100:80                   12345 99999999 100000000 1000000000 123456789012345\n  -> 192.168.1.11:80                     5 999999999 99999999999 100000000000 99999999999999\nUDP  [2001:db8::1]:53                    0        0        0        0        0\n  -> [2001:db8::2]:53                    0        0        0        0        0\n";
+        assert_abbreviated_and_exact(Columns::Stats, abbreviated, exact);
+    }
+
+    #[test]
     fn rates_abbreviate_except_server_cps_and_pps() {
         let abbreviated = "IP Virtual Server version 1.2.1 (size=4096)\nProt LocalAddress:Port                 CPS    InPPS   OutPPS    InBPS   OutBPS\n  -> RemoteAddress:Port\nTCP  10.0.0.100:80                       1  150000K        0    2500M       42\n  -> 192.168.1.11:80              123456789012        7        0  100000K        5\nUDP  [2001:db8::1]:53                    0        0        0        0        0\n  -> [2001:db8::2]:53                    0        0        0        0        0\n";
         let exact = "IP Virtual Server version 1.2.1 (size=4096)\nProt LocalAddress:Port                 CPS    InPPS   OutPPS    InBPS   OutBPS\n  -> RemoteAddress:Port\nTCP  10.0.0.100:80                       1 150000000        0 2500000000       42\n  -> 192.168.1.11:80              123456789012        7        0 100000000        5\nUDP  [2001:db8::1]:53                    0        0        0        0        0\n  -> [2001:db8::2]:53                    0        0        0        0        0\n";
-        let table = counters_table();
-        let info = TableInfo::default();
-        let format = numeric(Columns::Rate);
-        assert_eq!(list_table(&info, &table, &format, &Numeric), abbreviated);
-        let format = ListFormat {
-            exact: true,
-            ..format
-        };
-        assert_eq!(list_table(&info, &table, &format, &Numeric), exact);
+        assert_abbreviated_and_exact(Columns::Rate, abbreviated, exact);
     }
 
     #[test]
