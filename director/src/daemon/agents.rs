@@ -13,6 +13,7 @@
 //! source address, and the table of sources logged is bounded, so that a
 //! flood from spoofed addresses costs counting only.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,7 +22,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam::channel::Sender;
 use log::{info, warn};
-use rustc_hash::FxHashMap;
 use serde_json::{Value, json};
 
 use crate::control::agents::{AgentShared, Receiver, Rejection};
@@ -168,20 +168,30 @@ fn log_refused(from: SocketAddr, len: usize, reason: Rejection) {
 }
 
 /// At most one line per source address a minute, for a bounded number of
-/// sources.
+/// sources. Keyed by source addresses anyone can forge, so the map uses
+/// std's randomly keyed hasher (not Fx, which is for keys from the
+/// configuration), and a full table is swept at most once a second, so that
+/// a flood of new sources costs a lookup each, not a sweep each.
 #[derive(Debug, Default)]
 struct LogLimiter {
-    last: FxHashMap<IpAddr, Instant>,
+    last: HashMap<IpAddr, Instant>,
+    swept_at: Option<Instant>,
 }
 
 impl LogLimiter {
     fn may_log(&mut self, source: IpAddr, now: Instant) -> bool {
-        if let Some(at) = self.last.get(&source)
-            && now.duration_since(*at) < LOG_EVERY
-        {
-            return false;
-        }
-        if self.last.len() >= LOG_SOURCES && !self.last.contains_key(&source) {
+        if let Some(at) = self.last.get(&source) {
+            if now.duration_since(*at) < LOG_EVERY {
+                return false;
+            }
+        } else if self.last.len() >= LOG_SOURCES {
+            if self
+                .swept_at
+                .is_some_and(|at| now.duration_since(at) < Duration::from_secs(1))
+            {
+                return false;
+            }
+            self.swept_at = Some(now);
             self.last
                 .retain(|_, at| now.duration_since(*at) < LOG_EVERY);
             if self.last.len() >= LOG_SOURCES {
@@ -215,5 +225,29 @@ mod tests {
             "198.51.100.7".parse().unwrap(),
             t0 + Duration::from_secs(121)
         ));
+    }
+
+    #[test]
+    fn a_full_table_is_swept_once_a_second_at_most() {
+        let mut limiter = LogLimiter::default();
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let source = |i: u32| IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+        // Two entries that expire a little apart, then a full table.
+        assert!(limiter.may_log(source(0), at(0)));
+        assert!(limiter.may_log(source(1), at(1_200)));
+        for i in 2..LOG_SOURCES as u32 {
+            assert!(limiter.may_log(source(i), at(30_000)));
+        }
+        let (x, y): (IpAddr, IpAddr) = (
+            "198.51.100.7".parse().unwrap(),
+            "198.51.100.8".parse().unwrap(),
+        );
+        // The first sweep makes room (source 0 expired).
+        assert!(limiter.may_log(x, at(61_000)));
+        // Source 1 has expired too, but the table was swept half a second
+        // ago: a flood of new sources must not cost a sweep each.
+        assert!(!limiter.may_log(y, at(61_500)));
+        assert!(limiter.may_log(y, at(62_100)));
     }
 }
