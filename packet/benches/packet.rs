@@ -1,6 +1,7 @@
 //! Per-frame costs of the packet layer on realistic frames (built here with
 //! etherparse): parsing, the NAT rewrites, IPIP encapsulation and the ICMP
-//! error rewrite. Issue 2's targets on the testbed machine: parse + NAT
+//! error rewrite; and the director's cost per VRRP advertisement (build and
+//! sign one, check and verify one, refuse a forged one). Issue 2's targets on the testbed machine: parse + NAT
 //! inbound ≤ 30 ns, encapsulation ≤ 40 ns.
 //!
 //! Run: `cargo bench -p xvs-packet --bench packet -- --warm-up-time 1 --measurement-time 3`
@@ -21,6 +22,7 @@ use etherparse::{PacketBuilder, TcpOptionElement};
 use xvs_packet::icmp_error::nat_error_outbound;
 use xvs_packet::rewrite::nat_inbound;
 use xvs_packet::tunnel::{OuterSource, Tunnel, encapsulate};
+use xvs_packet::vrrp::{self, Addresses, Advert, AuthKey, Family, Signing};
 use xvs_packet::{FrameKind, IpFrame, Parsed, parse, parse_into};
 
 const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
@@ -254,5 +256,48 @@ fn benches(c: &mut Criterion) {
     });
 }
 
-criterion_group!(packet, benches);
+/// One signed IPv4 advert for two addresses, as a director sends it every
+/// advert interval; then the receiver's whole check of it.
+fn vrrp_benches(c: &mut Criterion) {
+    let key = AuthKey::new(1, &[0x5a; 32]).expect("a 32-byte key");
+    let vips = [
+        "203.0.113.10".parse().unwrap(),
+        "203.0.113.11".parse().unwrap(),
+    ];
+    let advert = Advert {
+        vrid: 51,
+        priority: 150,
+        max_advert_interval: 100,
+        addresses: Addresses::V4(&vips),
+    };
+    let (src, dst) = (addr("198.51.100.10"), addr("224.0.0.18"));
+    let signing = Signing::Hmac {
+        key: &key,
+        sequence: 1,
+    };
+    let mut buf = [0u8; 128];
+    c.bench_function("vrrp_emit_signed_v4", |b| {
+        b.iter(|| black_box(advert.emit(black_box(src), dst, &signing, &mut buf)))
+    });
+    let len = advert.emit(src, dst, &signing, &mut buf).expect("it fits");
+    let signed = buf[..len].to_vec();
+    let check = |message: &[u8]| {
+        let packet = vrrp::Packet::new_checked(message, Family::V4).ok()?;
+        packet.verify_checksum(src, dst).then_some(())?;
+        packet.verify_hmac(src, &key).ok()
+    };
+    assert_eq!(check(&signed), Some(()));
+    c.bench_function("vrrp_check_and_verify_v4", |b| {
+        b.iter(|| black_box(check(black_box(&signed))))
+    });
+    let mut forged = signed.clone();
+    let last = forged.len() - 1;
+    forged[last] ^= 1; // the tag's last byte: the checksum does not cover it
+    assert_eq!(check(&forged), None);
+    c.bench_function("vrrp_refuse_forged_v4", |b| {
+        b.iter(|| black_box(check(black_box(&forged))))
+    });
+}
+
+criterion_group!(packet, benches, vrrp_benches);
 criterion_main!(packet);
