@@ -40,6 +40,8 @@ pub mod io;
 pub mod kernel;
 pub mod pipeline;
 pub mod run;
+#[cfg(test)]
+pub(crate) mod test_support;
 pub mod types;
 
 pub use conn::ForwardMethod;

@@ -623,20 +623,11 @@ mod tests {
     use crate::config::ClusterConfig;
     use crate::io::{Burst, RxFrame};
     use crate::pipeline::{HEADROOM, IfaceId};
+    use crate::test_support::two_interfaces;
 
-    const CONFIG: &str = r#"
-[[interfaces]]
-name = "c0"
-role = "client"
-mac = "02:00:00:00:01:01"
-addresses = ["198.51.100.1/24"]
-
-[[interfaces]]
-name = "s0"
-role = "server"
-mac = "02:00:00:00:02:01"
-addresses = ["192.0.2.1/24"]
-
+    const CONFIG: &str = concat!(
+        two_interfaces!(),
+        r#"
 [[services]]
 proto = "udp"
 vip = "203.0.113.10"
@@ -650,7 +641,8 @@ method = "nat"
 interface = "s0"
 address = "192.0.2.11"
 mac = "02:00:00:00:00:11"
-"#;
+"#
+    );
 
     /// A UDP datagram from client port `sport` to the service.
     fn datagram(sport: u16) -> Vec<u8> {

@@ -19,14 +19,13 @@
 
 mod common;
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use common::netns::Namespaces;
 use common::{ip, skip};
-use nix::sched::{CloneFlags, setns};
 use xvs_director::config::ClusterConfig;
 use xvs_director::daemon::{Backend, ConfigSource, Daemon, DaemonOptions, Error};
 use xvs_director::io::afxdp::ZeroCopy;
@@ -36,8 +35,7 @@ use xvs_director::run::PollMode;
 /// Two namespaces and two veth pairs, removed on drop (even after a failed
 /// assertion).
 struct Testbed {
-    director: String,
-    peer: String,
+    netns: Namespaces,
     client_dev: String,
     server_dev: String,
     /// Where the director's control socket and stats file go.
@@ -48,13 +46,12 @@ impl Testbed {
     fn new() -> Result<Self, String> {
         let n = std::process::id() % 100_000;
         let bed = Self {
-            director: format!("xvs{n}a"),
-            peer: format!("xvs{n}b"),
+            netns: Namespaces::add(format!("xvs{n}a"), format!("xvs{n}b"))?,
             client_dev: format!("xvs{n}c"),
             server_dev: format!("xvs{n}s"),
             dir: std::env::temp_dir().join(format!("xvs-daemon-test-{n}")),
         };
-        // Built before the first command, so that a failure half-way is
+        // Built before the first link, so that a failure half-way is
         // cleaned up by Drop.
         bed.set_up()?;
         Ok(bed)
@@ -62,17 +59,13 @@ impl Testbed {
 
     fn set_up(&self) -> Result<(), String> {
         std::fs::create_dir_all(&self.dir).map_err(|e| e.to_string())?;
-        let (d, p) = (&self.director, &self.peer);
-        ip(&["netns", "add", d])?;
-        ip(&["netns", "add", p])?;
+        let (d, p) = (&self.netns.director, &self.netns.peer);
         for (dev, mac, addr) in [
             (&self.client_dev, "02:00:00:00:c0:01", "198.51.100.1/24"),
             (&self.server_dev, "02:00:00:00:5e:01", "192.0.2.1/24"),
         ] {
             let peer_dev = format!("{dev}p");
-            ip(&[
-                "-n", d, "link", "add", dev, "type", "veth", "peer", "name", &peer_dev, "netns", p,
-            ])?;
+            self.netns.veth(dev, &peer_dev)?;
             ip(&["-n", d, "link", "set", dev, "address", mac, "up"])?;
             ip(&["-n", p, "link", "set", &peer_dev, "up"])?;
             ip(&["-n", d, "addr", "add", addr, "dev", dev])?;
@@ -139,22 +132,14 @@ weight = 10
     /// Runs `f` on a thread inside the director's namespace (the daemon's
     /// threads, started from it, live there too).
     fn in_director<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let path = format!("/run/netns/{}", self.director);
-        std::thread::spawn(move || {
-            let ns = File::open(&path).unwrap();
-            setns(&ns, CloneFlags::CLONE_NEWNET).unwrap();
-            f()
-        })
-        .join()
-        .unwrap()
+        self.netns.in_director(f)
     }
 }
 
 impl Drop for Testbed {
     fn drop(&mut self) {
-        // Deleting the namespaces deletes the veth pairs with them.
-        let _ = ip(&["netns", "del", &self.director]);
-        let _ = ip(&["netns", "del", &self.peer]);
+        // The namespaces, and the veth pairs in them, go when `netns`
+        // drops, after this.
         let _ = std::fs::remove_dir_all(&self.dir);
         // The interface locks' files (the director leaves them, empty, for
         // the next one): these interfaces' are gone for good.

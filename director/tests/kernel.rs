@@ -20,14 +20,13 @@
 
 mod common;
 
-use std::fs::File;
 use std::net::IpAddr;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::netns::Namespaces;
 use common::{ip, skip};
-use nix::sched::{CloneFlags, setns};
 use xvs_director::config::ClusterConfig;
 use xvs_director::kernel::{KernelError, NeighbourWatcher, discover};
 use xvs_director::pipeline::{IfaceId, Neighbours};
@@ -35,8 +34,7 @@ use xvs_director::pipeline::{IfaceId, Neighbours};
 /// Two namespaces and a veth pair, removed on drop (even after a failed
 /// assertion).
 struct Testbed {
-    director: String,
-    peer: String,
+    netns: Namespaces,
     /// The director's end of the veth.
     dev: String,
     /// The peer's end.
@@ -47,24 +45,20 @@ impl Testbed {
     fn new() -> Result<Self, String> {
         let n = std::process::id() % 100_000;
         let bed = Self {
-            director: format!("xvs{n}d"),
-            peer: format!("xvs{n}p"),
+            netns: Namespaces::add(format!("xvs{n}d"), format!("xvs{n}p"))?,
             dev: format!("xvs{n}d0"),
             peer_dev: format!("xvs{n}p0"),
         };
-        // Built before the first command, so that a failure half-way is
+        // Built before the first link, so that a failure half-way is
         // cleaned up by Drop.
         bed.set_up()?;
         Ok(bed)
     }
 
     fn set_up(&self) -> Result<(), String> {
-        let (d, p, dev, peer_dev) = (&self.director, &self.peer, &self.dev, &self.peer_dev);
-        ip(&["netns", "add", d])?;
-        ip(&["netns", "add", p])?;
-        ip(&[
-            "-n", d, "link", "add", dev, "type", "veth", "peer", "name", peer_dev, "netns", p,
-        ])?;
+        let (d, p) = (&self.netns.director, &self.netns.peer);
+        let (dev, peer_dev) = (&self.dev, &self.peer_dev);
+        self.netns.veth(dev, peer_dev)?;
         ip(&[
             "-n",
             d,
@@ -127,7 +121,14 @@ impl Testbed {
 
     fn peer_mac(&self) -> String {
         let out = Command::new("ip")
-            .args(["-n", &self.peer, "-br", "link", "show", &self.peer_dev])
+            .args([
+                "-n",
+                &self.netns.peer,
+                "-br",
+                "link",
+                "show",
+                &self.peer_dev,
+            ])
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -139,22 +140,7 @@ impl Testbed {
 
     /// Runs `f` on a thread inside the director's namespace.
     fn in_director<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let path = format!("/run/netns/{}", self.director);
-        std::thread::spawn(move || {
-            let ns = File::open(&path).unwrap();
-            setns(&ns, CloneFlags::CLONE_NEWNET).unwrap();
-            f()
-        })
-        .join()
-        .unwrap()
-    }
-}
-
-impl Drop for Testbed {
-    fn drop(&mut self) {
-        // Deleting the namespaces deletes the veth pair with them.
-        let _ = ip(&["netns", "del", &self.director]);
-        let _ = ip(&["netns", "del", &self.peer]);
+        self.netns.in_director(f)
     }
 }
 
@@ -263,7 +249,7 @@ fn discovery_and_a_watcher_that_resolves_on_request() {
     // The kernel forgets it: so does the table.
     ip(&[
         "-n",
-        &bed.director,
+        &bed.netns.director,
         "neigh",
         "del",
         "192.0.2.2",

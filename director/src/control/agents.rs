@@ -645,6 +645,7 @@ mod tests {
     use xvs_packet::load_report::{LoadReport, REPORT_LEN};
 
     use super::*;
+    use crate::test_support::two_interfaces;
 
     const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
     const NOW: u64 = 1_790_000_000_000;
@@ -768,19 +769,9 @@ mod tests {
 
     // ---- the weights in the control plane, on a fake clock ----------------
 
-    const CONFIG: &str = r#"
-[[interfaces]]
-name = "c0"
-role = "client"
-mac = "02:00:00:00:01:01"
-addresses = ["198.51.100.1/24"]
-
-[[interfaces]]
-name = "s0"
-role = "server"
-mac = "02:00:00:00:02:01"
-addresses = ["192.0.2.1/24"]
-
+    const CONFIG: &str = concat!(
+        two_interfaces!(),
+        r#"
 [[services]]
 proto = "tcp"
 vip = "203.0.113.10"
@@ -803,7 +794,8 @@ port = 443
 address = "192.0.2.11"
 method = "nat"
 weight = 4
-"#;
+"#
+    );
 
     struct Plane {
         table: ServiceTable,

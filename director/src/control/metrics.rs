@@ -661,20 +661,11 @@ mod tests {
     use crate::control::plane::NoHooks;
     use crate::control::table::ServiceTable;
     use crate::pipeline::{Director, Neighbours};
+    use crate::test_support::two_interfaces;
 
-    const CONFIG: &str = r#"
-[[interfaces]]
-name = "c0"
-role = "client"
-mac = "02:00:00:00:01:01"
-addresses = ["198.51.100.1/24"]
-
-[[interfaces]]
-name = "s0"
-role = "server"
-mac = "02:00:00:00:02:01"
-addresses = ["192.0.2.1/24"]
-
+    const CONFIG: &str = concat!(
+        two_interfaces!(),
+        r#"
 [[services]]
 proto = "tcp"
 vip = "203.0.113.10"
@@ -687,7 +678,8 @@ weight = 20
 address = "192.0.2.12"
 method = "nat"
 weight = 3
-"#;
+"#
+    );
 
     #[test]
     fn agent_metrics_per_real_server_and_reports_by_result() {

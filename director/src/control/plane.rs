@@ -848,23 +848,15 @@ mod tests {
     use super::*;
     use crate::control::proto::{ForwardMethod, Protocol, ServerParams, ServiceId, ServiceParams};
     use crate::pipeline::Neighbours;
+    use crate::test_support::two_interfaces;
 
-    const CONFIG: &str = r#"
+    const CONFIG: &str = concat!(
+        r#"
 [conn_table]
 capacity = 4096
-
-[[interfaces]]
-name = "c0"
-role = "client"
-mac = "02:00:00:00:01:01"
-addresses = ["198.51.100.1/24"]
-
-[[interfaces]]
-name = "s0"
-role = "server"
-mac = "02:00:00:00:02:01"
-addresses = ["192.0.2.1/24"]
-
+"#,
+        two_interfaces!(),
+        r#"
 [[services]]
 proto = "tcp"
 vip = "203.0.113.10"
@@ -873,7 +865,8 @@ scheduler = "wlc"
 [[services.real_servers]]
 address = "192.0.2.11"
 method = "nat"
-"#;
+"#
+    );
 
     /// Hooks that refuse any state that serves `refused`, and remember
     /// the VIPs of the last state they accepted (what the kernel's maps

@@ -133,27 +133,21 @@ pub fn restart_keys(running: &ClusterConfig, file: &ClusterConfig) -> Vec<Restar
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::two_interfaces;
 
-    const BASE: &str = r#"
+    const BASE: &str = concat!(
+        r#"
 [conn_table]
 capacity = 4096
 
 [control]
 socket = "/run/xvs/a.sock"
-
-[[interfaces]]
-name = "c0"
-role = "client"
-mac = "02:00:00:00:01:01"
-addresses = ["198.51.100.1/24"]
-mtu = 1500
-
-[[interfaces]]
-name = "s0"
-role = "server"
-mac = "02:00:00:00:02:01"
-addresses = ["192.0.2.1/24"]
-
+"#,
+        two_interfaces!(
+            c0 { "addresses = [\"198.51.100.1/24\"]\nmtu = 1500" },
+            s0 { r#"addresses = ["192.0.2.1/24"]"# }
+        ),
+        r#"
 [[services]]
 proto = "tcp"
 vip = "203.0.113.10"
@@ -162,7 +156,8 @@ scheduler = "wlc"
 [[services.real_servers]]
 address = "192.0.2.11"
 method = "nat"
-"#;
+"#
+    );
 
     fn config(text: &str) -> ClusterConfig {
         ClusterConfig::parse("t.toml", text).unwrap()

@@ -535,24 +535,16 @@ mod tests {
     use crate::control::proto::{Protocol, ServiceId, ServiceParams, TableView};
     use crate::control::table::ServiceTable;
     use crate::pipeline::{Neighbours, Worker};
+    use crate::test_support::two_interfaces;
     use xvs_packet::IpProtocol;
 
-    const CONFIG: &str = r#"
+    const CONFIG: &str = concat!(
+        r#"
 [conn_table]
 capacity = 131072
-
-[[interfaces]]
-name = "c0"
-role = "client"
-mac = "02:00:00:00:01:01"
-addresses = ["198.51.100.1/24"]
-
-[[interfaces]]
-name = "s0"
-role = "server"
-mac = "02:00:00:00:02:01"
-addresses = ["192.0.2.1/24"]
-"#;
+"#,
+        two_interfaces!()
+    );
 
     /// A director, its control plane and a control socket whose requests
     /// arrive on the returned receiver (the test plays the main thread).

@@ -898,20 +898,14 @@ fn no_destination(service: ServiceId, addr: IpAddr, port: u16) -> ControlError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::two_interfaces;
 
-    const BASE: &str = r#"
-[[interfaces]]
-name = "c0"
-role = "client"
-mac = "02:00:00:00:01:01"
-addresses = ["198.51.100.1/24"]
-
-[[interfaces]]
-name = "s0"
-role = "server"
-mac = "02:00:00:00:02:01"
-addresses = ["192.0.2.1/24", "2001:db8:5::1/64"]
-
+    const BASE: &str = concat!(
+        two_interfaces!(
+            c0 { r#"addresses = ["198.51.100.1/24"]"# },
+            s0 { r#"addresses = ["192.0.2.1/24", "2001:db8:5::1/64"]"# }
+        ),
+        r#"
 [[services]]
 proto = "tcp"
 vip = "203.0.113.10"
@@ -934,7 +928,8 @@ scheduler = "rr"
 [[services.real_servers]]
 address = "192.0.2.11"
 method = "nat"
-"#;
+"#
+    );
 
     fn config(text: &str) -> ClusterConfig {
         ClusterConfig::parse("t.toml", text).unwrap()

@@ -175,6 +175,7 @@ mod tests {
     use super::*;
     use crate::config::ClusterConfig;
     use crate::control::table::ServiceTable;
+    use crate::test_support::two_interfaces;
 
     /// What happened to the fake parts, in order: `start a`, `stop a`…
     type Journal = Rc<RefCell<Vec<String>>>;
@@ -237,26 +238,17 @@ mod tests {
     fn snapshot() -> Snapshot {
         let config = ClusterConfig::parse(
             "t.toml",
-            r#"
-[[interfaces]]
-name = "c0"
-role = "client"
-mac = "02:00:00:00:01:01"
-addresses = ["198.51.100.1/24"]
-
-[[interfaces]]
-name = "s0"
-role = "server"
-mac = "02:00:00:00:02:01"
-addresses = ["192.0.2.1/24"]
-
+            concat!(
+                two_interfaces!(),
+                r#"
 [[services]]
 proto = "tcp"
 vip = "203.0.113.10"
 port = 80
 [[services.real_servers]]
 address = "192.0.2.11"
-"#,
+"#
+            ),
         )
         .unwrap();
         ServiceTable::from_config(&config, 1).unwrap().snapshot()

@@ -506,20 +506,11 @@ fn dr_changes_only_macs_and_ttl() {
     run(&fixtures);
 }
 
-#[test]
-fn tun_encapsulates_to_the_real_server() {
-    let vip = "203.0.113.30";
-    let inner = tcp(
-        (CLIENT_MAC, CLIENT_IF_MAC),
-        C4,
-        vip,
-        (40000, 80),
-        "S",
-        63,
-        b"",
-    );
-    // Outer IPv4: server0's address -> rs3, protocol 4, TTL = inner's (63),
-    // DF as the inner packet (etherparse sets DF), ident 1.
+/// `inner` (an Ethernet frame whose IPv4 packet has TTL 63) as TUN sends
+/// it to rs3: outer IPv4 from server0's address to rs3, protocol 4, TTL =
+/// inner's (63), DF as the inner packet (etherparse sets DF), ident 1 (the
+/// first tunnel packet of a fresh worker).
+fn ipip_to_rs3(inner: &[u8]) -> Vec<u8> {
     let mut outer = Vec::new();
     let mut h = etherparse::Ipv4Header::new(
         (inner.len() - 14) as u16,
@@ -541,6 +532,22 @@ fn tun_encapsulates_to_the_real_server() {
     .unwrap();
     h.write(&mut outer).unwrap();
     outer.extend_from_slice(&inner[14..]);
+    outer
+}
+
+#[test]
+fn tun_encapsulates_to_the_real_server() {
+    let vip = "203.0.113.30";
+    let inner = tcp(
+        (CLIENT_MAC, CLIENT_IF_MAC),
+        C4,
+        vip,
+        (40000, 80),
+        "S",
+        63,
+        b"",
+    );
+    let outer = ipip_to_rs3(&inner);
     let fixtures = [Fixture {
         description: "TUN: IPIP from server0's address to rs3, inner TTL decremented",
         rx: CLIENT,
@@ -1681,30 +1688,9 @@ fn partial_checksums_leave_completed_for_nat_dr_and_tun() {
     let rs = "192.0.2.11";
     let request = b"GET / HTTP/1.1\r\n\r\n";
     // TUN's expected frame: the inner packet with a full checksum, TTL 63,
-    // in the outer header of `tun_encapsulates_to_the_real_server` (ident
-    // 1: the first tunnel packet of a fresh worker).
+    // in the outer header of `tun_encapsulates_to_the_real_server`.
     let inner = tcp(in_macs, C4, "203.0.113.30", (40002, 80), "S", 63, b"");
-    let mut h = etherparse::Ipv4Header::new(
-        (inner.len() - 14) as u16,
-        63,
-        etherparse::IpNumber::IPV4,
-        ip4("192.0.2.1"),
-        ip4("192.0.2.13"),
-    )
-    .unwrap();
-    h.identification = 1;
-    h.dont_fragment = true;
-    h.header_checksum = h.calc_header_checksum();
-    let mut tunnelled = Vec::new();
-    etherparse::Ethernet2Header {
-        source: SERVER_IF_MAC,
-        destination: RS3_MAC,
-        ether_type: etherparse::EtherType::IPV4,
-    }
-    .write(&mut tunnelled)
-    .unwrap();
-    h.write(&mut tunnelled).unwrap();
-    tunnelled.extend_from_slice(&inner[14..]);
+    let tunnelled = ipip_to_rs3(&inner);
     let partial = |f: Vec<u8>| with_partial_checksum(&f);
     let fixtures = [
         Fixture {

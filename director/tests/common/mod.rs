@@ -1,5 +1,6 @@
 //! Helpers the root-only namespace tests share.
 
+pub mod netns;
 pub mod skip;
 
 use std::process::Command;
