@@ -261,8 +261,8 @@ fn benches(c: &mut Criterion) {
 fn vrrp_benches(c: &mut Criterion) {
     let key = AuthKey::new(1, &[0x5a; 32]).expect("a 32-byte key");
     let vips = [
-        "203.0.113.10".parse().unwrap(),
-        "203.0.113.11".parse().unwrap(),
+        "203.0.113.10".parse().expect("an address"),
+        "203.0.113.11".parse().expect("an address"),
     ];
     let advert = Advert {
         vrid: 51,
