@@ -27,26 +27,9 @@ set -euo pipefail
 # shellcheck source=../lib/e2e.sh
 . "$(dirname "$0")/../lib/e2e.sh"
 
-backend=xdp
-while [ $# -gt 0 ]; do
-    case $1 in
-    --backend) backend=${2:?}; shift 2 ;;
-    *) echo "usage: $0 [--backend xdp|packet]" >&2; exit 2 ;;
-    esac
-done
-case $backend in xdp | packet) ;; *) die "--backend: '$backend' is not xdp or packet" ;; esac
+e2e_parse_backend "$@"
 
-check_ns_prefix
-STATE=${XVS_TESTBED_STATE:-$(xvs_default_state)}
-XVS_BIN=${XVS_BIN:-$XVS_ROOT/target/release}
-export XVS_TESTBED_STATE=$STATE XVS_BIN
-PY=/usr/bin/python3
-[ -x "$PY" ] || PY=python3
-CLUSTER=$XVS_ROOT/testbed/cluster.sh
-LIB=$XVS_ROOT/testbed/lib
-VIP4=203.0.113.10
-URL=http://$VIP4/
-export XVSADM_SOCKET=$STATE/control.sock
+e2e_env
 
 e2e_preflight health.sh xvs-director xvsadm
 

@@ -70,14 +70,7 @@ case $backend in
 esac
 case $balancer in xvs | nft) ;; *) die "--balancer: '$balancer' is not xvs or nft" ;; esac
 
-check_ns_prefix
-STATE=${XVS_TESTBED_STATE:-$(xvs_default_state)}
-XVS_BIN=${XVS_BIN:-$XVS_ROOT/target/release}
-export XVS_TESTBED_STATE=$STATE XVS_BIN
-PY=/usr/bin/python3
-[ -x "$PY" ] || PY=python3
-CLUSTER=$XVS_ROOT/testbed/cluster.sh
-VIP4=203.0.113.10
+e2e_env
 VIP6=2001:db8:f::10
 MODE=${mode^^}
 if [ "$balancer" = xvs ]; then label="xvs-director ($backend backend)"; else label="nftables DNAT (the kernel)"; fi
