@@ -54,15 +54,7 @@ cleanup() {
     local rc=$? p
     for p in "${burners[@]}"; do kill "$p" 2>/dev/null || true; done
     for p in "${burners[@]}"; do wait "$p" 2>/dev/null || true; done
-    if [ "$cluster_up" = 1 ]; then
-        if [ "$failures" -gt 0 ] && [ -f "$STATE/director.log" ]; then
-            echo "--- the end of $STATE/director.log ---"
-            tail -n 30 "$STATE/director.log" || true
-            echo "--- xvsadm -L -n --load ---"
-            xvsadm -L -n --load || true
-        fi
-        "$CLUSTER" down >/dev/null || true
-    fi
+    e2e_cluster_down 30 xvsadm -L -n --load
     rm -rf "$work"
     exit "$rc"
 }

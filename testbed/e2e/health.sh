@@ -41,13 +41,7 @@ cleanup() {
     local rc=$?
     [ -n "$loop_pid" ] && kill "$loop_pid" 2>/dev/null || true
     [ -n "$hang_pid" ] && kill "$hang_pid" 2>/dev/null || true
-    if [ "$cluster_up" = 1 ]; then
-        if [ "$failures" -gt 0 ] && [ -f "$STATE/director.log" ]; then
-            echo "--- the end of $STATE/director.log ---"
-            tail -n 30 "$STATE/director.log" || true
-        fi
-        "$CLUSTER" down >/dev/null || true
-    fi
+    e2e_cluster_down 30
     rm -rf "$work"
     exit "$rc"
 }

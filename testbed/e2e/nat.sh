@@ -84,13 +84,7 @@ cluster_up=0
 work=$(mktemp -d)
 cleanup() {
     local rc=$?
-    if [ "$cluster_up" = 1 ]; then
-        if [ "$failures" -gt 0 ] && [ -f "$STATE/director.log" ]; then
-            echo "--- the end of $STATE/director.log ---"
-            tail -n 20 "$STATE/director.log" || true
-        fi
-        "$CLUSTER" down >/dev/null || true
-    fi
+    e2e_cluster_down 20
     rm -rf "$work"
     exit "$rc"
 }

@@ -51,6 +51,24 @@ e2e_preflight() {
     ensure_packages "${XVS_PACKAGES[@]}"
 }
 
+# e2e_cluster_down LINES [CMD...]: for a script's cleanup. When the
+# cluster is up (cluster_up=1) and a check failed, the last LINES of the
+# director's log and what CMD prints; then cluster.sh down.
+e2e_cluster_down() {
+    local lines=$1
+    shift
+    [ "$cluster_up" = 1 ] || return 0
+    if [ "$failures" -gt 0 ] && [ -f "$STATE/director.log" ]; then
+        echo "--- the end of $STATE/director.log ---"
+        tail -n "$lines" "$STATE/director.log" || true
+        if [ $# -gt 0 ]; then
+            echo "--- $* ---"
+            "$@" || true
+        fi
+    fi
+    "$CLUSTER" down >/dev/null || true
+}
+
 failures=0
 pass() { printf 'PASS  %s\n' "$*"; }
 fail() { printf 'FAIL  %s\n' "$*"; failures=$((failures + 1)); }
