@@ -100,24 +100,6 @@ while time.monotonic() < end:
     burners+=("$burner")
 }
 
-# wait_for SECONDS CMD...: polls CMD every 0.2 s; prints how long it took.
-wait_for() {
-    local limit=$1 i start
-    shift
-    start=$(date +%s.%N)
-    for ((i = 0; i < limit * 5; i++)); do
-        if "$@"; then
-            waited=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
-            echo "after $waited s"
-            return 0
-        fi
-        sleep 0.2
-    done
-    echo "not within $limit s"
-    return 1
-}
-waited=0
-
 # --- 1. reports arrive ---------------------------------------------------
 poll "every agent's first report" 15 all_reporting || true
 check "xvsadm -L -n --load: rs1..rs3 report, ready, weight 10 of 10" all_reporting
@@ -200,7 +182,6 @@ for kind, datagram in kinds.items():
     s.sendto(datagram, (director, 7405))
     print("sent", kind, len(datagram), "bytes")
 EOF
-scrape() { ip netns exec "$(ns_of director)" curl -s --max-time 5 "http://$METRICS/metrics"; }
 reports_by() { scrape | awk -v r="result=\"$1\"" '/^xvs_agent_reports_total\{/ && index($0, r) { print $NF }'; }
 reasons=(malformed bad_mac unknown_key replayed stale unknown_server)
 declare -A was

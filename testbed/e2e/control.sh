@@ -282,7 +282,6 @@ echo "      request loop through the reloads: $(cat "$work/loop.json")"
 
 # --- 3. metrics --------------------------------------------------------------
 say "metrics during traffic"
-scrape() { ip netns exec "$(ns_of director)" curl -s --max-time 5 "http://$METRICS/metrics"; }
 # conns_metric: the service's connections, summed over its real servers.
 conns_metric() {
     scrape | awk -v vip="$VIP4" '

@@ -54,22 +54,6 @@ none_in_rotation() { ! in_rotation 1 && ! in_rotation 2 && ! in_rotation 3; }
 nginx_stop() { kill -TERM "$(cat "$STATE/rs$1/nginx.pid")"; }
 nginx_start() { ip netns exec "$(ns_of "rs$1")" nginx -q -c "$STATE/rs$1/nginx.conf" -e "$STATE/rs$1/error.log"; }
 
-# wait_for SECONDS CMD...: polls CMD every 0.1 s; prints how long it took.
-wait_for() {
-    local limit=$1 i start
-    shift
-    start=$(date +%s.%N)
-    for ((i = 0; i < limit * 10; i++)); do
-        if "$@"; then
-            echo "after $(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
-            return 0
-        fi
-        sleep 0.1
-    done
-    echo "not within $limit s"
-    return 1
-}
-
 # loop_start NAME / loop_stop NAME: a background request loop; loop_stop
 # prints its summary and sets loop_failed.
 # loop_start returns once the loop's connections reach the director.

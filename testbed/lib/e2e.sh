@@ -85,6 +85,28 @@ check() {
     fi
 }
 
+# wait_for SECONDS CMD...: polls CMD every 0.1 s; prints how long it took
+# and sets waited to it (in seconds), or says it gave up after SECONDS.
+waited=0
+wait_for() {
+    local limit=$1 i start
+    shift
+    start=$(date +%s.%N)
+    for ((i = 0; i < limit * 10; i++)); do
+        if "$@"; then
+            waited=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+            echo "after $waited s"
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "not within $limit s"
+    return 1
+}
+
+# scrape: the director's metrics page (it listens on METRICS in its namespace).
+scrape() { ip netns exec "$(ns_of director)" curl -s --max-time 5 "http://$METRICS/metrics"; }
+
 client() { ip netns exec "$(ns_of client)" "$@"; }
 xvsadm() { "$XVS_BIN/xvsadm" "$@"; }
 # rs4 K: real server K's IPv4 address in the testbed.
