@@ -189,6 +189,7 @@ for r in "${reasons[@]}"; do was[$r]=$(reports_by "$r"); done
 rs3_before="$(weight 3) $(load_field 3 6)"
 client "$PY" "$work/send.py" "$STATE/agent.key" 198.51.100.1 "$(rs4 3)"
 ip netns exec "$(ns_of rs3)" "$PY" "$work/send.py" "$STATE/agent.key" 192.0.2.1 "$(rs4 3)"
+sent=$(date +%s.%N)
 counted() {
     local r n ok=0
     for r in "${reasons[@]}"; do
@@ -200,8 +201,16 @@ counted() {
 }
 poll "the refusals to be counted" 5 counted >/dev/null || true
 check "each bad report refused and counted by reason (two of each)" counted
+# reported_since_sent: rs3's own agent has had a report accepted after the
+# bad ones were sent (its report's age, shown to a tenth of a second and cut
+# down, plus 0.1 s is less than the time since).
+reported_since_sent() {
+    local age
+    age=$(load_field 3 7)
+    awk -v age="${age%s}" -v a="$sent" -v b="$(date +%s.%N)" 'BEGIN { exit !(age != "" && age + 0.1 < b - a) }'
+}
 unchanged() {
-    sleep 1.5 # three of rs3's own reports since
+    wait_for 5 reported_since_sent || return 1
     local now
     now="$(weight 3) $(load_field 3 6)"
     echo "rs3 before: $rs3_before, after: $now"
