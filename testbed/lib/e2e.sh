@@ -54,6 +54,7 @@ e2e_preflight() {
 # e2e_cluster_down LINES [CMD...]: for a script's cleanup. When the
 # cluster is up (cluster_up=1) and a check failed, the last LINES of the
 # director's log and what CMD prints; then cluster.sh down.
+# shellcheck disable=SC2154 # cluster_up is the script's
 e2e_cluster_down() {
     local lines=$1
     shift
