@@ -207,7 +207,7 @@ check "each bad report refused and counted by reason (two of each)" counted
 reported_since_sent() {
     local age
     age=$(load_field 3 7)
-    awk -v age="${age%s}" -v a="$sent" -v b="$(date +%s.%N)" 'BEGIN { exit !(age != "" && age + 0.1 < b - a) }'
+    awk -v age="${age%s}" -v a="$sent" -v b="$(date +%s.%N)" 'BEGIN { exit !(age ~ /^[0-9.]+$/ && age + 0.1 < b - a) }'
 }
 unchanged() {
     wait_for 5 reported_since_sent || return 1
