@@ -39,27 +39,10 @@ set -euo pipefail
 # shellcheck source=../lib/e2e.sh
 . "$(dirname "$0")/../lib/e2e.sh"
 
-backend=xdp
-while [ $# -gt 0 ]; do
-    case $1 in
-    --backend) backend=${2:?}; shift 2 ;;
-    *) echo "usage: $0 [--backend xdp|packet]" >&2; exit 2 ;;
-    esac
-done
-case $backend in xdp | packet) ;; *) die "--backend: '$backend' is not xdp or packet" ;; esac
+e2e_parse_backend "$@"
 
-check_ns_prefix
-STATE=${XVS_TESTBED_STATE:-$(xvs_default_state)}
-XVS_BIN=${XVS_BIN:-$XVS_ROOT/target/release}
-export XVS_TESTBED_STATE=$STATE XVS_BIN
-PY=/usr/bin/python3
-[ -x "$PY" ] || PY=python3
-CLUSTER=$XVS_ROOT/testbed/cluster.sh
-LIB=$XVS_ROOT/testbed/lib
-VIP4=203.0.113.10
-URL=http://$VIP4/
+e2e_env
 METRICS=127.0.0.1:9531
-export XVSADM_SOCKET=$STATE/control.sock
 
 e2e_preflight agents.sh xvs-director xvsadm xvs-agent
 [ -d /sys/fs/cgroup/cpuacct ] || skip_missing e2e/agents.sh "cgroup v1 controllers under /sys/fs/cgroup (cpu, cpuacct, memory, blkio)"
@@ -71,15 +54,7 @@ cleanup() {
     local rc=$? p
     for p in "${burners[@]}"; do kill "$p" 2>/dev/null || true; done
     for p in "${burners[@]}"; do wait "$p" 2>/dev/null || true; done
-    if [ "$cluster_up" = 1 ]; then
-        if [ "$failures" -gt 0 ] && [ -f "$STATE/director.log" ]; then
-            echo "--- the end of $STATE/director.log ---"
-            tail -n 30 "$STATE/director.log" || true
-            echo "--- xvsadm -L -n --load ---"
-            xvsadm -L -n --load || true
-        fi
-        "$CLUSTER" down >/dev/null || true
-    fi
+    e2e_cluster_down 30 xvsadm -L -n --load
     rm -rf "$work"
     exit "$rc"
 }
@@ -124,24 +99,6 @@ while time.monotonic() < end:
     burner=$!
     burners+=("$burner")
 }
-
-# wait_for SECONDS CMD...: polls CMD every 0.2 s; prints how long it took.
-wait_for() {
-    local limit=$1 i start
-    shift
-    start=$(date +%s.%N)
-    for ((i = 0; i < limit * 5; i++)); do
-        if "$@"; then
-            waited=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
-            echo "after $waited s"
-            return 0
-        fi
-        sleep 0.2
-    done
-    echo "not within $limit s"
-    return 1
-}
-waited=0
 
 # --- 1. reports arrive ---------------------------------------------------
 poll "every agent's first report" 15 all_reporting || true
@@ -225,7 +182,6 @@ for kind, datagram in kinds.items():
     s.sendto(datagram, (director, 7405))
     print("sent", kind, len(datagram), "bytes")
 EOF
-scrape() { ip netns exec "$(ns_of director)" curl -s --max-time 5 "http://$METRICS/metrics"; }
 reports_by() { scrape | awk -v r="result=\"$1\"" '/^xvs_agent_reports_total\{/ && index($0, r) { print $NF }'; }
 reasons=(malformed bad_mac unknown_key replayed stale unknown_server)
 declare -A was
@@ -233,6 +189,7 @@ for r in "${reasons[@]}"; do was[$r]=$(reports_by "$r"); done
 rs3_before="$(weight 3) $(load_field 3 6)"
 client "$PY" "$work/send.py" "$STATE/agent.key" 198.51.100.1 "$(rs4 3)"
 ip netns exec "$(ns_of rs3)" "$PY" "$work/send.py" "$STATE/agent.key" 192.0.2.1 "$(rs4 3)"
+sent=$(date +%s.%N)
 counted() {
     local r n ok=0
     for r in "${reasons[@]}"; do
@@ -244,8 +201,16 @@ counted() {
 }
 poll "the refusals to be counted" 5 counted >/dev/null || true
 check "each bad report refused and counted by reason (two of each)" counted
+# reported_since_sent: rs3's own agent has had a report accepted after the
+# bad ones were sent (its report's age, shown to a tenth of a second and cut
+# down, plus 0.1 s is less than the time since).
+reported_since_sent() {
+    local age
+    age=$(load_field 3 7)
+    awk -v age="${age%s}" -v a="$sent" -v b="$(date +%s.%N)" 'BEGIN { exit !(age ~ /^[0-9.]+$/ && age + 0.1 < b - a) }'
+}
 unchanged() {
-    sleep 1.5 # three of rs3's own reports since
+    wait_for 5 reported_since_sent || return 1
     local now
     now="$(weight 3) $(load_field 3 6)"
     echo "rs3 before: $rs3_before, after: $now"

@@ -28,27 +28,10 @@ set -euo pipefail
 # shellcheck source=../lib/e2e.sh
 . "$(dirname "$0")/../lib/e2e.sh"
 
-backend=xdp
-while [ $# -gt 0 ]; do
-    case $1 in
-    --backend) backend=${2:?}; shift 2 ;;
-    *) echo "usage: $0 [--backend xdp|packet]" >&2; exit 2 ;;
-    esac
-done
-case $backend in xdp | packet) ;; *) die "--backend: '$backend' is not xdp or packet" ;; esac
+e2e_parse_backend "$@"
 
-check_ns_prefix
-STATE=${XVS_TESTBED_STATE:-$(xvs_default_state)}
-XVS_BIN=${XVS_BIN:-$XVS_ROOT/target/release}
-export XVS_TESTBED_STATE=$STATE XVS_BIN
-PY=/usr/bin/python3
-[ -x "$PY" ] || PY=python3
-CLUSTER=$XVS_ROOT/testbed/cluster.sh
-LIB=$XVS_ROOT/testbed/lib
-VIP4=203.0.113.10
-URL=http://$VIP4/
+e2e_env
 METRICS=127.0.0.1:9531
-export XVSADM_SOCKET=$STATE/control.sock
 
 e2e_preflight control.sh xvs-director xvsadm
 
@@ -60,13 +43,7 @@ cleanup() {
     local rc=$?
     [ -n "$ka_pid" ] && kill "$ka_pid" 2>/dev/null || true
     [ -n "$loop_pid" ] && kill "$loop_pid" 2>/dev/null || true
-    if [ "$cluster_up" = 1 ]; then
-        if [ "$failures" -gt 0 ] && [ -f "$STATE/director.log" ]; then
-            echo "--- the end of $STATE/director.log ---"
-            tail -n 30 "$STATE/director.log" || true
-        fi
-        "$CLUSTER" down >/dev/null || true
-    fi
+    e2e_cluster_down 30
     rm -rf "$work"
     exit "$rc"
 }
@@ -305,7 +282,6 @@ echo "      request loop through the reloads: $(cat "$work/loop.json")"
 
 # --- 3. metrics --------------------------------------------------------------
 say "metrics during traffic"
-scrape() { ip netns exec "$(ns_of director)" curl -s --max-time 5 "http://$METRICS/metrics"; }
 # conns_metric: the service's connections, summed over its real servers.
 conns_metric() {
     scrape | awk -v vip="$VIP4" '

@@ -27,26 +27,9 @@ set -euo pipefail
 # shellcheck source=../lib/e2e.sh
 . "$(dirname "$0")/../lib/e2e.sh"
 
-backend=xdp
-while [ $# -gt 0 ]; do
-    case $1 in
-    --backend) backend=${2:?}; shift 2 ;;
-    *) echo "usage: $0 [--backend xdp|packet]" >&2; exit 2 ;;
-    esac
-done
-case $backend in xdp | packet) ;; *) die "--backend: '$backend' is not xdp or packet" ;; esac
+e2e_parse_backend "$@"
 
-check_ns_prefix
-STATE=${XVS_TESTBED_STATE:-$(xvs_default_state)}
-XVS_BIN=${XVS_BIN:-$XVS_ROOT/target/release}
-export XVS_TESTBED_STATE=$STATE XVS_BIN
-PY=/usr/bin/python3
-[ -x "$PY" ] || PY=python3
-CLUSTER=$XVS_ROOT/testbed/cluster.sh
-LIB=$XVS_ROOT/testbed/lib
-VIP4=203.0.113.10
-URL=http://$VIP4/
-export XVSADM_SOCKET=$STATE/control.sock
+e2e_env
 
 e2e_preflight health.sh xvs-director xvsadm
 
@@ -58,13 +41,7 @@ cleanup() {
     local rc=$?
     [ -n "$loop_pid" ] && kill "$loop_pid" 2>/dev/null || true
     [ -n "$hang_pid" ] && kill "$hang_pid" 2>/dev/null || true
-    if [ "$cluster_up" = 1 ]; then
-        if [ "$failures" -gt 0 ] && [ -f "$STATE/director.log" ]; then
-            echo "--- the end of $STATE/director.log ---"
-            tail -n 30 "$STATE/director.log" || true
-        fi
-        "$CLUSTER" down >/dev/null || true
-    fi
+    e2e_cluster_down 30
     rm -rf "$work"
     exit "$rc"
 }
@@ -76,22 +53,6 @@ none_in_rotation() { ! in_rotation 1 && ! in_rotation 2 && ! in_rotation 3; }
 
 nginx_stop() { kill -TERM "$(cat "$STATE/rs$1/nginx.pid")"; }
 nginx_start() { ip netns exec "$(ns_of "rs$1")" nginx -q -c "$STATE/rs$1/nginx.conf" -e "$STATE/rs$1/error.log"; }
-
-# wait_for SECONDS CMD...: polls CMD every 0.1 s; prints how long it took.
-wait_for() {
-    local limit=$1 i start
-    shift
-    start=$(date +%s.%N)
-    for ((i = 0; i < limit * 10; i++)); do
-        if "$@"; then
-            echo "after $(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
-            return 0
-        fi
-        sleep 0.1
-    done
-    echo "not within $limit s"
-    return 1
-}
 
 # loop_start NAME / loop_stop NAME: a background request loop; loop_stop
 # prints its summary and sets loop_failed.

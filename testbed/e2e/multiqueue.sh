@@ -47,16 +47,7 @@ done
 { [[ "$queues" =~ ^[0-9]+$ ]] && [ "$queues" -ge 2 ] && [ "$queues" -le 16 ]; } || die "--queues: $queues is not a number from 2 to 16"
 { [[ "$connections" =~ ^[0-9]+$ ]] && [ "$connections" -ge 1 ] && [ "$connections" -le 5000 ]; } || die "--connections: $connections is not a number from 1 to 5000"
 
-check_ns_prefix
-STATE=${XVS_TESTBED_STATE:-$(xvs_default_state)}
-XVS_BIN=${XVS_BIN:-$XVS_ROOT/target/release}
-export XVS_TESTBED_STATE=$STATE XVS_BIN
-PY=/usr/bin/python3
-[ -x "$PY" ] || PY=python3
-CLUSTER=$XVS_ROOT/testbed/cluster.sh
-LIB=$XVS_ROOT/testbed/lib
-VIP4=203.0.113.10
-URL=http://$VIP4/
+e2e_env
 METRICS=127.0.0.1:9464
 NS_DIRECTOR=$(ns_of director)
 
@@ -66,13 +57,7 @@ cluster_up=0
 work=$(mktemp -d)
 cleanup() {
     local rc=$?
-    if [ "$cluster_up" = 1 ]; then
-        if [ "$failures" -gt 0 ] && [ -f "$STATE/director.log" ]; then
-            echo "--- the end of $STATE/director.log ---"
-            tail -n 20 "$STATE/director.log" || true
-        fi
-        "$CLUSTER" down >/dev/null || true
-    fi
+    e2e_cluster_down 20
     rm -rf "$work"
     exit "$rc"
 }

@@ -70,14 +70,7 @@ case $backend in
 esac
 case $balancer in xvs | nft) ;; *) die "--balancer: '$balancer' is not xvs or nft" ;; esac
 
-check_ns_prefix
-STATE=${XVS_TESTBED_STATE:-$(xvs_default_state)}
-XVS_BIN=${XVS_BIN:-$XVS_ROOT/target/release}
-export XVS_TESTBED_STATE=$STATE XVS_BIN
-PY=/usr/bin/python3
-[ -x "$PY" ] || PY=python3
-CLUSTER=$XVS_ROOT/testbed/cluster.sh
-VIP4=203.0.113.10
+e2e_env
 VIP6=2001:db8:f::10
 MODE=${mode^^}
 if [ "$balancer" = xvs ]; then label="xvs-director ($backend backend)"; else label="nftables DNAT (the kernel)"; fi
@@ -91,13 +84,7 @@ cluster_up=0
 work=$(mktemp -d)
 cleanup() {
     local rc=$?
-    if [ "$cluster_up" = 1 ]; then
-        if [ "$failures" -gt 0 ] && [ -f "$STATE/director.log" ]; then
-            echo "--- the end of $STATE/director.log ---"
-            tail -n 20 "$STATE/director.log" || true
-        fi
-        "$CLUSTER" down >/dev/null || true
-    fi
+    e2e_cluster_down 20
     rm -rf "$work"
     exit "$rc"
 }

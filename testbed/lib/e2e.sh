@@ -2,7 +2,39 @@
 # Shared by the end-to-end scripts (testbed/e2e/*.sh): the PASS/FAIL tally,
 # the pre-flight checks, and the client's bounded request loops. Source it
 # after lib/common.sh; the script sets `work` (a temporary directory) before
-# the first check, and PY, LIB, URL, VIP4 before the first request.
+# the first check (e2e_env sets PY, LIB, URL, VIP4 for the requests).
+
+# e2e_parse_backend "$@": the options of a script that takes --backend
+# xdp|packet only (default xdp); sets backend. Anything else: the usage line
+# and exit 2; a backend other than xdp or packet: die.
+e2e_parse_backend() {
+    backend=xdp
+    while [ $# -gt 0 ]; do
+        case $1 in
+        --backend) backend=${2:?}; shift 2 ;;
+        *) echo "usage: $0 [--backend xdp|packet]" >&2; exit 2 ;;
+        esac
+    done
+    case $backend in xdp | packet) ;; *) die "--backend: '$backend' is not xdp or packet" ;; esac
+}
+
+# e2e_env: the testbed's state directory and binaries (XVS_TESTBED_STATE
+# and XVS_BIN exported for cluster.sh, XVSADM_SOCKET for xvsadm) and what
+# the checks use: STATE, PY, CLUSTER, LIB, VIP4, URL.
+# shellcheck disable=SC2034 # used by the scripts that source this
+e2e_env() {
+    check_ns_prefix
+    STATE=${XVS_TESTBED_STATE:-$(xvs_default_state)}
+    XVS_BIN=${XVS_BIN:-$XVS_ROOT/target/release}
+    export XVS_TESTBED_STATE=$STATE XVS_BIN
+    PY=/usr/bin/python3
+    [ -x "$PY" ] || PY=python3
+    CLUSTER=$XVS_ROOT/testbed/cluster.sh
+    LIB=$XVS_ROOT/testbed/lib
+    VIP4=203.0.113.10
+    URL=http://$VIP4/
+    export XVSADM_SOCKET=$STATE/control.sock
+}
 
 # e2e_preflight NAME BINARY...: skips the script (skip_missing: exit 0,
 # says why; a failure under XVS_REQUIRE_ALL=1) without root or network
@@ -17,6 +49,25 @@ e2e_preflight() {
         [ -x "$XVS_BIN/$b" ] || { echo "FAIL e2e/$name: $XVS_BIN/$b does not exist: build it first (cargo build --release --workspace)"; exit 1; }
     done
     ensure_packages "${XVS_PACKAGES[@]}"
+}
+
+# e2e_cluster_down LINES [CMD...]: for a script's cleanup. When the
+# cluster is up (cluster_up=1) and a check failed, the last LINES of the
+# director's log and what CMD prints; then cluster.sh down.
+# shellcheck disable=SC2154 # cluster_up is the script's
+e2e_cluster_down() {
+    local lines=$1
+    shift
+    [ "$cluster_up" = 1 ] || return 0
+    if [ "$failures" -gt 0 ] && [ -f "$STATE/director.log" ]; then
+        echo "--- the end of $STATE/director.log ---"
+        tail -n "$lines" "$STATE/director.log" || true
+        if [ $# -gt 0 ]; then
+            echo "--- $* ---"
+            "$@" || true
+        fi
+    fi
+    "$CLUSTER" down >/dev/null || true
 }
 
 failures=0
@@ -34,6 +85,28 @@ check() {
         sed 's/^/      /' "$work/check.out"
     fi
 }
+
+# wait_for SECONDS CMD...: polls CMD every 0.1 s; prints how long it took
+# and sets waited to it (in seconds), or says it gave up after SECONDS.
+waited=0
+wait_for() {
+    local limit=$1 i start
+    shift
+    start=$(date +%s.%N)
+    for ((i = 0; i < limit * 10; i++)); do
+        if "$@"; then
+            waited=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+            echo "after $waited s"
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "not within $limit s"
+    return 1
+}
+
+# scrape: the director's metrics page (it listens on METRICS in its namespace).
+scrape() { ip netns exec "$(ns_of director)" curl -s --max-time 5 "http://$METRICS/metrics"; }
 
 client() { ip netns exec "$(ns_of client)" "$@"; }
 xvsadm() { "$XVS_BIN/xvsadm" "$@"; }
