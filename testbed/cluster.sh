@@ -108,16 +108,57 @@
 # forwards) spread over the director's queues as RSS spreads them on a
 # multi-queue NIC.
 #
+# --ha (issue #17; with --mode nat, dr or tun) brings up two directors that
+# elect a master by VRRP: PREFIX-director is director1 (priority 150),
+# PREFIX-director2 is director2 (priority 100). They share the client
+# segment (a second bridge of the switch, brc) and the server segment (br0):
+#
+#   xvs-client            xvs-switch     xvs-director (director1, 150)         xvs-switch
+#  +----------------+    +-----------+  +-----------------------------------+  +-----------+
+#  | eth0           |----| sw-client |  | d-cli 198.51.100.11  d-srv        |  |  br0      |
+#  | 198.51.100.2   |    |           |--|       2001:db8:c::11 192.0.2.2    |--| sw-dir    |
+#  | 2001:db8:c::2  |    |   brc     |  |                      2001:db8:5::2|  |           |
+#  | the VIPs on-   |    |           |  +-----------------------------------+  | sw-dir2   |-- real
+#  | link (dev eth0)|    |   sw-cli1 |  xvs-director2 (director2, 100)         |           |   servers,
+#  | no default     |    |   sw-cli2 |  +-----------------------------------+  | (sw-rsK,  |   router:
+#  | route          |    |           |--| d-cli 198.51.100.12  d-srv        |--|  sw-rtr)  |   as above
+#  +----------------+    +-----------+  |       2001:db8:c::12 192.0.2.3    |  +-----------+
+#                                       |                      2001:db8:5::3|
+#                                       +-----------------------------------+
+#
+# The master holds the floating addresses, which the directors' VRRP moves
+# (the backup holds none): the VIPs 203.0.113.10/32 and 2001:db8:f::10/128
+# on its d-cli and, in NAT mode, the real servers' gateway 192.0.2.1/24 and
+# 2001:db8:5::1/64 on its d-srv (`gateways` of `[ha]`), announced by
+# gratuitous ARP and unsolicited NA. No VIP is on the directors' lo; the
+# client reaches the VIPs on-link and learns the master's MAC from ARP/ND.
+# DR and TUN replies come back through the router as above. Each director
+# has its config ($STATE/director1.toml, director2.toml: the same services,
+# their own `[ha]` node, priority and advert source, adverts every 100 ms
+# to 224.0.0.18 on d-cli, signed with $STATE/vrrp.key, 32 random bytes
+# made at `up`, preempt with a delay of 1 s), and its own files: director1
+# the usual control.sock, stats.json, director.log and director.pid,
+# director2 control2.sock, stats2.json, director2.log and director2.pid.
+# --ha takes neither --mode mixed, --rx-queues above 1, --client-mtu nor
+# --agents, and its balancer is xvs only.
+#
 #   testbed/cluster.sh up [--mode nat|dr|tun|mixed] [--servers N] [--weights 1,2,3] [--scheduler wlc]
-#                         [--client-mtu M] [--offload-off] [--rx-queues N] [--agents]
-#   testbed/cluster.sh balancer start xvs [--backend xdp|packet] [-- DIRECTOR_ARGS...]
+#                         [--client-mtu M] [--offload-off] [--rx-queues N] [--agents] [--ha]
+#   testbed/cluster.sh balancer start xvs [--director 1|2] [--backend xdp|packet] [-- DIRECTOR_ARGS...]
 #   testbed/cluster.sh balancer start nft       (NAT mode only)
-#   testbed/cluster.sh balancer stop|kill|status
+#   testbed/cluster.sh balancer stop|kill [--director 1|2]
+#   testbed/cluster.sh balancer status
 #   testbed/cluster.sh status
-#   testbed/cluster.sh exec client|director|switch|router|rsK CMD...
+#   testbed/cluster.sh exec client|director|director2|switch|router|rsK CMD...
 #                         (with XVS_BIN first on PATH and XVSADM_SOCKET set to
-#                         this cluster's director: `exec director xvsadm -L -n`)
+#                         this cluster's director: `exec director xvsadm -L -n`;
+#                         director2's with --ha: `exec director2 xvsadm -L --daemon`)
 #   testbed/cluster.sh down
+#
+# With --ha, `balancer start xvs` starts director1, then director2 (the
+# same --backend and DIRECTOR_ARGS for both); --director N starts, stops
+# or kills (SIGKILL) that one only; `status` shows each one's HA line
+# (xvsadm -L --daemon).
 #
 # Environment:
 #   XVS_NS_PREFIX (default xvs) names every namespace: PREFIX-client,
@@ -149,6 +190,7 @@ NS_CLIENT=$(ns_of client)
 NS_DIRECTOR=$(ns_of director)
 NS_SWITCH=$(ns_of switch)
 NS_ROUTER=$(ns_of router) # every mode but NAT
+NS_DIRECTOR2=$(ns_of director2) # --ha only
 VIP4=203.0.113.10
 VIP6=2001:db8:f::10
 CLIENT4=198.51.100.2
@@ -173,8 +215,33 @@ TUNNET4=203.0.113.128/26
 TUNNET6=2001:db8:7::/64
 NFT_TABLE=xvs_testbed
 
-# The cluster's mode (cmd_up sets it, load_cluster_env reads it back).
+# The cluster's mode (cmd_up sets it, load_cluster_env reads it back), and
+# whether it has two directors (--ha: XVS_HA=1 in cluster.env).
 XVS_MODE=nat
+XVS_HA=0
+
+# --ha: director N's own addresses (N = 1, 2) on d-cli and d-srv; the
+# floating ones are VIP4, VIP6 and, in NAT mode, DSRV4/24 and DSRV6/64 (the
+# real servers' gateway), which VRRP moves. The virtual router (VRID) and
+# each director's priority.
+ha_cli4() { echo "198.51.100.1$1"; }
+ha_cli6() { echo "2001:db8:c::1$1"; }
+ha_srv4() { echo "192.0.2.$((1 + $1))"; }
+ha_srv6() { echo "2001:db8:5::$((1 + $1))"; }
+HA_VRID=51
+ha_priority() { if [ "$1" = 1 ]; then echo 150; else echo 100; fi; }
+
+# Director N's namespace and files: director1 is the only director of a
+# cluster without --ha, and keeps the names it has there (director.pid,
+# director.log, stats.json, control.sock); director2's carry a 2. The
+# config is cluster.toml without --ha, directorN.toml with it.
+dir_ns() { if [ "$1" = 1 ]; then echo "$NS_DIRECTOR"; else echo "$NS_DIRECTOR2"; fi; }
+dir_tag() { if [ "$1" = 1 ]; then echo ""; else echo "$1"; fi; }
+dir_pidfile() { echo "$STATE/director$(dir_tag "$1").pid"; }
+dir_logfile() { echo "$STATE/director$(dir_tag "$1").log"; }
+dir_stats() { echo "$STATE/stats$(dir_tag "$1").json"; }
+dir_socket() { echo "$STATE/control$(dir_tag "$1").sock"; }
+dir_config() { if [ "$XVS_HA" = 1 ]; then echo "$STATE/director$1.toml"; else echo "$STATE/cluster.toml"; fi; }
 
 # rs_method K: real server K's forwarding method: the cluster's mode, or in
 # mixed mode nat, dr, tun, nat, dr, tun... by K.
@@ -246,7 +313,7 @@ stop_pid() {
 ns_rs() { ns_of "rs$1"; }
 rs_namespaces() { ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^$XVS_NS_PREFIX-rs[0-9]+\$" | sort -V || true; }
 our_namespaces() {
-    ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^($NS_CLIENT|$NS_DIRECTOR|$NS_SWITCH|$NS_ROUTER)$" || true
+    ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^($NS_CLIENT|$NS_DIRECTOR|$NS_DIRECTOR2|$NS_SWITCH|$NS_ROUTER)$" || true
     rs_namespaces
 }
 
@@ -292,17 +359,28 @@ EOF
 
 # Writes the director's config from the kernel's view of its interfaces.
 # Each real server's method is rs_method's; tunnel real servers are reached
-# through the router, the server side's gateway.
+# through the router, the server side's gateway. With N (--ha): director N's
+# config, its own addresses only (the director's data plane leaves traffic
+# to them to the kernel: a floating address listed there would take a VIP
+# away from the data plane), and its [ha].
 write_director_config() {
-    local servers=$1 weights=$2 scheduler=$3 mode=$4 out=$STATE/cluster.toml
+    local servers=$1 weights=$2 scheduler=$3 mode=$4 n=${5:-} out=$STATE/cluster.toml ns=$NS_DIRECTOR
     local ifname role addrs mac mtu proto vip port k gateways
+    [ -n "$n" ] && out=$STATE/director$n.toml ns=$(dir_ns "$n")
     {
-        echo "# xvs-director config for the testbed's ${mode^^} cluster (written by testbed/cluster.sh up)."
+        if [ -n "$n" ]; then
+            echo "# xvs-director config for director$n of the testbed's ${mode^^} pair (written by testbed/cluster.sh up --ha)."
+        else
+            echo "# xvs-director config for the testbed's ${mode^^} cluster (written by testbed/cluster.sh up)."
+        fi
         echo "# Keys: director/CONFIG.md. Neighbours come from the kernel; connection table and"
         echo "# timeouts are the defaults (IPVS's)."
         for ifname in d-cli d-srv; do
             if [ "$ifname" = d-cli ]; then role=client addrs="\"$DCLI4/24\", \"$DCLI6/64\""; else role=server addrs="\"$DSRV4/24\", \"$DSRV6/64\""; fi
-            read -r mac mtu < <(ip -n "$NS_DIRECTOR" -j link show "$ifname" |
+            if [ -n "$n" ]; then
+                if [ "$ifname" = d-cli ]; then addrs="\"$(ha_cli4 "$n")/24\", \"$(ha_cli6 "$n")/64\""; else addrs="\"$(ha_srv4 "$n")/24\", \"$(ha_srv6 "$n")/64\""; fi
+            fi
+            read -r mac mtu < <(ip -n "$ns" -j link show "$ifname" |
                 "$PY" -c 'import json,sys; l=json.load(sys.stdin)[0]; print(l["address"], l["mtu"])')
             printf '\n[[interfaces]]\nname = "%s"\nrole = "%s"\nmac = "%s"\nmtu = %s\naddresses = [%s]\n' \
                 "$ifname" "$role" "$mac" "$mtu" "$addrs"
@@ -321,7 +399,21 @@ write_director_config() {
                 done
             done
         done
+        [ -z "$n" ] || write_ha_table "$n" "$mode"
     } >"$out"
+}
+
+# write_ha_table N MODE: director N's [ha] (director/CONFIG.md), on stdout.
+# The two directors differ in node, priority and advert source only.
+write_ha_table() {
+    local n=$1 mode=$2
+    printf '\n[ha]\nnode = "director%s"\nvrid = %s\npriority = %s\ninterface = "d-cli"\nfamily = "ipv4"\n' \
+        "$n" "$HA_VRID" "$(ha_priority "$n")"
+    printf 'advert_interval = "100ms"\npreempt = true\npreempt_delay = "1s"\nsource = "%s"\n' "$(ha_cli4 "$n")"
+    printf 'auth = "hmac"\nkey_file = "%s"\nkey_id = 1\n' "$STATE/vrrp.key"
+    # VS/NAT: the real servers' default route moves with the VIPs.
+    [ "$mode" = nat ] && printf 'gateways = ["%s/24", "%s/64"]\n' "$DSRV4" "$DSRV6"
+    printf 'garp_master_delay = "1s"\n'
 }
 
 # An address is usable once it is no longer tentative (DAD is off, so this
@@ -331,7 +423,7 @@ page_is() { [ "$(ip netns exec "$1" curl -s --max-time 1 "$2")" = "$3" ]; }
 udp_listening() { ip netns exec "$1" ss -Hlun 'sport = :7' | grep -q .; }
 
 cmd_up() {
-    local mode=nat servers=3 weights="" scheduler=wlc client_mtu="" offload=on rx_queues=1 agents=0 k w ns method
+    local mode=nat servers=3 weights="" scheduler=wlc client_mtu="" offload=on rx_queues=1 agents=0 ha=0 k w ns method n
     while [ $# -gt 0 ]; do
         case $1 in
         --mode) mode=${2:?}; shift 2 ;;
@@ -342,6 +434,7 @@ cmd_up() {
         --offload-off) offload=off; shift ;;
         --rx-queues) rx_queues=${2:?}; shift 2 ;;
         --agents) agents=1; shift ;;
+        --ha) ha=1; shift ;;
         *) usage ;;
         esac
     done
@@ -356,6 +449,14 @@ cmd_up() {
     { [[ "$rx_queues" =~ ^[0-9]+$ ]] && [ "$rx_queues" -ge 1 ] && [ "$rx_queues" -le 64 ]; } || die "--rx-queues: $rx_queues is not a number from 1 to 64"
     case $mode in nat | dr | tun | mixed) ;; *) die "--mode: '$mode' is not nat, dr, tun or mixed" ;; esac
     XVS_MODE=$mode
+    if [ "$ha" = 1 ]; then
+        # One pair, one method: the drills measure a takeover per mode.
+        [ "$mode" != mixed ] || die "--ha: a pair of directors per mode (nat, dr or tun), not --mode mixed"
+        [ "$rx_queues" = 1 ] || die "--ha: the pair's links have one queue (leave --rx-queues out)"
+        [ -z "$client_mtu" ] || die "--ha: the client segment is a bridge of 1500-byte links (leave --client-mtu out)"
+        [ "$agents" = 0 ] || die "--ha: agents report to one director's address (leave --agents out)"
+        XVS_HA=1
+    fi
     # The narrow client link exists to make the director send frag-needed
     # for the replies it forwards; DR and TUN forward none.
     case $mode in nat | mixed) ;; *) [ -z "$client_mtu" ] || die "--client-mtu: only with --mode nat or mixed (${mode^^} replies do not cross the director's client link)" ;; esac
@@ -390,9 +491,12 @@ cmd_up() {
     # XVS_RS4 / XVS_RS6 and uses the K-th method of XVS_METHODS.
     printf 'XVS_MODE=%s\nXVS_SERVERS=%s\nXVS_WEIGHTS=%s\nXVS_SCHEDULER=%s\nXVS_CLIENT_MTU=%s\nXVS_OFFLOAD=%s\nXVS_RX_QUEUES=%s\nXVS_METHODS=%s\nXVS_RS4="%s"\nXVS_RS6="%s"\nXVS_AGENTS=%s\n' \
         "$mode" "$servers" "$weights" "$scheduler" "$client_mtu" "$offload" "$rx_queues" "$methods" "$rs4_list" "$rs6_list" "$agents" >"$STATE/cluster.env"
+    [ "$ha" = 0 ] || echo "XVS_HA=1" >>"$STATE/cluster.env"
 
-    say "namespaces ($mode): $NS_CLIENT $NS_DIRECTOR $NS_SWITCH ${router:+$router }$(ns_rs 1)..$(ns_rs "$servers")"
-    for ns in "$NS_CLIENT" "$NS_DIRECTOR" "$NS_SWITCH" $router $(for ((k = 1; k <= servers; k++)); do ns_rs "$k"; done); do
+    local director2=""
+    [ "$ha" = 1 ] && director2=$NS_DIRECTOR2
+    say "namespaces ($mode${director2:+, two directors}): $NS_CLIENT $NS_DIRECTOR ${director2:+$director2 }$NS_SWITCH ${router:+$router }$(ns_rs 1)..$(ns_rs "$servers")"
+    for ns in "$NS_CLIENT" "$NS_DIRECTOR" $director2 "$NS_SWITCH" $router $(for ((k = 1; k <= servers; k++)); do ns_rs "$k"; done); do
         ip netns add "$ns"
         # No duplicate address detection: addresses are usable at once.
         ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
@@ -408,10 +512,25 @@ cmd_up() {
     # real servers' LAN (only the router's other leg and them).
     local mq=()
     [ "$rx_queues" -gt 1 ] && mq=(numrxqueues "$rx_queues" numtxqueues "$rx_queues")
-    ip link add eth0 netns "$NS_CLIENT" "${mq[@]}" type veth peer name d-cli netns "$NS_DIRECTOR" "${mq[@]}"
+    if [ "$ha" = 1 ]; then
+        # The client segment is a bridge too (brc): the client and both
+        # directors' d-cli, where the adverts (multicast: no snooping) and
+        # the gratuitous ARPs and NAs go.
+        ip -n "$NS_SWITCH" link add brc type bridge mcast_snooping 0
+        ip link add eth0 netns "$NS_CLIENT" type veth peer name sw-client netns "$NS_SWITCH"
+        ip -n "$NS_SWITCH" link set sw-client master brc up
+        for n in 1 2; do
+            ip link add d-cli netns "$(dir_ns "$n")" type veth peer name "sw-cli$n" netns "$NS_SWITCH"
+            ip -n "$NS_SWITCH" link set "sw-cli$n" master brc up
+        done
+        ip link add d-srv netns "$NS_DIRECTOR2" type veth peer name sw-dir2 netns "$NS_SWITCH"
+    else
+        ip link add eth0 netns "$NS_CLIENT" "${mq[@]}" type veth peer name d-cli netns "$NS_DIRECTOR" "${mq[@]}"
+    fi
     ip link add d-srv netns "$NS_DIRECTOR" "${mq[@]}" type veth peer name sw-dir netns "$NS_SWITCH" "${mq[@]}"
     ip -n "$NS_SWITCH" link add br0 type bridge mcast_snooping 0
     ip -n "$NS_SWITCH" link set sw-dir master br0 up
+    [ "$ha" = 1 ] && ip -n "$NS_SWITCH" link set sw-dir2 master br0 up
     [ "$tun_lan" = 1 ] && ip -n "$NS_SWITCH" link add br1 type bridge mcast_snooping 0
     for ((k = 1; k <= servers; k++)); do
         ip link add eth0 netns "$(ns_rs "$k")" type veth peer name "sw-rs$k" netns "$NS_SWITCH"
@@ -423,21 +542,26 @@ cmd_up() {
     done
     ip -n "$NS_SWITCH" link set br0 up
     [ "$tun_lan" = 1 ] && ip -n "$NS_SWITCH" link set br1 up
+    [ "$ha" = 1 ] && ip -n "$NS_SWITCH" link set brc up
 
     # Director.
-    ip -n "$NS_DIRECTOR" addr add "$DCLI4/24" dev d-cli
-    ip -n "$NS_DIRECTOR" addr add "$DCLI6/64" dev d-cli nodad
-    ip -n "$NS_DIRECTOR" addr add "$DSRV4/24" dev d-srv
-    ip -n "$NS_DIRECTOR" addr add "$DSRV6/64" dev d-srv nodad
-    ip -n "$NS_DIRECTOR" addr add "$VIP4/32" dev lo
-    ip -n "$NS_DIRECTOR" addr add "$VIP6/128" dev lo nodad
-    ip -n "$NS_DIRECTOR" link set d-srv up
-    if [ "$tun_lan" = 1 ]; then
-        # The director's own route to the tunnel LAN (its health checks, the
-        # readiness pings below); xvs itself reads the router as the server
-        # side's gateway from its config.
-        ip -n "$NS_DIRECTOR" route add "$TUNNET4" via "$RSW4"
-        ip -n "$NS_DIRECTOR" -6 route add "$TUNNET6" via "$RSW6"
+    if [ "$ha" = 1 ]; then
+        up_directors_ha "$tun_lan"
+    else
+        ip -n "$NS_DIRECTOR" addr add "$DCLI4/24" dev d-cli
+        ip -n "$NS_DIRECTOR" addr add "$DCLI6/64" dev d-cli nodad
+        ip -n "$NS_DIRECTOR" addr add "$DSRV4/24" dev d-srv
+        ip -n "$NS_DIRECTOR" addr add "$DSRV6/64" dev d-srv nodad
+        ip -n "$NS_DIRECTOR" addr add "$VIP4/32" dev lo
+        ip -n "$NS_DIRECTOR" addr add "$VIP6/128" dev lo nodad
+        ip -n "$NS_DIRECTOR" link set d-srv up
+        if [ "$tun_lan" = 1 ]; then
+            # The director's own route to the tunnel LAN (its health checks, the
+            # readiness pings below); xvs itself reads the router as the server
+            # side's gateway from its config.
+            ip -n "$NS_DIRECTOR" route add "$TUNNET4" via "$RSW4"
+            ip -n "$NS_DIRECTOR" -6 route add "$TUNNET6" via "$RSW6"
+        fi
     fi
 
     # Client.
@@ -447,9 +571,15 @@ cmd_up() {
         ip -n "$NS_DIRECTOR" link set d-cli mtu "$client_mtu"
         ip -n "$NS_CLIENT" link set eth0 mtu "$client_mtu"
     fi
-    ip -n "$NS_DIRECTOR" link set d-cli up
+    [ "$ha" = 1 ] || ip -n "$NS_DIRECTOR" link set d-cli up
     ip -n "$NS_CLIENT" link set eth0 up
-    if [ -n "$client_mtu" ]; then
+    if [ "$ha" = 1 ]; then
+        # The VIPs are on the client's link, at whichever director is
+        # master: ARP and ND find it (gratuitous ARP and unsolicited NA
+        # update the entry when the master changes).
+        ip -n "$NS_CLIENT" route add "$VIP4/32" dev eth0
+        ip -n "$NS_CLIENT" -6 route add "$VIP6/128" dev eth0
+    elif [ -n "$client_mtu" ]; then
         # The client still advertises the MSS of a 1500-byte link (as a
         # client whose own LAN is Ethernet, behind the narrower hop, would):
         # otherwise the real servers would never send a segment too big for
@@ -560,6 +690,10 @@ cmd_up() {
         poll "UDP echo on rs$k" 10 udp_listening "$ns"
         poll "director -> rs$k over IPv4" 5 ip netns exec "$NS_DIRECTOR" ping -c1 -W1 "$(rs4 "$k")"
         poll "director -> rs$k over IPv6" 5 ip netns exec "$NS_DIRECTOR" ping -c1 -W1 "$(rs6 "$k")"
+        if [ "$ha" = 1 ]; then
+            poll "director2 -> rs$k over IPv4" 5 ip netns exec "$NS_DIRECTOR2" ping -c1 -W1 "$(rs4 "$k")"
+            poll "director2 -> rs$k over IPv6" 5 ip netns exec "$NS_DIRECTOR2" ping -c1 -W1 "$(rs6 "$k")"
+        fi
         case $(rs_method "$k") in
         dr)
             poll "rs$k -> router over IPv4" 5 ip netns exec "$ns" ping -c1 -W1 "$RSW4"
@@ -575,15 +709,30 @@ cmd_up() {
         poll "router -> client's eth1 over IPv4" 5 ip netns exec "$NS_ROUTER" ping -c1 -W1 "$CLIENT4_ETH1"
         poll "router -> client's eth1 over IPv6" 5 ip netns exec "$NS_ROUTER" ping -c1 -W1 "$CLIENT6_ETH1"
     fi
-    poll "client -> director over IPv4" 5 ip netns exec "$NS_CLIENT" ping -c1 -W1 "$DCLI4"
-    poll "client -> director over IPv6" 5 ip netns exec "$NS_CLIENT" ping -c1 -W1 "$DCLI6"
-
-    write_director_config "$servers" "$weights" "$scheduler" "$mode"
+    if [ "$ha" = 1 ]; then
+        for n in 1 2; do
+            poll "client -> director$n over IPv4" 5 ip netns exec "$NS_CLIENT" ping -c1 -W1 "$(ha_cli4 "$n")"
+            poll "client -> director$n over IPv6" 5 ip netns exec "$NS_CLIENT" ping -c1 -W1 "$(ha_cli6 "$n")"
+        done
+        poll "director1 <-> director2 (their adverts' link)" 5 ip netns exec "$NS_DIRECTOR" ping -c1 -W1 "$(ha_cli4 2)"
+        # One key for the pair's adverts (auth_hmac), readable by root only.
+        (umask 077 && head -c 32 /dev/urandom >"$STATE/vrrp.key")
+        for n in 1 2; do write_director_config "$servers" "$weights" "$scheduler" "$mode" "$n"; done
+    else
+        poll "client -> director over IPv4" 5 ip netns exec "$NS_CLIENT" ping -c1 -W1 "$DCLI4"
+        poll "client -> director over IPv6" 5 ip netns exec "$NS_CLIENT" ping -c1 -W1 "$DCLI6"
+        write_director_config "$servers" "$weights" "$scheduler" "$mode"
+    fi
     if [ "$agents" = 1 ]; then
         start_agents "$servers"
         printf '\n[agents]\nkeys = [{ id = 1, file = "%s" }]\ntimeout = "3s"\n' "$STATE/agent.key" >>"$STATE/cluster.toml"
     fi
     trap - EXIT
+    if [ "$ha" = 1 ]; then
+        say "${mode^^} pair up: director1 (priority $(ha_priority 1)) and director2 (priority $(ha_priority 2)), $servers real servers (weights $weights, scheduler $scheduler); configs $STATE/director1.toml, $STATE/director2.toml"
+        echo "    next: testbed/cluster.sh balancer start xvs   (both; then: testbed/cluster.sh status)"
+        return 0
+    fi
     say "${mode^^} cluster up: $servers real servers (methods $methods, weights $weights, scheduler $scheduler${client_mtu:+, client link MTU $client_mtu}$([ "$rx_queues" -gt 1 ] && echo ", $rx_queues queues on the director's links")); director config $STATE/cluster.toml"
     if [ "$mode" = nat ]; then
         echo "    next: testbed/cluster.sh balancer start xvs   (or: balancer start nft)"
@@ -649,6 +798,26 @@ EOF
     say "real servers: xvs-agent run on each (scope: its nginx's cgroup, reports every 0.5 s to $DSRV4:7405)"
 }
 
+# --ha: both directors' own addresses, links up, and with TUN_LAN=1 their
+# kernel's route to the tunnel LAN (as the single director's). No VIP and
+# no gateway address: VRRP puts them on the master.
+up_directors_ha() {
+    local tun_lan=$1 n ns
+    for n in 1 2; do
+        ns=$(dir_ns "$n")
+        ip -n "$ns" addr add "$(ha_cli4 "$n")/24" dev d-cli
+        ip -n "$ns" addr add "$(ha_cli6 "$n")/64" dev d-cli nodad
+        ip -n "$ns" addr add "$(ha_srv4 "$n")/24" dev d-srv
+        ip -n "$ns" addr add "$(ha_srv6 "$n")/64" dev d-srv nodad
+        ip -n "$ns" link set d-srv up
+        ip -n "$ns" link set d-cli up
+        if [ "$tun_lan" = 1 ]; then
+            ip -n "$ns" route add "$TUNNET4" via "$RSW4"
+            ip -n "$ns" -6 route add "$TUNNET6" via "$RSW6"
+        fi
+    done
+}
+
 # DR, TUN and mixed: the router namespace, its link to the director's
 # server-side LAN (br0), with TUN_LAN=1 its link to the tunnel LAN (br1),
 # and its link to the client's second interface (eth1), over which the
@@ -690,45 +859,87 @@ up_router() {
 # ---------------------------------------------------------- balancer -------
 
 balancer_kind() { cat "$STATE/balancer" 2>/dev/null || echo none; }
-director_pid() { live_pid "$STATE/director.pid" xvs-director; }
+# director_pid [N]: the PID of director N (default 1), if it runs.
+director_pid() { live_pid "$(dir_pidfile "${1:-1}")" xvs-director; }
+# dir_name N: how messages name director N: "xvs-director" alone without
+# --ha, "xvs-director (directorN)" with it.
+dir_name() { if [ "$XVS_HA" = 1 ]; then echo "xvs-director (director$1)"; else echo xvs-director; fi; }
+
+# select_directors N|"": sets DIRECTORS to the directors a balancer
+# subcommand acts on: N (--director, with --ha only), or every director of
+# the cluster.
+DIRECTORS=(1)
+select_directors() {
+    if [ -z "$1" ]; then
+        if [ "$XVS_HA" = 1 ]; then DIRECTORS=(1 2); else DIRECTORS=(1); fi
+        return 0
+    fi
+    [ "$XVS_HA" = 1 ] || die "--director: this cluster has one director (bring it up with --ha for two)"
+    case $1 in 1 | 2) DIRECTORS=("$1") ;; *) die "--director: '$1' is not 1 or 2" ;; esac
+}
 
 start_xvs() {
-    local backend=xdp extra=() bin=$XVS_BIN/xvs-director pid i
+    local backend=xdp extra=() director="" n
     while [ $# -gt 0 ]; do
         case $1 in
         --backend) backend=${2:?}; shift 2 ;;
+        --director) director=${2:?}; shift 2 ;;
         --) shift; extra=("$@"); break ;;
         *) usage ;;
         esac
     done
     case $backend in xdp | packet) ;; *) die "--backend: '$backend' is not xdp or packet" ;; esac
-    [ -x "$bin" ] || die "$bin does not exist: build it with 'cargo build --release --workspace' (or set XVS_BIN)"
-    ip netns exec "$NS_DIRECTOR" sysctl -qw net.ipv4.ip_forward=0 net.ipv6.conf.all.forwarding=0
-    rm -f "$STATE/stats.json"
+    [ -x "$XVS_BIN/xvs-director" ] || die "$XVS_BIN/xvs-director does not exist: build it with 'cargo build --release --workspace' (or set XVS_BIN)"
+    select_directors "$director"
+    for n in "${DIRECTORS[@]}"; do
+        start_director "$n" "$backend" "${extra[@]}" || return 1
+    done
+}
+
+# start_director N BACKEND [DIRECTOR_ARGS...]: starts director N in its
+# namespace and waits for its first stats file. With --ha its log is
+# appended to (a restart in a drill keeps what the killed one wrote).
+start_director() {
+    local n=$1 backend=$2 bin=$XVS_BIN/xvs-director pid i ns stats log pidfile name
+    shift 2
+    ns=$(dir_ns "$n") stats=$(dir_stats "$n") log=$(dir_logfile "$n") pidfile=$(dir_pidfile "$n") name=$(dir_name "$n")
+    ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=0 net.ipv6.conf.all.forwarding=0
+    rm -f "$stats"
     echo "xvs $backend" >"$STATE/balancer"
-    RUST_LOG=${RUST_LOG:-info} setsid ip netns exec "$NS_DIRECTOR" "$bin" --config "$STATE/cluster.toml" \
-        --backend "$backend" --stats-file "$STATE/stats.json" --control-socket "$STATE/control.sock" "${extra[@]}" \
-        </dev/null >"$STATE/director.log" 2>&1 &
+    if [ "$XVS_HA" = 1 ]; then
+        echo "--- testbed/cluster.sh: $name starting at $(date -u +%H:%M:%S.%N) ---" >>"$log"
+    else
+        : >"$log"
+    fi
+    RUST_LOG=${RUST_LOG:-info} setsid ip netns exec "$ns" "$bin" --config "$(dir_config "$n")" \
+        --backend "$backend" --stats-file "$stats" --control-socket "$(dir_socket "$n")" "$@" \
+        </dev/null >>"$log" 2>&1 &
     pid=$!
-    echo "$pid" >"$STATE/director.pid"
+    echo "$pid" >"$pidfile"
     for ((i = 0; i < 200; i++)); do # 20 s
-        [ -f "$STATE/stats.json" ] && break
+        [ -f "$stats" ] && break
         if ! kill -0 "$pid" 2>/dev/null; then
-            echo "xvs-director exited during start; the end of $STATE/director.log:" >&2
-            tail -n 30 "$STATE/director.log" >&2
-            rm -f "$STATE/director.pid" "$STATE/balancer"
+            echo "$name exited during start; the end of $log:" >&2
+            tail -n 30 "$log" >&2
+            rm -f "$pidfile"
+            any_director_running || rm -f "$STATE/balancer"
             return 1
         fi
         sleep 0.1
     done
-    if [ ! -f "$STATE/stats.json" ]; then
-        echo "xvs-director wrote no $STATE/stats.json within 20 s; the end of $STATE/director.log:" >&2
-        tail -n 30 "$STATE/director.log" >&2
-        stop_pid "$STATE/director.pid" xvs-director xvs-director TERM
-        rm -f "$STATE/balancer"
+    if [ ! -f "$stats" ]; then
+        echo "$name wrote no $stats within 20 s; the end of $log:" >&2
+        tail -n 30 "$log" >&2
+        stop_pid "$pidfile" xvs-director "$name" TERM
+        any_director_running || rm -f "$STATE/balancer"
         return 1
     fi
-    say "xvs-director running (pid $pid, backend $backend); log $STATE/director.log, stats $STATE/stats.json"
+    say "$name running (pid $pid, backend $backend); log $log, stats $stats"
+}
+
+# any_director_running: director1 or (with --ha) director2 runs.
+any_director_running() {
+    director_pid 1 >/dev/null || { [ "$XVS_HA" = 1 ] && director_pid 2 >/dev/null; }
 }
 
 start_nft() {
@@ -768,50 +979,82 @@ stop_nft() {
     ip netns exec "$NS_DIRECTOR" sysctl -qw net.ipv4.ip_forward=0 net.ipv6.conf.all.forwarding=0 2>/dev/null || true
 }
 
+
 cmd_balancer() {
-    local sub=${1:-status} kind pid
+    local sub=${1:-status} kind pid director="" n
     shift || true
     need_root "testbed/cluster.sh balancer"
     [ -n "$(our_namespaces)" ] || die "no cluster is up: run testbed/cluster.sh up first"
+    [ -f "$STATE/cluster.env" ] && load_cluster_env
     kind=$(balancer_kind)
     case $sub in
     start)
-        local what=${1:-}
+        local what=${1:-} arg
         shift || true
-        if [ "$kind" != none ] && { [ "$kind" = nft ] || director_pid >/dev/null; }; then
+        if [ "$kind" = nft ]; then
             die "a balancer is already running ($kind): testbed/cluster.sh balancer stop first"
+        fi
+        # --director N, before the director's own arguments.
+        for ((arg = 1; arg <= $#; arg++)); do
+            [ "${!arg}" != -- ] || break
+            [ "${!arg}" = --director ] && { arg=$((arg + 1)); director=${!arg:-}; }
+        done
+        select_directors "$director"
+        if [ "$kind" != none ]; then
+            for n in "${DIRECTORS[@]}"; do
+                if director_pid "$n" >/dev/null; then
+                    if [ "$XVS_HA" = 1 ]; then
+                        die "director$n is already running: testbed/cluster.sh balancer stop --director $n first"
+                    fi
+                    die "a balancer is already running ($kind): testbed/cluster.sh balancer stop first"
+                fi
+            done
         fi
         case $what in
         xvs) start_xvs "$@" ;;
-        nft) [ $# -eq 0 ] || usage; start_nft ;;
+        nft)
+            [ $# -eq 0 ] || usage
+            [ "$XVS_HA" = 0 ] || die "nftables DNAT is one balancer: a pair (--ha) runs xvs-director ('balancer start xvs')"
+            start_nft
+            ;;
         *) usage ;;
         esac
         ;;
-    stop)
+    stop | kill)
+        while [ $# -gt 0 ]; do
+            case $1 in
+            --director) director=${2:?}; shift 2 ;;
+            *) usage ;;
+            esac
+        done
+        select_directors "$director"
         case $kind in
         xvs*)
-            stop_pid "$STATE/director.pid" xvs-director xvs-director TERM
-            say "xvs-director stopped"
-            ;;
-        nft) stop_nft; say "nftables balancing removed" ;;
-        *) echo "no balancer is running" ;;
-        esac
-        rm -f "$STATE/balancer"
-        ;;
-    kill)
-        case $kind in
-        xvs*)
-            pid=$(director_pid) || die "xvs-director is not running"
-            kill -KILL "$pid"
-            poll "xvs-director (pid $pid) to die" 5 pid_gone "$pid" || die "xvs-director (pid $pid) survived SIGKILL"
-            rm -f "$STATE/director.pid"
-            say "xvs-director killed with SIGKILL (pid $pid): whatever it left in the kernel stays"
+            for n in "${DIRECTORS[@]}"; do
+                if [ "$sub" = stop ]; then
+                    stop_pid "$(dir_pidfile "$n")" xvs-director "$(dir_name "$n")" TERM
+                    say "$(dir_name "$n") stopped"
+                    continue
+                fi
+                pid=$(director_pid "$n") || die "$(dir_name "$n") is not running"
+                kill -KILL "$pid"
+                poll "$(dir_name "$n") (pid $pid) to die" 5 pid_gone "$pid" || die "$(dir_name "$n") (pid $pid) survived SIGKILL"
+                rm -f "$(dir_pidfile "$n")"
+                say "$(dir_name "$n") killed with SIGKILL (pid $pid): whatever it left in the kernel stays"
+            done
+            any_director_running || rm -f "$STATE/balancer"
             ;;
         # nftables has no process to crash: its rules go, as on stop.
-        nft) stop_nft; say "nftables balancing removed (nft has no process to kill)" ;;
-        *) die "no balancer is running" ;;
+        nft)
+            stop_nft
+            if [ "$sub" = stop ]; then say "nftables balancing removed"; else say "nftables balancing removed (nft has no process to kill)"; fi
+            rm -f "$STATE/balancer"
+            ;;
+        *)
+            if [ "$sub" = stop ]; then echo "no balancer is running"; else die "no balancer is running"; fi
+            rm -f "$STATE/balancer"
+            ;;
         esac
-        rm -f "$STATE/balancer"
         ;;
     status) balancer_status ;;
     *) usage ;;
@@ -819,11 +1062,20 @@ cmd_balancer() {
 }
 
 balancer_status() {
-    local kind pid
+    local kind pid n
     kind=$(balancer_kind)
     case $kind in
     xvs*)
-        if pid=$(director_pid); then
+        if [ "$XVS_HA" = 1 ]; then
+            for n in 1 2; do
+                if pid=$(director_pid "$n"); then
+                    echo "balancer: director$n: xvs-director running (pid $pid, backend ${kind#xvs }), stats $(dir_stats "$n")"
+                    ha_line "$n"
+                else
+                    echo "balancer: director$n: xvs-director NOT running (see $(dir_logfile "$n"))"
+                fi
+            done
+        elif pid=$(director_pid); then
             echo "balancer: xvs-director running (pid $pid, backend ${kind#xvs }), stats $STATE/stats.json"
         else
             echo "balancer: xvs-director NOT running (it was started; see $STATE/director.log)"
@@ -832,6 +1084,17 @@ balancer_status() {
     nft) echo "balancer: nftables DNAT (table inet $NFT_TABLE in $NS_DIRECTOR)" ;;
     *) echo "balancer: none" ;;
     esac
+}
+
+# ha_line N: director N's HA line of `xvsadm -L --daemon` (who is master),
+# indented, or why there is none.
+ha_line() {
+    local out
+    if out=$(XVSADM_SOCKET=$(dir_socket "$1") "$XVS_BIN/xvsadm" -L --daemon 2>&1); then
+        grep '^HA ' <<<"$out" | sed 's/^/    /' || echo "    (xvsadm -L --daemon shows no HA line: $(head -1 <<<"$out"))"
+    else
+        echo "    (xvsadm -L --daemon: $(head -1 <<<"$out"))"
+    fi
 }
 
 # ------------------------------------------------------ status / down ------
@@ -843,6 +1106,7 @@ cmd_status() {
         return 0
     fi
     if [ -f "$STATE/cluster.env" ]; then
+        load_cluster_env
         echo "mode: $(sed -n 's/^XVS_MODE=//p' "$STATE/cluster.env" | grep . || echo nat)"
         grep -v '^XVS_MODE=' "$STATE/cluster.env" | sed 's/^XVS_/  /'
     fi
@@ -861,11 +1125,16 @@ cmd_status() {
 }
 
 cmd_down() {
-    local ns k pid
+    local ns k pid kept="$STATE/cluster.toml, director.log, stats.json"
     need_root "testbed/cluster.sh down"
     if [ -f "$STATE/director.pid" ]; then
         stop_pid "$STATE/director.pid" xvs-director xvs-director TERM
     fi
+    if [ -f "$STATE/director2.pid" ]; then
+        stop_pid "$STATE/director2.pid" xvs-director "xvs-director (director2)" TERM
+    fi
+    grep -qx 'XVS_HA=1' "$STATE/cluster.env" 2>/dev/null &&
+        kept="$STATE/director1.toml, director2.toml, director.log, director2.log, stats.json, stats2.json"
     for ns in $(rs_namespaces); do
         k=${ns#"$XVS_NS_PREFIX"-rs}
         stop_pid "$STATE/rs$k/nginx.pid" nginx "nginx on rs$k" TERM
@@ -899,8 +1168,9 @@ cmd_down() {
     if [ -d "$STATE" ]; then
         rm -rf "$STATE"/rs[0-9]* "$STATE"/agent-rs[0-9]*
         rm -f "$STATE/cluster.env" "$STATE/balancer" "$STATE/director.pid" "$STATE/agent.key"
+        rm -f "$STATE/director2.pid" "$STATE/vrrp.key"
     fi
-    echo "testbed cluster down (kept for a post-mortem, if present: $STATE/cluster.toml, director.log, stats.json)"
+    echo "testbed cluster down (kept for a post-mortem, if present: $kept)"
 }
 
 cmd_exec() {
@@ -908,8 +1178,8 @@ cmd_exec() {
     shift || true
     [ $# -gt 0 ] || usage
     case $role in
-    client | director | switch | router | rs[0-9]*) ;;
-    *) die "exec: unknown role '$role' (client, director, switch, router (not NAT), rs1..rsN)" ;;
+    client | director | director2 | switch | router | rs[0-9]*) ;;
+    *) die "exec: unknown role '$role' (client, director, director2 (--ha), switch, router (not NAT), rs1..rsN)" ;;
     esac
     ip netns list | awk '{print $1}' | grep -qx "$(ns_of "$role")" || die "exec: namespace $(ns_of "$role") does not exist (is the cluster up?)"
     # What an operator types after the demo must just work: the built
@@ -918,7 +1188,9 @@ cmd_exec() {
     # state directory rather than at the default /run/xvs/control.sock:
     # that path is shared by every namespace, so two clusters (XVS_NS_PREFIX)
     # or a real director on this host would collide there.
-    PATH="$XVS_BIN:$PATH" XVSADM_SOCKET="$STATE/control.sock" \
+    local socket=$STATE/control.sock
+    [ "$role" = director2 ] && socket=$(dir_socket 2)
+    PATH="$XVS_BIN:$PATH" XVSADM_SOCKET="$socket" \
         exec ip netns exec "$(ns_of "$role")" "$@"
 }
 
