@@ -17,6 +17,7 @@ pub mod ip;
 
 pub use flow::{FlowKey, FlowOrigin};
 pub use ip::IpProtocol;
+pub mod announce;
 pub mod arp;
 pub mod checksum;
 pub mod ethernet;

@@ -6,8 +6,9 @@
 //! (keepalived 2.2.7, Debian's; see `tests/fixtures/README.md`).
 #![expect(clippy::unwrap_used, reason = "test code")]
 
-#[path = "../../director/tests/common/skip.rs"]
-mod skip;
+mod common;
+
+use common::{skip, write_pcap};
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
@@ -54,25 +55,6 @@ fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
     }
     assert_eq!(at, bytes.len(), "trailing bytes");
     frames
-}
-
-/// Writes `frames` as a classic little-endian pcap file, one a second.
-fn write_pcap(path: &Path, frames: &[Vec<u8>]) {
-    let mut out = Vec::new();
-    out.extend(0xa1b2_c3d4u32.to_le_bytes());
-    out.extend(2u16.to_le_bytes());
-    out.extend(4u16.to_le_bytes());
-    out.extend([0u8; 8]);
-    out.extend(65_535u32.to_le_bytes());
-    out.extend(1u32.to_le_bytes());
-    for (i, f) in frames.iter().enumerate() {
-        out.extend((1_790_000_000 + i as u32).to_le_bytes());
-        out.extend(0u32.to_le_bytes());
-        out.extend((f.len() as u32).to_le_bytes());
-        out.extend((f.len() as u32).to_le_bytes());
-        out.extend(f);
-    }
-    std::fs::write(path, out).unwrap();
 }
 
 fn fixture(name: &str) -> PathBuf {

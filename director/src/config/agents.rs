@@ -15,13 +15,14 @@
 
 use core::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::time::Duration;
 
 use serde::de::{self, Deserializer};
 use serde::ser::Serializer;
 use serde::{Deserialize, Serialize};
 use xvs_packet::load_report::{MIN_KEY_LEN, ReportKey};
 use xvs_sched::feedback::{CapacityFormula, OnSilence, WeightPolicy};
+
+use super::values::millis_text;
 
 /// The UDP port agents report to unless `listen` names another (the
 /// agent's default too).
@@ -288,40 +289,6 @@ mod listen_text {
                 "\"{text}\" is not an address to listen on: write an IP address, with a port if not {DEFAULT_REPORT_PORT} (\"192.0.2.1\", \"192.0.2.1:7405\", \"[2001:db8::1]:7405\")"
             ))
         })
-    }
-}
-
-/// Durations in milliseconds, written as `health` tables write them.
-mod millis_text {
-    use super::*;
-
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Written {
-        Int(i64),
-        Float(f64),
-        Text(String),
-    }
-
-    pub(super) fn serialize<S: Serializer>(ms: &u64, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&crate::health::config::format_duration(
-            Duration::from_millis(*ms),
-        ))
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-        let text = match Written::deserialize(d)? {
-            Written::Int(i) => i.to_string(),
-            Written::Float(f) => f.to_string(),
-            Written::Text(t) => t,
-        };
-        let parsed = crate::health::config::parse_duration(&text).map_err(de::Error::custom)?;
-        if parsed.subsec_micros() % 1000 != 0 {
-            return Err(de::Error::custom(format!(
-                "\"{text}\" is finer than a millisecond: round it to whole milliseconds"
-            )));
-        }
-        Ok(parsed.as_millis() as u64)
     }
 }
 

@@ -22,6 +22,9 @@ pub enum Problem {
     /// A key file that cannot be used.
     #[error("{0}")]
     AgentKey(KeyProblem),
+    /// `[ha]` cannot run as written.
+    #[error("{0}")]
+    Ha(HaProblem),
     /// TOML syntax, a wrong type, an unknown key or a value out of range
     /// (toml's or our value check's message).
     #[error("{0}")]

@@ -29,6 +29,7 @@
 
 pub mod agents;
 mod error;
+pub mod ha;
 pub mod location;
 mod model;
 mod validate;
@@ -50,6 +51,7 @@ use xvs_proto::{Protocol, ServiceId};
 pub use crate::types::{InterfaceRole, IpNet};
 pub use agents::{AgentKey, AgentsConfig, KeyProblem, SilenceAction};
 pub use error::*;
+pub use ha::{HaAuth, HaConfig, HaFamily, HaKeyProblem, HaProblem, TrackScript};
 pub use model::*;
 use values::*;
 
@@ -891,5 +893,71 @@ max_step = 0.2
             assert_eq!((at, f.as_str()), (line, field), "{body}: {msg}");
             assert!(msg.contains(says), "{body}: {says:?} not in {msg}");
         }
+    }
+
+    #[test]
+    fn ha_is_off_unless_configured_and_its_problems_name_line_and_field() {
+        assert_eq!(ClusterConfig::parse("c.toml", &base("")).unwrap().ha, None);
+        let good = key_file("ha", 32, 0o600);
+        let ha = |body: &str| base(&format!("\n[ha]\n{body}\n"));
+        let c = ClusterConfig::parse(
+            "c.toml",
+            &ha(&format!(
+                "vrid = 51\npriority = 150\nadvert_interval = \"100ms\"\nkey_file = \"{}\"\ngateways = [\"192.0.2.1/24\"]",
+                good.display()
+            )),
+        )
+        .unwrap();
+        let h = c.ha.as_ref().unwrap();
+        assert_eq!((h.vrid, h.priority, h.advert_interval_cs()), (51, 150, 10));
+        assert_eq!(h.read_key().unwrap().unwrap().id(), 1);
+        // The base is 18 lines; `[ha]` is line 20, its first key line 21.
+        for (body, line, field, says) in [
+            ("vrid = 51".to_owned(), 20, "ha.key_file", "head -c 32"),
+            (
+                "vrid = 51\nauth = \"none\"\nadvert_interval = \"5ms\"".to_owned(),
+                23,
+                "ha.advert_interval",
+                "steps of 10 ms",
+            ),
+            (
+                "vrid = 51\nauth = \"none\"\ninterface = \"eth9\"".to_owned(),
+                23,
+                "ha.interface",
+                "c0, s0",
+            ),
+            ("vrid = 300".to_owned(), 21, "ha.vrid", "from 1 to 255"),
+            (
+                "vrid = 5\nauth = \"sha1\"".to_owned(),
+                22,
+                "ha.auth",
+                "hmac",
+            ),
+        ] {
+            let (at, f, _, msg) = fail(&ha(&body));
+            assert_eq!((at, f.as_str()), (line, field), "{body}: {msg}");
+            assert!(msg.contains(says), "{body}: {says:?} not in {msg}");
+        }
+    }
+
+    #[test]
+    fn with_ha_the_vips_and_gateways_are_not_the_directors_own_addresses() {
+        let mut c = ClusterConfig::parse(
+            "c.toml",
+            &base("\n[ha]\nvrid = 1\nauth = \"none\"\ngateways = [\"192.0.2.1/24\"]\n").replacen(
+                "mac = \"02:00:00:00:02:01\"",
+                "mac = \"02:00:00:00:02:01\"\naddresses = [\"192.0.2.1/24\", \"192.0.2.2/24\", \"203.0.113.10/32\"]",
+                1,
+            ),
+        )
+        .unwrap();
+        let dropped = c.drop_floating_addresses();
+        assert_eq!(dropped.len(), 2);
+        let left: Vec<String> = c.interfaces[1]
+            .addresses
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(left, ["192.0.2.2/24"]);
     }
 }

@@ -30,6 +30,10 @@ pub struct ClusterConfig {
     /// present.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agents: Option<AgentsConfig>,
+    /// A primary and a backup director by VRRP (`[ha]`); off unless
+    /// present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ha: Option<HaConfig>,
 }
 
 /// How the live director is operated (`[control]`).

@@ -271,6 +271,11 @@ impl ClusterConfig {
         }
 
         let names: Vec<&str> = self.interfaces.iter().map(|i| i.name.as_str()).collect();
+        if let Some(ha) = &self.ha {
+            ha.check(&names).map_err(|(field, problem)| {
+                (path(&[key("ha"), key(field)]), Problem::Ha(problem))
+            })?;
+        }
         for (n, nb) in self.neighbours.iter().enumerate() {
             if !names.contains(&nb.interface.as_str()) {
                 let known = if names.is_empty() {

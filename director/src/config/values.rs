@@ -99,3 +99,65 @@ pub(super) fn de_netmask<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u8>, 
         }
     }
 }
+
+/// Durations in milliseconds, written as `health` tables write them.
+pub(super) mod millis_text {
+    use std::time::Duration;
+
+    use serde::Deserialize;
+    use serde::de::{self, Deserializer};
+    use serde::ser::Serializer;
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Written {
+        Int(i64),
+        Float(f64),
+        Text(String),
+    }
+
+    pub(in crate::config) fn serialize<S: Serializer>(ms: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&crate::health::config::format_duration(
+            Duration::from_millis(*ms),
+        ))
+    }
+
+    pub(in crate::config) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        let text = match Written::deserialize(d)? {
+            Written::Int(i) => i.to_string(),
+            Written::Float(f) => f.to_string(),
+            Written::Text(t) => t,
+        };
+        let parsed = crate::health::config::parse_duration(&text).map_err(de::Error::custom)?;
+        if parsed.subsec_micros() % 1000 != 0 {
+            return Err(de::Error::custom(format!(
+                "\"{text}\" is finer than a millisecond: round it to whole milliseconds"
+            )));
+        }
+        Ok(parsed.as_millis() as u64)
+    }
+}
+
+/// An optional duration in milliseconds (absent: `None`).
+pub(super) mod opt_millis_text {
+    use serde::ser::Serializer;
+    use serde::{Deserialize, Deserializer};
+
+    pub(in crate::config) fn serialize<S: Serializer>(
+        ms: &Option<u64>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match ms {
+            Some(ms) => super::millis_text::serialize(ms, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(in crate::config) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<u64>, D::Error> {
+        #[derive(Deserialize)]
+        struct Wrapped(#[serde(with = "super::millis_text")] u64);
+        Ok(Some(Wrapped::deserialize(d)?.0))
+    }
+}

@@ -89,6 +89,106 @@ fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntC
     c
 }
 
+/// `xvs_ha_*`, with `[ha]`: the state (one series per state, 1 for the
+/// current one), transitions, adverts sent, received and refused by
+/// reason, late adverts, announcements, the last advert's age and the
+/// addresses held.
+fn ha_metrics(registry: &Registry, plane: &ControlPlane) {
+    use crate::ha::machine::State;
+    use crate::ha::router::Rejection;
+    let Some(ha) = plane.ha() else {
+        return;
+    };
+    let view = ha.view.lock().clone();
+    let c = &ha.counters;
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    let state = gauge(
+        registry,
+        "xvs_ha_state",
+        "The HA state of this director: 1 for the current state, 0 for the others.",
+        &["state"],
+    );
+    for s in [State::Init, State::Backup, State::Master, State::Fault] {
+        state
+            .with_label_values(&[s.as_str()])
+            .set(i64::from(view.state == s));
+    }
+    let plain = |name: &str, help: &str, value: u64| {
+        let c = counter(registry, name, help, &[]);
+        c.with_label_values(&[] as &[&str]).inc_by(value);
+    };
+    plain(
+        "xvs_ha_transitions_total",
+        "Changes of HA state.",
+        load(&c.transitions),
+    );
+    plain(
+        "xvs_ha_adverts_sent_total",
+        "VRRP adverts sent.",
+        load(&c.sent),
+    );
+    plain(
+        "xvs_ha_advert_send_errors_total",
+        "VRRP adverts that could not be sent.",
+        load(&c.send_errors),
+    );
+    plain(
+        "xvs_ha_adverts_received_total",
+        "VRRP adverts of this virtual router accepted.",
+        load(&c.received),
+    );
+    plain(
+        "xvs_ha_adverts_other_vrid_total",
+        "VRRP adverts of other virtual routers, ignored.",
+        load(&c.other_vrid),
+    );
+    plain(
+        "xvs_ha_late_adverts_total",
+        "Times a backup heard nothing from the master for warn_time.",
+        load(&c.late),
+    );
+    plain(
+        "xvs_ha_announcements_total",
+        "Gratuitous ARPs and unsolicited neighbour advertisements sent.",
+        load(&c.announcements),
+    );
+    plain(
+        "xvs_ha_address_errors_total",
+        "Addresses that could not be added, removed or announced.",
+        load(&c.address_errors),
+    );
+    let rejected = counter(
+        registry,
+        "xvs_ha_adverts_rejected_total",
+        "VRRP adverts refused, by reason.",
+        &["reason"],
+    );
+    for reason in Rejection::ALL {
+        rejected
+            .with_label_values(&[reason.as_str()])
+            .inc_by(c.rejected(reason));
+    }
+    let held = gauge(
+        registry,
+        "xvs_ha_addresses_held",
+        "Addresses this director holds for the pair (VIPs and gateways).",
+        &[],
+    );
+    held.with_label_values(&[] as &[&str])
+        .set(view.held.len() as i64);
+    if let Some(at) = view.last_advert {
+        let age = prometheus::Gauge::new(
+            "xvs_ha_last_advert_age_seconds",
+            "Time since the last accepted VRRP advert.",
+        )
+        .expect("static metric definition");
+        age.set(at.elapsed().as_secs_f64());
+        registry
+            .register(Box::new(age))
+            .expect("each name registered once");
+    }
+}
+
 /// `xvs_agent_*`, with `[agents]`: reports by result, and per real server
 /// the configured and effective weights, the report's age, the capacity,
 /// the agent's state and each load figure it could measure (a figure it
@@ -374,6 +474,7 @@ pub fn render(
     }
 
     agent_metrics(&registry, plane, now);
+    ha_metrics(&registry, plane);
 
     let drops = counter(
         &registry,

@@ -19,8 +19,8 @@ use crate::conn::Millis;
 use crate::control::agents::{AcceptedReport, AgentShared, AgentWeights, ReceiverSettings};
 use crate::control::estimator::{Estimate, PERIOD_MS};
 use crate::control::proto::{
-    ControlError, ErrorKind, LoadServer, LoadService, LoadView, Reply, Request, ServerState,
-    ServiceState, StatsView, TableView,
+    ControlError, DaemonsView, ErrorKind, LoadServer, LoadService, LoadView, Reply, Request,
+    ServerState, ServiceState, StatsView, TableView,
 };
 use crate::control::table::ServiceTable;
 use crate::io::IoError;
@@ -198,6 +198,8 @@ pub struct ControlPlane {
     /// the table still holds them (the agents' `maint` may have taken them
     /// out first).
     checker_down: FxHashSet<crate::health::TargetKey>,
+    /// The HA router's counters and view, with `[ha]` (the metrics).
+    ha: Option<Arc<crate::ha::router::Shared>>,
 }
 
 fn stats_view(t: TrafficCounters) -> StatsView {
@@ -238,7 +240,19 @@ impl ControlPlane {
             running: None,
             agents: None,
             checker_down: FxHashSet::default(),
+            ha: None,
         }
+    }
+
+    /// Shows the HA router sharing `shared` in the metrics.
+    pub fn with_ha(&mut self, shared: Arc<crate::ha::router::Shared>) {
+        self.ha = Some(shared);
+    }
+
+    /// The HA router's counters and view, with `[ha]`.
+    #[must_use]
+    pub fn ha(&self) -> Option<&crate::ha::router::Shared> {
+        self.ha.as_deref()
     }
 
     /// Makes the weights follow the agents' reports that the receiver
@@ -484,6 +498,9 @@ impl ControlPlane {
             )),
             Request::Timeouts => Reply::Timeouts(self.table.timeout_set()),
             Request::Load => Reply::Load(self.load_view(now)),
+            // The daemon answers it from its parts' status (`daemon::root`);
+            // a plane alone runs no daemon.
+            Request::Daemons => Reply::Daemons(DaemonsView::default()),
             Request::Zero { service } => match self.zero(*service, counters) {
                 Ok(()) => Reply::Done,
                 Err(e) => Reply::Error(e),
@@ -837,6 +854,7 @@ pub fn describe(request: &Request) -> String {
         Request::Connections => "list connections".to_owned(),
         Request::Timeouts => "list timeouts".to_owned(),
         Request::Load => "list load".to_owned(),
+        Request::Daemons => "list daemons".to_owned(),
         Request::Reload => "reload".to_owned(),
     }
 }

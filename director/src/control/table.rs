@@ -765,6 +765,7 @@ impl ServiceTable {
             | Request::Connections
             | Request::Timeouts
             | Request::Load
+            | Request::Daemons
             | Request::Reload => Ok(()),
         }
     }

@@ -26,6 +26,9 @@ pub enum Error {
     /// SIGTERM, SIGINT or SIGHUP could not be caught.
     #[error("installing the signal handler: {0}")]
     Signal(#[source] std::io::Error),
+    /// `[ha]` could not start: what, and what to do.
+    #[error("HA: {0}")]
+    Ha(String),
     /// An `--iface` that is not `NAME=BACKEND`.
     #[error("--iface {spec}: expected NAME=xdp or NAME=packet")]
     IfaceSyntax {

@@ -19,10 +19,12 @@
 //!    that no worker schedules to a server meant to be down);
 //! 3. the parts *after the workers*, in this order: the control socket
 //!    ([`control_socket`]), the metrics endpoint ([`metrics`]), the agents'
-//!    receiver ([`agents`], with `[agents]`).
+//!    receiver ([`agents`], with `[agents]`), the HA election ([`ha`], with
+//!    `[ha]`: last, so that it stops first and the VIPs are released while
+//!    the workers still forward).
 //!
 //! Shutdown runs the other way, each step once: the parts after the
-//! workers in reverse (agents, metrics, control socket), then the workers, the XDP
+//! workers in reverse (HA, agents, metrics, control socket), then the workers, the XDP
 //! program detached, the kernel filter removed ([`data_plane::DataPlane::stop`]),
 //! then the parts before the workers in reverse (the neighbour watcher,
 //! then the last write of the stats file and the last counter lines, so
@@ -30,7 +32,7 @@
 //! stops what it had started in the same order.
 //!
 //! # A new part
-//! HA, state sync and the dashboard each join (as the agent receiver did) as one
+//! State sync and the dashboard each join (as the agent receiver and HA did) as one
 //! more [`Part`]: a file in this module with a struct built from its
 //! configuration (no side effects), `start` (threads, sockets), `reconfigure`
 //! (the difference a published snapshot makes to it), `status` (a JSON
@@ -53,6 +55,7 @@ pub mod agents;
 pub mod control_socket;
 pub mod data_plane;
 mod error;
+pub mod ha;
 pub mod metrics;
 pub mod neighbours;
 pub mod options;

@@ -42,8 +42,8 @@ impl Running<'_> {
 }
 
 /// One long-running part of the director: the control socket, the metrics
-/// endpoint, the neighbour watcher, the stats file; later HA, sync, the
-/// agent receiver and the dashboard.
+/// endpoint, the neighbour watcher, the stats file, the agent receiver,
+/// HA; later state sync and the dashboard.
 pub trait Part {
     /// The part's name in logs and in [`Parts::status`].
     fn name(&self) -> &'static str;

@@ -9,14 +9,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam::channel::{Receiver, unbounded};
-use log::{error, info};
+use log::{error, info, warn};
 use serde_json::Value;
 
 use crate::config::ClusterConfig;
 use crate::control::agents::{AgentShared, ReceiverSettings};
 use crate::control::health::ChannelSink;
 use crate::control::plane::{ControlMsg, ControlPlane, LoadError};
-use crate::control::proto::DEFAULT_SOCKET;
+use crate::control::proto::{DEFAULT_SOCKET, DaemonsView, HaView, Reply, Request};
 use crate::control::socket::ConnSource;
 use crate::control::table::ServiceTable;
 use crate::io::KernelCounter;
@@ -29,6 +29,7 @@ use super::Error;
 use super::agents::AgentPart;
 use super::control_socket::ControlSocketPart;
 use super::data_plane::{self, DataPlane, Opened};
+use super::ha::{HaInterface, HaPart};
 use super::metrics::MetricsPart;
 use super::neighbours::NeighbourPart;
 use super::options::{ConfigSource, DaemonOptions};
@@ -86,6 +87,11 @@ impl Daemon {
         // gateways) comes from the kernel, as it is in this network
         // namespace.
         let facts = kernel::discover(&mut config)?;
+        for (iface, net) in config.drop_floating_addresses() {
+            info!(
+                "ha: {net} on {iface} floats between the directors: not one of this director's own addresses"
+            );
+        }
         let clock = Clock::start();
         let seed = {
             use std::hash::{BuildHasher, RandomState};
@@ -127,6 +133,12 @@ impl Daemon {
             }
             None => None,
         };
+        // The HA router's view and counters, shared by the part, the
+        // stats file and the metrics.
+        let ha_shared = config
+            .ha
+            .as_ref()
+            .map(|_| Arc::new(crate::ha::router::Shared::new(Instant::now())));
         let mut before_workers = Parts::new();
         before_workers.add(Box::new(StatsPart::new(
             Arc::clone(&director),
@@ -136,6 +148,7 @@ impl Daemon {
             agents
                 .as_ref()
                 .map(|(_, shared)| (Arc::clone(shared), clock)),
+            ha_shared.clone(),
         )));
         // Neighbours: learned from the kernel and followed; the real
         // servers' and gateways' are asked for at once.
@@ -213,6 +226,32 @@ impl Daemon {
         if let Some((listen, shared)) = agents {
             after_workers.add(Box::new(AgentPart::new(listen, shared, to_main.clone())));
         }
+        // HA last: it stops first, so the VIPs are released (and the
+        // backup told, priority 0) while the workers still forward.
+        if let (Some(ha), Some(shared)) = (&config.ha, &ha_shared) {
+            let state = director.state();
+            let interfaces = state
+                .interfaces
+                .iter()
+                .filter_map(|iface| {
+                    let fact = facts.iter().find(|f| f.id == iface.id)?;
+                    Some(HaInterface {
+                        name: iface.name.clone(),
+                        ifindex: fact.ifindex,
+                        role: iface.role,
+                        mac: iface.mac.0,
+                        addresses: iface.addresses.clone(),
+                    })
+                })
+                .collect();
+            plane.with_ha(Arc::clone(shared));
+            after_workers.add(Box::new(HaPart::new(
+                ha.clone(),
+                interfaces,
+                &state,
+                Arc::clone(shared),
+            )));
+        }
         drop(to_main);
 
         let mut daemon = Self {
@@ -280,6 +319,11 @@ impl Daemon {
             if reload_now {
                 match self.reloader.load() {
                     Ok(new) => {
+                        if self.plane.running_config().is_some_and(|c| c.ha != new.ha) {
+                            warn!(
+                                "reload: [ha] changed; the election keeps the settings it started with until the director restarts (the services' VIPs follow at once)"
+                            );
+                        }
                         match self
                             .plane
                             .reload(&new, self.clock.now(), &mut self.data.hooks)
@@ -332,6 +376,18 @@ impl Daemon {
         doc
     }
 
+    /// The daemons' listing (`xvsadm -L --daemon`): the HA part's status.
+    fn daemons_view(&self) -> DaemonsView {
+        let status = self.after_workers.status();
+        DaemonsView {
+            ha: status
+                .get("ha")
+                .filter(|s| s.get("state").is_some())
+                .and_then(|s| serde_json::from_value::<HaView>(s.clone()).ok())
+                .map(Box::new),
+        }
+    }
+
     /// Waits up to one turn for a message from the parts' threads and
     /// answers it, then the ones already queued behind it (at most
     /// [`BURST`]): the agents' reports arrive by the thousand a second, and
@@ -358,6 +414,10 @@ impl Daemon {
                 // (control::proto, "Timeouts"); the socket's thread logs
                 // the ones dropped.
                 if let Some((request, reply_to)) = pending.take() {
+                    if matches!(request, Request::Daemons) {
+                        let _ = reply_to.send(Reply::Daemons(self.daemons_view()));
+                        return;
+                    }
                     let (counters, _) = self.data.live.counters();
                     let reloader = &self.reloader;
                     let mut reload = || reloader.load();
@@ -473,6 +533,7 @@ impl Reloader {
         };
         let mut config = ClusterConfig::load(path)?;
         kernel::discover(&mut config)?;
+        config.drop_floating_addresses();
         self.override_in(&mut config);
         Ok(config)
     }

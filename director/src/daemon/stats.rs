@@ -33,12 +33,15 @@ pub struct StatsPart {
     /// The agents' receiver and figures (with `[agents]`), and the clock
     /// their report times are on.
     agents: Option<(Arc<AgentShared>, Clock)>,
+    /// The HA router's view and counters (with `[ha]`).
+    ha: Option<Arc<crate::ha::router::Shared>>,
 }
 
 impl StatsPart {
     /// Counters of `director`'s workers: to `file` every `file_every`, to
     /// the log every `log_every`; with `agents`, the agents' reports by
-    /// result and their figures in the file too.
+    /// result and their figures in the file too; with `ha`, the HA state
+    /// and its counters.
     #[must_use]
     pub fn new(
         director: Arc<Director>,
@@ -46,6 +49,7 @@ impl StatsPart {
         file_every: Duration,
         log_every: Option<Duration>,
         agents: Option<(Arc<AgentShared>, Clock)>,
+        ha: Option<Arc<crate::ha::router::Shared>>,
     ) -> Self {
         Self {
             director,
@@ -57,6 +61,7 @@ impl StatsPart {
             writes: 0,
             partial_notice: PartialChecksumNotice::default(),
             agents,
+            ha,
         }
     }
 
@@ -64,7 +69,13 @@ impl StatsPart {
         let Some(path) = &self.file else {
             return;
         };
-        write_stats(path, live, running, self.agents.as_ref());
+        write_stats(
+            path,
+            live,
+            running,
+            self.agents.as_ref(),
+            self.ha.as_deref(),
+        );
         self.writes += 1;
     }
 }
@@ -130,10 +141,14 @@ fn write_stats(
     live: &Live,
     running: &mut Running<'_>,
     agents: Option<&(Arc<AgentShared>, Clock)>,
+    ha: Option<&crate::ha::router::Shared>,
 ) {
     let mut doc = live.stats_json();
     if let Some((shared, clock)) = agents {
         doc["agents"] = shared.json(clock.now());
+    }
+    if let Some(ha) = ha {
+        doc["ha"] = ha.json(Instant::now());
     }
     if let Some(c) = running.xdp() {
         // As the metrics count them: a frame for the director that found no

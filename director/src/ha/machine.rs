@@ -101,6 +101,10 @@ pub struct Settings {
     /// `vrrp_higher_prio_send_advert`; without it, after a split brain the
     /// master that stayed sends no GARP: keepalived #166).
     pub higher_prio_send_advert: bool,
+    /// Overrides Master_Down_Interval (ha.cf's `deadtime`); `None`: the
+    /// RFC's, from the master's advertised interval. A priority-0 advert
+    /// still leaves Skew_Time only.
+    pub dead_time: Option<Duration>,
 }
 
 /// Settings a machine cannot run with.
@@ -223,6 +227,34 @@ pub enum Reason {
     Recovered,
 }
 
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::InterfaceDown => "an interface is down",
+            Self::WorkersStalled => "the workers stalled",
+            Self::TrackScript => "the track script failed",
+        })
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::AddressOwner => f.write_str("priority 255: the owner of the addresses"),
+            Self::Started => f.write_str("started, listening for a master"),
+            Self::Stopped => f.write_str("stopped"),
+            Self::MasterDown => f.write_str("no advert for the master-down interval"),
+            Self::MasterStopped => f.write_str("the master is stopping (priority 0)"),
+            Self::Preempted => f.write_str("the master's priority is lower: preempted it"),
+            Self::HigherPriority { priority, sender } => {
+                write!(f, "{sender} advertises a higher priority ({priority})")
+            }
+            Self::Fault(fault) => write!(f, "fault: {fault}"),
+            Self::Recovered => f.write_str("the fault cleared"),
+        }
+    }
+}
+
 /// What the caller must do, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -326,9 +358,17 @@ impl Machine {
         Duration::from_micros((256 - u64::from(self.settings.priority)) * interval_us / 256)
     }
 
-    /// Master_Down_Interval = 3 × Master_Adver_Interval + Skew_Time.
+    /// Master_Down_Interval = 3 × Master_Adver_Interval + Skew_Time, or
+    /// the configured dead time.
     pub fn master_down_interval(&self) -> Duration {
-        3 * centiseconds(self.master_adver_interval_cs) + self.skew_time()
+        self.settings
+            .dead_time
+            .unwrap_or_else(|| 3 * centiseconds(self.master_adver_interval_cs) + self.skew_time())
+    }
+
+    /// The settings it runs with.
+    pub const fn settings(&self) -> &Settings {
+        &self.settings
     }
 
     /// When the caller must send [`Event::Timer`]; `None`: no timer runs.
@@ -710,6 +750,7 @@ mod tests {
             initdead: Duration::ZERO,
             warntime: Duration::ZERO,
             higher_prio_send_advert: true,
+            dead_time: None,
         }
     }
 
@@ -806,6 +847,22 @@ mod tests {
             Machine::new(fast).unwrap().master_down_interval(),
             Duration::from_micros(341_406)
         );
+        // ha.cf's deadtime overrides it, whatever the master advertises.
+        let mut dead = settings(150, A_ADDR);
+        dead.dead_time = Some(Duration::from_secs(2));
+        let mut m = Machine::new(dead).unwrap();
+        assert_eq!(m.master_down_interval(), Duration::from_secs(2));
+        let clock = Clock(Instant::now());
+        m.handle(Event::Startup, clock.ms(0));
+        m.handle(
+            Event::Advert {
+                priority: 200,
+                max_advert_interval_cs: 10,
+                sender: B_ADDR.parse().unwrap(),
+            },
+            clock.ms(10),
+        );
+        assert_eq!(m.next_deadline(), Some(clock.ms(2_010)));
     }
 
     #[test]

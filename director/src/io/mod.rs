@@ -1,6 +1,8 @@
 //! Moving frames between interfaces and the pipeline. Everything that
-//! touches the kernel's packet sockets lives here, and so does every
-//! `unsafe` block of the workspace (STYLE.md).
+//! touches the kernel's packet sockets lives here — the HA part's too: its
+//! VRRP advert socket ([`vrrp_socket`]) and the sender of its takeover
+//! announcements ([`announce`]) — and so does every `unsafe` block of the
+//! workspace (STYLE.md).
 //!
 //! # The contract
 //! A worker owns one [`WorkerIo`]: its sockets on every interface the
@@ -23,11 +25,14 @@
 //! syscall per burst and interface, not per frame.
 
 pub mod afxdp;
+pub mod announce;
 pub mod livegen;
 pub mod mem;
 pub mod mixed;
 pub mod packet;
+pub(crate) mod packet_sys;
 pub mod queues;
+pub mod vrrp_socket;
 pub mod xdp;
 
 use std::time::Duration;

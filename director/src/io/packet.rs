@@ -79,8 +79,6 @@
 mod filter;
 #[path = "packet_ring.rs"]
 mod ring;
-#[path = "packet_sys.rs"]
-mod sys;
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -90,6 +88,7 @@ use std::time::Duration;
 pub use filter::{FilterInterface, FilterRule, KernelFilter, PRIORITY, TABLE, ruleset};
 use ring::{BLOCK_STATUS, BlockCursor, Geometry, PKT_STATUS, TX_DATA_OFFSET};
 
+use super::packet_sys as sys;
 use super::{Burst, IoError, IoInterface, IoStats, RxFrame, WorkerIo};
 use crate::pipeline::{HEADROOM, IfaceId, MAX_BURST, Verdict};
 

@@ -1,4 +1,5 @@
-//! The system calls of the AF_PACKET backend, one thin safe wrapper each.
+//! The system calls of the AF_PACKET backend, one thin safe wrapper each
+//! (the HA part's frame sender and VRRP socket use some of them too).
 //!
 //! Every wrapper returns `std::io::Result` with the kernel's `errno` and
 //! nothing else: turning an error into an operator's message (which
@@ -105,10 +106,21 @@ pub(crate) fn take_socket_error(fd: BorrowedFd<'_>) -> io::Result<i32> {
 
 /// Binds the socket to all protocols (`ETH_P_ALL`) on one interface.
 pub(crate) fn bind_interface(fd: BorrowedFd<'_>, ifindex: u32) -> io::Result<()> {
+    bind_interface_protocol(fd, ifindex, ETH_P_ALL_BE)
+}
+
+/// Binds the socket to one interface for the protocol `protocol_be`
+/// (network byte order). Protocol 0 on a socket opened with protocol 0
+/// ([`packet_socket`]) receives nothing: a socket that only sends.
+pub(crate) fn bind_interface_protocol(
+    fd: BorrowedFd<'_>,
+    ifindex: u32,
+    protocol_be: u16,
+) -> io::Result<()> {
     // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.
     let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     addr.sll_family = libc::AF_PACKET as u16;
-    addr.sll_protocol = ETH_P_ALL_BE;
+    addr.sll_protocol = protocol_be;
     addr.sll_ifindex = ifindex as i32;
     // SAFETY: `addr` is a live sockaddr_ll and the length passed is its size.
     let rc = unsafe {

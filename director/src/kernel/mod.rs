@@ -1,7 +1,9 @@
 //! What the live director learns from the kernel over rtnetlink: each
 //! configured interface's index, MAC, MTU, addresses and default gateways
 //! at start ([`discover`]), and the neighbour table, followed live
-//! ([`NeighbourWatcher`]).
+//! ([`NeighbourWatcher`]); and what the HA part asks of it ([`addresses`]):
+//! adding and removing the addresses that move with the master, the
+//! advert interface's link-local address, whether its link is up.
 //!
 //! # Contract
 //! - **Blocking sockets, no async runtime**: `netlink-sys` sockets with a
@@ -22,15 +24,17 @@
 //!   solicitations as if it had a packet for that address), at most once a
 //!   second per address.
 //! - **Routes and addresses are read once**: a route or address change
-//!   after start is not followed (a restart picks it up). Gateways are the
-//!   main table's default routes through the interface, one per family
-//!   (the lowest metric); a default route without a gateway (`default dev
-//!   eth0`) gives none.
+//!   after start is not followed by the data plane (a restart picks it
+//!   up); the HA part's addresses are its own business ([`addresses`]).
+//!   Gateways are the main table's default routes through the interface,
+//!   one per family (the lowest metric); a default route without a
+//!   gateway (`default dev eth0`) gives none.
 //! - **Receive queues come from sysfs** ([`rx_queue_count`]): netlink
 //!   only knows how many the driver allocated, not how many are in use.
 //! - **Kernel input never panics**: a message that does not parse is
 //!   skipped and counted; nothing is logged per packet or per message.
 
+pub mod addresses;
 mod discover;
 mod queues;
 mod socket;
@@ -41,6 +45,7 @@ use std::net::IpAddr;
 
 use netlink_packet_route::AddressFamily;
 
+pub use addresses::{add_address, has_address, link_is_up, link_local, remove_address};
 pub use discover::{FromKernel, KernelInterface, discover};
 pub use queues::rx_queue_count;
 pub use watcher::{NeighbourWatcher, WatcherCounters};

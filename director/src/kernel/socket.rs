@@ -6,7 +6,8 @@ use std::io;
 use std::time::Duration;
 
 use netlink_packet_core::{
-    NLM_F_DUMP, NLM_F_REQUEST, NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+    NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkBuffer, NetlinkHeader, NetlinkMessage,
+    NetlinkPayload,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::protocols::NETLINK_ROUTE;
@@ -83,6 +84,33 @@ impl Netlink {
         let n = self.socket.recv(&mut space, 0)?;
         let n = n.min(self.buf.len());
         Ok(parse_messages(&self.buf[..n]))
+    }
+
+    /// Sends `message` with `flags` and NLM_F_ACK and collects the kernel's
+    /// answers up to its acknowledgement (a request that changes something
+    /// answers with the acknowledgement alone); an error answer is the
+    /// error, with the kernel's errno.
+    pub fn request(
+        &mut self,
+        message: RouteNetlinkMessage,
+        flags: u16,
+    ) -> io::Result<Vec<RouteNetlinkMessage>> {
+        let seq = self.send(message, flags | NLM_F_ACK)?;
+        let mut out = Vec::new();
+        loop {
+            let received = self.recv()?;
+            for message in received.messages {
+                if message.header.sequence_number != seq {
+                    continue;
+                }
+                match message.payload {
+                    NetlinkPayload::InnerMessage(inner) => out.push(inner),
+                    NetlinkPayload::Error(e) if e.code.is_some() => return Err(e.to_io()),
+                    NetlinkPayload::Error(_) | NetlinkPayload::Done(_) => return Ok(out),
+                    _ => {}
+                }
+            }
+        }
     }
 
     /// Sends a dump request and collects every answer up to NLMSG_DONE.

@@ -51,15 +51,26 @@ impl Namespaces {
     /// Runs `f` on a thread inside the director's namespace (netlink
     /// sockets, and threads started from it, live there too).
     pub fn in_director<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let path = format!("/run/netns/{}", self.director);
-        std::thread::spawn(move || {
-            let ns = File::open(&path).expect("the director's namespace opens");
-            setns(&ns, CloneFlags::CLONE_NEWNET).expect("setns into the director's namespace");
-            f()
-        })
-        .join()
-        .expect("the thread in the director's namespace did not panic")
+        in_namespace(&self.director, f)
     }
+
+    /// Runs `f` on a thread inside the peer's namespace (a socket opened
+    /// there stays there when `f` hands it back).
+    pub fn in_peer<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        in_namespace(&self.peer, f)
+    }
+}
+
+/// Runs `f` on a thread that first enters the namespace `name`.
+fn in_namespace<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = format!("/run/netns/{name}");
+    std::thread::spawn(move || {
+        let ns = File::open(&path).expect("the namespace opens");
+        setns(&ns, CloneFlags::CLONE_NEWNET).expect("setns into the namespace");
+        f()
+    })
+    .join()
+    .expect("the thread in the namespace did not panic")
 }
 
 impl Drop for Namespaces {

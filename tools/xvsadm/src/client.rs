@@ -617,8 +617,18 @@ fn list(
                 format!("unexpected answer from the director: {other:?}"),
             )),
         },
-        // No sync daemon runs: ipvsadm prints nothing then.
-        ListTarget::Daemon => Ok(Outcome::default()),
+        // No sync daemon runs yet (ipvsadm prints nothing then); the HA
+        // election, with `[ha]`, has a line of its own.
+        ListTarget::Daemon => match call(transport, Request::Daemons)? {
+            Reply::Daemons(view) => Ok(Outcome::out(
+                view.ha.as_deref().map(format::ha_line).unwrap_or_default(),
+            )),
+            Reply::Error(e) => Err(refused(&e)),
+            other => Err(Outcome::fail(
+                EXIT_USAGE,
+                format!("unexpected answer from the director: {other:?}"),
+            )),
+        },
         ListTarget::Load(key) => {
             let only = key
                 .map(|k| service_id(&k))

@@ -13,7 +13,7 @@
 //! | `-S [-n]` | [`save`] |
 //! | `-L -c [--persistent-conn]` | [`list_connections`] |
 //! | `-L --timeout` | [`list_timeouts`] |
-//! | `-L --daemon` | [`list_daemons`] |
+//! | `-L --daemon` | [`list_daemons`] (sync daemons), [`ha_line`] (the HA election) |
 //!
 //! # Details ipvs-behaviour.md does not spell out (taken from ipvsadm 1.31)
 //! - **Column headers** of `--stats`/`--rate`: `Prot LocalAddress:Port`
@@ -472,6 +472,43 @@ pub fn list_daemons(daemons: &[DaemonSpec]) -> String {
             let _ = write!(out, ", ttl={ttl}");
         }
         out.push_str(")\n");
+    }
+    out
+}
+
+/// The HA line of `-L --daemon` (ipvsadm's listing extended with the
+/// director's role): `HA <node>: <STATE> (vrid, priority, how adverts go,
+/// auth) since <time>: <reason>`, then who is master when backup, and the
+/// addresses held.
+pub fn ha_line(ha: &xvs_proto::control::HaView) -> String {
+    let node = ha.node.as_deref().unwrap_or("?");
+    let mode = match &ha.interface {
+        Some(i) => format!("{} {} on {i}", ha.family, ha.mode),
+        None => format!("{} {}", ha.family, ha.mode),
+    };
+    let mut out = format!(
+        "HA {node}: {} (vrid {}, priority {}, {mode}, advert {} ms, auth {}) since {:.1}s: {}\n",
+        ha.state.to_uppercase(),
+        ha.vrid,
+        ha.priority,
+        ha.advert_interval_ms,
+        ha.auth,
+        ha.since_ms as f64 / 1000.0,
+        ha.reason
+    );
+    if let Some(master) = &ha.master {
+        let _ = write!(
+            out,
+            "  master {} (priority {})",
+            master.address, master.priority
+        );
+        if let Some(age) = ha.last_advert_ms {
+            let _ = write!(out, ", last advert {age} ms ago");
+        }
+        out.push('\n');
+    }
+    if !ha.held.is_empty() {
+        let _ = writeln!(out, "  holds {}", ha.held.join(", "));
     }
     out
 }
@@ -1330,6 +1367,39 @@ UDP  10.0.0.100:53 rr
                 3725,
             ),
         ]
+    }
+
+    #[test]
+    fn the_ha_line_names_the_state_the_master_and_the_addresses() {
+        let mut ha = xvs_proto::control::HaView {
+            node: Some("director2".into()),
+            state: "backup".into(),
+            since_ms: 2_140,
+            reason: "started, listening for a master".into(),
+            vrid: 51,
+            priority: 100,
+            family: "ipv4".into(),
+            interface: Some("d-cli".into()),
+            source: Some("198.51.100.12".into()),
+            mode: "multicast".into(),
+            auth: "hmac".into(),
+            advert_interval_ms: 100,
+            master: Some(xvs_proto::control::HaPeer {
+                address: "198.51.100.11".into(),
+                priority: 150,
+            }),
+            last_advert_ms: Some(40),
+            held: Vec::new(),
+        };
+        assert_eq!(
+            ha_line(&ha),
+            "HA director2: BACKUP (vrid 51, priority 100, ipv4 multicast on d-cli, advert 100 ms, auth hmac) since 2.1s: started, listening for a master\n  master 198.51.100.11 (priority 150), last advert 40 ms ago\n"
+        );
+        ha.state = "master".into();
+        ha.master = None;
+        ha.held = vec!["203.0.113.10/32".into(), "192.0.2.1/24".into()];
+        assert!(ha_line(&ha).starts_with("HA director2: MASTER "));
+        assert!(ha_line(&ha).ends_with("\n  holds 203.0.113.10/32, 192.0.2.1/24\n"));
     }
 
     #[test]

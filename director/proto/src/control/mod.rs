@@ -66,8 +66,8 @@ pub use crate::service::{ForwardMethod, Protocol, ServiceId};
 /// The protocol's version; bumped on every incompatible change (2: the
 /// envelope's `wait_ms`, streamed connection listings, capped replies; 3:
 /// [`Request::Load`], which a version-2 director could only call
-/// malformed).
-pub const PROTOCOL_VERSION: u32 = 3;
+/// malformed; 4: [`Request::Daemons`]).
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// The longest request line the director reads.
 pub const MAX_REQUEST_BYTES: usize = 4 << 20;
@@ -217,6 +217,8 @@ pub enum Request {
     /// The real servers' configured and effective weights and their
     /// agents' last reports (`-L --load`).
     Load,
+    /// The daemons beside the data path: the HA election (`-L --daemon`).
+    Daemons,
     /// Reload the config file (as SIGHUP does).
     Reload,
 }
@@ -227,7 +229,7 @@ impl Request {
     pub fn is_change(&self) -> bool {
         !matches!(
             self,
-            Self::List | Self::Connections | Self::Timeouts | Self::Load
+            Self::List | Self::Connections | Self::Timeouts | Self::Load | Self::Daemons
         )
     }
 }
@@ -413,6 +415,57 @@ pub struct TableView {
     pub services: Vec<ServiceState>,
 }
 
+/// The daemons beside the data path (`-L --daemon`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct DaemonsView {
+    /// The HA election, with `[ha]`.
+    pub ha: Option<Box<HaView>>,
+}
+
+/// This director's virtual router, as `-L --daemon` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HaView {
+    /// The director's name.
+    pub node: Option<String>,
+    /// `init`, `backup`, `master` or `fault`.
+    pub state: String,
+    /// Milliseconds in that state.
+    pub since_ms: u64,
+    /// Why it entered it.
+    pub reason: String,
+    /// The virtual router id.
+    pub vrid: u8,
+    /// Its configured priority.
+    pub priority: u8,
+    /// `ipv4` or `ipv6`.
+    pub family: String,
+    /// The advert interface.
+    pub interface: Option<String>,
+    /// The adverts' source.
+    pub source: Option<String>,
+    /// `multicast` or `unicast`.
+    pub mode: String,
+    /// `hmac` or `none`.
+    pub auth: String,
+    /// The advert interval.
+    pub advert_interval_ms: u64,
+    /// The master heard last, when backup.
+    pub master: Option<HaPeer>,
+    /// Milliseconds since the last accepted advert.
+    pub last_advert_ms: Option<u64>,
+    /// The addresses held.
+    pub held: Vec<String>,
+}
+
+/// A master as a backup hears it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HaPeer {
+    /// Its address.
+    pub address: String,
+    /// Its priority.
+    pub priority: u8,
+}
+
 /// The agents' view of the table (`-L --load`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoadView {
@@ -518,6 +571,8 @@ pub enum Reply {
     Timeouts(TimeoutSet),
     /// The load listing.
     Load(LoadView),
+    /// The daemons' listing.
+    Daemons(DaemonsView),
 }
 
 #[cfg(test)]
