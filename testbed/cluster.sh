@@ -486,7 +486,7 @@ cmd_up() {
 
     mkdir -p "$STATE"
     chmod 755 "$STATE" # nginx workers (nobody) read the pages under it
-    rm -f "$STATE/stats.json" "$STATE/director.log" "$STATE/balancer"
+    rm -f "$STATE/stats.json" "$STATE/director.log" "$STATE/balancer" "$STATE/stats2.json" "$STATE/director2.log"
     # What the e2e suite reads back: real server K is the K-th address of
     # XVS_RS4 / XVS_RS6 and uses the K-th method of XVS_METHODS.
     printf 'XVS_MODE=%s\nXVS_SERVERS=%s\nXVS_WEIGHTS=%s\nXVS_SCHEDULER=%s\nXVS_CLIENT_MTU=%s\nXVS_OFFLOAD=%s\nXVS_RX_QUEUES=%s\nXVS_METHODS=%s\nXVS_RS4="%s"\nXVS_RS6="%s"\nXVS_AGENTS=%s\n' \
