@@ -6,6 +6,9 @@ for the reload drills. Writes the result to stdout.
   edit-config.py FILE --weight 192.0.2.12=3      every service's server at that address
   edit-config.py FILE --remove 192.0.2.13        drop that server from every service
   edit-config.py FILE --scheduler nosuch         every service's scheduler (an invalid one too)
+  edit-config.py FILE --ha preempt=false         a key of [ha] set (its value as TOML text:
+                                                 'auth="none"'), added if missing;
+  edit-config.py FILE --ha key_file=             removed with nothing after the '='
 """
 import argparse
 import re
@@ -18,8 +21,11 @@ def main():
     p.add_argument("--weight", action="append", default=[])
     p.add_argument("--remove", action="append", default=[])
     p.add_argument("--scheduler")
+    p.add_argument("--ha", action="append", default=[])
     a = p.parse_args()
     text = open(a.file).read()
+    if a.ha:
+        text = edit_ha(text, a.ha)
     head, *blocks = re.split(r"(?m)^(?=\[\[services(?:\.real_servers)?\]\])", text)
     out = [head]
     for b in blocks:
@@ -36,6 +42,23 @@ def main():
             b = re.sub(r'(?m)^scheduler = "[^"]*"', 'scheduler = "%s"' % a.scheduler, b)
         out.append(b)
     sys.stdout.write("".join(out))
+
+
+def edit_ha(text, settings):
+    """The file with the [ha] table's keys set or removed (cluster.sh up
+    --ha writes that table last, one key a line)."""
+    m = re.search(r"(?m)^\[ha\]\n", text)
+    if not m:
+        sys.exit("edit-config.py: no [ha] table in the file")
+    end = re.search(r"(?m)^\[", text[m.end():])
+    stop = m.end() + end.start() if end else len(text)
+    lines = text[m.end():stop].splitlines()
+    for setting in settings:
+        key, _, value = setting.partition("=")
+        lines = [l for l in lines if not re.match(r"%s\s*=" % re.escape(key), l)]
+        if value:
+            lines.append("%s = %s" % (key, value))
+    return text[: m.end()] + "".join(l + "\n" for l in lines) + text[stop:]
 
 
 if __name__ == "__main__":
