@@ -9,10 +9,10 @@ client, as one line of key=value pairs:
                    that started at or after AT ("-": none failed)
   last_fail=S      the same for the last one
   served_after=S   seconds from AT to the end of the first request served
-                   that started at or after the first failed one (at or
-                   after AT if none failed): the first one the takeover
-                   served, not one the old master answered in its last
-                   moments ("-": none was served)
+                   that started after the last failed one (at or after AT
+                   if none failed): when the service came back for good,
+                   not a request the old master answered in its last
+                   moments ("-": none was served after the last failure)
   served_by=PAGE   the page that request got (rsK)
 
   outage.py LOG --at EPOCH
@@ -32,7 +32,7 @@ def main():
             rows.append((float(start), float(end), result == "ok", what))
     rows.sort()
     fails_after = [r for r in rows if r[0] >= a.at and not r[2]]
-    since = fails_after[0][0] if fails_after else a.at
+    since = fails_after[-1][0] if fails_after else a.at
     served = next((r for r in rows if r[0] >= since and r[2]), None)
     print(
         "requests=%d failed=%d first_fail=%s last_fail=%s served_after=%s served_by=%s"
