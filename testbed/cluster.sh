@@ -1086,12 +1086,14 @@ balancer_status() {
     esac
 }
 
-# ha_line N: director N's HA line of `xvsadm -L --daemon` (who is master),
-# indented, or why there is none.
+# ha_line N: director N's HA lines of `xvsadm -L --daemon` (its state; the
+# master it hears, or the addresses it holds), indented, or why there are
+# none.
 ha_line() {
     local out
     if out=$(XVSADM_SOCKET=$(dir_socket "$1") "$XVS_BIN/xvsadm" -L --daemon 2>&1); then
-        grep '^HA ' <<<"$out" | sed 's/^/    /' || echo "    (xvsadm -L --daemon shows no HA line: $(head -1 <<<"$out"))"
+        awk '/^HA / { ha = 1; print; next } ha && /^  / { print; next } { ha = 0 }' <<<"$out" | sed 's/^/    /' | grep . ||
+            echo "    (xvsadm -L --daemon shows no HA line: $(head -1 <<<"$out"))"
     else
         echo "    (xvsadm -L --daemon: $(head -1 <<<"$out"))"
     fi
