@@ -66,7 +66,9 @@ ha_line() { XVSADM_SOCKET=$STATE/control.sock "$XVS_BIN/xvsadm" -L --daemon 2>/d
 is_state() { [ "$(ha_line | awk 'NR == 1 { print $3 }')" = "$1" ]; }
 # The floating addresses, "interface address/len" each.
 floating() { printf 'd-cli %s/32\nd-cli %s/128\nd-srv 192.0.2.1/24\nd-srv 2001:db8:5::1/64\n' "$VIP4" "$VIP6"; }
-holds() { ip -n "$1" -o addr show dev "$2" | grep -qF -- " $3 "; }
+# (The listing is read whole first: `grep -q` leaving early would have ip
+# die of SIGPIPE, and pipefail call the address missing.)
+holds() { local out; out=$(ip -n "$1" -o addr show dev "$2") && grep -qF -- " $3 " <<<"$out"; }
 holds_all() {
     local ifname addr lacking=0
     while read -r ifname addr; do

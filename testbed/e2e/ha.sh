@@ -101,7 +101,9 @@ floating() {
     printf 'd-cli %s/32\nd-cli %s/128\n' "$VIP4" "$VIP6"
     [ "$mode" != nat ] || printf 'd-srv 192.0.2.1/24\nd-srv 2001:db8:5::1/64\n'
 }
-holds() { ip -n "$(dir_ns "$1")" -o addr show dev "$2" | grep -qF -- " $3 "; }
+# (The listing is read whole first: `grep -q` leaving early would have ip
+# die of SIGPIPE, and pipefail call the address missing.)
+holds() { local out; out=$(ip -n "$(dir_ns "$1")" -o addr show dev "$2") && grep -qF -- " $3 " <<<"$out"; }
 holds_all() {
     local ifname addr lacking=0
     while read -r ifname addr; do
