@@ -110,7 +110,7 @@ fn ha_metrics(registry: &Registry, plane: &ControlPlane) {
     );
     for s in [State::Init, State::Backup, State::Master, State::Fault] {
         state
-            .with_label_values(&[s.as_str()])
+            .with_label_values(&[s.as_str().to_lowercase().as_str()])
             .set(i64::from(view.state == s));
     }
     let plain = |name: &str, help: &str, value: u64| {
@@ -781,6 +781,46 @@ method = "nat"
 weight = 3
 "#
     );
+
+    #[test]
+    fn ha_metrics_show_the_state_and_the_adverts_by_reason() {
+        use crate::ha::machine::State;
+        use crate::ha::router::{Rejection, Shared};
+        use std::sync::atomic::Ordering;
+        let config = ClusterConfig::parse("t.toml", CONFIG).unwrap();
+        let table = ServiceTable::from_config(&config, 1).unwrap();
+        let director = Arc::new(Director::with_snapshot(
+            table.snapshot(),
+            &config,
+            9,
+            Arc::new(Neighbours::new()),
+        ));
+        let mut plane = ControlPlane::new(table, Arc::clone(&director), 4096);
+        let counters = director.worker(0).counters;
+        let text = render(&plane, &counters, &IoStats::default(), None, 0, &[], 0);
+        assert!(!text.contains("xvs_ha_"), "no [ha], no HA metrics");
+        let shared = Arc::new(Shared::new(std::time::Instant::now()));
+        shared.view.lock().state = State::Master;
+        shared.view.lock().held = vec!["203.0.113.10/32".parse().unwrap()];
+        shared.counters.sent.store(12, Ordering::Relaxed);
+        shared.counters.rejected[Rejection::ALL
+            .iter()
+            .position(|r| *r == Rejection::Forged)
+            .unwrap()]
+        .store(3, Ordering::Relaxed);
+        plane.with_ha(shared);
+        let text = render(&plane, &counters, &IoStats::default(), None, 0, &[], 0);
+        for line in [
+            "xvs_ha_state{state=\"master\"} 1",
+            "xvs_ha_state{state=\"backup\"} 0",
+            "xvs_ha_adverts_sent_total 12",
+            "xvs_ha_adverts_rejected_total{reason=\"forged\"} 3",
+            "xvs_ha_adverts_rejected_total{reason=\"replayed\"} 0",
+            "xvs_ha_addresses_held 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
+        }
+    }
 
     #[test]
     fn agent_metrics_per_real_server_and_reports_by_result() {

@@ -268,7 +268,7 @@ impl Shared {
             .map(|r| (r.as_str().to_owned(), c.rejected(*r).into()))
             .collect();
         serde_json::json!({
-            "state": view.state.as_str(),
+            "state": view.state.as_str().to_lowercase(),
             "since_ms": age(view.since, now).as_millis() as u64,
             "reason": view.reason,
             "master": view.master.map(|(a, p)| serde_json::json!({ "address": a.to_string(), "priority": p })),
@@ -607,9 +607,7 @@ impl<W: Wire> Router<W> {
                     .transitions
                     .fetch_add(1, Ordering::Relaxed);
                 log::info!(
-                    "ha: {} -> {}: {reason} (node {}, vrid {}, priority {})",
-                    from.as_str().to_uppercase(),
-                    to.as_str().to_uppercase(),
+                    "ha: {from} -> {to}: {reason} (node {}, vrid {}, priority {})",
                     self.setup.node,
                     self.setup.vrid,
                     self.machine.settings().priority
@@ -795,7 +793,7 @@ impl<W: Wire> Router<W> {
             self.wire.notify(
                 &command,
                 &[
-                    ("XVS_HA_STATE", state.as_str().to_uppercase()),
+                    ("XVS_HA_STATE", state.as_str().to_owned()),
                     ("XVS_HA_NODE", self.setup.node.clone()),
                     ("XVS_HA_VRID", self.setup.vrid.to_string()),
                     ("XVS_HA_REASON", reason),
