@@ -66,7 +66,7 @@ if [ "${XVS_SKIP_E2E:-0}" != 1 ]; then
     testbed/e2e/agent.sh
     say "end-to-end: the director's weights following its agents' load reports (a loaded server, a silent agent, forged reports) on AF_XDP"
     testbed/e2e/agents.sh --backend xdp
-    # The pair of directors (about 2 minutes in all): every drill on VS/NAT,
+    # The pair of directors (a minute or so in all): every drill on VS/NAT,
     # the kill -9 drill on DR and TUN, and keepalived on the other side.
     say "end-to-end: two directors (VRRP) on VS/NAT: kill -9, restarts with and without preempt, a heartbeat cut, a clean stop (AF_XDP)"
     testbed/e2e/ha.sh --mode nat --backend xdp
