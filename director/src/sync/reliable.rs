@@ -576,8 +576,9 @@ pub struct Receiver<P> {
     last_ack_at: Option<Millis>,
     in_sync: bool,
     bulk: Bulk,
-    /// Lost sync since the current transfer started: it cannot complete it.
-    started: bool,
+    /// No whole transfer can complete: none has started since sync was
+    /// last lost (or since this receiver started).
+    transfer_broken: bool,
     stats: ReceiverStats,
 }
 
@@ -602,7 +603,7 @@ impl<P> Receiver<P> {
             last_ack_at: None,
             in_sync: false,
             bulk: Bulk::Idle,
-            started: true,
+            transfer_broken: true,
             stats: ReceiverStats::default(),
         }
     }
@@ -809,7 +810,7 @@ impl<P> Receiver<P> {
         self.first_unacked_at.get_or_insert(now);
         if flags.contains(Flags::BULK_START) {
             self.bulk = Bulk::Receiving;
-            self.started = false;
+            self.transfer_broken = false;
         }
         out.push(ReceiverOutput::Deliver {
             seq,
@@ -818,7 +819,7 @@ impl<P> Receiver<P> {
         });
         if flags.contains(Flags::BULK_END) && self.bulk == Bulk::Receiving {
             self.bulk = Bulk::Idle;
-            if !self.started {
+            if !self.transfer_broken {
                 self.stats.bulks_completed += 1;
                 if !self.in_sync {
                     self.in_sync = true;
@@ -869,7 +870,7 @@ impl<P> Receiver<P> {
     }
 
     fn lose_sync(&mut self, why: SyncLoss, out: &mut Vec<ReceiverOutput<P>>) {
-        self.started = true;
+        self.transfer_broken = true;
         if self.in_sync {
             self.in_sync = false;
             out.push(ReceiverOutput::LostSync(why));
