@@ -13,8 +13,10 @@
 //! reports) and the health-check engine ([`health`]); the
 //! composition root that starts, runs and stops them all ([`daemon`]),
 //! which the `xvs-director` binary calls; and, not wired in yet, the VRRP
-//! election of primary and backup directors ([`ha`]). All `unsafe` of the workspace lives
-//! under `src/io/`; everything else denies it.
+//! election of primary and backup directors ([`ha`]) and the reliability
+//! layer of the connection-state sync between them ([`sync`]). All
+//! `unsafe` of the workspace lives under `src/io/`; everything else denies
+//! it.
 //!
 //! Dependencies run one way: the data plane ([`pipeline`], [`conn`],
 //! [`io`]) imports nothing of the control plane ([`config`], [`control`],
@@ -40,6 +42,7 @@ pub mod io;
 pub mod kernel;
 pub mod pipeline;
 pub mod run;
+pub mod sync;
 #[cfg(test)]
 pub(crate) mod test_support;
 pub mod types;

@@ -1,7 +1,7 @@
 //! Dependencies run one way (issue 14): the data plane — the pipeline, the
 //! connection table and the I/O backends — imports none of the control
 //! plane's parts (config, control, health checks, the worker loop, the
-//! daemon). What both planes speak lives in the leaf module
+//! daemon, the HA election, the state sync). What both planes speak lives in the leaf module
 //! `xvs_director::types`; snapshots are built by the control plane and
 //! only read by the data plane.
 //!
@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 const DATA_PLANE: &[&str] = &["pipeline", "conn", "io"];
 
 /// The control plane's modules, which the data plane must not name.
-const CONTROL_PLANE: &[&str] = &["config", "control", "health", "run", "daemon"];
+const CONTROL_PLANE: &[&str] = &["config", "control", "health", "run", "daemon", "ha", "sync"];
 
 /// Lines that may name the control plane, each with its reason. Keep this
 /// empty unless a type is on its way out of the control plane.

@@ -1,8 +1,11 @@
 //! Per-frame costs of the packet layer on realistic frames (built here with
 //! etherparse): parsing, the NAT rewrites, IPIP encapsulation and the ICMP
-//! error rewrite; and the director's cost per VRRP advertisement (build and
-//! sign one, check and verify one, refuse a forged one). Issue 2's targets on the testbed machine: parse + NAT
-//! inbound ≤ 30 ns, encapsulation ≤ 40 ns.
+//! error rewrite; the director's cost per VRRP advertisement (build and
+//! sign one, check and verify one, refuse a forged one); and per sync
+//! message of the default `--sync-maxlen` (1472 bytes) full of connection
+//! upserts (build and sign one; check, verify and read one), from which
+//! the cost per synced connection follows. Issue 2's targets on the
+//! testbed machine: parse + NAT inbound ≤ 30 ns, encapsulation ≤ 40 ns.
 //!
 //! Run: `cargo bench -p xvs-packet --bench packet -- --warm-up-time 1 --measurement-time 3`
 //!
@@ -19,8 +22,10 @@ use std::net::IpAddr;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use etherparse::{PacketBuilder, TcpOptionElement};
+use xvs_packet::IpProtocol;
 use xvs_packet::icmp_error::nat_error_outbound;
 use xvs_packet::rewrite::nat_inbound;
+use xvs_packet::sync::{self, ConnKey, ConnState, Flags, Header, Kind, MaxLen, MessageBuilder};
 use xvs_packet::tunnel::{OuterSource, Tunnel, encapsulate};
 use xvs_packet::vrrp::{self, Addresses, Advert, AuthKey, Family, Signing};
 use xvs_packet::{FrameKind, IpFrame, Parsed, parse, parse_into};
@@ -299,5 +304,72 @@ fn vrrp_benches(c: &mut Criterion) {
     });
 }
 
-criterion_group!(packet, benches, vrrp_benches);
+/// A connection as the master syncs it: `n` varies the client's port.
+fn upsert(n: u16, client: &str, vip: &str, server: &str) -> sync::Record {
+    sync::Record::Upsert(ConnState {
+        key: ConnKey {
+            proto: IpProtocol::Tcp,
+            client: addr(client),
+            cport: 10_000 + n,
+            vip: addr(vip),
+            vport: 443,
+            template: false,
+        },
+        real_server: addr(server),
+        rport: 443,
+        method: 0,
+        tcp_state: 1,
+        active: true,
+        no_output: false,
+        timeout_ms: 900_000,
+    })
+}
+
+/// A data message of 1472 bytes filled with IPv4 (47) or IPv6 (21)
+/// upserts, built and signed; then the receiver's check, verification and
+/// reading of every record.
+fn sync_benches(c: &mut Criterion) {
+    let key = AuthKey::new(1, &[0x5a; 32]).expect("a 32-byte key");
+    let header = Header {
+        kind: Kind::Data,
+        syncid: 0,
+        flags: Flags::EMPTY,
+        epoch: 0x1234_5678,
+        sequence: 1,
+        peer_epoch: 0x9abc_def0,
+        ack: 0,
+    };
+    for (name, client, vip, server) in [
+        ("v4", "198.51.100.7", "203.0.113.1", "192.0.2.11"),
+        ("v6", "2001:db8:1::7", "2001:db8:2::1", "2001:db8:3::11"),
+    ] {
+        let records: Vec<_> = (0..64).map(|n| upsert(n, client, vip, server)).collect();
+        let mut buf = [0u8; 1472];
+        let build = |buf: &mut [u8]| {
+            let mut b = MessageBuilder::new(buf, MaxLen::DEFAULT, &header).ok()?;
+            let taken = records.iter().take_while(|r| b.push(r)).count();
+            Some((taken, b.sign(&key)))
+        };
+        let (count, len) = build(&mut buf).expect("a message");
+        println!("sync_{name}: {count} upserts in {len} bytes");
+        c.bench_function(&format!("sync_build_and_sign_full_{name}"), |b| {
+            b.iter(|| black_box(build(black_box(&mut buf))))
+        });
+        let message = buf[..len].to_vec();
+        let read = |m: &[u8]| {
+            let packet = sync::Packet::new_checked(m).ok()?;
+            packet.verify(&key).ok()?;
+            Some(packet.records().fold(0, |n, r| {
+                black_box(r);
+                n + 1
+            }))
+        };
+        assert_eq!(read(&message), Some(count));
+        c.bench_function(&format!("sync_check_verify_read_full_{name}"), |b| {
+            b.iter(|| black_box(read(black_box(&message))))
+        });
+    }
+}
+
+criterion_group!(packet, benches, vrrp_benches, sync_benches);
 criterion_main!(packet);

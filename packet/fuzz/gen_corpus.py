@@ -286,6 +286,7 @@ def main():
         print(f"{target}: {len(seeds)} seeds, largest {max(len(s) for _, s in seeds)} bytes")
     load_report_seeds(root)
     vrrp_seeds(root)
+    sync_seeds(root)
 
 
 # The load_report target verifies with this key (its id is 1); the seeds are
@@ -380,3 +381,61 @@ def vrrp_seeds(root):
 
 if __name__ == "__main__":
     main()
+
+
+# The sync target verifies with this key under id 1; the seeds are messages
+# signed with it, written here independently of the crate's encoder.
+SYNC_KEY = b"xvs-fuzz-sync-message-key-32byte"
+
+
+def sync_message(kind, flags, epoch, seq, peer_epoch, ack, body=b"", count=0, syncid=7, key_id=1):
+    """A version-1 sync message (packet/src/sync.rs), signed."""
+    length = 28 + len(body) + 20
+    head = b"XVSS" + bytes([1, kind, syncid, flags]) + struct.pack("!IIIIHH", epoch, seq, peer_epoch, ack, count, length)
+    unsigned = head + body + bytes([key_id, 0, 0, 0])
+    tag = hmac.new(SYNC_KEY, unsigned + b"\0" * 16, hashlib.sha256).digest()[:16]
+    return unsigned + tag
+
+
+def sync_addr(a):
+    return ip6(a) if ":" in a else ip4(a)
+
+
+def sync_upsert(proto, client, cport, vip, vport, server, rport, method, state, flags, timeout_ms):
+    fam = (1 if ":" in client else 0) | (2 if ":" in vip else 0) | (4 if ":" in server else 0)
+    addrs = sync_addr(client) + sync_addr(vip) + sync_addr(server)
+    rec = bytes([proto, fam, flags, method, state, 0]) + struct.pack("!HHHI", cport, vport, rport, timeout_ms) + addrs
+    return bytes([1, 2 + len(rec)]) + rec
+
+
+def sync_delete(proto, client, cport, vip, vport, template=False):
+    fam = (1 if ":" in client else 0) | (2 if ":" in vip else 0)
+    rec = bytes([proto, fam, 4 if template else 0, 0]) + struct.pack("!HH", cport, vport) + sync_addr(client) + sync_addr(vip)
+    return bytes([2, 2 + len(rec)]) + rec
+
+
+def sync_seeds(root):
+    records = [
+        sync_upsert(6, "198.51.100.7", 40000, "203.0.113.1", 443, "192.0.2.11", 8443, 1, 3, 0b011, 900000),
+        sync_upsert(6, "2001:db8:1::7", 40001, "2001:db8:2::1", 443, "2001:db8:3::11", 443, 2, 1, 0b001, 60000),
+        sync_upsert(17, "198.51.100.0", 0, "203.0.113.1", 53, "192.0.2.12", 53, 0, 0, 0b100, 300000),
+        sync_delete(6, "198.51.100.8", 40002, "203.0.113.1", 443),
+        sync_delete(17, "2001:db8:1::", 0, "2001:db8:2::1", 53, template=True),
+    ]
+    seeds = {
+        "data_bulk_start": sync_message(1, 1, 0xDEADBEEF, 1, 0x01020304, 0, b"".join(records), len(records)),
+        "data_bulk_end_empty": sync_message(1, 2, 0xDEADBEEF, 2, 0x01020304, 0),
+        "ack": sync_message(2, 0, 0x01020304, 0, 0xDEADBEEF, 41),
+        "nack": sync_message(3, 0, 0x01020304, 0, 0xDEADBEEF, 41, struct.pack("!II", 42, 50)),
+        "hello_unaddressed": sync_message(4, 0, 0xDEADBEEF, 0xFFFFFFFF, 0, 0),
+        "bulk_request": sync_message(5, 0, 0x01020304, 0, 0, 0),
+        "other_key_id": sync_message(4, 0, 0xDEADBEEF, 9, 0x01020304, 0, key_id=2),
+    }
+    d = os.path.join(root, "sync")
+    os.makedirs(d, exist_ok=True)
+    for old in os.listdir(d):
+        os.remove(os.path.join(d, old))
+    for name, data in seeds.items():
+        with open(os.path.join(d, name), "wb") as fh:
+            fh.write(data)
+    print(f"sync: {len(seeds)} seeds, largest {max(len(s) for s in seeds.values())} bytes")

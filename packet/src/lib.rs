@@ -1,8 +1,8 @@
 //! `xvs-packet`: zero-copy views over the frames the xvs director touches,
 //! checksums (full and incremental), flow keys, and in-place rewrites for
 //! VS/NAT, VS/DR and VS/TUN; and the project's own wire formats, such as
-//! the real-server agent's authenticated [`load_report`] and the directors'
-//! [`vrrp`] advertisements.
+//! the real-server agent's authenticated [`load_report`], the directors'
+//! [`vrrp`] advertisements and their connection-state [`sync`] messages.
 //!
 //! Contract: no I/O, no allocation, no `unsafe`. Every view has a checked
 //! constructor after which no accessor can panic; receive paths use only the
@@ -29,6 +29,7 @@ pub mod load_report;
 pub mod offload;
 pub mod parse;
 pub mod rewrite;
+pub mod sync;
 pub mod tcp;
 pub mod tunnel;
 pub mod udp;

@@ -497,6 +497,12 @@ impl AuthKey {
     pub const fn id(&self) -> u8 {
         self.id
     }
+
+    /// The HMAC state after the key, for the crate's other signed formats
+    /// (the directors' [`sync`](crate::sync) messages use the same key).
+    pub(crate) const fn mac(&self) -> &HmacSha256 {
+        &self.mac
+    }
 }
 
 impl fmt::Debug for AuthKey {

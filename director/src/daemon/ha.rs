@@ -4,7 +4,7 @@
 //! next advert or the router's next deadline, whichever comes first, so the
 //! timers keep the RFC's precision whatever the main loop does.
 //!
-//! The main thread tells it what changed ([`Command`]): the services' VIPs
+//! The main thread tells it what changed (`Command`): the services' VIPs
 //! after every published snapshot, and the workers' health (a worker whose
 //! poll count has not moved for [`STALL_AFTER`] is stalled: a fault). The
 //! thread itself watches the links of the director's interfaces (every

@@ -1,0 +1,23 @@
+//! Connection-state sync between the two directors of an HA pair (issue
+//! #18): every connection the backup needs to forward the next packet as
+//! the master would, sent reliably and authenticated.
+//!
+//! Built so far, pure and without I/O: the reliability layer
+//! ([`reliable`]: conntrackd's FTFW model — sequence numbers, a bounded
+//! resend queue, acks, Nacks on a gap, keepalives, full table transfers and
+//! the "in sync" state a preempting master waits for). The messages on the
+//! wire are `xvs_packet::sync` (defined once, in the packet crate);
+//! [`reliable::Envelope::header`] and [`reliable::Envelope::from_header`]
+//! map between the two. Not built yet: the daemon part (sockets, the
+//! connection table's hooks, `xvsadm --start-daemon`, `[sync]`).
+//!
+//! How a daemon drives it, per peer: one epoch (a random non-zero `u32`
+//! drawn at start) shared by a [`reliable::Sender`] and a
+//! [`reliable::Receiver`]. A received datagram is checked
+//! (`Packet::new_checked`), its syncid compared, its tag verified, then
+//! handed to both as an envelope (each ignores the kinds that are not its
+//! own); both are ticked on a timer. Their `Send` outputs are written with
+//! `MessageBuilder` (header from `Envelope::header`, then the records) and
+//! signed.
+
+pub mod reliable;
