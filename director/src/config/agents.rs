@@ -170,25 +170,35 @@ impl AgentKey {
     /// # Errors
     /// [`KeyProblem`]: which file, what is wrong and what to do.
     pub fn read(&self) -> Result<ReportKey, KeyProblem> {
-        use std::os::unix::fs::PermissionsExt;
-        let unreadable = |e: std::io::Error| KeyProblem::Unreadable {
-            file: self.file.clone(),
-            error: e.to_string(),
-        };
-        let meta = std::fs::metadata(&self.file).map_err(unreadable)?;
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(KeyProblem::Exposed {
-                file: self.file.clone(),
-                mode,
-            });
-        }
-        let secret = std::fs::read(&self.file).map_err(unreadable)?;
+        let secret = read_private(&self.file)?;
         ReportKey::new(self.id, &secret).map_err(|_| KeyProblem::TooShort {
             file: self.file.clone(),
             len: secret.len(),
         })
     }
+}
+
+/// A secret's bytes, from a file only its owner may read (the agents'
+/// keys, the VRRP key): refused when group- or world-readable (or
+/// -writable). Never logged.
+///
+/// # Errors
+/// [`KeyProblem::Unreadable`] or [`KeyProblem::Exposed`].
+pub fn read_private(file: &std::path::Path) -> Result<Vec<u8>, KeyProblem> {
+    use std::os::unix::fs::PermissionsExt;
+    let unreadable = |e: std::io::Error| KeyProblem::Unreadable {
+        file: file.to_path_buf(),
+        error: e.to_string(),
+    };
+    let meta = std::fs::metadata(file).map_err(unreadable)?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(KeyProblem::Exposed {
+            file: file.to_path_buf(),
+            mode,
+        });
+    }
+    std::fs::read(file).map_err(unreadable)
 }
 
 /// Why a key file cannot be used (the same rules and words as the

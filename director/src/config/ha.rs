@@ -261,20 +261,7 @@ impl HaConfig {
         let Some(file) = &self.key_file else {
             return Err(HaKeyProblem::Missing);
         };
-        use std::os::unix::fs::PermissionsExt;
-        let unreadable = |e: std::io::Error| HaKeyProblem::Unreadable {
-            file: file.clone(),
-            error: e.to_string(),
-        };
-        let meta = std::fs::metadata(file).map_err(unreadable)?;
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(HaKeyProblem::Exposed {
-                file: file.clone(),
-                mode,
-            });
-        }
-        let secret = std::fs::read(file).map_err(unreadable)?;
+        let secret = super::agents::read_private(file).map_err(HaKeyProblem::File)?;
         AuthKey::new(self.key_id, &secret)
             .map(Some)
             .map_err(|_| HaKeyProblem::Length {
@@ -413,25 +400,9 @@ pub enum HaKeyProblem {
         "auth = \"hmac\" (the default) needs key_file: make one with `head -c 32 /dev/urandom > /etc/xvs/vrrp.key; chmod 600 /etc/xvs/vrrp.key` and copy it to the peer, or set auth = \"none\" for a peer without auth_hmac"
     )]
     Missing,
-    /// It cannot be read.
-    #[error("{}: {error}", file.display())]
-    Unreadable {
-        /// The key file.
-        file: PathBuf,
-        /// The system's answer.
-        error: String,
-    },
-    /// Readable by others than its owner.
-    #[error(
-        "{}: the key is readable by its group or by anyone (mode {mode:03o}): run `chmod 600 {}`, and make a new key if others may have read it",
-        file.display(), file.display()
-    )]
-    Exposed {
-        /// The key file.
-        file: PathBuf,
-        /// Its permission bits.
-        mode: u32,
-    },
+    /// It cannot be read, or others than its owner may read it.
+    #[error("{0}")]
+    File(super::agents::KeyProblem),
     /// Not 32 to 64 bytes.
     #[error(
         "{}: the key is {len} bytes; a VRRP key is {MIN_KEY_LEN} to {MAX_KEY_LEN}: make one with `head -c 32 /dev/urandom > {}; chmod 600 {}`",
@@ -572,7 +543,10 @@ mod tests {
         ));
         assert!(matches!(
             with(32, 0o640),
-            Err(HaKeyProblem::Exposed { mode: 0o640, .. })
+            Err(HaKeyProblem::File(crate::config::KeyProblem::Exposed {
+                mode: 0o640,
+                ..
+            }))
         ));
         std::fs::remove_dir_all(&dir).unwrap();
     }
