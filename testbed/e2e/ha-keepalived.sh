@@ -66,30 +66,10 @@ ha_line() { XVSADM_SOCKET=$STATE/control.sock "$XVS_BIN/xvsadm" -L --daemon 2>/d
 is_state() { [ "$(ha_line | awk 'NR == 1 { print $3 }')" = "$1" ]; }
 # The floating addresses, "interface address/len" each.
 floating() { printf 'd-cli %s/32\nd-cli %s/128\nd-srv 192.0.2.1/24\nd-srv 2001:db8:5::1/64\n' "$VIP4" "$VIP6"; }
-# (The listing is read whole first: `grep -q` leaving early would have ip
-# die of SIGPIPE, and pipefail call the address missing.)
-holds() { local out; out=$(ip -n "$1" -o addr show dev "$2") && grep -qF -- " $3 " <<<"$out"; }
-holds_all() {
-    local ifname addr lacking=0
-    while read -r ifname addr; do
-        holds "$1" "$ifname" "$addr" || { echo "$1 lacks $addr on $ifname"; lacking=1; }
-    done < <(floating)
-    return "$lacking"
-}
-holds_none() {
-    local ifname addr held=0
-    while read -r ifname addr; do
-        ! holds "$1" "$ifname" "$addr" || { echo "$1 holds $addr on $ifname"; held=1; }
-    done < <(floating)
-    return "$held"
-}
-mac_of() { ip -n "$1" -o link show d-cli | grep -o 'link/ether [0-9a-f:]*' | cut -d' ' -f2; }
-neigh_is() {
-    local got
-    got=$(ip -n "$(ns_of client)" neigh show "$VIP4" dev eth0 | awk '{ for (i = 1; i < NF; i++) if ($i == "lladdr") print $(i + 1) }')
-    echo "client: $VIP4 at ${got:-(none)}; $1's d-cli is $(mac_of "$1")"
-    [ "$got" = "$(mac_of "$1")" ]
-}
+holds() { ha_holds "$@"; }
+holds_all() { ha_holds_all "$1" "$1"; }
+holds_none() { ha_holds_none "$1" "$1"; }
+neigh_is() { ha_neigh_is "$1" "$1" "$VIP4"; }
 ka_says() { grep -q "$1" "$work/keepalived.log"; }
 stays_for() {
     local i

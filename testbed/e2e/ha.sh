@@ -101,33 +101,10 @@ floating() {
     printf 'd-cli %s/32\nd-cli %s/128\n' "$VIP4" "$VIP6"
     [ "$mode" != nat ] || printf 'd-srv 192.0.2.1/24\nd-srv 2001:db8:5::1/64\n'
 }
-# (The listing is read whole first: `grep -q` leaving early would have ip
-# die of SIGPIPE, and pipefail call the address missing.)
-holds() { local out; out=$(ip -n "$(dir_ns "$1")" -o addr show dev "$2") && grep -qF -- " $3 " <<<"$out"; }
-holds_all() {
-    local ifname addr lacking=0
-    while read -r ifname addr; do
-        holds "$1" "$ifname" "$addr" || { echo "director$1 lacks $addr on $ifname"; lacking=1; }
-    done < <(floating)
-    return "$lacking"
-}
-holds_none() {
-    local ifname addr held=0
-    while read -r ifname addr; do
-        ! holds "$1" "$ifname" "$addr" || { echo "director$1 holds $addr on $ifname"; held=1; }
-    done < <(floating)
-    return "$held"
-}
-mac_of() { ip -n "$(dir_ns "$1")" -o link show d-cli | grep -o 'link/ether [0-9a-f:]*' | cut -d' ' -f2; }
-# neigh_mac ADDR: the client's neighbour entry for ADDR (its MAC, or nothing).
-neigh_mac() { ip -n "$(ns_of client)" neigh show "$1" dev eth0 | awk '{ for (i = 1; i < NF; i++) if ($i == "lladdr") print $(i + 1) }'; }
+holds_all() { ha_holds_all "$(dir_ns "$1")" "director$1"; }
+holds_none() { ha_holds_none "$(dir_ns "$1")" "director$1"; }
 # neigh_is N [ADDR]: the client's entry for ADDR (default VIP4) is director N's MAC.
-neigh_is() {
-    local got
-    got=$(neigh_mac "${2:-$VIP4}")
-    echo "client: ${2:-$VIP4} at ${got:-(none)}; director$1's d-cli is $(mac_of "$1")"
-    [ "$got" = "$(mac_of "$1")" ]
-}
+neigh_is() { ha_neigh_is "$(dir_ns "$1")" "director$1" "${2:-$VIP4}"; }
 page_from() { [[ "$(client curl -s --max-time 2 "$1")" =~ ^rs[0-9]+$ ]]; }
 
 # --- request loops ------------------------------------------------------------

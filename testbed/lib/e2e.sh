@@ -129,3 +129,38 @@ import json, sys
 for k, v in json.load(open(sys.argv[1]))["servers"].items():
     print(k, v)' "$work/req.json")
 }
+
+# The HA drills' views of a pair (e2e/ha.sh, e2e/ha-keepalived.sh). The
+# script defines `floating`: one "IFNAME ADDR/LEN" line per address that
+# moves with the master.
+# ha_holds NS IFNAME ADDR/LEN: the address is on IFNAME in namespace NS.
+# (The listing is read whole first: `grep -q` leaving early would have ip
+# die of SIGPIPE, and pipefail call the address missing.)
+ha_holds() { local out; out=$(ip -n "$1" -o addr show dev "$2") && grep -qF -- " $3 " <<<"$out"; }
+# ha_holds_all NS LABEL: every floating address is in NS (says which are not).
+ha_holds_all() {
+    local ifname addr lacking=0
+    while read -r ifname addr; do
+        ha_holds "$1" "$ifname" "$addr" || { echo "$2 lacks $addr on $ifname"; lacking=1; }
+    done < <(floating)
+    return "$lacking"
+}
+# ha_holds_none NS LABEL: no floating address is in NS (says which are).
+ha_holds_none() {
+    local ifname addr held=0
+    while read -r ifname addr; do
+        ! ha_holds "$1" "$ifname" "$addr" || { echo "$2 holds $addr on $ifname"; held=1; }
+    done < <(floating)
+    return "$held"
+}
+# ha_mac_of NS: the MAC of d-cli in NS.
+ha_mac_of() { ip -n "$1" -o link show d-cli | grep -o 'link/ether [0-9a-f:]*' | cut -d' ' -f2; }
+# ha_neigh_mac ADDR: the client's neighbour entry for ADDR (its MAC, or nothing).
+ha_neigh_mac() { ip -n "$(ns_of client)" neigh show "$1" dev eth0 | awk '{ for (i = 1; i < NF; i++) if ($i == "lladdr") print $(i + 1) }'; }
+# ha_neigh_is NS LABEL ADDR: the client's entry for ADDR is NS's d-cli MAC.
+ha_neigh_is() {
+    local got
+    got=$(ha_neigh_mac "$3")
+    echo "client: $3 at ${got:-(none)}; $2's d-cli is $(ha_mac_of "$1")"
+    [ "$got" = "$(ha_mac_of "$1")" ]
+}
