@@ -6,9 +6,8 @@
 mod common;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::process::Command;
 
-use common::{skip, write_pcap};
+use common::{skip, tshark};
 use xvs_packet::announce::{gratuitous_arp, unsolicited_na};
 
 const MAC: [u8; 6] = [0x02, 0, 0x5e, 0, 0x53, 0x0b];
@@ -29,32 +28,44 @@ fn tshark_decodes_our_announcements() {
         gratuitous_arp(MAC, v4).to_vec(),
         unsolicited_na(MAC, v6).to_vec(),
     ];
-    let dir = std::env::temp_dir().join(format!("xvs-announce-tshark-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let pcap = dir.join("announce.pcap");
-    write_pcap(&pcap, &frames);
-    let fields = Command::new("tshark")
-        .args(["-n", "-r"])
-        .arg(&pcap)
-        .args(["-T", "fields", "-E", "separator=,", "-E", "occurrence=f"])
-        .args(["-e", "arp.isgratuitous", "-e", "arp.src.proto_ipv4"])
-        .args(["-e", "arp.src.hw_mac", "-e", "arp.dst.hw_mac"])
-        .args(["-e", "icmpv6.type", "-e", "icmpv6.nd.na.flag.r"])
-        .args(["-e", "icmpv6.nd.na.flag.s", "-e", "icmpv6.nd.na.flag.o"])
-        .args(["-e", "icmpv6.nd.na.target_address"])
-        .args(["-e", "icmpv6.opt.linkaddr", "-e", "icmpv6.checksum.status"])
-        .args(["-e", "ipv6.hlim", "-e", "ipv6.dst"])
-        .output()
-        .unwrap();
-    let verbose = Command::new("tshark")
-        .args(["-n", "-V", "-r"])
-        .arg(&pcap)
-        .output()
-        .unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
-    let stderr = String::from_utf8_lossy(&fields.stderr);
-    assert!(fields.status.success(), "tshark: {stderr}");
-    let text = String::from_utf8(fields.stdout).unwrap();
+    let (text, verbose) = tshark(
+        "announce-tshark",
+        &frames,
+        &[
+            "-T",
+            "fields",
+            "-E",
+            "separator=,",
+            "-E",
+            "occurrence=f",
+            "-e",
+            "arp.isgratuitous",
+            "-e",
+            "arp.src.proto_ipv4",
+            "-e",
+            "arp.src.hw_mac",
+            "-e",
+            "arp.dst.hw_mac",
+            "-e",
+            "icmpv6.type",
+            "-e",
+            "icmpv6.nd.na.flag.r",
+            "-e",
+            "icmpv6.nd.na.flag.s",
+            "-e",
+            "icmpv6.nd.na.flag.o",
+            "-e",
+            "icmpv6.nd.na.target_address",
+            "-e",
+            "icmpv6.opt.linkaddr",
+            "-e",
+            "icmpv6.checksum.status",
+            "-e",
+            "ipv6.hlim",
+            "-e",
+            "ipv6.dst",
+        ],
+    );
     let lines: Vec<&str> = text.lines().collect();
     let mac = "02:00:5e:00:53:0b";
     // Booleans print as 1/0 (or True/False in newer tshark); normalise.
@@ -80,7 +91,6 @@ fn tshark_decodes_our_announcements() {
         format!(",,,,136,0,0,1,2001:db8:5::1,{mac},1,255,ff02::1"),
         "the unsolicited NA (checksum status 1: Good)"
     );
-    let verbose = String::from_utf8(verbose.stdout).unwrap();
     assert!(verbose.contains("[Is gratuitous: True]"), "{verbose}");
     assert!(verbose.contains("[Checksum Status: Good]"), "{verbose}");
     assert!(!verbose.contains("Malformed"), "{verbose}");

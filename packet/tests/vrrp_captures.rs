@@ -8,11 +8,10 @@
 
 mod common;
 
-use common::{skip, write_pcap};
+use common::{skip, tshark};
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use xvs_packet::ethernet;
 use xvs_packet::vrrp::{
@@ -212,39 +211,30 @@ fn tshark_decodes_our_adverts_as_valid_vrrp3() {
         return;
     }
     let frames = our_frames();
-    let dir = std::env::temp_dir().join(format!("xvs-vrrp-tshark-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let pcap = dir.join("ours.pcap");
-    write_pcap(
-        &pcap,
+    let (text, verbose) = tshark(
+        "vrrp-tshark",
         &frames.iter().map(|(_, f)| f.clone()).collect::<Vec<_>>(),
-    );
-    let fields = Command::new("tshark")
-        .args(["-n", "-r"])
-        .arg(&pcap)
-        .args(["-o", "vrrp.v3_checksum_as_in_v2:FALSE"])
-        .args(["-T", "fields", "-E", "separator=,"])
-        .args([
+        &[
+            "-o",
+            "vrrp.v3_checksum_as_in_v2:FALSE",
+            "-T",
+            "fields",
+            "-E",
+            "separator=,",
             "-e",
             "vrrp.version",
             "-e",
             "vrrp.type",
             "-e",
             "vrrp.virt_rtr_id",
-        ])
-        .args(["-e", "vrrp.prio", "-e", "vrrp.short_adver_int"])
-        .args(["-e", "vrrp.checksum.status"])
-        .output()
-        .unwrap();
-    let verbose = Command::new("tshark")
-        .args(["-n", "-V", "-r"])
-        .arg(&pcap)
-        .output()
-        .unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
-    let stderr = String::from_utf8_lossy(&fields.stderr);
-    assert!(fields.status.success(), "tshark: {stderr}");
-    let text = String::from_utf8(fields.stdout).unwrap();
+            "-e",
+            "vrrp.prio",
+            "-e",
+            "vrrp.short_adver_int",
+            "-e",
+            "vrrp.checksum.status",
+        ],
+    );
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), frames.len(), "{text}");
     for ((what, _), line) in frames.iter().zip(&lines) {
@@ -261,7 +251,6 @@ fn tshark_decodes_our_adverts_as_valid_vrrp3() {
         };
         assert_eq!(*line, want, "{what}: {line}");
     }
-    let verbose = String::from_utf8(verbose.stdout).unwrap();
     assert_eq!(
         verbose
             .matches("Virtual Router Redundancy Protocol")

@@ -28,3 +28,34 @@ pub fn write_pcap(path: &Path, frames: &[Vec<u8>]) {
     }
     std::fs::write(path, out).unwrap();
 }
+
+/// Writes `frames` to a capture named `name` in a temporary folder and has
+/// tshark read it twice: with `args` (`-T fields -e …`, preferences), and
+/// with `-V` (every field and the expert info, for "Malformed" and the
+/// checksum statuses). Returns both outputs; a tshark that fails fails the
+/// test with its message.
+pub fn tshark(name: &str, frames: &[Vec<u8>], args: &[&str]) -> (String, String) {
+    use std::process::Command;
+    let dir = std::env::temp_dir().join(format!("xvs-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pcap = dir.join(format!("{name}.pcap"));
+    write_pcap(&pcap, frames);
+    let fields = Command::new("tshark")
+        .args(["-n", "-r"])
+        .arg(&pcap)
+        .args(args)
+        .output()
+        .unwrap();
+    let verbose = Command::new("tshark")
+        .args(["-n", "-V", "-r"])
+        .arg(&pcap)
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let stderr = String::from_utf8_lossy(&fields.stderr);
+    assert!(fields.status.success(), "tshark: {stderr}");
+    (
+        String::from_utf8(fields.stdout).unwrap(),
+        String::from_utf8(verbose.stdout).unwrap(),
+    )
+}
