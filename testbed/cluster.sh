@@ -414,6 +414,11 @@ write_ha_table() {
     # VS/NAT: the real servers' default route moves with the VIPs.
     [ "$mode" = nat ] && printf 'gateways = ["%s/24", "%s/64"]\n' "$DSRV4" "$DSRV6"
     printf 'garp_master_delay = "1s"\n'
+    # Each transition appended to notify-directorN.log; a fault on demand:
+    # the track script fails while fault-directorN exists (e2e/ha.sh).
+    local hook="echo \"\$XVS_HA_STATE \$XVS_HA_REASON\" >> $STATE/notify-director$n.log"
+    printf "notify_master = '%s'\nnotify_backup = '%s'\nnotify_fault = '%s'\n" "$hook" "$hook" "$hook"
+    printf "track_script = { command = 'test ! -e %s', interval = \"200ms\" }\n" "$STATE/fault-director$n"
 }
 
 # An address is usable once it is no longer tentative (DAD is off, so this
@@ -486,7 +491,7 @@ cmd_up() {
 
     mkdir -p "$STATE"
     chmod 755 "$STATE" # nginx workers (nobody) read the pages under it
-    rm -f "$STATE/stats.json" "$STATE/director.log" "$STATE/balancer" "$STATE/stats2.json" "$STATE/director2.log"
+    rm -f "$STATE/stats.json" "$STATE/director.log" "$STATE/balancer" "$STATE/stats2.json" "$STATE/director2.log" "$STATE"/notify-director[12].log "$STATE"/fault-director[12]
     # What the e2e suite reads back: real server K is the K-th address of
     # XVS_RS4 / XVS_RS6 and uses the K-th method of XVS_METHODS.
     printf 'XVS_MODE=%s\nXVS_SERVERS=%s\nXVS_WEIGHTS=%s\nXVS_SCHEDULER=%s\nXVS_CLIENT_MTU=%s\nXVS_OFFLOAD=%s\nXVS_RX_QUEUES=%s\nXVS_METHODS=%s\nXVS_RS4="%s"\nXVS_RS6="%s"\nXVS_AGENTS=%s\n' \

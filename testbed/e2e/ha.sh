@@ -31,7 +31,11 @@
 #      MASTER, the client follows director2's announcements; restored:
 #      director1 the one MASTER, and it re-announces (the client's entry
 #      points to it again: keepalived's bug #166 is the opposite);
-#   6. SIGTERM director1, the master: director2 takes over on its priority 0
+#   6. faults in director1, the master: its d-srv link down (FAULT: it
+#      releases everything, director2 takes over; link up: it recovers and
+#      preempts), then its track script failing and passing again; the
+#      notify hooks ran for each transition (notify-directorN.log);
+#   7. SIGTERM director1, the master: director2 takes over on its priority 0
 #      advert, without waiting for the master-down interval: requests are
 #      served again within 1 s.
 # --kill-only runs 1 and 2 (test.sh's DR and TUN runs).
@@ -255,7 +259,34 @@ EOF
     check "director1 re-announces: the client's entry for the IPv4 VIP points to it" wait_for 5 neigh_is 1
     check "the IPv4 VIP serves a page" page_from "$URL"
 
-    # --- 6. clean stop ------------------------------------------------------------------
+    # --- 6. faults ---------------------------------------------------------------------
+    say "faults in director1, the master: its server-side link down, then its track script failing"
+    loop_start fault "$URL"
+    at=$(now)
+    ip -n "$(dir_ns 1)" link set d-srv down
+    check "link down: director1 FAULT, director2 MASTER" wait_for 3 pair_is FAULT MASTER
+    echo "director2 MASTER $(since "$at") s after the link went down"
+    check "director1 in FAULT holds none of the floating addresses" wait_for 2 holds_none 1
+    check "director2 holds every floating address" wait_for 3 holds_all 2
+    check "the VIP serves through director2" takeover fault "$at" 3 "link down"
+    echo "$numbers"
+    ip -n "$(dir_ns 1)" link set d-srv up
+    check "link up: director1 recovers and preempts (MASTER), director2 BACKUP" wait_for 8 pair_is MASTER BACKUP
+    touch "$STATE/fault-director1"
+    check "track script failing: director1 FAULT, director2 MASTER" wait_for 3 pair_is FAULT MASTER
+    rm -f "$STATE/fault-director1"
+    check "track script passing again: director1 MASTER, director2 BACKUP" wait_for 8 pair_is MASTER BACKUP
+    check "the client's entry points to director1 again" wait_for 3 neigh_is 1
+    loop_end fault
+    echo "requests through both faults: $(outage fault "$at")"
+    notified() { grep -q "^$2 $3" "$STATE/notify-director$1.log"; }
+    check "notify_fault ran in director1 for each fault" notified 1 FAULT "fault: an interface is down"
+    check "notify_fault ran for the track script" notified 1 FAULT "fault: the track script failed"
+    check "notify_backup ran in director1 as each fault cleared" notified 1 BACKUP "the fault cleared"
+    check "notify_master ran in director2 at its takeovers" notified 2 MASTER "the master is stopping"
+    echo "director1's hooks saw: $(cut -d' ' -f1 "$STATE/notify-director1.log" | xargs)"
+
+    # --- 7. clean stop ------------------------------------------------------------------
     say "SIGTERM director1, the master (it advertises priority 0 as it goes)"
     loop_start stop4 "$URL"
     at=$(now)
