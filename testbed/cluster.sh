@@ -143,7 +143,7 @@
 # --agents, and its balancer is xvs only.
 #
 #   testbed/cluster.sh up [--mode nat|dr|tun|mixed] [--servers N] [--weights 1,2,3] [--scheduler wlc]
-#                         [--client-mtu M] [--offload-off] [--rx-queues N] [--agents] [--ha]
+#                         [--client-mtu M] [--offload-off] [--rx-queues N] [--agents] [--ha [--ha-family ipv4|ipv6]]
 #   testbed/cluster.sh balancer start xvs [--director 1|2] [--backend xdp|packet] [-- DIRECTOR_ARGS...]
 #   testbed/cluster.sh balancer start nft       (NAT mode only)
 #   testbed/cluster.sh balancer stop|kill [--director 1|2]
@@ -219,6 +219,8 @@ NFT_TABLE=xvs_testbed
 # whether it has two directors (--ha: XVS_HA=1 in cluster.env).
 XVS_MODE=nat
 XVS_HA=0
+# --ha-family: the family of the pair's VRRP adverts.
+HA_FAMILY=ipv4
 
 # --ha: director N's own addresses (N = 1, 2) on d-cli and d-srv; the
 # floating ones are VIP4, VIP6 and, in NAT mode, DSRV4/24 and DSRV6/64 (the
@@ -407,9 +409,12 @@ write_director_config() {
 # The two directors differ in node, priority and advert source only.
 write_ha_table() {
     local n=$1 mode=$2
-    printf '\n[ha]\nnode = "director%s"\nvrid = %s\npriority = %s\ninterface = "d-cli"\nfamily = "ipv4"\n' \
-        "$n" "$HA_VRID" "$(ha_priority "$n")"
-    printf 'advert_interval = "100ms"\npreempt = true\npreempt_delay = "1s"\nsource = "%s"\n' "$(ha_cli4 "$n")"
+    printf '\n[ha]\nnode = "director%s"\nvrid = %s\npriority = %s\ninterface = "d-cli"\nfamily = "%s"\n' \
+        "$n" "$HA_VRID" "$(ha_priority "$n")" "$HA_FAMILY"
+    printf 'advert_interval = "100ms"\npreempt = true\npreempt_delay = "1s"\n'
+    # IPv4 adverts come from the director's own d-cli address; IPv6 ones
+    # from its link-local address (RFC 9568), the default.
+    [ "$HA_FAMILY" = ipv6 ] || printf 'source = "%s"\n' "$(ha_cli4 "$n")"
     printf 'auth = "hmac"\nkey_file = "%s"\nkey_id = 1\n' "$STATE/vrrp.key"
     # VS/NAT: the real servers' default route moves with the VIPs.
     [ "$mode" = nat ] && printf 'gateways = ["%s/24", "%s/64"]\n' "$DSRV4" "$DSRV6"
@@ -440,6 +445,7 @@ cmd_up() {
         --rx-queues) rx_queues=${2:?}; shift 2 ;;
         --agents) agents=1; shift ;;
         --ha) ha=1; shift ;;
+        --ha-family) HA_FAMILY=${2:?}; shift 2 ;;
         *) usage ;;
         esac
     done
@@ -462,6 +468,8 @@ cmd_up() {
         [ "$agents" = 0 ] || die "--ha: agents report to one director's address (leave --agents out)"
         XVS_HA=1
     fi
+    case $HA_FAMILY in ipv4 | ipv6) ;; *) die "--ha-family: '$HA_FAMILY' is not ipv4 or ipv6" ;; esac
+    [ "$ha" = 1 ] || [ "$HA_FAMILY" = ipv4 ] || die "--ha-family: only with --ha"
     # The narrow client link exists to make the director send frag-needed
     # for the replies it forwards; DR and TUN forward none.
     case $mode in nat | mixed) ;; *) [ -z "$client_mtu" ] || die "--client-mtu: only with --mode nat or mixed (${mode^^} replies do not cross the director's client link)" ;; esac
@@ -496,7 +504,7 @@ cmd_up() {
     # XVS_RS4 / XVS_RS6 and uses the K-th method of XVS_METHODS.
     printf 'XVS_MODE=%s\nXVS_SERVERS=%s\nXVS_WEIGHTS=%s\nXVS_SCHEDULER=%s\nXVS_CLIENT_MTU=%s\nXVS_OFFLOAD=%s\nXVS_RX_QUEUES=%s\nXVS_METHODS=%s\nXVS_RS4="%s"\nXVS_RS6="%s"\nXVS_AGENTS=%s\n' \
         "$mode" "$servers" "$weights" "$scheduler" "$client_mtu" "$offload" "$rx_queues" "$methods" "$rs4_list" "$rs6_list" "$agents" >"$STATE/cluster.env"
-    [ "$ha" = 0 ] || echo "XVS_HA=1" >>"$STATE/cluster.env"
+    [ "$ha" = 0 ] || printf 'XVS_HA=1\nXVS_HA_FAMILY=%s\n' "$HA_FAMILY" >>"$STATE/cluster.env"
 
     local director2=""
     [ "$ha" = 1 ] && director2=$NS_DIRECTOR2

@@ -67,13 +67,14 @@ if [ "${XVS_SKIP_E2E:-0}" != 1 ]; then
     say "end-to-end: the director's weights following its agents' load reports (a loaded server, a silent agent, forged reports) on AF_XDP"
     testbed/e2e/agents.sh --backend xdp
     # The pair of directors (a minute or so in all): every drill on VS/NAT,
-    # the kill -9 drill on DR and TUN, and keepalived on the other side.
+    # the kill -9 drill on DR (with IPv6 adverts) and TUN, and keepalived
+    # on the other side.
     say "end-to-end: two directors (VRRP) on VS/NAT: kill -9, restarts with and without preempt, a heartbeat cut, a clean stop (AF_XDP)"
     testbed/e2e/ha.sh --mode nat --backend xdp
-    for mode in dr tun; do
-        say "end-to-end: two directors on VS/${mode^^}: kill -9 the master (AF_XDP)"
-        testbed/e2e/ha.sh --mode "$mode" --backend xdp --kill-only
-    done
+    say "end-to-end: two directors on VS/DR, adverts over IPv6: kill -9 the master (AF_XDP)"
+    testbed/e2e/ha.sh --mode dr --backend xdp --kill-only --family ipv6
+    say "end-to-end: two directors on VS/TUN: kill -9 the master (AF_XDP)"
+    testbed/e2e/ha.sh --mode tun --backend xdp --kill-only
     say "end-to-end: xvs-director's VRRP against keepalived, as master and as backup; tshark decodes both"
     testbed/e2e/ha-keepalived.sh --backend xdp
 else

@@ -38,9 +38,10 @@
 #   7. SIGTERM director1, the master: director2 takes over on its priority 0
 #      advert, without waiting for the master-down interval: requests are
 #      served again within 1 s.
-# --kill-only runs 1 and 2 (test.sh's DR and TUN runs).
+# --kill-only runs 1 and 2 (test.sh's DR and TUN runs). --family ipv6 has
+# the pair advertise over IPv6 (ff02::12, from their link-local addresses).
 #
-#   testbed/e2e/ha.sh [--mode nat|dr|tun] [--backend xdp|packet] [--kill-only]
+#   testbed/e2e/ha.sh [--mode nat|dr|tun] [--backend xdp|packet] [--kill-only] [--family ipv4|ipv6]
 #                                                    (under flock /tmp/xvs-netns.lock)
 #
 # Prints one PASS or FAIL line per check, exits 1 if any failed. Skips (exit
@@ -52,13 +53,14 @@ set -euo pipefail
 # shellcheck source=../lib/e2e.sh
 . "$(dirname "$0")/../lib/e2e.sh"
 
-mode=nat backend=xdp kill_only=0
+mode=nat backend=xdp kill_only=0 family=ipv4
 while [ $# -gt 0 ]; do
     case $1 in
     --mode) mode=${2:?}; shift 2 ;;
     --backend) backend=${2:?}; shift 2 ;;
     --kill-only) kill_only=1; shift ;;
-    *) echo "usage: $0 [--mode nat|dr|tun] [--backend xdp|packet] [--kill-only]" >&2; exit 2 ;;
+    --family) family=${2:?}; shift 2 ;;
+    *) echo "usage: $0 [--mode nat|dr|tun] [--backend xdp|packet] [--kill-only] [--family ipv4|ipv6]" >&2; exit 2 ;;
     esac
 done
 case $mode in nat | dr | tun) ;; *) die "--mode: '$mode' is not nat, dr or tun" ;; esac
@@ -168,8 +170,8 @@ edit_director1() {
 }
 
 # --- 1. the pair --------------------------------------------------------------
-say "a ${mode^^} pair: director1 (150) and director2 (100), xvs-director on $backend"
-"$CLUSTER" up --ha --mode "$mode" >"$work/up.log" 2>&1 || { cat "$work/up.log"; die "testbed/cluster.sh up --ha --mode $mode failed"; }
+say "a ${mode^^} pair: director1 (150) and director2 (100), $family adverts, xvs-director on $backend"
+"$CLUSTER" up --ha --ha-family "$family" --mode "$mode" >"$work/up.log" 2>&1 || { cat "$work/up.log"; die "testbed/cluster.sh up --ha --ha-family $family --mode $mode failed"; }
 cluster_up=1
 start_director 1
 start_director 2
