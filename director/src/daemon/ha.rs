@@ -83,9 +83,7 @@ pub struct HaPart {
     commands: Option<Sender<Command>>,
     thread: Option<JoinHandle<()>>,
     vips: Vec<IpAddr>,
-    /// Each worker's poll count, and when it last moved.
-    polls: Vec<(u64, Instant)>,
-    stalled: bool,
+    stall: StallWatch,
 }
 
 /// What the part resolved when it started.
@@ -114,8 +112,7 @@ impl HaPart {
             commands: None,
             thread: None,
             vips: vips_of(snapshot),
-            polls: Vec::new(),
-            stalled: false,
+            stall: StallWatch::default(),
         }
     }
 
@@ -325,22 +322,8 @@ impl Part for HaPart {
         let Some(live) = running.live else {
             return;
         };
-        let now = Instant::now();
-        let figures = live.worker_counters();
-        if self.polls.len() != figures.len() {
-            self.polls = figures.iter().map(|f| (f.polls, now)).collect();
-            return;
-        }
-        let mut stalled = false;
-        for (seen, figures) in self.polls.iter_mut().zip(&figures) {
-            if figures.polls != seen.0 {
-                *seen = (figures.polls, now);
-            } else if now.duration_since(seen.1) >= STALL_AFTER {
-                stalled = true;
-            }
-        }
-        if stalled != self.stalled {
-            self.stalled = stalled;
+        let polls: Vec<u64> = live.worker_counters().iter().map(|f| f.polls).collect();
+        if let Some(stalled) = self.stall.observe(&polls, Instant::now()) {
             if stalled {
                 error!(
                     "ha: a worker has not polled for {} s: the data path is stalled",
@@ -385,6 +368,38 @@ impl Part for HaPart {
         {
             error!("ha: the HA thread panicked");
         }
+    }
+}
+
+/// Whether the workers make progress: each one's poll count must move
+/// within [`STALL_AFTER`].
+#[derive(Debug, Default)]
+struct StallWatch {
+    /// Each worker's poll count, and when it last moved.
+    polls: Vec<(u64, Instant)>,
+    stalled: bool,
+}
+
+impl StallWatch {
+    /// The workers' poll counts at `now`; `Some(stalled)` when the verdict
+    /// changes.
+    fn observe(&mut self, polls: &[u64], now: Instant) -> Option<bool> {
+        if self.polls.len() != polls.len() {
+            self.polls = polls.iter().map(|&p| (p, now)).collect();
+            return None;
+        }
+        let mut stalled = false;
+        for (seen, &count) in self.polls.iter_mut().zip(polls) {
+            if count != seen.0 {
+                *seen = (count, now);
+            } else if now.duration_since(seen.1) >= STALL_AFTER {
+                stalled = true;
+            }
+        }
+        (stalled != self.stalled).then(|| {
+            self.stalled = stalled;
+            stalled
+        })
     }
 }
 
@@ -668,5 +683,25 @@ impl Tracker {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_worker_whose_polls_stand_still_is_a_stall_until_it_moves() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut watch = StallWatch::default();
+        assert_eq!(watch.observe(&[10, 20], at(0)), None);
+        assert_eq!(watch.observe(&[11, 20], at(1_000)), None);
+        // Worker 1 has not moved for 2 s: stalled, said once.
+        assert_eq!(watch.observe(&[12, 20], at(2_000)), Some(true));
+        assert_eq!(watch.observe(&[13, 20], at(2_500)), None);
+        // It moves again.
+        assert_eq!(watch.observe(&[14, 21], at(2_600)), Some(false));
+        assert_eq!(watch.observe(&[15, 22], at(9_000)), None);
     }
 }
