@@ -59,6 +59,11 @@
 //!   one per persistent service behind a mutex taken only when a
 //!   persistent service schedules a new connection or the control thread
 //!   expires templates.
+//! - **State sync**: a connection the sync copied from the peer director
+//!   ([`crate::conn::ConnFlags::SYNCED`]) is forwarded like any other but
+//!   counts in no real server's `activeconns`/`inactconns` until this
+//!   director forwards a packet on it: that packet binds it (IPVS leaves
+//!   synced connections out of scheduling the same way).
 //! - **Changes at run time**: the state is an immutable [`Snapshot`] that
 //!   the control plane replaces ([`Director::publish`]). A worker checks
 //!   one counter per call and picks the new snapshot up at its next frame
@@ -100,8 +105,9 @@ use xvs_packet::{ipv4, ipv6};
 use xvs_sched::{NotScheduled, SchedContext, SplitMix64, TemplateId, Templates};
 
 use crate::conn::{
-    ActivityChange, ConnTable, Connection, FirstPacket, ForwardMethod, InboundHash, InsertError,
-    Millis, NewConnection, PacketDirection, PendingReply, ReplyHash, TcpEvent, TcpState,
+    ActivityChange, ConnFlags, ConnHandle, ConnTable, Connection, FirstPacket, ForwardMethod,
+    InboundHash, InsertError, Millis, NewConnection, PacketDirection, PendingReply, ReplyHash,
+    TcpEvent, TcpState,
 };
 pub use crate::types::{DestIndex, DropReason, IfaceId, InterfaceRole, Verdict};
 pub use neighbours::{NeighbourCache, NeighbourChange, Neighbours};
@@ -509,12 +515,27 @@ impl Director {
         reclaimed
     }
 
+    /// Removes a connection now (the state sync applying the peer's
+    /// deletion) and unbinds it from its real server as an expiry would.
+    /// Returns the
+    /// connection as it was, or `None` when it was gone already.
+    pub fn remove_connection(&self, handle: ConnHandle) -> Option<Connection> {
+        let old = self.table.remove(handle)?;
+        let newest = self.state.load_full();
+        self.unbind(&newest, &old);
+        Some(old)
+    }
+
+    /// A removed connection leaves its real server's counters (unless it
+    /// was a synced one never bound) and its template.
     fn unbind(&self, st: &Snapshot, conn: &Connection) {
         let Some(dest) = st.dests.get(conn.server_id) else {
             return;
         };
         let svc = &st.services[dest.service as usize];
-        if let Some(server) = dest.server {
+        if let Some(server) = dest.server
+            && !conn.is_synced()
+        {
             svc.sched.servers().unbind_conn(server, conn.is_active());
         }
         let slot = &self.conn_template[conn.handle.index() as usize];
@@ -800,6 +821,12 @@ impl Director {
                     ActivityChange::Unchanged => return,
                     ActivityChange::BecameActive => (false, true),
                     ActivityChange::BecameInactive => (true, false),
+                    ActivityChange::AdoptedActive => {
+                        return self.bind_synced(st, conn.server_id, true);
+                    }
+                    ActivityChange::AdoptedInactive => {
+                        return self.bind_synced(st, conn.server_id, false);
+                    }
                 };
                 match st.dests.get(conn.server_id) {
                     Some(dest) => activity_changed(st, dest, was, is),
@@ -809,8 +836,52 @@ impl Director {
                 }
             }
         } else {
+            // Without TCP states the table cannot say when a synced
+            // connection is adopted: the flag is cleared here.
+            if conn.flags.contains(ConnFlags::SYNCED) {
+                self.adopt(st, conn);
+            }
             let timeout = timeouts.for_conn_ms(conn.proto, conn.tcp_state);
             let _ = self.table.on_packet(conn.handle, direction, now, timeout);
+        }
+    }
+
+    /// The first packet forwarded on a UDP or ICMP connection the state
+    /// sync copied from the peer: clears its flag and binds it (one worker
+    /// does, whichever clears the flag). TCP connections are adopted by
+    /// their segment's transition ([`ActivityChange::AdoptedActive`],
+    /// [`ActivityChange::AdoptedInactive`]).
+    #[cold]
+    #[inline(never)]
+    fn adopt(&self, st: &Snapshot, conn: &Connection) {
+        if let Ok(Some(flags)) = self.table.adopt(conn.handle) {
+            self.bind_synced(st, conn.server_id, flags.contains(ConnFlags::ACTIVE));
+        }
+    }
+
+    /// Binds a synced connection to destination `index`'s real server, in
+    /// `activeconns` when `active`, else `inactconns`.
+    #[cold]
+    #[inline(never)]
+    fn bind_synced(&self, st: &Snapshot, index: DestIndex, active: bool) {
+        let bind = |st: &Snapshot, dest: &Dest| {
+            if let Some(server) = dest.server {
+                let servers = st.services[dest.service as usize].sched.servers();
+                servers.bind_conn(server);
+                if active {
+                    servers.conn_activity_changed(server, false, true);
+                }
+            }
+        };
+        match st.dests.get(index) {
+            Some(dest) => bind(st, dest),
+            // Opened by another worker on a newer snapshot.
+            None => {
+                let newest = self.state.load_full();
+                if let Some(dest) = newest.dests.get(index) {
+                    bind(&newest, dest);
+                }
+            }
         }
     }
 
