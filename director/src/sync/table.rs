@@ -1,0 +1,851 @@
+//! The connection table's side of the sync: what a director sends of its
+//! table ([`export_chunk`]) and how the peer applies it ([`import`]).
+//!
+//! **Export.** A full transfer (and the periodic refresh of long-lived
+//! idle connections) walks the table in chunks: [`export_chunk`] examines
+//! a bounded number of entries, returns the live connections among them as
+//! [`Record::Upsert`]s and a cursor to resume from, so that the daemon can
+//! stream a table of 100,000 connections a message at a time while the
+//! workers go on (the walk takes no lock; see `ConnTable::walk`). Each
+//! record carries what the peer needs to forward the next packet as this
+//! director would: the key, the real server, the method and TCP state as
+//! their codes, ACTIVE and NO_OUTPUT, and the time left until the entry
+//! expires here (deadline − now).
+//!
+//! **Import.** [`import`] applies one record to the director's table. An
+//! upsert names its service by (protocol, VIP, virtual port) and its real
+//! server by (address, port): both are looked up in the director's current
+//! snapshot, and a record that names either unknown, or a method or TCP
+//! state code this build does not know, is refused with a [`Refused`]
+//! reason ([`ImportCounts`] counts them): a peer with another config is an
+//! operator's matter, not an error of the sync. A known connection is
+//! updated in place (state, flags, timer); a new one is inserted flagged
+//! [`ConnFlags::SYNCED`]: it is in both indexes at once (a NAT reply finds
+//! it), but it counts in neither `activeconns` nor `inactconns` of its real
+//! server — the schedulers (lc, wlc…) of the backup do not see the
+//! master's load — until the backup forwards a packet on it: the pipeline
+//! then binds it, in the counter its state says (as IPVS treats synced
+//! connections). A delete removes the connection if the table has it.
+//!
+//! Persistence templates live in the schedulers' template stores, not in
+//! the connection table: they are not exported here, and a template
+//! record is refused ([`Refused::Template`]).
+
+use core::ops::ControlFlow;
+
+use xvs_packet::FlowKey;
+use xvs_packet::sync::{ConnKey, ConnState, Record};
+
+use crate::conn::{
+    ConnFlags, ConnTable, Connection, ForwardMethod, InsertError, Millis, NewConnection, TcpState,
+};
+use crate::pipeline::Director;
+
+/// Where a walk of the table resumes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ExportCursor(usize);
+
+impl ExportCursor {
+    /// The start of the table.
+    pub const START: Self = Self(0);
+}
+
+/// Entries [`export_chunk`] examines at most per record it may return:
+/// bounds the time of a call on a sparsely used table.
+pub const EXAMINED_PER_RECORD: usize = 16;
+
+/// The upsert that tells the peer about `conn`, with the time it has left
+/// at `now` (0 once its deadline has passed; the peer's lookups then no
+/// longer see it either).
+#[must_use]
+pub fn upsert_of(conn: &Connection, now: Millis) -> Record {
+    let left = conn.deadline.saturating_sub(now);
+    Record::Upsert(ConnState {
+        key: key_of(conn),
+        real_server: conn.real_server,
+        rport: conn.rport,
+        method: conn.method.code(),
+        tcp_state: conn.tcp_state.code(),
+        active: conn.flags.contains(ConnFlags::ACTIVE),
+        no_output: conn.flags.contains(ConnFlags::NO_OUTPUT),
+        timeout_ms: u32::try_from(left).unwrap_or(u32::MAX),
+    })
+}
+
+/// The key that names `conn` in both directors' tables.
+#[must_use]
+pub fn key_of(conn: &Connection) -> ConnKey {
+    ConnKey {
+        proto: conn.proto,
+        client: conn.client,
+        cport: conn.cport,
+        vip: conn.vip,
+        vport: conn.vport,
+        template: conn.is_template(),
+    }
+}
+
+/// Up to `max` upserts for the live connections from `cursor` on (at most
+/// `max * EXAMINED_PER_RECORD` entries examined), and where to resume:
+/// `None` once the whole table was walked. Expired connections that the
+/// sweeper has not reclaimed yet are skipped.
+#[must_use]
+pub fn export_chunk(
+    table: &ConnTable,
+    cursor: ExportCursor,
+    max: usize,
+    now: Millis,
+) -> (Vec<Record>, Option<ExportCursor>) {
+    let mut records = Vec::with_capacity(max.min(1024));
+    if max == 0 {
+        return (records, Some(cursor));
+    }
+    let budget = max.saturating_mul(EXAMINED_PER_RECORD);
+    let next = table.walk(cursor.0, budget, |conn| {
+        if conn.deadline > now {
+            records.push(upsert_of(conn, now));
+        }
+        if records.len() >= max {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    });
+    (records, next.map(ExportCursor))
+}
+
+/// What [`import`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Applied {
+    /// A new connection entered the table (flagged SYNCED).
+    Inserted,
+    /// The connection was there: its state and timer were updated.
+    Updated,
+    /// The connection was there with another real server or method: it
+    /// was removed and the peer's inserted.
+    Replaced,
+    /// The connection was removed.
+    Deleted,
+    /// A delete for a connection the table does not have.
+    Absent,
+}
+
+/// Why [`import`] refused a record (counted, not an error: the peer's
+/// config may differ from this director's for a while).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Refused {
+    /// No live service with this (protocol, VIP, virtual port).
+    UnknownService,
+    /// The service has no available real server with this address and
+    /// port.
+    UnknownRealServer,
+    /// A forwarding method code this build does not know.
+    UnknownMethod,
+    /// A TCP state code this build does not know.
+    UnknownTcpState,
+    /// A persistence template (see the module notes).
+    Template,
+    /// The connection table is full.
+    TableFull,
+}
+
+impl Refused {
+    /// Every reason, in [`ImportCounts::refused`] order.
+    pub const ALL: [Self; 6] = [
+        Self::UnknownService,
+        Self::UnknownRealServer,
+        Self::UnknownMethod,
+        Self::UnknownTcpState,
+        Self::Template,
+        Self::TableFull,
+    ];
+
+    /// The metric label.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::UnknownService => "unknown_service",
+            Self::UnknownRealServer => "unknown_real_server",
+            Self::UnknownMethod => "unknown_method",
+            Self::UnknownTcpState => "unknown_tcp_state",
+            Self::Template => "template",
+            Self::TableFull => "table_full",
+        }
+    }
+}
+
+/// What a stream of imports did, for the daemon's metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ImportCounts {
+    /// Connections inserted (replacements included).
+    pub inserted: u64,
+    /// Connections updated in place.
+    pub updated: u64,
+    /// Connections removed by a delete.
+    pub deleted: u64,
+    /// Deletes for connections the table did not have.
+    pub absent: u64,
+    /// Refused records, by [`Refused::ALL`] position.
+    pub refused: [u64; Refused::ALL.len()],
+}
+
+impl ImportCounts {
+    /// Counts one [`import`] outcome.
+    pub fn count(&mut self, outcome: Result<Applied, Refused>) {
+        match outcome {
+            Ok(Applied::Inserted | Applied::Replaced) => self.inserted += 1,
+            Ok(Applied::Updated) => self.updated += 1,
+            Ok(Applied::Deleted) => self.deleted += 1,
+            Ok(Applied::Absent) => self.absent += 1,
+            Err(r) => self.refused[r as usize] += 1,
+        }
+    }
+
+    /// Records refused for `reason`.
+    #[must_use]
+    pub const fn refused_for(&self, reason: Refused) -> u64 {
+        self.refused[reason as usize]
+    }
+}
+
+/// The method with this code, if this build knows it
+/// (`ForwardMethod::from_code` reads unknown codes as NAT: a table entry
+/// only ever holds known ones, a peer's record may not).
+fn method_of(code: u8) -> Option<ForwardMethod> {
+    [
+        ForwardMethod::Nat,
+        ForwardMethod::DirectRouting,
+        ForwardMethod::Tunnel,
+    ]
+    .into_iter()
+    .find(|m| m.code() == code)
+}
+
+fn inbound_key(key: &ConnKey) -> FlowKey {
+    FlowKey {
+        proto: key.proto,
+        src: key.client,
+        dst: key.vip,
+        sport: key.cport,
+        dport: key.vport,
+    }
+}
+
+/// Applies one of the peer's records to `director`'s table at `now` (see
+/// the module notes).
+///
+/// # Errors
+/// [`Refused`] when the record names what this director does not have or
+/// know, or the table is full; nothing was changed then.
+pub fn import(director: &Director, record: &Record, now: Millis) -> Result<Applied, Refused> {
+    match record {
+        Record::Upsert(c) => upsert(director, c, now),
+        Record::Delete(key) => {
+            if key.template {
+                return Err(Refused::Template);
+            }
+            let found = director
+                .table()
+                .lookup_inbound(&inbound_key(key), now)
+                .and_then(|conn| director.remove_connection(conn.handle));
+            Ok(if found.is_some() {
+                Applied::Deleted
+            } else {
+                Applied::Absent
+            })
+        }
+    }
+}
+
+fn upsert(director: &Director, c: &ConnState, now: Millis) -> Result<Applied, Refused> {
+    let method = method_of(c.method).ok_or(Refused::UnknownMethod)?;
+    let tcp_state = TcpState::from_code(c.tcp_state).ok_or(Refused::UnknownTcpState)?;
+    if c.key.template {
+        return Err(Refused::Template);
+    }
+    let st = director.state();
+    let service = st
+        .find_service(c.key.proto, c.key.vip, c.key.vport)
+        .ok_or(Refused::UnknownService)?;
+    let svc = &st.services[service as usize];
+    let servers = svc.sched.servers();
+    let by_server = servers
+        .find(c.real_server, c.rport)
+        .or_else(|| servers.find(c.real_server, 0))
+        .filter(|s| s.is_available())
+        .map(|s| svc.dest_of[s.id().index()]);
+    // The service's fallback takes connections too when nothing else can.
+    let by_fallback = || {
+        svc.fallback.filter(|&fb| {
+            st.dests
+                .get(fb)
+                .is_some_and(|d| d.addr == c.real_server && (d.port == c.rport || d.port == 0))
+        })
+    };
+    let dest_index = by_server
+        .or_else(by_fallback)
+        .ok_or(Refused::UnknownRealServer)?;
+    let mut flags = ConnFlags::EMPTY;
+    if c.active {
+        flags = flags.union(ConnFlags::ACTIVE);
+    }
+    if c.no_output {
+        flags = flags.union(ConnFlags::NO_OUTPUT);
+    }
+    let deadline = now.saturating_add(Millis::from(c.timeout_ms));
+    let table = director.table();
+    let mut applied = Applied::Inserted;
+    if let Some(old) = table.lookup_inbound(&inbound_key(&c.key), now) {
+        if old.real_server == c.real_server
+            && old.rport == c.rport
+            && old.method == method
+            && old.server_id == dest_index
+        {
+            if let Ok((was, is)) = table.sync_update(old.handle, tcp_state, flags, deadline) {
+                let moved = was.contains(ConnFlags::ACTIVE) != is.contains(ConnFlags::ACTIVE);
+                if moved
+                    && !was.contains(ConnFlags::SYNCED)
+                    && let Some(server) = st.dests.get(dest_index).and_then(|d| d.server)
+                {
+                    servers.conn_activity_changed(
+                        server,
+                        was.contains(ConnFlags::ACTIVE),
+                        is.contains(ConnFlags::ACTIVE),
+                    );
+                }
+                return Ok(Applied::Updated);
+            }
+            // Gone meanwhile: insert the peer's.
+        } else {
+            director.remove_connection(old.handle);
+            applied = Applied::Replaced;
+        }
+    }
+    let new = NewConnection {
+        proto: c.key.proto,
+        client: c.key.client,
+        cport: c.key.cport,
+        vip: c.key.vip,
+        vport: c.key.vport,
+        real_server: c.real_server,
+        rport: c.rport,
+        server_id: dest_index,
+        method,
+        template: false,
+    };
+    match table.insert_synced(&new, tcp_state, flags, deadline) {
+        Ok(_) => Ok(applied),
+        Err(InsertError::Full) => Err(Refused::TableFull),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    use etherparse::PacketBuilder;
+    use xvs_packet::IpProtocol;
+
+    use super::*;
+    use crate::config::ClusterConfig;
+    use crate::pipeline::{HEADROOM, Verdict, Worker};
+    use crate::types::IfaceId;
+
+    const CONFIG: &str = r#"
+[conn_table]
+capacity = 64
+
+[[interfaces]]
+name = "client0"
+role = "client"
+mac = "02:00:00:00:01:01"
+addresses = ["198.51.100.1/24", "2001:db8:1::1/64"]
+
+[[interfaces]]
+name = "server0"
+role = "server"
+mac = "02:00:00:00:02:01"
+addresses = ["192.0.2.1/24", "2001:db8:2::1/64"]
+
+[[services]]
+proto = "tcp"
+vip = "203.0.113.10"
+port = 80
+scheduler = "rr"
+[[services.real_servers]]
+address = "192.0.2.11"
+port = 8080
+method = "nat"
+[[services.real_servers]]
+address = "192.0.2.12"
+port = 8080
+method = "nat"
+
+[[services]]
+proto = "udp"
+vip = "203.0.113.10"
+port = 53
+scheduler = "rr"
+[[services.real_servers]]
+address = "192.0.2.11"
+port = 5353
+method = "nat"
+
+[[services]]
+proto = "tcp"
+vip = "203.0.113.20"
+port = 80
+scheduler = "wlc"
+[[services.real_servers]]
+address = "192.0.2.13"
+method = "dr"
+[[services.real_servers]]
+address = "192.0.2.14"
+method = "dr"
+
+[[services]]
+proto = "tcp"
+vip = "203.0.113.30"
+port = 80
+scheduler = "rr"
+[[services.real_servers]]
+address = "192.0.2.15"
+method = "tun"
+
+[[services]]
+proto = "tcp"
+vip = "2001:db8::10"
+port = 80
+scheduler = "rr"
+[[services.real_servers]]
+address = "2001:db8:2::11"
+port = 8080
+method = "nat"
+
+[[neighbours]]
+interface = "client0"
+address = "198.51.100.7"
+mac = "02:00:00:00:00:07"
+[[neighbours]]
+interface = "client0"
+address = "2001:db8:1::7"
+mac = "02:00:00:00:00:07"
+[[neighbours]]
+interface = "server0"
+address = "192.0.2.11"
+mac = "02:00:00:00:00:11"
+[[neighbours]]
+interface = "server0"
+address = "192.0.2.12"
+mac = "02:00:00:00:00:12"
+[[neighbours]]
+interface = "server0"
+address = "192.0.2.13"
+mac = "02:00:00:00:00:13"
+[[neighbours]]
+interface = "server0"
+address = "192.0.2.14"
+mac = "02:00:00:00:00:14"
+[[neighbours]]
+interface = "server0"
+address = "192.0.2.15"
+mac = "02:00:00:00:00:15"
+[[neighbours]]
+interface = "server0"
+address = "2001:db8:2::11"
+mac = "02:00:00:00:00:61"
+"#;
+
+    const CLIENT: IfaceId = IfaceId(0);
+    const SERVER: IfaceId = IfaceId(1);
+    const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 7];
+    const CLIENT_IF_MAC: [u8; 6] = [2, 0, 0, 0, 1, 1];
+    const SERVER_IF_MAC: [u8; 6] = [2, 0, 0, 0, 2, 1];
+
+    fn director(seed: u64) -> (Director, Worker) {
+        let config = ClusterConfig::parse("sync.toml", CONFIG).unwrap();
+        let d = Director::new(&config, 0, seed).unwrap();
+        let w = d.worker(1);
+        (d, w)
+    }
+
+    /// A frame from `src:sport` to `dst:dport`: TCP with tcpdump's flag
+    /// letters (S, A, F, P), or UDP when `flags` is "udp".
+    fn frame(
+        macs: ([u8; 6], [u8; 6]),
+        (src, sport): (IpAddr, u16),
+        (dst, dport): (IpAddr, u16),
+        flags: &str,
+        payload: &[u8],
+    ) -> Vec<u8> {
+        let eth = PacketBuilder::ethernet2(macs.0, macs.1);
+        let ip = match (src, dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => eth.ipv4(s.octets(), d.octets(), 64),
+            (IpAddr::V6(s), IpAddr::V6(d)) => eth.ipv6(s.octets(), d.octets(), 64),
+            _ => panic!("mixed families"),
+        };
+        let mut out = Vec::new();
+        if flags == "udp" {
+            ip.udp(sport, dport).write(&mut out, payload).unwrap();
+            return out;
+        }
+        let mut t = ip.tcp(sport, dport, 1000, 64240);
+        for f in flags.chars() {
+            t = match f {
+                'S' => t.syn(),
+                'A' => t.ack(5000),
+                'F' => t.fin(),
+                'P' => t.psh(),
+                _ => panic!("flag {f}"),
+            };
+        }
+        t.write(&mut out, payload).unwrap();
+        out
+    }
+
+    /// Runs one frame through `d`: the verdict and the frame as it left.
+    fn once(
+        d: &Director,
+        w: &mut Worker,
+        input: &[u8],
+        rx: IfaceId,
+        now: Millis,
+    ) -> (Verdict, Vec<u8>) {
+        let mut buf = vec![0u8; HEADROOM + input.len()];
+        buf[HEADROOM..].copy_from_slice(input);
+        let out = d.process(w, &mut buf, HEADROOM, input.len(), rx, now);
+        let sent = match out.verdict {
+            Verdict::Transmit { start, len, .. } => buf[start..start + len].to_vec(),
+            _ => Vec::new(),
+        };
+        (out.verdict, sent)
+    }
+
+    struct Flow {
+        proto: IpProtocol,
+        client: (IpAddr, u16),
+        vip: (IpAddr, u16),
+        nat: bool,
+        /// Left after its SYN (SYN_RECV), as connections opened just
+        /// before a takeover are.
+        half_open: bool,
+    }
+
+    fn addr(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn flows() -> Vec<Flow> {
+        let tcp = |client: &str, cport, vip: &str, nat, half_open| Flow {
+            proto: IpProtocol::Tcp,
+            client: (addr(client), cport),
+            vip: (addr(vip), 80),
+            nat,
+            half_open,
+        };
+        vec![
+            tcp("198.51.100.7", 40001, "203.0.113.10", true, false),
+            tcp("198.51.100.7", 40002, "203.0.113.10", true, false),
+            tcp("198.51.100.7", 40003, "203.0.113.10", true, true),
+            tcp("198.51.100.7", 40004, "203.0.113.20", false, false),
+            tcp("198.51.100.7", 40005, "203.0.113.20", false, false),
+            tcp("198.51.100.7", 40006, "203.0.113.20", false, true),
+            tcp("198.51.100.7", 40007, "203.0.113.30", false, false),
+            tcp("2001:db8:1::7", 40008, "2001:db8::10", true, false),
+            Flow {
+                proto: IpProtocol::Udp,
+                client: (addr("198.51.100.7"), 40009),
+                vip: (addr("203.0.113.10"), 53),
+                nat: true,
+                half_open: false,
+            },
+        ]
+    }
+
+    fn client_frame(f: &Flow, flags: &str, payload: &[u8]) -> Vec<u8> {
+        let flags = if f.proto == IpProtocol::Udp {
+            "udp"
+        } else {
+            flags
+        };
+        frame((CLIENT_MAC, CLIENT_IF_MAC), f.client, f.vip, flags, payload)
+    }
+
+    /// The real server's answer to `f`, as it sends it to the director.
+    fn server_frame(d: &Director, f: &Flow, flags: &str, payload: &[u8], now: Millis) -> Vec<u8> {
+        let key = FlowKey {
+            proto: f.proto,
+            src: f.client.0,
+            dst: f.vip.0,
+            sport: f.client.1,
+            dport: f.vip.1,
+        };
+        let conn = d
+            .table()
+            .lookup_inbound(&key, now)
+            .expect("the flow's entry");
+        let rs_mac = match conn.real_server {
+            IpAddr::V4(a) => [2, 0, 0, 0, 0, a.octets()[3]],
+            IpAddr::V6(_) => [2, 0, 0, 0, 0, 0x61],
+        };
+        let flags = if f.proto == IpProtocol::Udp {
+            "udp"
+        } else {
+            flags
+        };
+        frame(
+            (rs_mac, SERVER_IF_MAC),
+            (conn.real_server, conn.rport),
+            f.client,
+            flags,
+            payload,
+        )
+    }
+
+    /// (active, inactive) of every real server of every service.
+    fn counters(d: &Director) -> Vec<(IpAddr, u16, u32, u32)> {
+        let st = d.state();
+        st.services
+            .iter()
+            .flat_map(|s| {
+                s.sched
+                    .servers()
+                    .iter()
+                    .map(|rs| (rs.addr(), rs.port(), rs.active_conns(), rs.inactive_conns()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// Opens every flow on `d`: the handshake through it (a NAT server's
+    /// SYN-ACK through it too), or only the SYN for a half-open one.
+    fn open_all(d: &Director, w: &mut Worker, flows: &[Flow], now: Millis) {
+        for f in flows {
+            let (v, _) = once(d, w, &client_frame(f, "S", b""), CLIENT, now);
+            assert!(matches!(v, Verdict::Transmit { .. }), "SYN: {v:?}");
+            if f.half_open || f.proto == IpProtocol::Udp {
+                continue;
+            }
+            if f.nat {
+                let synack = server_frame(d, f, "SA", b"", now);
+                let (v, _) = once(d, w, &synack, SERVER, now);
+                assert!(matches!(v, Verdict::Transmit { .. }), "SYN-ACK: {v:?}");
+            }
+            let (v, _) = once(d, w, &client_frame(f, "A", b""), CLIENT, now);
+            assert!(matches!(v, Verdict::Transmit { .. }), "ACK: {v:?}");
+        }
+    }
+
+    fn export_all(table: &ConnTable, max: usize, now: Millis) -> Vec<Record> {
+        let mut all = Vec::new();
+        let mut cursor = Some(ExportCursor::START);
+        let mut calls = 0;
+        while let Some(c) = cursor {
+            let (records, next) = export_chunk(table, c, max, now);
+            assert!(records.len() <= max);
+            all.extend(records);
+            cursor = next;
+            calls += 1;
+            assert!(calls <= table.capacity() + 1, "the walk ends");
+        }
+        all
+    }
+
+    #[test]
+    fn an_imported_table_forwards_the_next_packet_of_each_flow_as_the_master_does() {
+        let (master, mut mw) = director(7);
+        let (backup, mut bw) = director(8);
+        let flows = flows();
+        open_all(&master, &mut mw, &flows, 1000);
+        assert_eq!(master.table().len(), flows.len());
+
+        let records = export_all(master.table(), 2, 2000);
+        assert_eq!(records.len(), flows.len(), "every connection exported once");
+        let mut counts = ImportCounts::default();
+        for r in &records {
+            let Record::Upsert(c) = r else {
+                panic!("an export is upserts: {r:?}")
+            };
+            assert!(!c.key.template);
+            counts.count(import(&backup, r, 2000));
+        }
+        assert_eq!(counts.inserted, flows.len() as u64, "{counts:?}");
+        assert_eq!(backup.table().len(), flows.len());
+        assert!(
+            counters(&backup).iter().all(|c| (c.2, c.3) == (0, 0)),
+            "synced connections count nowhere before traffic: {:?}",
+            counters(&backup)
+        );
+        let mut synced = 0;
+        backup
+            .table()
+            .for_each(|c| synced += usize::from(c.is_synced()));
+        assert_eq!(synced, flows.len());
+
+        // The next packet of every flow, both ways for NAT: forwarded by
+        // the backup exactly as by the master. Fresh workers on both, so
+        // that per-worker state (the tunnels' IP ident) starts alike.
+        let mut mw = master.worker(1);
+        let now = 3000;
+        for f in &flows {
+            let next = client_frame(f, "PA", b"next");
+            let m = once(&master, &mut mw, &next, CLIENT, now);
+            let b = once(&backup, &mut bw, &next, CLIENT, now);
+            assert!(matches!(m.0, Verdict::Transmit { .. }), "{:?}", m.0);
+            assert_eq!(
+                b, m,
+                "client {:?}: the backup forwards as the master",
+                f.client
+            );
+            if f.nat {
+                let reply = server_frame(&master, f, "PA", b"reply", now);
+                assert_eq!(
+                    reply,
+                    server_frame(&backup, f, "PA", b"reply", now),
+                    "the same real server"
+                );
+                let m = once(&master, &mut mw, &reply, SERVER, now);
+                let b = once(&backup, &mut bw, &reply, SERVER, now);
+                assert!(matches!(m.0, Verdict::Transmit { .. }), "{:?}", m.0);
+                assert_eq!(
+                    b, m,
+                    "reply to {:?}: rewritten as the master does",
+                    f.client
+                );
+            }
+        }
+        assert_eq!(
+            counters(&backup),
+            counters(&master),
+            "bound at their first packet, in the counters the master has"
+        );
+        let mut synced = 0;
+        backup
+            .table()
+            .for_each(|c| synced += usize::from(c.is_synced()));
+        assert_eq!(synced, 0);
+
+        // A second export finds the backup's entries in the master's state.
+        let again: Vec<Record> = export_all(master.table(), 64, 3000);
+        let mut counts = ImportCounts::default();
+        for r in &again {
+            counts.count(import(&backup, r, 3000));
+        }
+        assert_eq!(counts.updated, flows.len() as u64, "{counts:?}");
+        assert_eq!(
+            counters(&backup),
+            counters(&master),
+            "updates keep the counts"
+        );
+
+        // The master's deletions remove them, and they leave their counters.
+        for r in &again {
+            let Record::Upsert(c) = r else { unreachable!() };
+            assert_eq!(
+                import(&backup, &Record::Delete(c.key), 3000),
+                Ok(Applied::Deleted)
+            );
+            assert_eq!(
+                import(&backup, &Record::Delete(c.key), 3000),
+                Ok(Applied::Absent)
+            );
+        }
+        assert_eq!(backup.table().len(), 0);
+        assert!(counters(&backup).iter().all(|c| (c.2, c.3) == (0, 0)));
+    }
+
+    #[test]
+    fn an_export_reports_state_code_method_flags_and_time_left() {
+        let (master, mut mw) = director(7);
+        let flows = flows();
+        open_all(&master, &mut mw, &flows[3..6], 1000);
+        let records = export_all(master.table(), 1, 1500);
+        assert_eq!(records.len(), 3);
+        let established = master.state().timeouts.tcp_ms(TcpState::Established);
+        let syn_recv = master.state().timeouts.tcp_ms(TcpState::SynRecv);
+        for r in records {
+            let Record::Upsert(c) = r else { unreachable!() };
+            assert_eq!(c.method, ForwardMethod::DirectRouting.code());
+            assert!(c.active, "SYN_RECV and ESTABLISHED count as active");
+            if c.key.cport == 40006 {
+                assert_eq!(c.tcp_state, TcpState::SynRecv.code());
+                assert_eq!(u64::from(c.timeout_ms), syn_recv - 500);
+            } else {
+                assert_eq!(c.tcp_state, TcpState::Established.code());
+                assert_eq!(u64::from(c.timeout_ms), established - 500);
+                assert!(c.no_output, "no reply seen on DR");
+            }
+        }
+        // An expired connection the sweeper has not reclaimed is not sent.
+        assert!(export_all(master.table(), 8, 1000 + established + 1).is_empty());
+    }
+
+    #[test]
+    fn records_naming_what_the_backup_lacks_are_refused_and_counted() {
+        let (master, mut mw) = director(7);
+        let (backup, _) = director(8);
+        open_all(&master, &mut mw, &flows()[..1], 1000);
+        let Record::Upsert(good) = export_all(master.table(), 8, 1000)[0] else {
+            unreachable!()
+        };
+        let mut bad_service = good;
+        bad_service.key.vport = 81;
+        let mut bad_server = good;
+        bad_server.real_server = addr("192.0.2.99");
+        let mut bad_port = good;
+        bad_port.rport = 8081;
+        let mut bad_method = good;
+        bad_method.method = 7;
+        let mut bad_state = good;
+        bad_state.tcp_state = 11;
+        let mut template = good;
+        template.key.template = true;
+        let mut counts = ImportCounts::default();
+        for (c, want) in [
+            (bad_service, Refused::UnknownService),
+            (bad_server, Refused::UnknownRealServer),
+            (bad_port, Refused::UnknownRealServer),
+            (bad_method, Refused::UnknownMethod),
+            (bad_state, Refused::UnknownTcpState),
+            (template, Refused::Template),
+        ] {
+            let got = import(&backup, &Record::Upsert(c), 1000);
+            assert_eq!(got, Err(want), "{c:?}");
+            counts.count(got);
+        }
+        assert_eq!(backup.table().len(), 0, "nothing inserted");
+        assert_eq!(counts.refused_for(Refused::UnknownRealServer), 2);
+        assert_eq!(counts.refused.iter().sum::<u64>(), 6);
+        assert_eq!(
+            import(&backup, &Record::Upsert(good), 1000),
+            Ok(Applied::Inserted)
+        );
+        // Another real server for the same flow replaces the entry.
+        let mut moved = good;
+        moved.real_server = if good.real_server == addr("192.0.2.11") {
+            addr("192.0.2.12")
+        } else {
+            addr("192.0.2.11")
+        };
+        assert_eq!(
+            import(&backup, &Record::Upsert(moved), 1000),
+            Ok(Applied::Replaced)
+        );
+        assert_eq!(backup.table().len(), 1);
+    }
+
+    #[test]
+    fn a_full_table_refuses_an_import() {
+        let (master, mut mw) = director(7);
+        let config = ClusterConfig::parse(
+            "sync.toml",
+            &CONFIG.replace("capacity = 64", "capacity = 1"),
+        )
+        .unwrap();
+        let backup = Director::new(&config, 0, 8).unwrap();
+        open_all(&master, &mut mw, &flows()[..2], 1000);
+        let records = export_all(master.table(), 8, 1000);
+        assert_eq!(import(&backup, &records[0], 1000), Ok(Applied::Inserted));
+        assert_eq!(import(&backup, &records[1], 1000), Err(Refused::TableFull));
+    }
+}
