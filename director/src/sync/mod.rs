@@ -7,13 +7,17 @@
 //! resend queue, acks, Nacks on a gap, keepalives, full table transfers and
 //! the "in sync" state a preempting master waits for), and the connection
 //! table's side ([`table`]: a resumable export of the table as upsert
-//! records, the import of the peer's records into this director's table,
-//! synced connections bound to their real servers only at their first
-//! packet here). The messages on the wire are `xvs_packet::sync` (defined
-//! once, in the packet crate); [`reliable::Envelope::header`] and
-//! [`reliable::Envelope::from_header`] map between the two. Not built yet:
-//! the daemon part (sockets, `xvsadm --start-daemon`, `[sync]`), the
-//! workers' connection events and the sync of persistence templates.
+//! records, the records of the workers' connection events, the import of
+//! the peer's records into this director's table, synced connections
+//! bound to their real servers only at their first packet here). The
+//! workers' events come through `crate::conn::feed` (the data plane's
+//! side: bounded lock-free queues, half-open connections apart), turned on
+//! with `Director::set_feed`. The messages on the wire are
+//! `xvs_packet::sync` (defined once, in the packet crate);
+//! [`reliable::Envelope::header`] and [`reliable::Envelope::from_header`]
+//! map between the two. Not built yet: the daemon part (sockets,
+//! `xvsadm --start-daemon`, `[sync]`, draining the feed, the periodic
+//! refresh by export) and the sync of persistence templates.
 //!
 //! How a daemon drives it, per peer: one epoch (a random non-zero `u32`
 //! drawn at start) shared by a [`reliable::Sender`] and a

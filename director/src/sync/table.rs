@@ -1,5 +1,6 @@
 //! The connection table's side of the sync: what a director sends of its
-//! table ([`export_chunk`]) and how the peer applies it ([`import`]).
+//! table ([`export_chunk`], [`event_record`]) and how the peer applies it
+//! ([`import`]).
 //!
 //! **Export.** A full transfer (and the periodic refresh of long-lived
 //! idle connections) walks the table in chunks: [`export_chunk`] examines
@@ -37,7 +38,8 @@ use xvs_packet::FlowKey;
 use xvs_packet::sync::{ConnKey, ConnState, Record};
 
 use crate::conn::{
-    ConnFlags, ConnTable, Connection, ForwardMethod, InsertError, Millis, NewConnection, TcpState,
+    ConnEvent, ConnEventKind, ConnFlags, ConnTable, Connection, ForwardMethod, InsertError, Millis,
+    NewConnection, TcpState,
 };
 use crate::pipeline::Director;
 
@@ -112,6 +114,28 @@ pub fn export_chunk(
         }
     });
     (records, next.map(ExportCursor))
+}
+
+/// The record that carries a worker's event to the peer: the connection's
+/// state as the table holds it now for a creation or a state change
+/// (`None` when it is gone or expired since: its removal follows, or the
+/// peer's copy expires on the same timer), a delete for a removal.
+#[must_use]
+pub fn event_record(table: &ConnTable, event: &ConnEvent, now: Millis) -> Option<Record> {
+    match event.kind {
+        ConnEventKind::Created | ConnEventKind::StateChanged => {
+            let conn = table.get(event.handle)?;
+            (conn.deadline > now).then(|| upsert_of(&conn, now))
+        }
+        ConnEventKind::Removed => Some(Record::Delete(ConnKey {
+            proto: event.key.proto,
+            client: event.key.src,
+            cport: event.key.sport,
+            vip: event.key.dst,
+            vport: event.key.dport,
+            template: false,
+        })),
+    }
 }
 
 /// What [`import`] did.
@@ -342,12 +366,14 @@ fn upsert(director: &Director, c: &ConnState, now: Millis) -> Result<Applied, Re
 #[cfg(test)]
 mod tests {
     use std::net::IpAddr;
+    use std::sync::Arc;
 
     use etherparse::PacketBuilder;
     use xvs_packet::IpProtocol;
 
     use super::*;
     use crate::config::ClusterConfig;
+    use crate::conn::ConnFeed;
     use crate::pipeline::{HEADROOM, Verdict, Worker};
     use crate::types::IfaceId;
 
@@ -847,5 +873,110 @@ mac = "02:00:00:00:00:61"
         let records = export_all(master.table(), 8, 1000);
         assert_eq!(import(&backup, &records[0], 1000), Ok(Applied::Inserted));
         assert_eq!(import(&backup, &records[1], 1000), Err(Refused::TableFull));
+    }
+
+    #[test]
+    fn workers_report_creations_state_changes_and_removals_while_sync_is_on() {
+        let (master, mut mw) = director(7);
+        let flows = flows();
+        // Off: nothing to report into.
+        open_all(&master, &mut mw, &flows[..1], 1000);
+        assert!(master.feed().is_none());
+
+        let feed = Arc::new(ConnFeed::new(16, 16));
+        master.set_feed(Some(Arc::clone(&feed)));
+        let f = &flows[1];
+        once(&master, &mut mw, &client_frame(f, "S", b""), CLIENT, 1000);
+        let created = feed.pop_half_open().expect("a half-open creation");
+        assert_eq!(created.kind, ConnEventKind::Created);
+        assert!(created.is_half_open());
+        assert!(feed.pop().is_none(), "half-open creations wait apart");
+        let synack = server_frame(&master, f, "SA", b"", 1000);
+        once(&master, &mut mw, &synack, SERVER, 1000);
+        once(&master, &mut mw, &client_frame(f, "A", b""), CLIENT, 1001);
+        let changed = feed.pop().expect("the handshake's end");
+        assert_eq!(changed.kind, ConnEventKind::StateChanged);
+        assert_eq!(changed.tcp_state, TcpState::Established);
+        assert!(feed.pop().is_none(), "one event per state change");
+        let Some(Record::Upsert(c)) = event_record(master.table(), &changed, 1001) else {
+            panic!("an upsert")
+        };
+        assert_eq!(c.tcp_state, TcpState::Established.code());
+        assert_eq!((c.key.client, c.key.cport), f.client);
+        // An ACK of an established flow changes nothing: no event.
+        once(
+            &master,
+            &mut mw,
+            &client_frame(f, "A", b"data"),
+            CLIENT,
+            1002,
+        );
+        assert!(feed.is_empty());
+
+        // A UDP flow is created in the main queue.
+        once(
+            &master,
+            &mut mw,
+            &client_frame(&flows[8], "", b"q"),
+            CLIENT,
+            1003,
+        );
+        let udp = feed.pop().expect("created");
+        assert!(!udp.is_half_open());
+
+        // Expired connections are reported as removals.
+        let reclaimed = master.housekeeping(10_000_000, 1024);
+        assert_eq!(reclaimed, 3);
+        let mut deletes = 0;
+        while let Some(e) = feed.pop() {
+            assert_eq!(e.kind, ConnEventKind::Removed);
+            assert!(matches!(
+                event_record(master.table(), &e, 10_000_000),
+                Some(Record::Delete(_))
+            ));
+            deletes += 1;
+        }
+        assert_eq!(deletes, 3);
+        assert_eq!(
+            event_record(master.table(), &changed, 10_000_000),
+            None,
+            "a change to a connection gone since sends nothing"
+        );
+
+        // A full queue drops and counts.
+        let small = Arc::new(ConnFeed::new(1, 1));
+        master.set_feed(Some(Arc::clone(&small)));
+        for f in &flows[3..6] {
+            once(
+                &master,
+                &mut mw,
+                &client_frame(f, "S", b""),
+                CLIENT,
+                20_000_000,
+            );
+        }
+        assert_eq!(small.dropped_half_open(), 2);
+        assert_eq!(small.dropped(), 0);
+        for f in &flows[3..5] {
+            once(
+                &master,
+                &mut mw,
+                &client_frame(f, "A", b""),
+                CLIENT,
+                20_000_000,
+            );
+        }
+        assert_eq!(small.dropped(), 1);
+
+        // Off again: the workers stop reporting at their next frame.
+        master.set_feed(None);
+        once(
+            &master,
+            &mut mw,
+            &client_frame(&flows[5], "A", b""),
+            CLIENT,
+            20_000_001,
+        );
+        assert_eq!(small.len(), (1, 1));
     }
 }
