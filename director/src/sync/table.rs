@@ -662,6 +662,42 @@ mac = "02:00:00:00:00:61"
         }
     }
 
+    /// `records` sent as the daemon will send them: in signed data
+    /// messages of the default `--sync-maxlen`, checked, verified and read
+    /// back on the other side.
+    fn through_the_wire(records: &[Record]) -> Vec<Record> {
+        use xvs_packet::sync::{AuthKey, Flags, Header, Kind, MaxLen, MessageBuilder, Packet};
+        let key = AuthKey::new(1, &[0x5a; 32]).unwrap();
+        let mut received = Vec::new();
+        let mut rest = records;
+        let mut sequence = 1;
+        while !rest.is_empty() {
+            let header = Header {
+                kind: Kind::Data,
+                syncid: 0,
+                flags: Flags::EMPTY,
+                epoch: 7,
+                sequence,
+                peer_epoch: 8,
+                ack: 0,
+            };
+            let mut buf = vec![0u8; MaxLen::DEFAULT.get()];
+            let mut b = MessageBuilder::new(&mut buf, MaxLen::DEFAULT, &header).unwrap();
+            let mut taken = 0;
+            while taken < rest.len() && b.push(&rest[taken]) {
+                taken += 1;
+            }
+            assert!(taken > 0, "a record fits an empty message");
+            let len = b.sign(&key);
+            let packet = Packet::new_checked(&buf[..len]).unwrap();
+            packet.verify(&key).unwrap();
+            received.extend(packet.records());
+            rest = &rest[taken..];
+            sequence += 1;
+        }
+        received
+    }
+
     fn export_all(table: &ConnTable, max: usize, now: Millis) -> Vec<Record> {
         let mut all = Vec::new();
         let mut cursor = Some(ExportCursor::START);
@@ -685,8 +721,14 @@ mac = "02:00:00:00:00:61"
         open_all(&master, &mut mw, &flows, 1000);
         assert_eq!(master.table().len(), flows.len());
 
-        let records = export_all(master.table(), 2, 2000);
-        assert_eq!(records.len(), flows.len(), "every connection exported once");
+        let exported = export_all(master.table(), 2, 2000);
+        assert_eq!(
+            exported.len(),
+            flows.len(),
+            "every connection exported once"
+        );
+        let records = through_the_wire(&exported);
+        assert_eq!(records, exported);
         let mut counts = ImportCounts::default();
         for r in &records {
             let Record::Upsert(c) = r else {
