@@ -6,8 +6,9 @@
 //! ([`reliable`]: conntrackd's FTFW model — sequence numbers, a bounded
 //! resend queue, acks, Nacks on a gap, keepalives, full table transfers and
 //! the "in sync" state a preempting master waits for), and the connection
-//! table's side ([`table`]: a resumable export of the table as upsert
-//! records, the records of the workers' connection events, the import of
+//! table's side ([`table`]: a resumable export of the table and of the
+//! persistence templates as upsert records, the records of the workers'
+//! connection events, the import of
 //! the peer's records into this director's table, synced connections
 //! bound to their real servers only at their first packet here). The
 //! workers' events come through `crate::conn::feed` (the data plane's
@@ -17,7 +18,7 @@
 //! [`reliable::Envelope::header`] and [`reliable::Envelope::from_header`]
 //! map between the two. Not built yet: the daemon part (sockets,
 //! `xvsadm --start-daemon`, `[sync]`, draining the feed, the periodic
-//! refresh by export) and the sync of persistence templates.
+//! refresh by export).
 //!
 //! How a daemon drives it, per peer: one epoch (a random non-zero `u32`
 //! drawn at start) shared by a [`reliable::Sender`] and a

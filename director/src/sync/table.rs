@@ -1,6 +1,6 @@
 //! The connection table's side of the sync: what a director sends of its
-//! table ([`export_chunk`], [`event_record`]) and how the peer applies it
-//! ([`import`]).
+//! table and templates ([`export_chunk`], [`export_templates`],
+//! [`event_record`]) and how the peer applies it ([`import`]).
 //!
 //! **Export.** A full transfer (and the periodic refresh of long-lived
 //! idle connections) walks the table in chunks: [`export_chunk`] examines
@@ -28,20 +28,115 @@
 //! then binds it, in the counter its state says (as IPVS treats synced
 //! connections). A delete removes the connection if the table has it.
 //!
-//! Persistence templates live in the schedulers' template stores, not in
-//! the connection table: they are not exported here, and a template
-//! record is refused ([`Refused::Template`]).
+//! **Persistence templates** live in the schedulers' template stores
+//! (one per persistent service), not in the connection table:
+//! [`export_templates`] walks them in chunks (taking each service's lock
+//! for one chunk at a time) and writes each as an upsert flagged
+//! `template` (client network, VIP, the template's port, the real server,
+//! the time left); [`import`] gives the peer's to the same service's store
+//! (`Templates::upsert`), so that a client's new connections on this
+//! director go to the real server the peer pinned it to. Templates of
+//! fwmark services have no VIP to name them and are not exported; a
+//! template is never deleted by the peer (each side's timer frees it).
 
 use core::ops::ControlFlow;
 
-use xvs_packet::FlowKey;
 use xvs_packet::sync::{ConnKey, ConnState, Record};
+use xvs_packet::{FlowKey, IpProtocol};
+use xvs_sched::{TemplateKey, TemplateVaddr};
 
 use crate::conn::{
     ConnEvent, ConnEventKind, ConnFlags, ConnTable, Connection, ForwardMethod, InsertError, Millis,
     NewConnection, TcpState,
 };
 use crate::pipeline::Director;
+
+/// Where a walk of the persistence templates resumes: a service's slot
+/// and a template's slot in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TemplateCursor {
+    service: usize,
+    slot: usize,
+}
+
+impl TemplateCursor {
+    /// The first service's first template.
+    pub const START: Self = Self {
+        service: 0,
+        slot: 0,
+    };
+}
+
+/// Up to `max` upserts for the live persistence templates of the live
+/// persistent services of `director`'s current snapshot, from `cursor` on
+/// (at most `max` template slots examined per service lock taken), and
+/// where to resume: `None` once every service was walked.
+#[must_use]
+pub fn export_templates(
+    director: &Director,
+    cursor: TemplateCursor,
+    max: usize,
+    now: Millis,
+) -> (Vec<Record>, Option<TemplateCursor>) {
+    let st = director.state();
+    let mut records = Vec::with_capacity(max.min(1024));
+    let mut at = cursor;
+    while at.service < st.services.len() {
+        if records.len() >= max {
+            return (records, Some(at));
+        }
+        let svc = &st.services[at.service];
+        let persistent = svc.sched.config().persistence.is_some();
+        let next = if svc.live && persistent {
+            let servers = svc.sched.servers();
+            let budget = max - records.len();
+            svc.templates.lock().walk(at.slot, budget, |t| {
+                let TemplateVaddr::Addr(vip) = t.key.vaddr else {
+                    return;
+                };
+                let Some(rs) = servers.get(t.server) else {
+                    return;
+                };
+                let Some(dest) = st.dests.get(svc.dest_of[t.server.index()]) else {
+                    return;
+                };
+                if t.expires <= now {
+                    return;
+                }
+                records.push(Record::Upsert(ConnState {
+                    key: ConnKey {
+                        proto: IpProtocol::from(t.key.proto),
+                        client: t.key.client_net,
+                        cport: 0,
+                        vip,
+                        vport: t.key.vport,
+                        template: true,
+                    },
+                    real_server: rs.addr(),
+                    rport: rs.port(),
+                    method: dest.method.code(),
+                    tcp_state: TcpState::None.code(),
+                    active: false,
+                    no_output: false,
+                    timeout_ms: u32::try_from(t.expires - now).unwrap_or(u32::MAX),
+                }));
+            })
+        } else {
+            None
+        };
+        at = match next {
+            Some(slot) => TemplateCursor {
+                service: at.service,
+                slot,
+            },
+            None => TemplateCursor {
+                service: at.service + 1,
+                slot: 0,
+            },
+        };
+    }
+    (records, None)
+}
 
 /// Where a walk of the table resumes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -167,20 +262,23 @@ pub enum Refused {
     UnknownMethod,
     /// A TCP state code this build does not know.
     UnknownTcpState,
-    /// A persistence template (see the module notes).
+    /// The deletion of a persistence template (see the module notes).
     Template,
+    /// A persistence template for a service that is not persistent here.
+    NotPersistent,
     /// The connection table is full.
     TableFull,
 }
 
 impl Refused {
     /// Every reason, in [`ImportCounts::refused`] order.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::UnknownService,
         Self::UnknownRealServer,
         Self::UnknownMethod,
         Self::UnknownTcpState,
         Self::Template,
+        Self::NotPersistent,
         Self::TableFull,
     ];
 
@@ -193,6 +291,7 @@ impl Refused {
             Self::UnknownMethod => "unknown_method",
             Self::UnknownTcpState => "unknown_tcp_state",
             Self::Template => "template",
+            Self::NotPersistent => "not_persistent",
             Self::TableFull => "table_full",
         }
     }
@@ -281,11 +380,48 @@ pub fn import(director: &Director, record: &Record, now: Millis) -> Result<Appli
     }
 }
 
+fn upsert_template(director: &Director, c: &ConnState, now: Millis) -> Result<Applied, Refused> {
+    let st = director.state();
+    let service = st
+        .find_service(c.key.proto, c.key.vip, c.key.vport)
+        .ok_or(Refused::UnknownService)?;
+    let svc = &st.services[service as usize];
+    let persist = svc
+        .sched
+        .config()
+        .persistence
+        .ok_or(Refused::NotPersistent)?;
+    let servers = svc.sched.servers();
+    let server = servers
+        .find(c.real_server, c.rport)
+        .filter(|s| s.is_available())
+        .ok_or(Refused::UnknownRealServer)?
+        .id();
+    let key = TemplateKey {
+        proto: u8::from(c.key.proto),
+        client_net: c.key.client,
+        vaddr: TemplateVaddr::Addr(c.key.vip),
+        vport: c.key.vport,
+    };
+    let expires = now.saturating_add(Millis::from(c.timeout_ms));
+    let mut templates = svc.templates.lock();
+    let known = templates
+        .find(&key)
+        .and_then(|id| templates.get(id))
+        .is_some_and(|t| t.server == server);
+    templates.upsert(key, server, persist.timeout, expires, servers);
+    Ok(if known {
+        Applied::Updated
+    } else {
+        Applied::Inserted
+    })
+}
+
 fn upsert(director: &Director, c: &ConnState, now: Millis) -> Result<Applied, Refused> {
     let method = method_of(c.method).ok_or(Refused::UnknownMethod)?;
     let tcp_state = TcpState::from_code(c.tcp_state).ok_or(Refused::UnknownTcpState)?;
     if c.key.template {
-        return Err(Refused::Template);
+        return upsert_template(director, c, now);
     }
     let st = director.state();
     let service = st
@@ -437,6 +573,19 @@ scheduler = "rr"
 [[services.real_servers]]
 address = "192.0.2.15"
 method = "tun"
+
+[[services]]
+proto = "tcp"
+vip = "203.0.113.50"
+port = 80
+scheduler = "rr"
+persistence = { timeout = 300 }
+[[services.real_servers]]
+address = "192.0.2.11"
+method = "nat"
+[[services.real_servers]]
+address = "192.0.2.12"
+method = "nat"
 
 [[services]]
 proto = "tcp"
@@ -823,6 +972,85 @@ mac = "02:00:00:00:00:61"
     }
 
     #[test]
+    fn synced_templates_send_a_clients_new_connections_where_the_master_does() {
+        let (master, mut mw) = director(7);
+        let (backup, mut bw) = director(8);
+        let vip = (addr("203.0.113.50"), 80);
+        let syn = |client: &str, cport| {
+            frame(
+                (CLIENT_MAC, CLIENT_IF_MAC),
+                (addr(client), cport),
+                vip,
+                "S",
+                b"",
+            )
+        };
+        // rr pins the first client to the first server, the second to
+        // the second.
+        for (client, cport) in [("198.51.100.7", 41000), ("198.51.100.8", 41001)] {
+            let (v, _) = once(&master, &mut mw, &syn(client, cport), CLIENT, 1000);
+            assert!(matches!(v, Verdict::Transmit { .. }), "{v:?}");
+        }
+        let mut exported = Vec::new();
+        let mut cursor = Some(TemplateCursor::START);
+        while let Some(c) = cursor {
+            let (records, next) = export_templates(&master, c, 1, 2000);
+            assert!(records.len() <= 1);
+            exported.extend(records);
+            cursor = next;
+        }
+        assert_eq!(exported.len(), 2, "{exported:?}");
+        for r in &exported {
+            let Record::Upsert(c) = r else { unreachable!() };
+            assert!(c.key.template && c.key.cport == 0 && c.key.vport == 80);
+            assert_eq!(u64::from(c.timeout_ms), 300_000 - 1000);
+        }
+        let mut counts = ImportCounts::default();
+        for r in through_the_wire(&exported) {
+            counts.count(import(&backup, &r, 2000));
+        }
+        assert_eq!(counts.inserted, 2, "{counts:?}");
+        for r in &exported {
+            assert_eq!(import(&backup, r, 2000), Ok(Applied::Updated));
+        }
+        // The second client's next connection: to its pinned server on
+        // both, not the one the backup's own rr would pick first (the
+        // first client's).
+        let pinned = |client: &str| {
+            exported
+                .iter()
+                .find_map(|r| match r {
+                    Record::Upsert(c) if c.key.client == addr(client) => Some(c.real_server),
+                    _ => None,
+                })
+                .unwrap()
+        };
+        let second = pinned("198.51.100.8");
+        assert_ne!(second, pinned("198.51.100.7"));
+        let IpAddr::V4(second) = second else {
+            unreachable!()
+        };
+        let next = syn("198.51.100.8", 42000);
+        let m = once(&master, &mut mw, &next, CLIENT, 3000);
+        let b = once(&backup, &mut bw, &next, CLIENT, 3000);
+        // The fixture's MACs spell the address's last octet in hex digits.
+        let mac = u8::from_str_radix(&second.octets()[3].to_string(), 16).unwrap();
+        assert_eq!(m.1[..6], [2, 0, 0, 0, 0, mac], "to {second}");
+        assert_eq!(b, m);
+        // A template for a service that is not persistent here.
+        let Record::Upsert(mut c) = exported[0] else {
+            unreachable!()
+        };
+        c.key.vip = addr("203.0.113.10");
+        c.real_server = addr("192.0.2.11");
+        c.rport = 8080;
+        assert_eq!(
+            import(&backup, &Record::Upsert(c), 3000),
+            Err(Refused::NotPersistent)
+        );
+    }
+
+    #[test]
     fn an_export_reports_state_code_method_flags_and_time_left() {
         let (master, mut mw) = director(7);
         let flows = flows();
@@ -875,7 +1103,7 @@ mac = "02:00:00:00:00:61"
             (bad_port, Refused::UnknownRealServer),
             (bad_method, Refused::UnknownMethod),
             (bad_state, Refused::UnknownTcpState),
-            (template, Refused::Template),
+            (template, Refused::NotPersistent),
         ] {
             let got = import(&backup, &Record::Upsert(c), 1000);
             assert_eq!(got, Err(want), "{c:?}");
