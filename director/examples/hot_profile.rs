@@ -6,9 +6,11 @@
 //! moves so that half-open connections expire, with housekeeping, as in the
 //! criterion bench). Compare two values of `N` to take the set-up out.
 //!
-//! `valgrind --tool=callgrind target/release/examples/hot_profile 200000 [ack|syn|syn-hk]`
+//! `valgrind --tool=callgrind target/release/examples/hot_profile 200000 [ack|syn|syn-hk] [sync]`
 //! (`syn-hk` adds the housekeeping sweeps; `syn` needs `N` below the
-//! table's capacity).
+//! table's capacity; `sync` turns the state sync's connection events on,
+//! with queues that hold every event of a run of up to 2^20 frames, as a
+//! daemon draining them keeps them from filling).
 #![allow(clippy::unwrap_used)]
 
 use etherparse::PacketBuilder;
@@ -25,6 +27,12 @@ fn main() {
         .unwrap_or(200_000);
     let config = ClusterConfig::parse("bench.toml", CONFIG).unwrap();
     let director = Director::new(&config, 0, 0x5eed).unwrap();
+    if std::env::args().nth(3).as_deref() == Some("sync") {
+        // The same room whatever N, so that setting it up cancels out.
+        let room = 1 << 20;
+        let feed = xvs_director::conn::ConnFeed::new(room, room);
+        director.set_feed(Some(std::sync::Arc::new(feed)));
+    }
     let mut worker = director.worker(1);
     let frame = |syn: bool| {
         let b = PacketBuilder::ethernet2([2, 0, 0, 0, 1, 0xfe], [2, 0, 0, 0, 1, 1])

@@ -87,7 +87,7 @@ mod util;
 
 use xvs_packet::FlowKey;
 
-pub use persist::{PersistConfig, TemplateId, TemplateKey, Templates};
+pub use persist::{PersistConfig, Template, TemplateId, TemplateKey, TemplateVaddr, Templates};
 pub use random::{FixedDraws, RandomSource, SplitMix64};
 pub use registry::{
     MhTableSize, SCHEDULER_NAMES, SchedError, SchedFlags, SchedOptions, create_scheduler,

@@ -234,6 +234,56 @@ impl Templates {
         }
     }
 
+    /// Calls `f` with each hashed (findable) template among the slots
+    /// `from..from + budget` and returns where the next call starts, or
+    /// `None` once every slot was examined: a resumable walk, so that the
+    /// caller (the state sync's full transfer) can let go of the lock
+    /// between chunks.
+    pub fn walk(&self, from: usize, budget: usize, mut f: impl FnMut(&Template)) -> Option<usize> {
+        let end = from.saturating_add(budget).min(self.slab.len());
+        for t in self.slab[from.min(end)..end].iter().flatten() {
+            if t.hashed {
+                f(t);
+            }
+        }
+        (end < self.slab.len()).then_some(end)
+    }
+
+    /// The peer director's template for `key` (the state sync's import):
+    /// the hashed template for `key` is pinned to `server` and fires at
+    /// `expires` (its timeout stays `timeout`). One pinned to another
+    /// server is unhashed first, as an invalid one is, and a new one is
+    /// made; a new one is bound to its server (`persistconns`).
+    pub fn upsert(
+        &mut self,
+        key: TemplateKey,
+        server: RealServerId,
+        timeout: Millis,
+        expires: Millis,
+        servers: &ServerList,
+    ) -> TemplateId {
+        if let Some(id) = self.find(&key) {
+            let t = self.slab[id.0 as usize]
+                .as_mut()
+                .expect("a hashed template is live");
+            if t.server == server {
+                self.timers.remove(&(t.expires, id.0));
+                t.expires = expires;
+                self.timers.insert((expires, id.0));
+                return id;
+            }
+            t.hashed = false;
+            self.by_key.remove(&key);
+        }
+        let id = self.create(key, server, timeout, expires, servers);
+        // `create` armed it for `expires + timeout`: fire at `expires`.
+        let t = self.slab[id.0 as usize].as_mut().expect("just made");
+        self.timers.remove(&(t.expires, id.0));
+        t.expires = expires;
+        self.timers.insert((expires, id.0));
+        id
+    }
+
     /// Runs every template timer due at or before `now`, each at its own
     /// time: re-arm by 60 s while connections depend on it, free otherwise
     /// (unbinding it from its server). Returns the number freed.
@@ -270,7 +320,63 @@ impl Templates {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::RealServerSpec;
     use core::net::{Ipv4Addr, Ipv6Addr};
+
+    #[test]
+    fn synced_templates_are_made_refreshed_and_moved_and_walked_in_chunks() {
+        let mut servers = ServerList::new();
+        let a = servers
+            .add(&RealServerSpec::new(
+                IpAddr::V4(Ipv4Addr::new(192, 0, 2, 11)),
+                80,
+                1,
+            ))
+            .unwrap();
+        let b = servers
+            .add(&RealServerSpec::new(
+                IpAddr::V4(Ipv4Addr::new(192, 0, 2, 12)),
+                80,
+                1,
+            ))
+            .unwrap();
+        let key = |last| TemplateKey {
+            proto: 6,
+            client_net: IpAddr::V4(Ipv4Addr::new(198, 51, 100, last)),
+            vaddr: TemplateVaddr::Addr(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 10))),
+            vport: 80,
+        };
+        let mut t = Templates::new();
+        let id = t.upsert(key(1), a, 300_000, 5_000, &servers);
+        assert_eq!(t.get(id).unwrap().expires, 5_000);
+        assert_eq!(servers.get(a).unwrap().persistent_conns(), 1);
+        assert_eq!(
+            t.upsert(key(1), a, 300_000, 9_000, &servers),
+            id,
+            "refreshed"
+        );
+        assert_eq!(t.get(id).unwrap().expires, 9_000);
+        assert_eq!(t.expire(8_999, &servers), 0, "the old timer is gone");
+        let moved = t.upsert(key(1), b, 300_000, 9_000, &servers);
+        assert_ne!(moved, id);
+        assert_eq!(t.find(&key(1)), Some(moved));
+        assert!(
+            !t.get(id).unwrap().hashed,
+            "the old one waits for its timer"
+        );
+        for last in 2..10 {
+            t.upsert(key(last), a, 300_000, 9_000, &servers);
+        }
+        let mut seen = Vec::new();
+        let mut at = Some(0);
+        while let Some(from) = at {
+            at = t.walk(from, 3, |tpl| seen.push(tpl.key));
+        }
+        assert_eq!(seen.len(), 9, "hashed ones only, each once");
+        assert_eq!(t.expire(9_000, &servers), 10);
+        assert_eq!(servers.get(a).unwrap().persistent_conns(), 0);
+        assert_eq!(servers.get(b).unwrap().persistent_conns(), 0);
+    }
 
     #[test]
     fn netmask_and_prefix_set_the_granularity() {

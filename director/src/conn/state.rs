@@ -148,6 +148,29 @@ pub enum ActivityChange {
     BecameActive,
     /// Move one from `activeconns` to `inactconns`.
     BecameInactive,
+    /// The first packet here of a connection the state sync copied from
+    /// the peer director (bound to no real server so far), which leaves it
+    /// active: bind it now, in `activeconns`. Reported by the connection
+    /// table in place of the two above, which it covers; the state machine
+    /// never makes it. (Two unit variants rather than one with a field:
+    /// the enum stays one byte and the ACK path's match stays a compare.)
+    AdoptedActive,
+    /// As [`ActivityChange::AdoptedActive`], for a connection this packet
+    /// leaves inactive: bind it in `inactconns`.
+    AdoptedInactive,
+}
+
+impl ActivityChange {
+    /// The change a synced connection's first packet here makes: bound,
+    /// active or not.
+    #[must_use]
+    pub const fn adopted(active: bool) -> Self {
+        if active {
+            Self::AdoptedActive
+        } else {
+            Self::AdoptedInactive
+        }
+    }
 }
 
 /// What one packet did to a connection's state.

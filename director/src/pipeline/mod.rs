@@ -59,6 +59,15 @@
 //!   one per persistent service behind a mutex taken only when a
 //!   persistent service schedules a new connection or the control thread
 //!   expires templates.
+//! - **State sync**: a connection the sync copied from the peer director
+//!   ([`crate::conn::ConnFlags::SYNCED`]) is forwarded like any other but
+//!   counts in no real server's `activeconns`/`inactconns` until this
+//!   director forwards a packet on it: that packet binds it (IPVS leaves
+//!   synced connections out of scheduling the same way). While sync is on
+//!   ([`Director::set_feed`]), workers report connections created, TCP
+//!   state changes and removals into the bounded [`ConnFeed`] (dropped and
+//!   counted when full); while it is off, the event sites cost a test of
+//!   one worker field, and an established flow's ACK reports nothing.
 //! - **Changes at run time**: the state is an immutable [`Snapshot`] that
 //!   the control plane replaces ([`Director::publish`]). A worker checks
 //!   one counter per call and picks the new snapshot up at its next frame
@@ -88,7 +97,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use xvs_packet::ethernet::{self, MacAddr};
 use xvs_packet::icmp_error::{build_too_big, nat_error_inbound, nat_error_outbound};
 use xvs_packet::offload::complete_partial_checksum;
@@ -100,8 +109,9 @@ use xvs_packet::{ipv4, ipv6};
 use xvs_sched::{NotScheduled, SchedContext, SplitMix64, TemplateId, Templates};
 
 use crate::conn::{
-    ActivityChange, ConnTable, Connection, FirstPacket, ForwardMethod, InboundHash, InsertError,
-    Millis, NewConnection, PacketDirection, PendingReply, ReplyHash, TcpEvent, TcpState,
+    ActivityChange, ConnEvent, ConnEventKind, ConnFeed, ConnFlags, ConnHandle, ConnTable,
+    Connection, FirstPacket, ForwardMethod, InboundHash, InsertError, Millis, NewConnection,
+    PacketDirection, PendingReply, ReplyHash, TcpEvent, TcpState,
 };
 pub use crate::types::{DestIndex, DropReason, IfaceId, InterfaceRole, Verdict};
 pub use neighbours::{NeighbourCache, NeighbourChange, Neighbours};
@@ -287,6 +297,9 @@ pub struct Worker {
     /// reply index together at the end of the burst (`pending_replies`).
     in_burst: bool,
     pending_replies: Vec<PendingReply>,
+    /// Where connection events go while the state sync is on (picked up
+    /// with the snapshot); `None` while it is off.
+    feed: Option<Arc<ConnFeed>>,
 }
 
 /// A frame's index hashes, where its burst computed them already (each
@@ -327,6 +340,8 @@ pub struct Director {
     table: ConnTable,
     conn_template: Box<[AtomicU32]>,
     passive: std::sync::OnceLock<Arc<dyn PassiveSink>>,
+    /// The state sync's connection events ([`Director::set_feed`]).
+    feed: ArcSwapOption<ConnFeed>,
     /// The first snapshot's [`Snapshot::dest_capacity`]: the length of
     /// every worker's per-destination arrays.
     dest_capacity: usize,
@@ -408,6 +423,7 @@ impl Director {
             table: ConnTable::new(conn_capacity, seed),
             conn_template,
             passive: std::sync::OnceLock::new(),
+            feed: ArcSwapOption::empty(),
         }
     }
 
@@ -415,6 +431,20 @@ impl Director {
     /// start; a second call is ignored).
     pub fn set_passive_sink(&self, sink: Arc<dyn PassiveSink>) {
         let _ = self.passive.set(sink);
+    }
+
+    /// Turns the connection events for the state sync on (`Some`) or off:
+    /// each worker picks the change up at its next frame, as it picks up
+    /// a new snapshot. See [`crate::conn::feed`].
+    pub fn set_feed(&self, feed: Option<Arc<ConnFeed>>) {
+        self.feed.store(feed);
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// The connection events' queues, while the state sync is on.
+    #[must_use]
+    pub fn feed(&self) -> Option<Arc<ConnFeed>> {
+        self.feed.load_full()
     }
 
     /// Makes `state` the one every worker reads from its next frame on.
@@ -443,6 +473,7 @@ impl Director {
             _ => {
                 let st = self.state.load_full();
                 w.generation = generation;
+                w.feed = self.feed.load_full();
                 // Routes may have changed with the snapshot.
                 w.dest_macs_of = 0;
                 st
@@ -490,6 +521,7 @@ impl Director {
             dest_macs_of: 0,
             in_burst: false,
             pending_replies: Vec::with_capacity(MAX_BURST),
+            feed: self.feed.load_full(),
         }
     }
 
@@ -499,9 +531,10 @@ impl Director {
     /// Returns how many connections were reclaimed.
     pub fn housekeeping(&self, now: Millis, budget: usize) -> usize {
         let st = self.state.load_full();
-        let reclaimed = self
-            .table
-            .expire(now, budget, |conn| self.unbind(&st, conn));
+        let feed = self.feed.load_full();
+        let reclaimed = self.table.expire(now, budget, |conn| {
+            self.unbind(&st, conn, feed.as_deref());
+        });
         for svc in &st.services {
             svc.templates.lock().expire(now, svc.sched.servers());
             svc.sched.run_timers(now);
@@ -509,12 +542,30 @@ impl Director {
         reclaimed
     }
 
-    fn unbind(&self, st: &Snapshot, conn: &Connection) {
+    /// Removes a connection now (the state sync applying the peer's
+    /// deletion) and unbinds it from its real server as an expiry would.
+    /// Reports no event: the change came from the peer. Returns the
+    /// connection as it was, or `None` when it was gone already.
+    pub fn remove_connection(&self, handle: ConnHandle) -> Option<Connection> {
+        let old = self.table.remove(handle)?;
+        let newest = self.state.load_full();
+        self.unbind(&newest, &old, None);
+        Some(old)
+    }
+
+    /// A removed connection leaves its real server's counters (unless it
+    /// was a synced one never bound) and its template; `feed` hears of it.
+    fn unbind(&self, st: &Snapshot, conn: &Connection, feed: Option<&ConnFeed>) {
+        if let Some(feed) = feed {
+            feed.report(ConnEvent::of(ConnEventKind::Removed, conn, conn.tcp_state));
+        }
         let Some(dest) = st.dests.get(conn.server_id) else {
             return;
         };
         let svc = &st.services[dest.service as usize];
-        if let Some(server) = dest.server {
+        if let Some(server) = dest.server
+            && !conn.is_synced()
+        {
             svc.sched.servers().unbind_conn(server, conn.is_active());
         }
         let slot = &self.conn_template[conn.handle.index() as usize];
@@ -707,7 +758,7 @@ impl Director {
             if conn.proto == IpProtocol::Tcp && conn.tcp_state == TcpState::SynRecv {
                 self.passive_report(w, &conn, ip);
             }
-            self.track(st, &conn, ip, PacketDirection::FromServer, now);
+            self.track(st, w, &conn, ip, PacketDirection::FromServer, now);
             return self.forward_reply(st, w, f, ip, &conn);
         }
         let hash = hashes
@@ -730,7 +781,7 @@ impl Director {
             // the old entry goes, the SYN is scheduled afresh (IPVS's
             // conn_reuse_mode).
             if let Some(old) = self.table.remove(conn.handle) {
-                self.unbind(st, &old);
+                self.unbind(st, &old, w.feed.as_deref());
             }
         }
         let Some(service) = st.find_service(ip.flow.proto, ip.flow.dst, ip.flow.dport) else {
@@ -784,6 +835,7 @@ impl Director {
     fn track(
         &self,
         st: &Snapshot,
+        w: &Worker,
         conn: &Connection,
         ip: &IpFrame,
         direction: PacketDirection,
@@ -796,10 +848,21 @@ impl Director {
                 .table
                 .on_tcp_segment(conn.handle, direction, event, now, timeouts)
             {
+                if t.from != t.to
+                    && let Some(feed) = &w.feed
+                {
+                    report_state_change(feed, conn, t.to);
+                }
                 let (was, is) = match t.activity {
                     ActivityChange::Unchanged => return,
                     ActivityChange::BecameActive => (false, true),
                     ActivityChange::BecameInactive => (true, false),
+                    ActivityChange::AdoptedActive => {
+                        return self.bind_synced(st, conn.server_id, true);
+                    }
+                    ActivityChange::AdoptedInactive => {
+                        return self.bind_synced(st, conn.server_id, false);
+                    }
                 };
                 match st.dests.get(conn.server_id) {
                     Some(dest) => activity_changed(st, dest, was, is),
@@ -809,8 +872,52 @@ impl Director {
                 }
             }
         } else {
+            // Without TCP states the table cannot say when a synced
+            // connection is adopted: the flag is cleared here.
+            if conn.flags.contains(ConnFlags::SYNCED) {
+                self.adopt(st, conn);
+            }
             let timeout = timeouts.for_conn_ms(conn.proto, conn.tcp_state);
             let _ = self.table.on_packet(conn.handle, direction, now, timeout);
+        }
+    }
+
+    /// The first packet forwarded on a UDP or ICMP connection the state
+    /// sync copied from the peer: clears its flag and binds it (one worker
+    /// does, whichever clears the flag). TCP connections are adopted by
+    /// their segment's transition ([`ActivityChange::AdoptedActive`],
+    /// [`ActivityChange::AdoptedInactive`]).
+    #[cold]
+    #[inline(never)]
+    fn adopt(&self, st: &Snapshot, conn: &Connection) {
+        if let Ok(Some(flags)) = self.table.adopt(conn.handle) {
+            self.bind_synced(st, conn.server_id, flags.contains(ConnFlags::ACTIVE));
+        }
+    }
+
+    /// Binds a synced connection to destination `index`'s real server, in
+    /// `activeconns` when `active`, else `inactconns`.
+    #[cold]
+    #[inline(never)]
+    fn bind_synced(&self, st: &Snapshot, index: DestIndex, active: bool) {
+        let bind = |st: &Snapshot, dest: &Dest| {
+            if let Some(server) = dest.server {
+                let servers = st.services[dest.service as usize].sched.servers();
+                servers.bind_conn(server);
+                if active {
+                    servers.conn_activity_changed(server, false, true);
+                }
+            }
+        };
+        match st.dests.get(index) {
+            Some(dest) => bind(st, dest),
+            // Opened by another worker on a newer snapshot.
+            None => {
+                let newest = self.state.load_full();
+                if let Some(dest) = newest.dests.get(index) {
+                    bind(&newest, dest);
+                }
+            }
         }
     }
 
@@ -828,11 +935,11 @@ impl Director {
             // IPVS's expire_nodest_conn: the server is gone, so is the
             // connection; the client's next SYN is scheduled afresh.
             if let Some(old) = self.table.remove(conn.handle) {
-                self.unbind(st, &old);
+                self.unbind(st, &old, w.feed.as_deref());
             }
             return Outcome::of(Verdict::Drop(DropReason::DestDeleted));
         }
-        self.track(st, conn, ip, PacketDirection::FromClient, now);
+        self.track(st, w, conn, ip, PacketDirection::FromClient, now);
         let target = Target::of_conn(conn);
         self.forward_inbound(st, w, f, ip, target)
     }
@@ -902,6 +1009,9 @@ impl Director {
             Ok((conn, activity, pending)) => {
                 if let Some(p) = pending {
                     w.pending_replies.push(p);
+                }
+                if let Some(feed) = &w.feed {
+                    report_created(feed, conn.handle, &ip.flow, conn.tcp_state);
                 }
                 if let Some(tpl) = template {
                     self.conn_template[conn.handle.index() as usize]
@@ -1248,6 +1358,28 @@ impl Worker {
         self.too_big_tokens -= 1;
         true
     }
+}
+
+/// Reports a connection's new TCP state to the state sync.
+#[cold]
+#[inline(never)]
+fn report_state_change(feed: &ConnFeed, conn: &Connection, to: TcpState) {
+    feed.report(ConnEvent::of(ConnEventKind::StateChanged, conn, to));
+}
+
+/// Reports a new connection, whose first packet had `key`, to the state
+/// sync. Takes the parts it needs rather than the connection's copy:
+/// handing the whole copy over would keep it alive in the SYN path's hot
+/// code, which costs dozens of instructions per SYN even with sync off.
+#[cold]
+#[inline(never)]
+fn report_created(feed: &ConnFeed, handle: ConnHandle, key: &FlowKey, state: TcpState) {
+    feed.report(ConnEvent {
+        kind: ConnEventKind::Created,
+        handle,
+        key: *key,
+        tcp_state: state,
+    });
 }
 
 /// Tells `dest`'s real server (none for a fallback) that one of its

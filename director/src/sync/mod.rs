@@ -5,11 +5,20 @@
 //! Built so far, pure and without I/O: the reliability layer
 //! ([`reliable`]: conntrackd's FTFW model — sequence numbers, a bounded
 //! resend queue, acks, Nacks on a gap, keepalives, full table transfers and
-//! the "in sync" state a preempting master waits for). The messages on the
-//! wire are `xvs_packet::sync` (defined once, in the packet crate);
+//! the "in sync" state a preempting master waits for), and the connection
+//! table's side ([`table`]: a resumable export of the table and of the
+//! persistence templates as upsert records, the records of the workers'
+//! connection events, the import of
+//! the peer's records into this director's table, synced connections
+//! bound to their real servers only at their first packet here). The
+//! workers' events come through `crate::conn::feed` (the data plane's
+//! side: bounded lock-free queues, half-open connections apart), turned on
+//! with `Director::set_feed`. The messages on the wire are
+//! `xvs_packet::sync` (defined once, in the packet crate);
 //! [`reliable::Envelope::header`] and [`reliable::Envelope::from_header`]
-//! map between the two. Not built yet: the daemon part (sockets, the
-//! connection table's hooks, `xvsadm --start-daemon`, `[sync]`).
+//! map between the two. Not built yet: the daemon part (sockets,
+//! `xvsadm --start-daemon`, `[sync]`, draining the feed, the periodic
+//! refresh by export).
 //!
 //! How a daemon drives it, per peer: one epoch (a random non-zero `u32`
 //! drawn at start) shared by a [`reliable::Sender`] and a
@@ -21,3 +30,4 @@
 //! signed.
 
 pub mod reliable;
+pub mod table;

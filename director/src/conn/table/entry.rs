@@ -46,6 +46,8 @@ pub(super) const LIFE_DYING: u64 = 2 << FLAGS_SHIFT;
 /// Live, but not in the reply index yet: [`ConnTable::finish_replies`]
 /// links it (or, if it died meanwhile, takes back the slot it added).
 pub(super) const LIFE_REPLY_PENDING: u64 = 32 << FLAGS_SHIFT;
+/// [`ConnFlags::SYNCED`] in the life word.
+pub(super) const LIFE_SYNCED: u64 = (ConnFlags::SYNCED.0 as u64) << FLAGS_SHIFT;
 
 /// The latest deadline the table can hold: 2^40 ms ≈ 34.8 years of
 /// monotonic time; later deadlines are clamped to it.
@@ -63,6 +65,13 @@ impl ConnFlags {
     pub const NO_OUTPUT: Self = Self(1 << 3);
     /// A persistence template, not a connection.
     pub const TEMPLATE: Self = Self(1 << 4);
+    /// Copied from the peer director by the state sync and not seen
+    /// carrying traffic here yet: not bound to its real server (counted in
+    /// neither `activeconns` nor `inactconns`, as IPVS leaves synced
+    /// entries out of scheduling). The first packet forwarded on it binds
+    /// it ([`ConnTable::adopt`]); until then `ACTIVE` says only which
+    /// counter it will join.
+    pub const SYNCED: Self = Self(1 << 6);
 
     /// No flags.
     pub const EMPTY: Self = Self(0);
@@ -86,7 +95,8 @@ impl ConnFlags {
     pub(super) const fn from_life(life: u64) -> Self {
         // Only the public bits; LIVE/DYING are the table's own.
         Self(
-            ((life >> FLAGS_SHIFT) as u8) & (Self::ACTIVE.0 | Self::NO_OUTPUT.0 | Self::TEMPLATE.0),
+            ((life >> FLAGS_SHIFT) as u8)
+                & (Self::ACTIVE.0 | Self::NO_OUTPUT.0 | Self::TEMPLATE.0 | Self::SYNCED.0),
         )
     }
 }

@@ -49,6 +49,14 @@
 //!   sweepers examine disjoint ranges). A sweep of the whole table every few
 //!   seconds keeps reclaiming timely: at 1M entries a budget of 64k entries
 //!   every 100 ms does it in 1.6 s.
+//! * **State sync.** [`ConnTable::insert_synced`] adds a connection copied
+//!   from the peer director, flagged [`ConnFlags::SYNCED`] (bound to no
+//!   real server); its first TCP segment clears the flag in the same
+//!   compare-and-swap as its transition and says so to exactly one caller
+//!   ([`ActivityChange::AdoptedActive`]/`AdoptedInactive`), other packets
+//!   through [`ConnTable::adopt`]. The established ACK's fast path tests
+//!   the flag with the liveness bits, at no cost. [`ConnTable::walk`] reads
+//!   the table in resumable chunks for full transfers.
 //! * **Full table policy.** When no entry is free, [`ConnTable::insert`]
 //!   returns [`InsertError::Full`] and counts it
 //!   ([`ConnTable::refused_full`]); nothing is evicted, so established
@@ -963,7 +971,10 @@ impl ConnTable {
     /// re-arms the timer with the new state's timeout. The returned
     /// [`Transition`] says whether to move the connection between the real
     /// server's `activeconns` and `inactconns`; exactly one caller sees each
-    /// change.
+    /// change. The first segment of a synced connection
+    /// ([`ConnFlags::SYNCED`]) clears the flag and says
+    /// [`ActivityChange::AdoptedActive`] or
+    /// [`ActivityChange::AdoptedInactive`]: bind it now.
     ///
     /// # Errors
     /// [`Gone`] when the connection was removed (expired and reclaimed).
@@ -979,7 +990,9 @@ impl ConnTable {
         // state as it is (both the INPUT and INPUT_ONLY tables) and whose
         // new timer is usually within the slack of the old one: such a
         // segment needs only this one read of the life word. A server's
-        // ACK while NO_OUTPUT is set clears it: not this path.
+        // ACK while NO_OUTPUT is set clears it, and a synced connection's
+        // first packet binds it (the same mask as the liveness test, so
+        // no extra work here): not this path.
         if event == TcpEvent::Ack
             && let Some(entry) = self.entries.get(handle.index as usize)
         {
@@ -987,7 +1000,7 @@ impl ConnTable {
             let timeout = timeouts.tcp_ms(TcpState::Established);
             let deadline = now.saturating_add(timeout);
             let old = life_deadline(life);
-            if life_visible(life)
+            if life & (LIFE_LIVE | LIFE_DYING | LIFE_SYNCED) == LIFE_LIVE
                 && life_gen(life) == handle.gen_
                 && life_state(life) == TcpState::Established
                 && (direction == PacketDirection::FromClient
@@ -1009,13 +1022,18 @@ impl ConnTable {
                 active: flags.contains(ConnFlags::ACTIVE),
                 no_output: flags.contains(ConnFlags::NO_OUTPUT),
             };
-            let (next, transition) = tcp_transition(current, direction, event);
-            let mut bits = flags.0 & !(ConnFlags::ACTIVE.0 | ConnFlags::NO_OUTPUT.0);
+            let (next, mut transition) = tcp_transition(current, direction, event);
+            let synced = flags.contains(ConnFlags::SYNCED);
+            let mut bits =
+                flags.0 & !(ConnFlags::ACTIVE.0 | ConnFlags::NO_OUTPUT.0 | ConnFlags::SYNCED.0);
             if next.active {
                 bits |= ConnFlags::ACTIVE.0;
             }
             if next.no_output {
                 bits |= ConnFlags::NO_OUTPUT.0;
+            }
+            if synced {
+                transition.activity = ActivityChange::adopted(next.active);
             }
             let timeout = timeouts.tcp_ms(next.tcp);
             let deadline = now.saturating_add(timeout);
@@ -1063,6 +1081,105 @@ impl ConnTable {
     /// [`Gone`] when the connection was removed.
     pub fn set_deadline(&self, handle: ConnHandle, deadline: Millis) -> Result<(), Gone> {
         self.update(handle, |state, flags, _| (state, flags, deadline, 0, ()))
+    }
+
+    /// Adds a connection copied from the peer director (the state sync's
+    /// import): published at once in `state` with `flags` plus
+    /// [`ConnFlags::SYNCED`], expiring at `deadline`, in both indexes
+    /// (NAT) like any other. The caller binds nothing: the pipeline binds
+    /// it to its real server at its first packet ([`ConnTable::adopt`]).
+    ///
+    /// # Errors
+    /// [`InsertError::Full`] when every entry is in use (counted).
+    pub fn insert_synced(
+        &self,
+        conn: &NewConnection,
+        state: TcpState,
+        flags: ConnFlags,
+        deadline: Millis,
+    ) -> Result<ConnHandle, InsertError> {
+        let flags = ConnFlags(
+            (flags.0 & (ConnFlags::ACTIVE.0 | ConnFlags::NO_OUTPUT.0))
+                | initial_flags(conn).0 & ConnFlags::TEMPLATE.0
+                | ConnFlags::SYNCED.0,
+        );
+        self.insert_with(conn, None, state, flags, deadline, false)
+            .map(|(handle, _, _)| handle)
+    }
+
+    /// Sets a connection's TCP state, its ACTIVE and NO_OUTPUT flags and its
+    /// deadline to what the peer director reports (the state sync's update
+    /// of an entry it already has). Returns the flags before and after:
+    /// when the entry is bound (not [`ConnFlags::SYNCED`]) and ACTIVE
+    /// changed, the caller moves it between its real server's counters;
+    /// exactly one caller sees each change, as with
+    /// [`ConnTable::on_tcp_segment`].
+    ///
+    /// # Errors
+    /// [`Gone`] when the connection was removed.
+    pub fn sync_update(
+        &self,
+        handle: ConnHandle,
+        state: TcpState,
+        flags: ConnFlags,
+        deadline: Millis,
+    ) -> Result<(ConnFlags, ConnFlags), Gone> {
+        let taken = ConnFlags::ACTIVE.0 | ConnFlags::NO_OUTPUT.0;
+        self.update(handle, |_, old, _| {
+            let new = ConnFlags((old.0 & !taken) | (flags.0 & taken));
+            (state, new, deadline, 0, (old, new))
+        })
+    }
+
+    /// Binds a synced connection ([`ConnFlags::SYNCED`]) to this director:
+    /// clears the flag and returns the flags it had when it was cleared
+    /// (their ACTIVE says which real-server counter it joins now) to the
+    /// one caller that cleared it; `None` to every other (already bound).
+    /// Every activity change reported afterwards is relative to those
+    /// flags.
+    ///
+    /// # Errors
+    /// [`Gone`] when the connection was removed.
+    pub fn adopt(&self, handle: ConnHandle) -> Result<Option<ConnFlags>, Gone> {
+        self.update(handle, |state, flags, deadline| {
+            if flags.contains(ConnFlags::SYNCED) {
+                let bound = ConnFlags(flags.0 & !ConnFlags::SYNCED.0);
+                (state, bound, deadline, 0, Some(flags))
+            } else {
+                // Unchanged, and a slack of 1 leaves the word unwritten.
+                (state, flags, deadline, 1, None)
+            }
+        })
+    }
+
+    /// A resumable walk over the table (the state sync's full transfer and
+    /// refresh): calls `f` with every live connection (templates included)
+    /// among the entries `from..from + budget`, each read consistently as
+    /// [`ConnTable::for_each`] reads them, stopping early after a
+    /// connection for which `f` breaks. Returns where the next call
+    /// starts, or `None` once the end of the table was examined. Entries
+    /// inserted or removed while a walk goes on may or may not be seen;
+    /// every connection live throughout the walk is seen exactly once (a
+    /// connection keeps its entry for its whole life).
+    pub fn walk(
+        &self,
+        from: usize,
+        budget: usize,
+        mut f: impl FnMut(&Connection) -> core::ops::ControlFlow<()>,
+    ) -> Option<usize> {
+        let n = self.entries.len();
+        let end = from.saturating_add(budget).min(n);
+        let mut idx = from.min(end);
+        while idx < end {
+            let here = idx;
+            idx += 1;
+            if let Some(raw) = self.read(here)
+                && f(&Self::decode(here, &raw)).is_break()
+            {
+                break;
+            }
+        }
+        (idx < n).then_some(idx)
     }
 
     /// Unlinks a claimed entry from both indexes and frees it.
@@ -1695,6 +1812,155 @@ mod tests {
     }
 
     #[test]
+    fn synced_connections_are_found_both_ways_and_adopted_once() {
+        let t = ConnTable::new(16, 3);
+        let c = conn(v4(198, 51, 100, 7), 40000, ForwardMethod::Nat);
+        let h = t
+            .insert_synced(
+                &c,
+                TcpState::Established,
+                ConnFlags::ACTIVE.union(ConnFlags::TEMPLATE),
+                5000,
+            )
+            .unwrap();
+        let found = t.lookup_inbound(&inbound_key(&c), 1000).unwrap();
+        assert_eq!(found, t.lookup_reply(&reply_key(&c), 1000).unwrap());
+        assert_eq!(found.handle, h);
+        assert_eq!(found.tcp_state, TcpState::Established);
+        assert_eq!(found.deadline, 5000);
+        assert!(found.is_synced() && found.is_active());
+        assert!(
+            !found.is_template(),
+            "the template flag is the key's, not the caller's"
+        );
+        // Without a TCP segment (UDP, ICMP), adopt clears the flag.
+        let before = t.adopt(h).unwrap().expect("the first adopter");
+        assert!(before.contains(ConnFlags::SYNCED) && before.contains(ConnFlags::ACTIVE));
+        assert_eq!(t.adopt(h), Ok(None), "adopted once");
+        assert!(!t.get(h).unwrap().is_synced());
+        t.remove(h).unwrap();
+        assert_eq!(t.adopt(h), Err(Gone));
+        // A TCP connection's first segment adopts it, whatever the state
+        // machine does: an established connection's ACK too (not the fast
+        // path).
+        let timeouts = Timeouts::default();
+        for (event, active) in [(TcpEvent::Ack, true), (TcpEvent::Fin, false)] {
+            let c = conn(v4(198, 51, 100, 8), 40000, ForwardMethod::Nat);
+            let h = t
+                .insert_synced(&c, TcpState::Established, ConnFlags::ACTIVE, 5000)
+                .unwrap();
+            let segment = |now| {
+                t.on_tcp_segment(h, PacketDirection::FromClient, event, now, &timeouts)
+                    .unwrap()
+            };
+            let tr = segment(2000);
+            assert_eq!(tr.activity, ActivityChange::adopted(active), "{event:?}");
+            assert!(!t.get(h).unwrap().is_synced());
+            assert_ne!(
+                segment(2001).activity,
+                ActivityChange::adopted(active),
+                "once"
+            );
+            assert_eq!(t.adopt(h), Ok(None));
+            t.remove(h).unwrap();
+        }
+    }
+
+    #[test]
+    fn concurrent_adopters_bind_each_synced_connection_once() {
+        let t = ConnTable::new(512, 3);
+        let handles: Vec<ConnHandle> = (0..500u16)
+            .map(|i| {
+                let c = conn(v4(198, 51, 100, 7), 1000 + i, ForwardMethod::DirectRouting);
+                t.insert_synced(&c, TcpState::Established, ConnFlags::ACTIVE, 9000)
+                    .unwrap()
+            })
+            .collect();
+        let wins: Vec<usize> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..4)
+                .map(|_| {
+                    s.spawn(|| {
+                        handles
+                            .iter()
+                            .filter(|&&h| t.adopt(h).unwrap().is_some())
+                            .count()
+                    })
+                })
+                .collect();
+            workers.into_iter().map(|w| w.join().unwrap()).collect()
+        });
+        assert_eq!(wins.iter().sum::<usize>(), handles.len(), "{wins:?}");
+    }
+
+    #[test]
+    fn a_sync_update_sets_state_flags_and_timer_and_says_what_changed() {
+        let t = ConnTable::new(16, 3);
+        let c = conn(v4(198, 51, 100, 7), 40000, ForwardMethod::DirectRouting);
+        let (h, _) = t
+            .open(
+                &c,
+                1000,
+                FirstPacket::Tcp(TcpEvent::Syn, &Timeouts::default()),
+            )
+            .map(|(c, a)| (c.handle, a))
+            .unwrap();
+        let (was, is) = t
+            .sync_update(h, TcpState::FinWait, ConnFlags::NO_OUTPUT, 77_000)
+            .unwrap();
+        assert!(was.contains(ConnFlags::ACTIVE) && !is.contains(ConnFlags::ACTIVE));
+        assert!(
+            !is.contains(ConnFlags::SYNCED),
+            "a bound connection stays bound"
+        );
+        let got = t.get(h).unwrap();
+        assert_eq!((got.tcp_state, got.deadline), (TcpState::FinWait, 77_000));
+        assert!(got.flags.contains(ConnFlags::NO_OUTPUT));
+    }
+
+    #[test]
+    fn a_walk_in_chunks_sees_every_live_connection_once() {
+        let t = ConnTable::new(100, 3);
+        let mut live = std::collections::HashSet::new();
+        for i in 0..90u16 {
+            let c = conn(v4(198, 51, 100, 7), 2000 + i, ForwardMethod::Nat);
+            let h = t.insert(&c, 0, 1000).unwrap();
+            if i % 3 == 0 {
+                t.remove(h).unwrap();
+            } else {
+                live.insert(h);
+            }
+        }
+        let mut seen = Vec::new();
+        let mut cursor = Some(0);
+        while let Some(from) = cursor {
+            let mut taken = 0;
+            cursor = t.walk(from, 7, |c| {
+                seen.push(c.handle);
+                taken += 1;
+                if taken == 3 {
+                    core::ops::ControlFlow::Break(())
+                } else {
+                    core::ops::ControlFlow::Continue(())
+                }
+            });
+            assert!(taken <= 3);
+        }
+        assert_eq!(seen.len(), live.len(), "each once");
+        assert_eq!(
+            seen.into_iter().collect::<std::collections::HashSet<_>>(),
+            live
+        );
+        assert_eq!(
+            t.walk(100, 5, |_| core::ops::ControlFlow::Continue(())),
+            None
+        );
+        assert_eq!(
+            t.walk(0, 0, |_| core::ops::ControlFlow::Continue(())),
+            Some(0)
+        );
+    }
+
+    #[test]
     fn memory_per_entry_meets_the_target() {
         let t = ConnTable::new(1 << 16, 11);
         // One cache line per entry, so a lookup's entry read is one line.
@@ -1884,6 +2150,9 @@ mod tests {
                 i[s] += 1;
             }
             ActivityChange::Unchanged => {}
+            ActivityChange::AdoptedActive | ActivityChange::AdoptedInactive => {
+                panic!("no synced connection in this simulation")
+            }
         };
         let unbind = |c: &Connection, a: &mut [i64; SERVERS], i: &mut [i64; SERVERS]| {
             let s = c.server_id as usize;

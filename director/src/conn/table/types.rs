@@ -149,4 +149,11 @@ impl Connection {
     pub const fn is_template(&self) -> bool {
         self.flags.contains(ConnFlags::TEMPLATE)
     }
+
+    /// Copied from the peer director and not bound to its real server yet
+    /// ([`ConnFlags::SYNCED`]).
+    #[must_use]
+    pub const fn is_synced(&self) -> bool {
+        self.flags.contains(ConnFlags::SYNCED)
+    }
 }
