@@ -185,7 +185,8 @@ pub fn key_of(conn: &Connection) -> ConnKey {
 /// Up to `max` upserts for the live connections from `cursor` on (at most
 /// `max * EXAMINED_PER_RECORD` entries examined), and where to resume:
 /// `None` once the whole table was walked. Expired connections that the
-/// sweeper has not reclaimed yet are skipped.
+/// sweeper has not reclaimed yet are skipped. `max` 0 asks for nothing
+/// and gets the same cursor back: a caller that loops asks for 1 or more.
 #[must_use]
 pub fn export_chunk(
     table: &ConnTable,

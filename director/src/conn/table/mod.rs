@@ -1160,7 +1160,8 @@ impl ConnTable {
     /// starts, or `None` once the end of the table was examined. Entries
     /// inserted or removed while a walk goes on may or may not be seen;
     /// every connection live throughout the walk is seen exactly once (a
-    /// connection keeps its entry for its whole life).
+    /// connection keeps its entry for its whole life). A budget of 0
+    /// counts as 1, so that a loop of walks always ends.
     pub fn walk(
         &self,
         from: usize,
@@ -1168,7 +1169,7 @@ impl ConnTable {
         mut f: impl FnMut(&Connection) -> core::ops::ControlFlow<()>,
     ) -> Option<usize> {
         let n = self.entries.len();
-        let end = from.saturating_add(budget).min(n);
+        let end = from.saturating_add(budget.max(1)).min(n);
         let mut idx = from.min(end);
         while idx < end {
             let here = idx;
@@ -1954,9 +1955,10 @@ mod tests {
             t.walk(100, 5, |_| core::ops::ControlFlow::Continue(())),
             None
         );
+        // A budget of 0 still moves on, so a loop of walks ends.
         assert_eq!(
             t.walk(0, 0, |_| core::ops::ControlFlow::Continue(())),
-            Some(0)
+            Some(1)
         );
     }
 
