@@ -514,21 +514,13 @@ mod tests {
     use crate::pipeline::{HEADROOM, Verdict, Worker};
     use crate::types::IfaceId;
 
-    const CONFIG: &str = r#"
-[conn_table]
-capacity = 64
-
-[[interfaces]]
-name = "client0"
-role = "client"
-mac = "02:00:00:00:01:01"
-addresses = ["198.51.100.1/24", "2001:db8:1::1/64"]
-
-[[interfaces]]
-name = "server0"
-role = "server"
-mac = "02:00:00:00:02:01"
-addresses = ["192.0.2.1/24", "2001:db8:2::1/64"]
+    const CONFIG: &str = concat!(
+        "[conn_table]\ncapacity = 64\n",
+        crate::test_support::two_interfaces!(
+            c0 { r#"addresses = ["198.51.100.1/24", "2001:db8:1::1/64"]"# },
+            s0 { r#"addresses = ["192.0.2.1/24", "2001:db8:2::1/64"]"# }
+        ),
+        r#"
 
 [[services]]
 proto = "tcp"
@@ -599,38 +591,39 @@ port = 8080
 method = "nat"
 
 [[neighbours]]
-interface = "client0"
+interface = "c0"
 address = "198.51.100.7"
 mac = "02:00:00:00:00:07"
 [[neighbours]]
-interface = "client0"
+interface = "c0"
 address = "2001:db8:1::7"
 mac = "02:00:00:00:00:07"
 [[neighbours]]
-interface = "server0"
+interface = "s0"
 address = "192.0.2.11"
 mac = "02:00:00:00:00:11"
 [[neighbours]]
-interface = "server0"
+interface = "s0"
 address = "192.0.2.12"
 mac = "02:00:00:00:00:12"
 [[neighbours]]
-interface = "server0"
+interface = "s0"
 address = "192.0.2.13"
 mac = "02:00:00:00:00:13"
 [[neighbours]]
-interface = "server0"
+interface = "s0"
 address = "192.0.2.14"
 mac = "02:00:00:00:00:14"
 [[neighbours]]
-interface = "server0"
+interface = "s0"
 address = "192.0.2.15"
 mac = "02:00:00:00:00:15"
 [[neighbours]]
-interface = "server0"
+interface = "s0"
 address = "2001:db8:2::11"
 mac = "02:00:00:00:00:61"
-"#;
+"#
+    );
 
     const CLIENT: IfaceId = IfaceId(0);
     const SERVER: IfaceId = IfaceId(1);
