@@ -27,7 +27,7 @@ use log::{error, info, warn};
 use serde_json::{Value, json};
 use xvs_packet::vrrp::{AntiReplay, Family, WallClock};
 
-use crate::config::{HaAuth, HaConfig, TrackScript};
+use crate::config::{HaConfig, TrackScript};
 use crate::ha::machine::{Fault, Machine, State};
 use crate::ha::router::{Link, Router, Setup, Shared, Wire};
 use crate::io::announce::FrameSender;
@@ -241,31 +241,11 @@ impl Part for HaPart {
             })?;
             senders.push((link.ifindex, sender));
         }
-        let mut wire = KernelWire {
+        let wire = KernelWire {
             socket,
             senders,
             hooks: Vec::new(),
         };
-        // Leftovers of a run that was killed: a director starts holding
-        // nothing.
-        let mut leftovers: Vec<(u32, IpNet)> = self
-            .vips
-            .iter()
-            .map(|&addr| {
-                let prefix_len = if addr.is_ipv4() { 32 } else { 128 };
-                (setup.client.ifindex, IpNet { addr, prefix_len })
-            })
-            .collect();
-        leftovers.extend(setup.gateways.iter().map(|&g| (setup.server.ifindex, g)));
-        for (ifindex, net) in leftovers {
-            match wire.remove_address(ifindex, net) {
-                Ok(true) => {
-                    info!("ha: removed {net}, left on interface {ifindex} by an earlier run")
-                }
-                Ok(false) => {}
-                Err(e) => warn!("ha: removing a leftover {net} from interface {ifindex}: {e}"),
-            }
-        }
         let resolved = Resolved {
             node: setup.node.clone(),
             interface: advert.name.clone(),
@@ -297,10 +277,7 @@ impl Part for HaPart {
                 format!("unicast to {:?}", self.config.peers)
             },
             format_args!(", from {}", resolved.source),
-            match self.config.auth {
-                HaAuth::Hmac => "hmac",
-                HaAuth::None => "none",
-            }
+            self.config.auth.as_str()
         );
         self.resolved = Some(resolved);
         self.commands = Some(to_thread);
@@ -350,7 +327,7 @@ impl Part for HaPart {
             "source": self.resolved.as_ref().map(|r| r.source.to_string()),
             "mode": if self.config.peers.is_empty() { "multicast" } else { "unicast" },
             "peers": self.config.peers.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            "auth": match self.config.auth { HaAuth::Hmac => "hmac", HaAuth::None => "none" },
+            "auth": self.config.auth.as_str(),
             "advert_interval_ms": self.config.advert_interval,
             "preempt": self.config.preempt,
         });
@@ -437,6 +414,9 @@ fn serve(
 ) {
     let mut buf = vec![0u8; 65_536];
     router.set_vips(vips, wall_clock());
+    // Leftovers of a run that was killed: a director starts holding
+    // nothing.
+    router.remove_leftovers();
     router.start(Instant::now(), wall_clock());
     let mut links_down: Vec<String> = Vec::new();
     let mut link_checked = Instant::now() - LINK_CHECK_EVERY;

@@ -30,7 +30,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -392,6 +392,26 @@ impl<W: Wire> Router<W> {
         }
     }
 
+    /// Removes the group's addresses wherever they are found on their
+    /// interfaces though this router holds none (a run that was killed
+    /// left them), before the election starts.
+    pub fn remove_leftovers(&mut self) {
+        for (ifindex, net) in self.group() {
+            if self.held.contains(&(ifindex, net)) {
+                continue;
+            }
+            match self.wire.remove_address(ifindex, net) {
+                Ok(true) => {
+                    log::info!("ha: removed {net}, left on interface {ifindex} by an earlier run");
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    log::warn!("ha: removing a leftover {net} from interface {ifindex}: {e}");
+                }
+            }
+        }
+    }
+
     /// Starts the election.
     pub fn start(&mut self, now: Instant, wall: WallClock) {
         self.handle(Event::Startup, now, wall);
@@ -481,7 +501,15 @@ impl<W: Wire> Router<W> {
             return Err(Rejection::Interval);
         }
         if let Some(key) = &self.setup.key {
-            self.authenticate(packet, received.src, key.clone(), now, wall)?;
+            authenticate(
+                &mut self.guards,
+                self.setup.anti_replay,
+                packet,
+                received.src,
+                key,
+                now,
+                wall,
+            )?;
         }
         let listed: Vec<IpAddr> = packet.addresses().collect();
         let ours: Vec<IpAddr> = self.advertised();
@@ -508,44 +536,6 @@ impl<W: Wire> Router<W> {
             max_advert_interval_cs: packet.max_advert_interval(),
             sender: received.src,
         }))
-    }
-
-    fn authenticate(
-        &mut self,
-        packet: &vrrp::Packet<&[u8]>,
-        src: IpAddr,
-        key: AuthKey,
-        now: Instant,
-        wall: WallClock,
-    ) -> Result<(), Rejection> {
-        let mut guard = self
-            .guards
-            .get(&src)
-            .map_or(ReplayGuard::new(self.setup.anti_replay), |g| g.0);
-        match guard.verify(packet, src, &key, wall.secs) {
-            Ok(()) => {}
-            Err(e) => {
-                return Err(match e {
-                    AuthError::Missing => Rejection::Unsigned,
-                    AuthError::Malformed | AuthError::UnknownKey(_) => Rejection::KeyId,
-                    AuthError::BadHmac => Rejection::Forged,
-                    AuthError::Stale => Rejection::Stale,
-                    AuthError::Replayed => Rejection::Replayed,
-                });
-            }
-        }
-        if !self.guards.contains_key(&src)
-            && self.guards.len() >= MAX_SENDERS
-            && let Some(oldest) = self
-                .guards
-                .iter()
-                .min_by_key(|(_, (_, at))| *at)
-                .map(|(a, _)| *a)
-        {
-            self.guards.remove(&oldest);
-        }
-        self.guards.insert(src, (guard, now));
-        Ok(())
     }
 
     /// The VIPs the adverts list (the adverts' family), sorted.
@@ -635,25 +625,28 @@ impl<W: Wire> Router<W> {
     }
 
     fn send_advert(&mut self, priority: u8, wall: WallClock) {
+        // The advertised VIPs are all of the adverts' family; an advert
+        // lists 255 at most.
         let advertised = self.advertised();
-        let v4: Vec<_> = advertised
+        let v4: Vec<Ipv4Addr> = advertised
             .iter()
             .filter_map(|a| match a {
                 IpAddr::V4(a) => Some(*a),
                 IpAddr::V6(_) => None,
             })
+            .take(255)
             .collect();
-        let v6: Vec<_> = advertised
+        let v6: Vec<Ipv6Addr> = advertised
             .iter()
             .filter_map(|a| match a {
                 IpAddr::V6(a) => Some(*a),
                 IpAddr::V4(_) => None,
             })
+            .take(255)
             .collect();
-        let count = advertised.len().min(255);
         let addresses = match self.setup.family {
-            Family::V4 => Addresses::V4(&v4[..count]),
-            Family::V6 => Addresses::V6(&v6[..count]),
+            Family::V4 => Addresses::V4(&v4),
+            Family::V6 => Addresses::V6(&v6),
         };
         let advert = Advert {
             vrid: self.setup.vrid,
@@ -801,6 +794,44 @@ impl<W: Wire> Router<W> {
             );
         }
     }
+}
+
+/// The `auth_hmac` checks of one advert from `src`, with its sender's
+/// replay mark in `guards` (at most [`MAX_SENDERS`]: the least recently
+/// accepted is forgotten first); the mark is kept only once the advert
+/// verified.
+fn authenticate(
+    guards: &mut HashMap<IpAddr, (ReplayGuard, Instant)>,
+    anti_replay: AntiReplay,
+    packet: &vrrp::Packet<&[u8]>,
+    src: IpAddr,
+    key: &AuthKey,
+    now: Instant,
+    wall: WallClock,
+) -> Result<(), Rejection> {
+    let mut guard = guards
+        .get(&src)
+        .map_or(ReplayGuard::new(anti_replay), |g| g.0);
+    guard
+        .verify(packet, src, key, wall.secs)
+        .map_err(|e| match e {
+            AuthError::Missing => Rejection::Unsigned,
+            AuthError::Malformed | AuthError::UnknownKey(_) => Rejection::KeyId,
+            AuthError::BadHmac => Rejection::Forged,
+            AuthError::Stale => Rejection::Stale,
+            AuthError::Replayed => Rejection::Replayed,
+        })?;
+    if !guards.contains_key(&src)
+        && guards.len() >= MAX_SENDERS
+        && let Some(oldest) = guards
+            .iter()
+            .min_by_key(|(_, (_, at))| *at)
+            .map(|(a, _)| *a)
+    {
+        guards.remove(&oldest);
+    }
+    guards.insert(src, (guard, now));
+    Ok(())
 }
 
 /// How long since `at`, for the status (zero for a time in the future).

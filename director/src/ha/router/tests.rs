@@ -431,3 +431,18 @@ fn replay_marks_are_bounded() {
         u64::from(MAX_SENDERS as u8 + 8)
     );
 }
+
+#[test]
+fn leftovers_of_a_killed_run_are_removed_before_the_election() {
+    let t0 = Instant::now();
+    let mut a = router(A, 150, None, t0);
+    for (ifindex, net) in [
+        (CLIENT, "203.0.113.10/32"),
+        (SERVER, "192.0.2.1/24"),
+        (CLIENT, "198.51.100.11/24"),
+    ] {
+        a.wire.addresses.insert((ifindex, net.to_owned()));
+    }
+    a.remove_leftovers();
+    assert_eq!(held(&a), ["198.51.100.11/24"], "only the group's went");
+}
