@@ -193,6 +193,17 @@ pub enum HaAuth {
     None,
 }
 
+impl HaAuth {
+    /// `hmac` or `none`, as written in the file.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Hmac => "hmac",
+            Self::None => "none",
+        }
+    }
+}
+
 /// `track_script`: a command run every `interval`; `fall` failures in a
 /// row raise a fault, `rise` successes in a row clear it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

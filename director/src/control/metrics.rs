@@ -101,7 +101,6 @@ fn ha_metrics(registry: &Registry, plane: &ControlPlane) {
     };
     let view = ha.view.lock().clone();
     let c = &ha.counters;
-    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     let state = gauge(
         registry,
         "xvs_ha_state",
@@ -113,50 +112,48 @@ fn ha_metrics(registry: &Registry, plane: &ControlPlane) {
             .with_label_values(&[s.as_str().to_lowercase().as_str()])
             .set(i64::from(view.state == s));
     }
-    let plain = |name: &str, help: &str, value: u64| {
-        let c = counter(registry, name, help, &[]);
-        c.with_label_values(&[] as &[&str]).inc_by(value);
-    };
-    plain(
-        "xvs_ha_transitions_total",
-        "Changes of HA state.",
-        load(&c.transitions),
-    );
-    plain(
-        "xvs_ha_adverts_sent_total",
-        "VRRP adverts sent.",
-        load(&c.sent),
-    );
-    plain(
-        "xvs_ha_advert_send_errors_total",
-        "VRRP adverts that could not be sent.",
-        load(&c.send_errors),
-    );
-    plain(
-        "xvs_ha_adverts_received_total",
-        "VRRP adverts of this virtual router accepted.",
-        load(&c.received),
-    );
-    plain(
-        "xvs_ha_adverts_other_vrid_total",
-        "VRRP adverts of other virtual routers, ignored.",
-        load(&c.other_vrid),
-    );
-    plain(
-        "xvs_ha_late_adverts_total",
-        "Times a backup heard nothing from the master for warn_time.",
-        load(&c.late),
-    );
-    plain(
-        "xvs_ha_announcements_total",
-        "Gratuitous ARPs and unsolicited neighbour advertisements sent.",
-        load(&c.announcements),
-    );
-    plain(
-        "xvs_ha_address_errors_total",
-        "Addresses that could not be added, removed or announced.",
-        load(&c.address_errors),
-    );
+    for (name, help, value) in [
+        (
+            "xvs_ha_transitions_total",
+            "Changes of HA state.",
+            &c.transitions,
+        ),
+        ("xvs_ha_adverts_sent_total", "VRRP adverts sent.", &c.sent),
+        (
+            "xvs_ha_advert_send_errors_total",
+            "VRRP adverts that could not be sent.",
+            &c.send_errors,
+        ),
+        (
+            "xvs_ha_adverts_received_total",
+            "VRRP adverts of this virtual router accepted.",
+            &c.received,
+        ),
+        (
+            "xvs_ha_adverts_other_vrid_total",
+            "VRRP adverts of other virtual routers, ignored.",
+            &c.other_vrid,
+        ),
+        (
+            "xvs_ha_late_adverts_total",
+            "Times a backup heard nothing from the master for warn_time.",
+            &c.late,
+        ),
+        (
+            "xvs_ha_announcements_total",
+            "Gratuitous ARPs and unsolicited neighbour advertisements sent.",
+            &c.announcements,
+        ),
+        (
+            "xvs_ha_address_errors_total",
+            "Addresses that could not be added, removed or announced.",
+            &c.address_errors,
+        ),
+    ] {
+        counter(registry, name, help, &[])
+            .with_label_values(&[] as &[&str])
+            .inc_by(value.load(Ordering::Relaxed));
+    }
     let rejected = counter(
         registry,
         "xvs_ha_adverts_rejected_total",
