@@ -71,15 +71,6 @@ holds_all() { ha_holds_all "$1" "$1"; }
 holds_none() { ha_holds_none "$1" "$1"; }
 neigh_is() { ha_neigh_is "$1" "$1" "$VIP4"; }
 ka_says() { grep -q "$1" "$work/keepalived.log"; }
-stays_for() {
-    local i
-    for ((i = 0; i < $1 * 10; i++)); do
-        "${@:2}" >/dev/null || { echo "no longer after $((i / 10)).$((i % 10)) s: $*"; return 1; }
-        sleep 0.1
-    done
-}
-now() { date +%s.%N; }
-since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
 start_director1() { "$CLUSTER" balancer start xvs --director 1 --backend "$backend" -- --log-interval 0 >/dev/null; }
 edit_director1() {
     "$PY" "$LIB/edit-config.py" "$STATE/director1.toml" "${@/#/--ha=}" >"$work/director1.toml"

@@ -114,8 +114,6 @@ neigh_is() { ha_neigh_is "$(dir_ns "$1")" "director$1" "${2:-$VIP4}"; }
 page_from() { [[ "$(client curl -s --max-time 2 "$1")" =~ ^rs[0-9]+$ ]]; }
 
 # --- request loops ------------------------------------------------------------
-now() { date +%s.%N; }
-since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
 # loop_start NAME URL: a request every 20 ms, 1 s each, for at most 30 s,
 # until loop_end NAME; its log is $work/NAME.log.
 loop_start() {
@@ -154,14 +152,6 @@ takeover() {
     numbers="$what: requests served again for good $after s after it ($res)"
     echo "$numbers"
     [ "$after" != - ] && awk -v t="$after" -v l="$limit" 'BEGIN { exit !(t < l) }'
-}
-# stays_for SECONDS CMD...: CMD holds at every poll (0.1 s) for SECONDS.
-stays_for() {
-    local i
-    for ((i = 0; i < $1 * 10; i++)); do
-        "${@:2}" >/dev/null || { echo "no longer after $((i / 10)).$((i % 10)) s: $*"; return 1; }
-        sleep 0.1
-    done
 }
 start_director() { "$CLUSTER" balancer start xvs --director "$1" --backend "$backend" -- --log-interval 0 >/dev/null; }
 edit_director1() {

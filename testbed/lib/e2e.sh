@@ -130,6 +130,19 @@ for k, v in json.load(open(sys.argv[1]))["servers"].items():
     print(k, v)' "$work/req.json")
 }
 
+# now: seconds since the epoch; since T: seconds from T to now (2 decimals).
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
+# stays_for SECONDS CMD...: CMD holds at every poll (0.1 s) for SECONDS
+# (the opposite of wait_for: a state that must last).
+stays_for() {
+    local i
+    for ((i = 0; i < $1 * 10; i++)); do
+        "${@:2}" >/dev/null || { echo "no longer after $((i / 10)).$((i % 10)) s: $*"; return 1; }
+        sleep 0.1
+    done
+}
+
 # The HA drills' views of a pair (e2e/ha.sh, e2e/ha-keepalived.sh). The
 # script defines `floating`: one "IFNAME ADDR/LEN" line per address that
 # moves with the master.
