@@ -200,6 +200,7 @@ pub struct ControlPlane {
     checker_down: FxHashSet<crate::health::TargetKey>,
     /// The HA router's counters and view, with `[ha]` (the metrics).
     ha: Option<Arc<crate::ha::router::Shared>>,
+    sync: Option<Arc<crate::sync::shared::SyncShared>>,
 }
 
 fn stats_view(t: TrafficCounters) -> StatsView {
@@ -241,7 +242,19 @@ impl ControlPlane {
             agents: None,
             checker_down: FxHashSet::default(),
             ha: None,
+            sync: None,
         }
+    }
+
+    /// Shows the connection sync sharing `shared` in the metrics.
+    pub fn with_sync(&mut self, shared: Arc<crate::sync::shared::SyncShared>) {
+        self.sync = Some(shared);
+    }
+
+    /// The connection sync's figures, with `[sync]`.
+    #[must_use]
+    pub fn sync(&self) -> Option<&crate::sync::shared::SyncShared> {
+        self.sync.as_deref()
     }
 
     /// Shows the HA router sharing `shared` in the metrics.

@@ -16,7 +16,7 @@ use crate::config::ClusterConfig;
 use crate::control::agents::{AgentShared, ReceiverSettings};
 use crate::control::health::ChannelSink;
 use crate::control::plane::{ControlMsg, ControlPlane, LoadError};
-use crate::control::proto::{DEFAULT_SOCKET, DaemonsView, HaView, Reply, Request};
+use crate::control::proto::{DEFAULT_SOCKET, DaemonsView, HaView, Reply, Request, SyncView};
 use crate::control::socket::ConnSource;
 use crate::control::table::ServiceTable;
 use crate::io::KernelCounter;
@@ -35,6 +35,9 @@ use super::neighbours::NeighbourPart;
 use super::options::{ConfigSource, DaemonOptions};
 use super::part::{Parts, Running};
 use super::stats::StatsPart;
+use super::sync::SyncPart;
+use crate::config::SyncRole;
+use crate::sync::shared::SyncShared;
 
 /// How often the main loop turns when no message arrives.
 const TURN: Duration = Duration::from_millis(100);
@@ -65,6 +68,8 @@ pub struct Daemon {
     hup: Arc<AtomicBool>,
     /// The state the parts last heard of.
     published: Arc<Snapshot>,
+    /// The connection sync's figures (with `[sync]`).
+    sync: Option<Arc<SyncShared>>,
     /// Held until the daemon is dropped.
     _locks: Vec<InterfaceLock>,
 }
@@ -139,17 +144,27 @@ impl Daemon {
             .ha
             .as_ref()
             .map(|_| Arc::new(crate::ha::router::Shared::new(Instant::now())));
+        // The connection sync's figures and its "in sync" flag, shared by
+        // the part, the HA part (a preemption waits on it), the stats file
+        // and the metrics.
+        let sync_shared = config
+            .sync
+            .as_ref()
+            .map(|s| Arc::new(SyncShared::new(!s.has(SyncRole::Backup))));
         let mut before_workers = Parts::new();
-        before_workers.add(Box::new(StatsPart::new(
-            Arc::clone(&director),
-            options.stats_file.clone(),
-            options.stats_interval,
-            options.log_interval,
-            agents
-                .as_ref()
-                .map(|(_, shared)| (Arc::clone(shared), clock)),
-            ha_shared.clone(),
-        )));
+        before_workers.add(Box::new(
+            StatsPart::new(
+                Arc::clone(&director),
+                options.stats_file.clone(),
+                options.stats_interval,
+                options.log_interval,
+                agents
+                    .as_ref()
+                    .map(|(_, shared)| (Arc::clone(shared), clock)),
+                ha_shared.clone(),
+            )
+            .with_sync(sync_shared.clone()),
+        ));
         // Neighbours: learned from the kernel and followed; the real
         // servers' and gateways' are asked for at once.
         before_workers.add(Box::new(NeighbourPart::new(
@@ -226,6 +241,45 @@ impl Daemon {
         if let Some((listen, shared)) = agents {
             after_workers.add(Box::new(AgentPart::new(listen, shared, to_main.clone())));
         }
+        // The connection sync before HA: it stops after HA has handed the
+        // addresses over, and its "in sync" flag exists when HA starts.
+        if let (Some(sync), Some(shared)) = (&config.sync, &sync_shared) {
+            let key = sync
+                .read_key(config.ha.as_ref())
+                .map_err(|e| Error::Sync(format!("[sync] key_file: {e}")))?;
+            let state = director.state();
+            let wanted = sync
+                .interface
+                .clone()
+                .or_else(|| config.ha.as_ref().and_then(|h| h.interface.clone()));
+            let iface = state
+                .interfaces
+                .iter()
+                .find(|i| match &wanted {
+                    Some(name) => &i.name == name,
+                    None => i.role == crate::types::InterfaceRole::Client,
+                })
+                .or_else(|| state.interfaces.first())
+                .ok_or_else(|| Error::Sync("the director has no interface to sync on".into()))?;
+            let fact = facts
+                .iter()
+                .find(|f| f.id == iface.id)
+                .ok_or_else(|| Error::NotReported(iface.name.clone()))?;
+            plane.with_sync(Arc::clone(shared));
+            after_workers.add(Box::new(SyncPart::new(
+                sync.clone(),
+                key,
+                (
+                    iface.name.clone(),
+                    fact.ifindex,
+                    iface.addresses.iter().map(|n| n.addr).collect(),
+                ),
+                Arc::clone(&director),
+                clock,
+                ha_shared.clone(),
+                Arc::clone(shared),
+            )));
+        }
         // HA last: it stops first, so the VIPs are released (and the
         // backup told, priority 0) while the workers still forward.
         if let (Some(ha), Some(shared)) = (&config.ha, &ha_shared) {
@@ -245,16 +299,28 @@ impl Daemon {
                 })
                 .collect();
             plane.with_ha(Arc::clone(shared));
-            after_workers.add(Box::new(HaPart::new(
-                ha.clone(),
-                interfaces,
-                &state,
-                Arc::clone(shared),
-            )));
+            // With the sync's backup role, a preemption waits for the
+            // peer's table (at most transfer_timeout).
+            let sync_gate = config
+                .sync
+                .as_ref()
+                .filter(|s| s.has(SyncRole::Backup))
+                .zip(sync_shared.as_ref())
+                .map(|(s, shared)| {
+                    (
+                        Arc::clone(shared),
+                        Duration::from_millis(s.transfer_timeout),
+                    )
+                });
+            after_workers.add(Box::new(
+                HaPart::new(ha.clone(), interfaces, &state, Arc::clone(shared))
+                    .with_sync_gate(sync_gate),
+            ));
         }
         drop(to_main);
 
         let mut daemon = Self {
+            sync: sync_shared,
             clock,
             published: director.state(),
             director,
@@ -324,6 +390,15 @@ impl Daemon {
                                 "reload: [ha] changed; the election keeps the settings it started with until the director restarts (the services' VIPs follow at once)"
                             );
                         }
+                        if self
+                            .plane
+                            .running_config()
+                            .is_some_and(|c| c.sync != new.sync)
+                        {
+                            warn!(
+                                "reload: [sync] changed; the sync keeps the settings it started with until the director restarts"
+                            );
+                        }
                         match self
                             .plane
                             .reload(&new, self.clock.now(), &mut self.data.hooks)
@@ -385,6 +460,7 @@ impl Daemon {
                 .filter(|s| s.get("state").is_some())
                 .and_then(|s| serde_json::from_value::<HaView>(s.clone()).ok())
                 .map(Box::new),
+            sync: self.sync.as_deref().map(|s| Box::new(sync_view(s))),
         }
     }
 
@@ -514,6 +590,35 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// The sync's figures as `-L --daemon` shows them.
+fn sync_view(shared: &SyncShared) -> SyncView {
+    let s = shared.stats.lock().clone();
+    SyncView {
+        master: s.master,
+        backup: s.backup,
+        options: s.describe.clone(),
+        peer: s.peer.map(|p| p.to_string()),
+        last_heard_ms: s
+            .last_heard
+            .map(|t| t.elapsed().as_millis().try_into().unwrap_or(u64::MAX)),
+        in_sync: s.in_sync,
+        sent: s.sender.sent,
+        resent: s.sender.resent,
+        dropped: s.sender.dropped,
+        queued: s.queued as u64,
+        lag_ms: s.lag_ms,
+        records_sent: s.records_sent,
+        transfers_sent: s.transfers_sent,
+        received: s.receiver.received,
+        lost: s.receiver.lost,
+        repaired: s.receiver.repaired,
+        transfers_received: s.receiver.bulks_completed,
+        imported: s.import.inserted + s.import.updated + s.import.deleted,
+        refused: s.import.refused.iter().sum(),
+        feed_dropped: s.feed_dropped.0 + s.feed_dropped.1,
     }
 }
 

@@ -617,12 +617,18 @@ fn list(
                 format!("unexpected answer from the director: {other:?}"),
             )),
         },
-        // No sync daemon runs yet (ipvsadm prints nothing then); the HA
-        // election, with `[ha]`, has a line of its own.
+        // The sync's roles (ipvsadm's lines; nothing without `[sync]`, as
+        // ipvsadm prints nothing when no daemon runs), then the HA
+        // election, with `[ha]`, on a line of its own.
         ListTarget::Daemon => match call(transport, Request::Daemons)? {
-            Reply::Daemons(view) => Ok(Outcome::out(
-                view.ha.as_deref().map(format::ha_line).unwrap_or_default(),
-            )),
+            Reply::Daemons(view) => Ok(Outcome::out(format!(
+                "{}{}",
+                view.sync
+                    .as_deref()
+                    .map(format::sync_lines)
+                    .unwrap_or_default(),
+                view.ha.as_deref().map(format::ha_line).unwrap_or_default()
+            ))),
             Reply::Error(e) => Err(refused(&e)),
             other => Err(Outcome::fail(
                 EXIT_USAGE,

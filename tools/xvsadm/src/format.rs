@@ -476,6 +476,52 @@ pub fn list_daemons(daemons: &[DaemonSpec]) -> String {
     out
 }
 
+/// The sync lines of `-L --daemon`: ipvsadm's `master sync daemon (…)`
+/// and `backup sync daemon (…)`, one per role running, each extended
+/// with what it is doing.
+pub fn sync_lines(sync: &xvs_proto::control::SyncView) -> String {
+    let mut out = String::new();
+    let peer = sync.peer.as_deref().unwrap_or("not heard yet");
+    let heard = sync
+        .last_heard_ms
+        .map(|ms| format!(" {:.1}s ago", ms as f64 / 1000.0))
+        .unwrap_or_default();
+    if sync.master {
+        let _ = writeln!(
+            out,
+            "master sync daemon ({}): peer {peer}{heard}, sent {} (resent {}, dropped {}), queued {}, lag {} ms, records {}, transfers sent {}, events dropped {}",
+            sync.options,
+            sync.sent,
+            sync.resent,
+            sync.dropped,
+            sync.queued,
+            sync.lag_ms,
+            sync.records_sent,
+            sync.transfers_sent,
+            sync.feed_dropped
+        );
+    }
+    if sync.backup {
+        let _ = writeln!(
+            out,
+            "backup sync daemon ({}): {}, peer {peer}{heard}, received {} (lost {}, repaired {}), transfers received {}, connections applied {}, refused {}",
+            sync.options,
+            if sync.in_sync {
+                "in sync"
+            } else {
+                "NOT in sync"
+            },
+            sync.received,
+            sync.lost,
+            sync.repaired,
+            sync.transfers_received,
+            sync.imported,
+            sync.refused
+        );
+    }
+    out
+}
+
 /// The HA line of `-L --daemon` (ipvsadm's listing extended with the
 /// director's role): `HA <node>: <STATE> (vrid, priority, how adverts go,
 /// auth) since <time>: <reason>`, then who is master when backup, and the

@@ -420,6 +420,55 @@ pub struct TableView {
 pub struct DaemonsView {
     /// The HA election, with `[ha]`.
     pub ha: Option<Box<HaView>>,
+    /// The connection-state sync, with `[sync]` (absent from a director
+    /// older than the sync).
+    #[serde(default)]
+    pub sync: Option<Box<SyncView>>,
+}
+
+/// The connection-state sync, as `-L --daemon` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SyncView {
+    /// The master role runs (this director's connections are sent).
+    pub master: bool,
+    /// The backup role runs (the peer's are received).
+    pub backup: bool,
+    /// ipvsadm's daemon options: `mcast=IF, syncid=N, maxlen=…`.
+    pub options: String,
+    /// The peer, once heard (`address:port`).
+    pub peer: Option<String>,
+    /// Milliseconds since the peer was last heard.
+    pub last_heard_ms: Option<u64>,
+    /// The backup role holds the peer's whole table.
+    pub in_sync: bool,
+    /// Data messages sent, resent, dropped from the full queue.
+    pub sent: u64,
+    /// Resent for a Nack.
+    pub resent: u64,
+    /// Dropped unacknowledged from the full queue.
+    pub dropped: u64,
+    /// Waiting for an acknowledgement.
+    pub queued: u64,
+    /// How long the oldest of them has waited, ms.
+    pub lag_ms: u64,
+    /// Connection records sent.
+    pub records_sent: u64,
+    /// Whole tables sent.
+    pub transfers_sent: u64,
+    /// Data messages received.
+    pub received: u64,
+    /// Found missing.
+    pub lost: u64,
+    /// Of those, arrived later.
+    pub repaired: u64,
+    /// Whole tables received.
+    pub transfers_received: u64,
+    /// Connections inserted, updated, deleted by the peer's records.
+    pub imported: u64,
+    /// Records refused (unknown service or server, table full…).
+    pub refused: u64,
+    /// Events the workers' queues dropped (full): repaired by a refresh.
+    pub feed_dropped: u64,
 }
 
 /// This director's virtual router, as `-L --daemon` shows it.
