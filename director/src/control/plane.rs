@@ -514,6 +514,12 @@ impl ControlPlane {
             // The daemon answers it from its parts' status (`daemon::root`);
             // a plane alone runs no daemon.
             Request::Daemons => Reply::Daemons(DaemonsView::default()),
+            Request::StartDaemon(_) | Request::StopDaemon { .. } => {
+                Reply::Error(ControlError::new(
+                    ErrorKind::Invalid,
+                    "this director runs no connection sync: it needs [ha] with a key, or [sync], in its config file",
+                ))
+            }
             Request::Zero { service } => match self.zero(*service, counters) {
                 Ok(()) => Reply::Done,
                 Err(e) => Reply::Error(e),
@@ -868,6 +874,8 @@ pub fn describe(request: &Request) -> String {
         Request::Timeouts => "list timeouts".to_owned(),
         Request::Load => "list load".to_owned(),
         Request::Daemons => "list daemons".to_owned(),
+        Request::StartDaemon(p) => format!("start the {:?} sync daemon", p.role).to_lowercase(),
+        Request::StopDaemon { role } => format!("stop the {role:?} sync daemon").to_lowercase(),
         Request::Reload => "reload".to_owned(),
     }
 }

@@ -35,9 +35,10 @@ use super::neighbours::NeighbourPart;
 use super::options::{ConfigSource, DaemonOptions};
 use super::part::{Parts, Running};
 use super::stats::StatsPart;
-use super::sync::SyncPart;
-use crate::config::SyncRole;
+use super::sync::{SyncInterface, SyncPart};
+use crate::config::{SyncConfig, SyncRole};
 use crate::sync::shared::SyncShared;
+use xvs_packet::sync::AuthKey;
 
 /// How often the main loop turns when no message arrives.
 const TURN: Duration = Duration::from_millis(100);
@@ -147,10 +148,10 @@ impl Daemon {
         // The connection sync's figures and its "in sync" flag, shared by
         // the part, the HA part (a preemption waits on it), the stats file
         // and the metrics.
-        let sync_shared = config
-            .sync
+        let sync_setup = sync_setup(&config)?;
+        let sync_shared = sync_setup
             .as_ref()
-            .map(|s| Arc::new(SyncShared::new(!s.has(SyncRole::Backup))));
+            .map(|(s, _)| Arc::new(SyncShared::new(!s.has(SyncRole::Backup))));
         let mut before_workers = Parts::new();
         before_workers.add(Box::new(
             StatsPart::new(
@@ -243,37 +244,29 @@ impl Daemon {
         }
         // The connection sync before HA: it stops after HA has handed the
         // addresses over, and its "in sync" flag exists when HA starts.
-        if let (Some(sync), Some(shared)) = (&config.sync, &sync_shared) {
-            let key = sync
-                .read_key(config.ha.as_ref())
-                .map_err(|e| Error::Sync(format!("[sync] key_file: {e}")))?;
+        // It runs with `[sync]`; with `[ha]`'s key alone it is there but
+        // idle until `xvsadm --start-daemon`.
+        if let (Some((sync, key)), Some(shared)) = (&sync_setup, &sync_shared) {
             let state = director.state();
-            let wanted = sync
-                .interface
-                .clone()
-                .or_else(|| config.ha.as_ref().and_then(|h| h.interface.clone()));
-            let iface = state
+            let interfaces = state
                 .interfaces
                 .iter()
-                .find(|i| match &wanted {
-                    Some(name) => &i.name == name,
-                    None => i.role == crate::types::InterfaceRole::Client,
+                .filter_map(|iface| {
+                    let fact = facts.iter().find(|f| f.id == iface.id)?;
+                    Some(SyncInterface {
+                        name: iface.name.clone(),
+                        ifindex: fact.ifindex,
+                        addresses: iface.addresses.iter().map(|n| n.addr).collect(),
+                        client: iface.role == crate::types::InterfaceRole::Client,
+                    })
                 })
-                .or_else(|| state.interfaces.first())
-                .ok_or_else(|| Error::Sync("the director has no interface to sync on".into()))?;
-            let fact = facts
-                .iter()
-                .find(|f| f.id == iface.id)
-                .ok_or_else(|| Error::NotReported(iface.name.clone()))?;
+                .collect();
             plane.with_sync(Arc::clone(shared));
             after_workers.add(Box::new(SyncPart::new(
                 sync.clone(),
-                key,
-                (
-                    iface.name.clone(),
-                    fact.ifindex,
-                    iface.addresses.iter().map(|n| n.addr).collect(),
-                ),
+                config.ha.as_ref().and_then(|h| h.interface.clone()),
+                key.clone(),
+                interfaces,
                 Arc::clone(&director),
                 clock,
                 ha_shared.clone(),
@@ -301,10 +294,9 @@ impl Daemon {
             plane.with_ha(Arc::clone(shared));
             // With the sync's backup role, a preemption waits for the
             // peer's table (at most transfer_timeout).
-            let sync_gate = config
-                .sync
+            let sync_gate = sync_setup
                 .as_ref()
-                .filter(|s| s.has(SyncRole::Backup))
+                .map(|(s, _)| s)
                 .zip(sync_shared.as_ref())
                 .map(|(s, shared)| {
                     (
@@ -494,6 +486,10 @@ impl Daemon {
                         let _ = reply_to.send(Reply::Daemons(self.daemons_view()));
                         return;
                     }
+                    if let Some(reply) = self.after_workers.command(&request) {
+                        let _ = reply_to.send(reply);
+                        return;
+                    }
                     let (counters, _) = self.data.live.counters();
                     let reloader = &self.reloader;
                     let mut reload = || reloader.load();
@@ -591,6 +587,25 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The sync's settings and key: `[sync]`'s; without it, with `[ha]`'s
+/// key, ipvsadm's defaults and no role (`--start-daemon` starts one);
+/// `None` without either.
+fn sync_setup(config: &ClusterConfig) -> Result<Option<(SyncConfig, AuthKey)>, Error> {
+    if let Some(sync) = &config.sync {
+        let key = sync
+            .read_key(config.ha.as_ref())
+            .map_err(|e| Error::Sync(format!("[sync] key_file: {e}")))?;
+        return Ok(Some((sync.clone(), key)));
+    }
+    let Some(Ok(Some(key))) = config.ha.as_ref().map(crate::config::HaConfig::read_key) else {
+        return Ok(None);
+    };
+    let mut idle: SyncConfig =
+        toml::from_str("").map_err(|e| Error::Sync(format!("the default settings: {e}")))?;
+    idle.roles.clear();
+    Ok(Some((idle, key)))
 }
 
 /// The sync's figures as `-L --daemon` shows them.

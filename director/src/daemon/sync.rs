@@ -58,6 +58,7 @@ use xvs_packet::sync::{
 
 use crate::config::{SyncConfig, SyncRole};
 use crate::conn::{ConnFeed, ConnFlags, Millis};
+use crate::control::proto::{ControlError, DaemonParams, ErrorKind, Reply, Request, SyncRoleName};
 use crate::ha::machine::State as HaState;
 use crate::pipeline::Director;
 use crate::run::Clock;
@@ -105,12 +106,28 @@ const DATAGRAMS_PER_TURN: usize = 1024;
 /// How often the figures are published.
 const PUBLISH_EVERY: Duration = Duration::from_millis(200);
 
-/// The sync part.
+/// One interface the sync may run on: its name, index and addresses.
+#[derive(Debug, Clone)]
+pub struct SyncInterface {
+    /// Kernel name.
+    pub name: String,
+    /// Its index.
+    pub ifindex: u32,
+    /// Its addresses.
+    pub addresses: Vec<IpAddr>,
+    /// The client-side interface (the default).
+    pub client: bool,
+}
+
+/// The sync part: runs the engine for the roles configured (`[sync]`) or
+/// started since (`xvsadm --start-daemon`).
 pub struct SyncPart {
+    /// The settings in force; `roles` empty: no engine runs.
     config: SyncConfig,
+    /// `[ha]`'s interface, the default one after `interface`.
+    ha_interface: Option<String>,
     key: AuthKey,
-    /// The interface (name, index) and the addresses it has.
-    interface: (String, u32, Vec<IpAddr>),
+    interfaces: Vec<SyncInterface>,
     director: Arc<Director>,
     clock: Clock,
     ha: Option<Arc<crate::ha::router::Shared>>,
@@ -122,21 +139,25 @@ pub struct SyncPart {
 impl std::fmt::Debug for SyncPart {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SyncPart")
-            .field("interface", &self.interface.0)
+            .field("roles", &self.config.roles)
             .field("running", &self.thread.is_some())
             .finish_non_exhaustive()
     }
 }
 
 impl SyncPart {
-    /// A part for `config` with `key`, on the interface `(name, ifindex,
-    /// addresses)`, syncing `director`'s table on its `clock`; with `[ha]`
-    /// it reads the election's state from `ha`.
+    /// A part for `config` (its roles may be empty: nothing runs until
+    /// `--start-daemon`) with `key`, on one of `interfaces` (`config`'s,
+    /// else `ha_interface`, else the client-side one), syncing
+    /// `director`'s table on its `clock`; with `[ha]` it reads the
+    /// election's state from `ha`.
     #[must_use]
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: SyncConfig,
+        ha_interface: Option<String>,
         key: AuthKey,
-        interface: (String, u32, Vec<IpAddr>),
+        interfaces: Vec<SyncInterface>,
         director: Arc<Director>,
         clock: Clock,
         ha: Option<Arc<crate::ha::router::Shared>>,
@@ -144,8 +165,9 @@ impl SyncPart {
     ) -> Self {
         Self {
             config,
+            ha_interface,
             key,
-            interface,
+            interfaces,
             director,
             clock,
             ha,
@@ -155,34 +177,54 @@ impl SyncPart {
         }
     }
 
-    /// The address messages are sent from: the configured one, else the
-    /// interface's first of the destination's family (IPv6: not
-    /// link-local, unless it is the only one).
-    fn source(&self) -> Option<IpAddr> {
-        if self.config.source.is_some() {
-            return self.config.source;
+    /// The interface the settings name.
+    fn interface(&self, config: &SyncConfig) -> Result<&SyncInterface, String> {
+        let wanted = config.interface.as_ref().or(self.ha_interface.as_ref());
+        match wanted {
+            Some(name) => self.interfaces.iter().find(|i| &i.name == name).ok_or_else(|| {
+                format!(
+                    "interface {name} is not one of the director's ({}): give --mcast-interface one of them",
+                    self.interfaces
+                        .iter()
+                        .map(|i| i.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }),
+            None => self
+                .interfaces
+                .iter()
+                .find(|i| i.client)
+                .or_else(|| self.interfaces.first())
+                .ok_or_else(|| "the director has no interface to sync on".to_owned()),
         }
-        let v4 = self.config.destination().is_ipv4();
-        let mut of_family = self.interface.2.iter().filter(|a| a.is_ipv4() == v4);
-        of_family.next().copied()
-    }
-}
-
-impl Part for SyncPart {
-    fn name(&self) -> &'static str {
-        "sync"
     }
 
-    fn start(&mut self) -> Result<(), Error> {
-        let (name, ifindex, _) = &self.interface;
+    /// Starts the engine for `self.config`'s roles (none: nothing).
+    fn start_engine(&mut self) -> Result<(), Error> {
+        let master = self.config.has(SyncRole::Master);
+        let backup = self.config.has(SyncRole::Backup);
+        self.shared.set_in_sync(!backup);
+        {
+            let mut stats = self.shared.stats.lock();
+            *stats = crate::sync::shared::SyncStats::default();
+        }
+        if !master && !backup {
+            return Ok(());
+        }
+        let iface = self.interface(&self.config).map_err(Error::Sync)?.clone();
+        let name = iface.name.clone();
         let target = match self.config.peers.first() {
             Some(&peer) => SyncTarget::Peer(peer),
             None => SyncTarget::Group(self.config.group),
         };
-        let source = self.source();
+        let source = self.config.source.or_else(|| {
+            let v4 = self.config.destination().is_ipv4();
+            iface.addresses.iter().copied().find(|a| a.is_ipv4() == v4)
+        });
         let socket = SyncSocket::open(
-            name,
-            *ifindex,
+            &name,
+            iface.ifindex,
             target,
             source,
             self.config.port,
@@ -198,8 +240,6 @@ impl Part for SyncPart {
                 }
             ))
         })?;
-        let master = self.config.has(SyncRole::Master);
-        let backup = self.config.has(SyncRole::Backup);
         let feed = master.then(|| Arc::new(ConnFeed::new(FEED_EVENTS, FEED_HALF_OPEN)));
         let epoch = loop {
             let e = random_u32();
@@ -207,12 +247,11 @@ impl Part for SyncPart {
                 break e;
             }
         };
-        self.shared.set_in_sync(!backup);
         {
             let mut stats = self.shared.stats.lock();
             stats.master = master;
             stats.backup = backup;
-            stats.describe = self.config.describe(name);
+            stats.describe = self.config.describe(&name);
         }
         let engine = Engine {
             syncid: self.config.syncid,
@@ -254,9 +293,7 @@ impl Part for SyncPart {
             .spawn(move || engine.serve(&inbox))
             .map_err(|e| Error::Sync(format!("starting the sync thread: {e}")))?;
         // The workers report from their next frame on.
-        if let Some(feed) = feed {
-            self.director.set_feed(Some(feed));
-        }
+        self.director.set_feed(feed);
         info!(
             "sync: {} on {name} ({}), roles {}, epoch {epoch:08x}",
             match target {
@@ -276,6 +313,138 @@ impl Part for SyncPart {
         Ok(())
     }
 
+    /// Stops the engine, if one runs.
+    fn stop_engine(&mut self) {
+        self.director.set_feed(None);
+        // Dropping the sender tells the thread to stop.
+        self.stop = None;
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            error!("sync: the sync thread panicked");
+        }
+    }
+
+    /// Runs the engine with `next` instead of the settings in force; if
+    /// it cannot start, the settings in force run again.
+    fn switch(&mut self, next: SyncConfig) -> Result<(), String> {
+        let previous = std::mem::replace(&mut self.config, next);
+        self.stop_engine();
+        match self.start_engine() {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.config = previous;
+                if let Err(again) = self.start_engine() {
+                    error!("sync: restarting with the previous settings: {again}");
+                }
+                Err(e.to_string())
+            }
+        }
+    }
+
+    /// `--start-daemon`: `role` with `params` (the other role, if it runs,
+    /// must use the same options: one socket carries both).
+    fn start_role(&mut self, params: &DaemonParams) -> Result<(), String> {
+        let role = role_of(params.role);
+        if self.config.has(role) {
+            return Err(format!(
+                "the {} sync daemon is already running: stop it first (--stop-daemon {})",
+                role.as_str(),
+                role.as_str()
+            ));
+        }
+        let mut next = self.config.clone();
+        if let Some(i) = &params.interface {
+            next.interface = Some(i.clone());
+        }
+        if let Some(v) = params.syncid {
+            next.syncid = v;
+        }
+        if let Some(v) = params.maxlen {
+            next.maxlen = usize::from(v);
+        }
+        if let Some(v) = params.group {
+            next.group = v;
+            next.peers.clear();
+        }
+        if let Some(v) = params.port {
+            next.port = v;
+        }
+        if let Some(v) = params.ttl {
+            next.ttl = v;
+        }
+        if MaxLen::new(next.maxlen).is_err() {
+            return Err(format!(
+                "--sync-maxlen {}: use 256 to 65507 (1472 fits a 1500-byte link)",
+                next.maxlen
+            ));
+        }
+        if next.ttl == 0 {
+            return Err("--mcast-ttl 0: use 1 to 255".to_owned());
+        }
+        if next.peers.is_empty() && !next.group.is_multicast() {
+            return Err(format!(
+                "--mcast-group {}: not a multicast address (224.0.0.81 is IPVS's default)",
+                next.group
+            ));
+        }
+        self.interface(&next)?;
+        let running = !self.config.roles.is_empty();
+        if running {
+            let mut same = self.config.clone();
+            same.roles.clone_from(&next.roles);
+            if same != next {
+                let name = self.interface(&self.config).map(|i| i.name.clone())?;
+                return Err(format!(
+                    "the other sync daemon runs with ({}): give the same options, or stop it first",
+                    self.config.describe(&name)
+                ));
+            }
+        }
+        next.roles.push(role);
+        self.switch(next)
+    }
+
+    /// `--stop-daemon`.
+    fn stop_role(&mut self, role: SyncRoleName) -> Result<(), String> {
+        let role = role_of(role);
+        if !self.config.has(role) {
+            return Err(format!("no {} sync daemon is running", role.as_str()));
+        }
+        let mut next = self.config.clone();
+        next.roles.retain(|r| *r != role);
+        self.switch(next)
+    }
+}
+
+fn role_of(name: SyncRoleName) -> SyncRole {
+    match name {
+        SyncRoleName::Master => SyncRole::Master,
+        SyncRoleName::Backup => SyncRole::Backup,
+    }
+}
+
+impl Part for SyncPart {
+    fn name(&self) -> &'static str {
+        "sync"
+    }
+
+    fn start(&mut self) -> Result<(), Error> {
+        self.start_engine()
+    }
+
+    fn command(&mut self, request: &Request) -> Option<Reply> {
+        let outcome = match request {
+            Request::StartDaemon(params) => self.start_role(params),
+            Request::StopDaemon { role } => self.stop_role(*role),
+            _ => return None,
+        };
+        Some(match outcome {
+            Ok(()) => Reply::Done,
+            Err(message) => Reply::Error(ControlError::new(ErrorKind::Invalid, message)),
+        })
+    }
+
     fn status(&self) -> Value {
         let mut status = self.shared.json(Instant::now());
         if let Value::Object(map) = &mut status {
@@ -285,14 +454,7 @@ impl Part for SyncPart {
     }
 
     fn stop(&mut self, _running: &mut Running<'_>) {
-        self.director.set_feed(None);
-        // Dropping the sender tells the thread to stop.
-        self.stop = None;
-        if let Some(thread) = self.thread.take()
-            && thread.join().is_err()
-        {
-            error!("sync: the sync thread panicked");
-        }
+        self.stop_engine();
     }
 }
 
@@ -955,9 +1117,10 @@ mac = "02:00:00:00:00:14"
         own: &str,
         peer: &str,
         port: u16,
+        roles: &str,
     ) -> (SyncPart, Arc<SyncShared>) {
         let config: SyncConfig = toml::from_str(&format!(
-            "peers = [\"{peer}\"]\nsource = \"{own}\"\nport = {port}\nrefresh_interval = \"1s\""
+            "roles = {roles}\npeers = [\"{peer}\"]\nsource = \"{own}\"\nport = {port}\nrefresh_interval = \"1s\""
         ))
         .unwrap();
         let shared = Arc::new(SyncShared::new(false));
@@ -968,8 +1131,14 @@ mac = "02:00:00:00:00:14"
             .unwrap();
         let part = SyncPart::new(
             config,
+            None,
             AuthKey::new(1, &[0x42; 32]).unwrap(),
-            ("lo".to_owned(), ifindex, vec![own.parse().unwrap()]),
+            vec![SyncInterface {
+                name: "lo".to_owned(),
+                ifindex,
+                addresses: vec![own.parse().unwrap()],
+                client: true,
+            }],
             Arc::clone(d),
             clock,
             None,
@@ -999,10 +1168,46 @@ mac = "02:00:00:00:00:14"
         let b = Arc::new(Director::new(&config, clock.now(), 2).unwrap());
         open(&a, 1000..1300, clock.now());
         let port = 20_000 + (std::process::id() % 20_000) as u16;
-        let (mut part_a, shared_a) = part(&a, clock, "127.0.0.1", "127.0.0.2", port);
-        let (mut part_b, shared_b) = part(&b, clock, "127.0.0.2", "127.0.0.1", port);
+        let both = "[\"master\", \"backup\"]";
+        let (mut part_a, shared_a) = part(&a, clock, "127.0.0.1", "127.0.0.2", port, both);
+        // B starts with no role, as a director with [ha]'s key and no
+        // [sync] does; its roles come from xvsadm --start-daemon.
+        let (mut part_b, shared_b) = part(&b, clock, "127.0.0.2", "127.0.0.1", port, "[]");
         part_a.start().unwrap();
         part_b.start().unwrap();
+        assert_eq!(part_b.status()["running"], false);
+        let start = |role, syncid| {
+            Request::StartDaemon(DaemonParams {
+                role,
+                interface: None,
+                syncid,
+                maxlen: None,
+                group: None,
+                port: None,
+                ttl: None,
+            })
+        };
+        assert_eq!(
+            part_b.command(&start(SyncRoleName::Backup, None)),
+            Some(Reply::Done)
+        );
+        let refused = |reply: Option<Reply>, words: &str| match reply {
+            Some(Reply::Error(e)) => assert!(e.message.contains(words), "{}", e.message),
+            other => panic!("{other:?}"),
+        };
+        refused(
+            part_b.command(&start(SyncRoleName::Backup, None)),
+            "already running",
+        );
+        refused(
+            part_b.command(&start(SyncRoleName::Master, Some(9))),
+            "give the same options",
+        );
+        assert_eq!(
+            part_b.command(&start(SyncRoleName::Master, Some(0))),
+            Some(Reply::Done)
+        );
+        assert_eq!(part_b.command(&Request::List), None, "not the part's");
 
         wait_for("B in sync", || shared_b.in_sync());
         let now = clock.now();
@@ -1041,6 +1246,22 @@ mac = "02:00:00:00:00:14"
         assert_eq!(status["receiver"]["bulks_completed"], 1, "{status}");
         assert_eq!(status["import"]["inserted"], 500, "{status}");
 
+        // --stop-daemon: the role stops (the other runs on); twice is an
+        // error.
+        assert_eq!(
+            part_b.command(&Request::StopDaemon {
+                role: SyncRoleName::Master
+            }),
+            Some(Reply::Done)
+        );
+        assert!(b.feed().is_none(), "B's workers stop reporting");
+        refused(
+            part_b.command(&Request::StopDaemon {
+                role: SyncRoleName::Master,
+            }),
+            "no master sync daemon",
+        );
+        assert_eq!(part_b.status()["roles"], serde_json::json!(["backup"]));
         let mut counters = KernelCounter::new("test");
         let mut running = Running {
             live: None,

@@ -457,7 +457,8 @@ pub fn list_daemons(daemons: &[DaemonSpec]) -> String {
         let _ = write!(
             out,
             "{kind} sync daemon (mcast={}, syncid={}",
-            daemon.mcast_interface, daemon.syncid
+            daemon.mcast_interface.as_deref().unwrap_or("eth0"),
+            daemon.syncid.unwrap_or(0)
         );
         if let Some(maxlen) = daemon.sync_maxlen {
             let _ = write!(out, ", maxlen={maxlen}");
@@ -1495,8 +1496,8 @@ UDP  10.0.0.100:53 rr
         );
         let master = DaemonSpec {
             state: DaemonState::Master,
-            mcast_interface: "eth0".into(),
-            syncid: 0,
+            mcast_interface: Some("eth0".into()),
+            syncid: Some(0),
             sync_maxlen: None,
             mcast_group: None,
             mcast_port: None,
@@ -1504,8 +1505,8 @@ UDP  10.0.0.100:53 rr
         };
         let backup = DaemonSpec {
             state: DaemonState::Backup,
-            mcast_interface: "eth1".into(),
-            syncid: 9,
+            mcast_interface: Some("eth1".into()),
+            syncid: Some(9),
             sync_maxlen: Some(1472),
             mcast_group: Some("224.0.0.81".parse().unwrap()),
             mcast_port: Some(8848),

@@ -66,8 +66,9 @@ pub use crate::service::{ForwardMethod, Protocol, ServiceId};
 /// The protocol's version; bumped on every incompatible change (2: the
 /// envelope's `wait_ms`, streamed connection listings, capped replies; 3:
 /// [`Request::Load`], which a version-2 director could only call
-/// malformed; 4: [`Request::Daemons`]).
-pub const PROTOCOL_VERSION: u32 = 4;
+/// malformed; 4: [`Request::Daemons`]; 5: [`Request::StartDaemon`] and
+/// [`Request::StopDaemon`]).
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// The longest request line the director reads.
 pub const MAX_REQUEST_BYTES: usize = 4 << 20;
@@ -219,6 +220,14 @@ pub enum Request {
     Load,
     /// The daemons beside the data path: the HA election (`-L --daemon`).
     Daemons,
+    /// `--start-daemon master|backup`: start a role of the connection
+    /// sync.
+    StartDaemon(DaemonParams),
+    /// `--stop-daemon master|backup`: stop a role of the connection sync.
+    StopDaemon {
+        /// The role.
+        role: SyncRoleName,
+    },
     /// Reload the config file (as SIGHUP does).
     Reload,
 }
@@ -232,6 +241,36 @@ impl Request {
             Self::List | Self::Connections | Self::Timeouts | Self::Load | Self::Daemons
         )
     }
+}
+
+/// A role of the connection sync (ipvsadm's daemon state).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncRoleName {
+    /// Sends this director's connections.
+    Master,
+    /// Receives the peer's.
+    Backup,
+}
+
+/// `--start-daemon`'s options; what is left out keeps the running sync's
+/// value (or `[sync]`'s, or ipvsadm's default).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonParams {
+    /// `master` or `backup`.
+    pub role: SyncRoleName,
+    /// `--mcast-interface`.
+    pub interface: Option<String>,
+    /// `--syncid`.
+    pub syncid: Option<u8>,
+    /// `--sync-maxlen`.
+    pub maxlen: Option<u16>,
+    /// `--mcast-group`.
+    pub group: Option<IpAddr>,
+    /// `--mcast-port`.
+    pub port: Option<u16>,
+    /// `--mcast-ttl`.
+    pub ttl: Option<u8>,
 }
 
 /// A request as it travels: the protocol version, then the request.
