@@ -272,7 +272,18 @@ impl SyncPart {
                     },
                 )
             }),
-            receiver: backup.then(|| Receiver::new(epoch, ReceiverConfig::default())),
+            // The window holds as many messages as the peer's queue can
+            // have in flight: a loss early in a transfer is then repaired
+            // by a Nack, never taken for a gap too wide.
+            receiver: backup.then(|| {
+                Receiver::new(
+                    epoch,
+                    ReceiverConfig {
+                        window: SENDER_QUEUE,
+                        ..ReceiverConfig::default()
+                    },
+                )
+            }),
             peer: None,
             batch: Batch::new(self.config.max_len()),
             transfer: None,

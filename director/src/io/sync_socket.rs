@@ -23,6 +23,9 @@ use std::time::Duration;
 use super::packet_sys::set_option;
 use super::vrrp_socket::bind_to_device;
 
+/// The socket's receive and send buffers, bytes.
+const SOCKET_BUFFER: libc::c_int = 8 << 20;
+
 /// How the socket reaches the peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SyncTarget {
@@ -69,6 +72,16 @@ impl SyncSocket {
         let socket = UdpSocket::bind(SocketAddr::new(bind, port))?;
         let fd = socket.as_fd();
         bind_to_device(fd, ifname)?;
+        // Room for a transfer's bursts (the kernel's default of ~200 KiB
+        // holds ~140 messages): past `rmem_max` as root, else as large as
+        // the sysctl allows; a smaller buffer only means more repairs.
+        let room: libc::c_int = SOCKET_BUFFER;
+        if set_option(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &room).is_err() {
+            let _ = set_option(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &room);
+        }
+        if set_option(fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, &room).is_err() {
+            let _ = set_option(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, &room);
+        }
         let index = libc::c_int::try_from(ifindex)
             .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
         if let SyncTarget::Group(group) = target {
