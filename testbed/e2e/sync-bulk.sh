@@ -127,8 +127,16 @@ start_director() {
 }
 # stat N EXPR: a value of director N's stats file (EXPR in Python, over d).
 stat() { "$PY" -c 'import json, sys; d = json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$(dir_stats "$1")" "$2"; }
-# in_sync N: director N's stats file says its sync receiver is in sync.
-in_sync() { [ "$(stat "$1" 'd.get("sync", {}).get("in_sync", False)' 2>/dev/null)" = True ]; }
+# in_sync N: director N's stats file says its sync receiver is in sync;
+# sets at_sync to the connections of its table in that same snapshot, and
+# synced to 1 when it is.
+at_sync=0 synced=0
+in_sync() {
+    local v
+    v=$(stat "$1" '"%s %s" % (d.get("sync", {}).get("in_sync", False), d["connections"])' 2>/dev/null) || return 1
+    at_sync=${v#* }
+    [ "${v% *}" = True ] && synced=1
+}
 # listing N FILE: director N's connection table, as xvsadm -L -c -n lists it.
 listing() { XVSADM_SOCKET=$(dir_socket "$1") "$XVS_BIN/xvsadm" -L -c -n >"$2"; }
 entries() { tail -n +3 "$1" | wc -l; }
@@ -192,8 +200,7 @@ at=$(now)
 start_director 2
 check "director2 reports itself in sync (stats file: sync.in_sync)" within 60 in_sync 2
 transfer=$(since "$at")
-at_sync=$(stat 2 'd["connections"]' 2>/dev/null || echo 0)
-if in_sync 2; then
+if [ "$synced" = 1 ]; then
     sync_note="in sync $transfer s after its start (holding $at_sync then)"
 else
     sync_note="NOT in sync $transfer s after its start (holding $at_sync)"
