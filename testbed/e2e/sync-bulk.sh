@@ -174,6 +174,13 @@ say "a ${mode^^} pair with sync, xvs-director on $backend: director1 alone, then
 "$CLUSTER" up --ha --sync --mode "$mode" >"$work/up.log" 2>&1 || { cat "$work/up.log"; die "testbed/cluster.sh up --ha --sync --mode $mode failed"; }
 cluster_up=1
 sed -n '/^\[sync\]/,/^$/p' "$STATE/director1.toml" | sed 's/^/director1.toml: /'
+# Both drills' connections must fit each director's table (the configs
+# leave it at the default, 1,048,576 entries).
+for n in 1 2; do
+    capacity=$("$PY" -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb")).get("conn_table", {}).get("capacity", 1048576))' "$STATE/director$n.toml")
+    [ "$capacity" -ge $((2 * BULK_FLOWS + LOAD_FLOWS + 100000)) ] ||
+        die "director$n.toml: conn_table.capacity $capacity is too small for the drills' $((2 * BULK_FLOWS + LOAD_FLOWS)) UDP flows and HTTP connections"
+done
 start_director 1
 check "director1 alone is MASTER" wait_for 5 is_state 1 MASTER
 dir1_mac=$(ip -n "$(dir_ns 1)" -o link show d-cli | grep -o 'link/ether [0-9a-f:]*' | cut -d' ' -f2)
