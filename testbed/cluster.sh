@@ -142,8 +142,19 @@
 # --ha takes neither --mode mixed, --rx-queues above 1, --client-mtu nor
 # --agents, and its balancer is xvs only.
 #
+# --sync (issue #18; with --ha only) turns the connection-state sync on:
+# each director's config gets a [sync] table (director/CONFIG.md) with both
+# roles (master and backup: state flows back after a failback), on d-cli
+# (the segment the pair shares), sent by unicast to the other director's
+# own d-cli address from its own (IPv4, or IPv6 with --ha-family ipv6:
+# 198.51.100.11 <-> .12, 2001:db8:c::11 <-> ::12) rather than multicast,
+# signed with the pair's key (vrrp.key), and every live connection
+# re-sent every 2 s (refresh_interval), so that a drill's long-lived idle
+# connections are refreshed on the backup within it. XVS_SYNC=1 in
+# cluster.env says so.
+#
 #   testbed/cluster.sh up [--mode nat|dr|tun|mixed] [--servers N] [--weights 1,2,3] [--scheduler wlc]
-#                         [--client-mtu M] [--offload-off] [--rx-queues N] [--agents] [--ha [--ha-family ipv4|ipv6]]
+#                         [--client-mtu M] [--offload-off] [--rx-queues N] [--agents] [--ha [--ha-family ipv4|ipv6] [--sync]]
 #   testbed/cluster.sh balancer start xvs [--director 1|2] [--backend xdp|packet] [-- DIRECTOR_ARGS...]
 #   testbed/cluster.sh balancer start nft       (NAT mode only)
 #   testbed/cluster.sh balancer stop|kill [--director 1|2]
@@ -219,8 +230,11 @@ NFT_TABLE=xvs_testbed
 # whether it has two directors (--ha: XVS_HA=1 in cluster.env).
 XVS_MODE=nat
 XVS_HA=0
-# --ha-family: the family of the pair's VRRP adverts.
+# --ha-family: the family of the pair's VRRP adverts (and, with --sync,
+# of its sync datagrams).
 HA_FAMILY=ipv4
+# --sync: the pair syncs its connection tables ([sync] in both configs).
+HA_SYNC=0
 
 # --ha: director N's own addresses (N = 1, 2) on d-cli and d-srv; the
 # floating ones are VIP4, VIP6 and, in NAT mode, DSRV4/24 and DSRV6/64 (the
@@ -401,8 +415,25 @@ write_director_config() {
                 done
             done
         done
+        [ -z "$n" ] || [ "$HA_SYNC" = 0 ] || write_sync_table "$n"
         [ -z "$n" ] || write_ha_table "$n" "$mode"
     } >"$out"
+}
+
+# write_sync_table N: director N's [sync] (director/CONFIG.md), on stdout:
+# both roles, unicast between the two directors' own d-cli addresses of
+# the adverts' family, the pair's key, a refresh every 2 s.
+write_sync_table() {
+    local n=$1 self peer
+    if [ "$HA_FAMILY" = ipv6 ]; then
+        self=$(ha_cli6 "$n") peer=$(ha_cli6 $((3 - n)))
+    else
+        self=$(ha_cli4 "$n") peer=$(ha_cli4 $((3 - n)))
+    fi
+    printf '\n[sync]\nroles = ["master", "backup"]\ninterface = "d-cli"\n'
+    printf 'peers = ["%s"]\nsource = "%s"\n' "$peer" "$self"
+    printf 'key_file = "%s"\nkey_id = 1\n' "$STATE/vrrp.key"
+    printf 'refresh_interval = "2s"\n'
 }
 
 # write_ha_table N MODE: director N's [ha] (director/CONFIG.md), on stdout.
@@ -446,6 +477,7 @@ cmd_up() {
         --agents) agents=1; shift ;;
         --ha) ha=1; shift ;;
         --ha-family) HA_FAMILY=${2:?}; shift 2 ;;
+        --sync) HA_SYNC=1; shift ;;
         *) usage ;;
         esac
     done
@@ -470,6 +502,7 @@ cmd_up() {
     fi
     case $HA_FAMILY in ipv4 | ipv6) ;; *) die "--ha-family: '$HA_FAMILY' is not ipv4 or ipv6" ;; esac
     [ "$ha" = 1 ] || [ "$HA_FAMILY" = ipv4 ] || die "--ha-family: only with --ha"
+    [ "$ha" = 1 ] || [ "$HA_SYNC" = 0 ] || die "--sync: the connection-state sync runs between the two directors of a pair: add --ha"
     # The narrow client link exists to make the director send frag-needed
     # for the replies it forwards; DR and TUN forward none.
     case $mode in nat | mixed) ;; *) [ -z "$client_mtu" ] || die "--client-mtu: only with --mode nat or mixed (${mode^^} replies do not cross the director's client link)" ;; esac
@@ -504,7 +537,7 @@ cmd_up() {
     # XVS_RS4 / XVS_RS6 and uses the K-th method of XVS_METHODS.
     printf 'XVS_MODE=%s\nXVS_SERVERS=%s\nXVS_WEIGHTS=%s\nXVS_SCHEDULER=%s\nXVS_CLIENT_MTU=%s\nXVS_OFFLOAD=%s\nXVS_RX_QUEUES=%s\nXVS_METHODS=%s\nXVS_RS4="%s"\nXVS_RS6="%s"\nXVS_AGENTS=%s\n' \
         "$mode" "$servers" "$weights" "$scheduler" "$client_mtu" "$offload" "$rx_queues" "$methods" "$rs4_list" "$rs6_list" "$agents" >"$STATE/cluster.env"
-    [ "$ha" = 0 ] || printf 'XVS_HA=1\nXVS_HA_FAMILY=%s\n' "$HA_FAMILY" >>"$STATE/cluster.env"
+    [ "$ha" = 0 ] || printf 'XVS_HA=1\nXVS_HA_FAMILY=%s\nXVS_SYNC=%s\n' "$HA_FAMILY" "$HA_SYNC" >>"$STATE/cluster.env"
 
     local director2=""
     [ "$ha" = 1 ] && director2=$NS_DIRECTOR2
@@ -742,7 +775,7 @@ cmd_up() {
     fi
     trap - EXIT
     if [ "$ha" = 1 ]; then
-        say "${mode^^} pair up: director1 (priority $(ha_priority 1)) and director2 (priority $(ha_priority 2)), $servers real servers (weights $weights, scheduler $scheduler); configs $STATE/director1.toml, $STATE/director2.toml"
+        say "${mode^^} pair up: director1 (priority $(ha_priority 1)) and director2 (priority $(ha_priority 2))$([ "$HA_SYNC" = 1 ] && echo ", syncing their connections"), $servers real servers (weights $weights, scheduler $scheduler); configs $STATE/director1.toml, $STATE/director2.toml"
         echo "    next: testbed/cluster.sh balancer start xvs   (both; then: testbed/cluster.sh status)"
         return 0
     fi
@@ -1100,12 +1133,12 @@ balancer_status() {
 }
 
 # ha_line N: director N's HA lines of `xvsadm -L --daemon` (its state; the
-# master it hears, or the addresses it holds), indented, or why there are
-# none.
+# master it hears, or the addresses it holds) and, with --sync, its sync
+# daemons' lines, indented, or why there are none.
 ha_line() {
     local out
     if out=$(XVSADM_SOCKET=$(dir_socket "$1") "$XVS_BIN/xvsadm" -L --daemon 2>&1); then
-        awk '/^HA / { ha = 1; print; next } ha && /^  / { print; next } { ha = 0 }' <<<"$out" | sed 's/^/    /' | grep . ||
+        awk '/^(HA |master sync daemon|backup sync daemon)/ { ha = 1; print; next } ha && /^  / { print; next } { ha = 0 }' <<<"$out" | sed 's/^/    /' | grep . ||
             echo "    (xvsadm -L --daemon shows no HA line: $(head -1 <<<"$out"))"
     else
         echo "    (xvsadm -L --daemon: $(head -1 <<<"$out"))"
