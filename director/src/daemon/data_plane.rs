@@ -1,8 +1,9 @@
 //! The data plane's set-up and tear-down: which backend drives each
 //! interface, the workers and the queues they serve, the XDP program and
 //! its attachments, the AF_XDP and AF_PACKET sockets, the nftables filter
-//! of AF_PACKET interfaces, and the hooks that keep the XDP maps and the
-//! filter in step with every published state.
+//! of AF_PACKET interfaces (and, with `[ha]`, of AF_XDP ones too: see
+//! [`open`]), and the hooks that keep the XDP maps and the filter in step
+//! with every published state.
 //!
 //! The hooks are not a [`super::Part`]: the control plane calls them
 //! *while* it publishes, and rolls the change back when they fail, where a
@@ -48,6 +49,17 @@ impl std::fmt::Debug for Opened {
 /// Opens the data plane for `names` (the configuration's interfaces, in
 /// order) as `options` say, with the redirect rules of `state`.
 ///
+/// With `guard` (`[ha]`), the nftables filter that keeps the kernel out
+/// of the director's traffic covers the AF_XDP interfaces too. While the
+/// director runs it changes nothing there (the XDP program redirects
+/// those frames before the netdev ingress hook). It is for a director
+/// killed with SIGKILL: its XDP program goes with its process, the
+/// floating addresses stay on its interfaces (as keepalived's do), and
+/// without the filter its kernel would answer every segment of the
+/// connections the new master continues with a reset, until the clients'
+/// neighbour entries move. The table outlives the process (a clean stop
+/// removes it; the next start replaces it).
+///
 /// # Errors
 /// An `--iface` that does not fit, a queue plan that does not, or the XDP
 /// program, a socket or the kernel filter failed.
@@ -56,6 +68,7 @@ pub fn open(
     facts: &[KernelInterface],
     state: &Snapshot,
     options: &DaemonOptions,
+    guard: bool,
 ) -> Result<Opened, Error> {
     // Which backend drives each interface: --backend, unless --iface says
     // otherwise for it.
@@ -94,13 +107,20 @@ pub fn open(
 
     let mut packet_ios: Vec<PacketIo> = Vec::new();
     let mut filter: Option<KernelFilter> = None;
-    if !packet_ifaces.is_empty() {
-        // The kernel gets a copy of every frame a packet socket sees: this
-        // filter makes it drop the ones the director handles, after the
-        // sockets have taken theirs.
+    // The kernel gets a copy of every frame a packet socket sees: this
+    // filter makes it drop the ones the director handles, after the
+    // sockets have taken theirs; with `guard`, on the AF_XDP interfaces too.
+    let filtered: Vec<String> = packet_ifaces
+        .iter()
+        .chain(if guard { &xdp_ifaces[..] } else { &[] })
+        .map(|(_, n)| n.clone())
+        .collect();
+    if !filtered.is_empty() {
         let (mut ifaces, rules) = kernel_filter_rules(state);
-        ifaces.retain(|f| packet_ifaces.iter().any(|(_, n)| *n == f.name));
+        ifaces.retain(|f| filtered.contains(&f.name));
         filter = Some(KernelFilter::install(&ifaces, &rules)?);
+    }
+    if !packet_ifaces.is_empty() {
         let packet_options = PacketOptions::new(plan.workers);
         for worker in 0..plan.workers {
             packet_ios.push(PacketIo::open(
@@ -128,7 +148,7 @@ pub fn open(
         hooks: Hooks {
             program,
             filter,
-            packet_ifaces: packet_ifaces.into_iter().map(|(_, n)| n).collect(),
+            filtered,
         },
     })
 }
@@ -139,7 +159,8 @@ pub fn open(
 pub struct Hooks {
     program: Option<XdpProgram>,
     filter: Option<KernelFilter>,
-    packet_ifaces: Vec<String>,
+    /// The interfaces the kernel filter covers.
+    filtered: Vec<String>,
 }
 
 impl Hooks {
@@ -162,7 +183,7 @@ impl DataPlaneHooks for Hooks {
         }
         if let Some(filter) = &mut self.filter {
             let (mut ifaces, rules) = kernel_filter_rules(snapshot);
-            ifaces.retain(|f| self.packet_ifaces.contains(&f.name));
+            ifaces.retain(|f| self.filtered.contains(&f.name));
             filter
                 .update(&ifaces, &rules)
                 .map_err(HookError::KernelFilter)?;
@@ -210,7 +231,7 @@ impl DataPlane {
         if let Some(filter) = self.hooks.filter.take()
             && let Err(e) = filter.remove()
         {
-            warn!("removing the AF_PACKET kernel filter: {e}");
+            warn!("removing the kernel filter: {e}");
         }
     }
 }

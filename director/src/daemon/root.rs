@@ -121,7 +121,13 @@ impl Daemon {
             ios,
             attachments,
             mut hooks,
-        } = data_plane::open(&names, &facts, &director.state(), &options)?;
+        } = data_plane::open(
+            &names,
+            &facts,
+            &director.state(),
+            &options,
+            config.ha.is_some(),
+        )?;
 
         // The XDP program's counters, as last read (a failed read is
         // counted and logged, not hidden).

@@ -1,4 +1,5 @@
-//! Keeping the kernel out of the director's traffic in AF_PACKET mode.
+//! Keeping the kernel out of the director's traffic in AF_PACKET mode
+//! (and, with `[ha]`, after a director was killed: `daemon::data_plane`).
 //!
 //! An AF_PACKET socket taps a *copy* of every frame: the kernel still
 //! receives the original, and would answer a packet for a VIP with a TCP
@@ -237,9 +238,9 @@ fn run_nft(program: &OsStr, script: &str) -> Result<(), IoError> {
         .map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 IoError::Other(format!(
-                    "the AF_PACKET backend needs nftables to keep the kernel from answering \
-                     traffic the director handles, and `{}` was not found: install nftables \
-                     (Debian: apt-get install nftables)",
+                    "the AF_PACKET backend and [ha] need nftables to keep the kernel from \
+                     answering traffic the director handles, and `{}` was not found: install \
+                     nftables (Debian: apt-get install nftables)",
                     program.to_string_lossy()
                 ))
             } else {
