@@ -1,0 +1,290 @@
+#!/usr/bin/env bash
+# End-to-end: the pair's connection-state sync (issue #18) through a
+# takeover, on testbed/cluster.sh up --ha --sync: director1 (priority 150)
+# and director2 (priority 100) sync their tables both ways by unicast on
+# the client segment (d-cli), signed with the pair's key, every live
+# connection refreshed every 2 s.
+#
+#   xvs-client ──┐                  ┌── d-cli  xvs-director  (director1, 150) d-srv ──┐
+#   50 long-     ├── brc (switch) ──┤     VRRP + sync (UDP 8848) ↕                    ├── br0 ── rs1..3
+#   lived, new   │                  └── d-cli  xvs-director2 (director2, 100) d-srv ──┘   (DR, TUN: the
+#   connections  │                                                                         router too)
+#
+# Load: 50 long-lived sessions (lib/longlived.py: one keep-alive
+# connection each, a request every 100 ms, lost at a reset, a timeout, a
+# wrong or short page or a page from another real server than its first)
+# and a loop of new connections (a request every 20 ms, 1 s each,
+# lib/http-loop.py; outage.py reads its log). Per mode:
+#   1. the pair comes up, director1 MASTER, director2 BACKUP, and
+#      director2's backup sync daemon says "in sync";
+#   2. kill -9 director1 under the load, once director2's table holds the
+#      50 sessions' connections (same real server as director1's): every
+#      long-lived session completes; the new connections that failed and
+#      when they were served again for good are reported;
+#   3. director1 started again under the same load (fresh sessions, on
+#      director2): it waits for director2's table before it preempts
+#      (its log says how long), and no long-lived session is lost;
+#   4. the last 100 ms: 20 sessions opened one after the other in the
+#      100 ms before a kill -9 of director1 (some still half-open): the
+#      share that survived is reported (with sync on, none surviving on
+#      VS/NAT fails the drill).
+# One summary line per mode at the end.
+#
+# --no-sync runs the same drills on a pair without [sync]: the control that
+# shows the checks can fail (on VS/NAT the long-lived sessions die at the
+# kill, and the drill fails).
+#
+#   testbed/e2e/sync.sh [--mode nat|dr|tun|all] [--backend xdp|packet] [--family ipv4|ipv6] [--no-sync]
+#                                                    (under flock /tmp/xvs-netns.lock)
+#
+# --mode all (the default) runs NAT, DR and TUN one after the other, each
+# on a cluster of its own; --family is the family of the pair's adverts and
+# sync datagrams (default ipv4). Prints one PASS or FAIL line per check,
+# exits 1 if any failed. Skips (exit 0, says why; a failure under
+# XVS_REQUIRE_ALL=1) when not root or without network namespaces.
+set -euo pipefail
+# shellcheck source=../lib/common.sh
+. "$(dirname "$0")/../lib/common.sh"
+# shellcheck source=../lib/e2e.sh
+. "$(dirname "$0")/../lib/e2e.sh"
+
+modes=(nat dr tun) backend=xdp family=ipv4 sync=1
+usage() { echo "usage: $0 [--mode nat|dr|tun|all] [--backend xdp|packet] [--family ipv4|ipv6] [--no-sync]" >&2; exit 2; }
+while [ $# -gt 0 ]; do
+    case $1 in
+    --mode)
+        case ${2:?} in all) modes=(nat dr tun) ;; nat | dr | tun) modes=("$2") ;; *) die "--mode: '$2' is not nat, dr, tun or all" ;; esac
+        shift 2
+        ;;
+    --backend) backend=${2:?}; shift 2 ;;
+    --family) family=${2:?}; shift 2 ;;
+    --no-sync) sync=0; shift ;;
+    *) usage ;;
+    esac
+done
+case $backend in xdp | packet) ;; *) die "--backend: '$backend' is not xdp or packet" ;; esac
+case $family in ipv4 | ipv6) ;; *) die "--family: '$family' is not ipv4 or ipv6" ;; esac
+
+e2e_env
+bins=(xvs-director xvsadm)
+[ "${modes[*]}" = nat ] || bins+=(xvs-agent)
+e2e_preflight sync.sh "${bins[@]}"
+
+# How the load is shaped (seconds): the long-lived sessions' life in the
+# kill drill (the kill comes KILL_AFTER s after they all have a page) and
+# in the failback drill (director1 starts FAILBACK_AFTER s after), and the
+# last-100-ms sessions' life.
+LONG=50 KILL_LIFE=7 KILL_AFTER=2 FAILBACK_LIFE=12 FAILBACK_AFTER=1 BURST=20 BURST_LIFE=5
+
+cluster_up=0
+work=$(mktemp -d)
+pids=()
+summary=()
+post_mortem() {
+    echo "--- the end of $STATE/director2.log ---"
+    tail -n 30 "$STATE/director2.log" 2>/dev/null || true
+    echo "--- testbed/cluster.sh status ---"
+    "$CLUSTER" status 2>&1 | grep -v '^ *rs[0-9]' || true
+}
+# down: the current mode's load stopped and its cluster taken down.
+down() {
+    local p
+    touch "$work/stop"
+    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+    pids=()
+    e2e_cluster_down 30 post_mortem
+    cluster_up=0
+}
+cleanup() {
+    local rc=$?
+    down
+    rm -rf "$work"
+    exit "$rc"
+}
+trap cleanup EXIT
+
+# check_shown DESCRIPTION CMD...: check, and what CMD printed shown on a
+# PASS too (the numbers).
+check_shown() {
+    local before=$failures
+    check "$@"
+    [ "$failures" != "$before" ] || sed 's/^/      /' "$work/check.out"
+}
+
+# --- the pair ---------------------------------------------------------------------
+dir_ns() { if [ "$1" = 1 ]; then ns_of director; else ns_of director2; fi; }
+dir_socket() { if [ "$1" = 1 ]; then echo "$STATE/control.sock"; else echo "$STATE/control2.sock"; fi; }
+daemon_lines() { XVSADM_SOCKET=$(dir_socket "$1") "$XVS_BIN/xvsadm" -L --daemon 2>/dev/null || true; }
+state() { daemon_lines "$1" | awk '/^HA / { print $3 }'; }
+is_state() { [ "$(state "$1")" = "$2" ]; }
+pair_is() { is_state 1 "$1" && is_state 2 "$2"; }
+# in_sync N: director N's backup sync daemon says it holds its peer's table.
+in_sync() { daemon_lines "$1" | grep -q '^backup sync daemon.*: in sync'; }
+sync_lines() { daemon_lines "$1" | grep ' sync daemon' | sed "s/^/  director$1: /"; }
+start_director() { "$CLUSTER" balancer start xvs --director "$1" --backend "$backend" -- --log-interval 0 >/dev/null; }
+
+# --- the load ---------------------------------------------------------------------
+# sessions NAME LIFE: LONG long-lived sessions of LIFE s in the background
+# ($work/NAME.json at their end), waiting until each has its first page.
+sessions() {
+    rm -f "$work/$1.ready" "$work/$1.json"
+    client "$PY" "$LIB/longlived.py" "$URL" --sessions "$LONG" --seconds "$2" \
+        --ready-file "$work/$1.ready" --stop-file "$work/stop" --out "$work/$1.json" &
+    pids+=("$!")
+    sessions_pid=$!
+    wait_for 10 test -s "$work/$1.ready" >/dev/null || echo "($1: not every session has a page)"
+}
+# sessions_end NAME: waits for the sessions; their summary in $work/NAME.json.
+sessions_end() { wait "$sessions_pid" || true; [ -s "$work/$1.json" ]; }
+# json FILE EXPR: EXPR (Python, over the summary j) printed.
+json() { "$PY" -c 'import json, sys; j = json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2"; }
+# all_completed NAME: every session of NAME ran to its end.
+all_completed() {
+    local j=$work/$1.json
+    echo "$1: $(json "$j" 'j["completed"]') of $(json "$j" 'j["sessions"]') sessions completed, $(json "$j" 'j["requests"]') requests, longest wait $(json "$j" 'j["max_wait"]') s; lost: $(json "$j" 'j["reasons"] or "none"')"
+    [ "$(json "$j" 'j["lost"]')" = 0 ]
+}
+# loop NAME: new connections (one request each) every 20 ms for at most 30 s.
+loop() {
+    client "$PY" "$LIB/http-loop.py" "$URL" --every 0.02 --timeout 1 --seconds 30 --max 1500 \
+        --stop-file "$work/stop-$1" --out "$work/$1-loop.json" --log "$work/$1-loop.log" &
+    pids+=("$!")
+    loop_pid=$!
+}
+loop_end() { touch "$work/stop-$1"; wait "$loop_pid" || true; }
+outage() { "$PY" "$LIB/outage.py" "$work/$1-loop.log" --at "$2"; }
+field() { tr ' ' '\n' <<<"$2" | sed -n "s/^$1=//p"; }
+
+# conns N: director N's established connections from the client to the
+# IPv4 VIP's port 80, "client-port real-server" a line.
+conns() {
+    XVSADM_SOCKET=$(dir_socket "$1") "$XVS_BIN/xvsadm" -L -c -n 2>/dev/null |
+        awk -v vip="$VIP4:80" '$3 == "ESTABLISHED" && $5 == vip { n = split($4, s, ":"); print s[n], $6 }' | sort
+}
+# backup_holds NAME: director2's table holds every live session of NAME
+# (its client port), with the real server director1 chose.
+backup_holds() {
+    conns 1 >"$work/conns1"
+    conns 2 >"$work/conns2"
+    "$PY" - "$work/$1.json" "$work/conns1" "$work/conns2" <<'EOF'
+import json, sys
+ports = [s["port"] for s in json.load(open(sys.argv[1]))["opened"] if s["port"] and not s["lost"]]
+one, two = ({int(p): d for p, d in (l.split() for l in open(f))} for f in sys.argv[2:])
+missing = [p for p in ports if p not in two]
+differ = [p for p in ports if p in two and one.get(p) != two[p]]
+print("director1 lists %d of the %d sessions' connections, director2 %d; %d with another real server"
+      % (sum(p in one for p in ports), len(ports), len(ports) - len(missing), len(differ)))
+sys.exit(1 if missing or differ or not ports else 0)
+EOF
+}
+
+# --- the drills, per mode -------------------------------------------------------------
+drill() {
+    local mode=$1 at took waited_for line res kill_res fail_res burst_res pid killed
+    rm -f "$work"/stop*
+    say "a ${mode^^} pair $([ "$sync" = 1 ] && echo "with sync" || echo "WITHOUT sync (--no-sync)"): director1 (150) and director2 (100), $family adverts, xvs-director on $backend"
+    local up=(up --ha --ha-family "$family" --mode "$mode")
+    [ "$sync" = 0 ] || up+=(--sync)
+    "$CLUSTER" "${up[@]}" >"$work/up.log" 2>&1 || { cat "$work/up.log"; die "testbed/cluster.sh ${up[*]} failed"; }
+    cluster_up=1
+    start_director 1
+    start_director 2
+
+    # 1. The pair, in sync.
+    check "director1 is MASTER, director2 BACKUP" wait_for 10 pair_is MASTER BACKUP
+    if [ "$sync" = 1 ]; then
+        check "director2's backup sync daemon is in sync" wait_for 10 in_sync 2
+        sync_lines 1
+        sync_lines 2
+    fi
+
+    # 2. kill -9 the master under load.
+    say "${mode^^}: kill -9 director1 under $LONG long-lived sessions and new connections"
+    sessions kill "$KILL_LIFE"
+    loop kill
+    sleep "$KILL_AFTER"
+    [ "$sync" = 0 ] || check_shown "director2's table holds the $LONG sessions' connections, same real servers" backup_holds kill
+    at=$(now)
+    "$CLUSTER" balancer kill --director 1 >/dev/null
+    check "director2 becomes MASTER" wait_for 5 is_state 2 MASTER
+    echo "director2 MASTER $(since "$at") s after the kill"
+    sessions_end kill
+    loop_end kill
+    check_shown "kill -9: all $LONG long-lived sessions completed" all_completed kill
+    kill_res="$(json "$work/kill.json" 'j["completed"]')/$LONG long-lived (longest wait $(json "$work/kill.json" 'j["max_wait"]') s)"
+    res=$(outage kill "$at")
+    echo "kill -9, new connections: $res"
+    kill_res+=", new connections: $(field failed "$res") of $(field requests "$res") failed, served again $(field served_after "$res") s after"
+
+    # 3. director1 back: it preempts once it holds director2's table.
+    say "${mode^^}: director1 started again under $LONG fresh long-lived sessions (on director2) and new connections"
+    sessions failback "$FAILBACK_LIFE"
+    loop failback
+    sleep "$FAILBACK_AFTER"
+    at=$(now)
+    start_director 1
+    check "director1 preempts: MASTER, director2 BACKUP" wait_for 8 pair_is MASTER BACKUP
+    took=$(since "$at")
+    echo "director1 MASTER $took s after its start"
+    # The sessions must outlive the preemption, or it tested nothing.
+    preempted_in_time() {
+        awk -v t="$took" -v l="$((FAILBACK_LIFE - FAILBACK_AFTER - 2))" 'BEGIN { exit !(t < l) }'
+    }
+    check "the preemption came while the sessions ran (before the last 2 s of their life)" preempted_in_time
+    waited_for=$(sed -n "/^--- testbed\/cluster.sh: .*(director1) starting at/h; //!H; \${x;p}" "$STATE/director.log" |
+        grep -iE 'sync.*(wait|transfer|table)|(wait|transfer|table).*sync' | head -3 || true)
+    echo "director1's log on its wait for the table: ${waited_for:-(nothing)}"
+    sessions_end failback
+    loop_end failback
+    check_shown "failback: no long-lived session lost" all_completed failback
+    fail_res="$(json "$work/failback.json" 'j["completed"]')/$LONG long-lived (longest wait $(json "$work/failback.json" 'j["max_wait"]') s), preempted $took s after its start"
+    res=$(outage failback "$at")
+    echo "failback, new connections: $res"
+    fail_res+=", new connections: $(field failed "$res") of $(field requests "$res") failed"
+
+    # 4. The last 100 ms before a kill.
+    say "${mode^^}: $BURST sessions opened in the 100 ms before kill -9 director1"
+    [ "$sync" = 0 ] || check "director2's backup sync daemon is in sync again" wait_for 10 in_sync 2
+    pid=$(cat "$STATE/director.pid")
+    at=$(awk -v t="$(now)" 'BEGIN { printf "%.3f", t + 1.5 }')
+    client "$PY" "$LIB/longlived.py" "$URL" --burst "$BURST" --at "$at" --seconds "$BURST_LIFE" \
+        --stop-file "$work/stop" --out "$work/burst.json" &
+    pids+=("$!")
+    sessions_pid=$!
+    sleep "$(awk -v t="$at" -v n="$(now)" 'BEGIN { d = t - n; printf "%.3f", (d > 0 ? d : 0) }')"
+    kill -KILL "$pid"
+    killed=$(now)
+    check "director2 becomes MASTER" wait_for 5 is_state 2 MASTER
+    sessions_end burst
+    res=$("$PY" - "$work/burst.json" "$killed" <<'EOF'
+import json, sys
+j, killed = json.load(open(sys.argv[1])), float(sys.argv[2])
+o = j["opened"]
+before = [s for s in o if s["at"] < killed]
+est = [s for s in before if s["established"] and s["established"] < killed]
+print("survived=%d/%d opened_before=%d established_before=%d first_opened=%+.3f last_opened=%+.3f lost=%s"
+      % (j["completed"], j["sessions"], len(before), len(est), min(s["at"] for s in o) - killed,
+         max(s["at"] for s in o) - killed, json.dumps(j["reasons"] or "none").replace(" ", "")))
+EOF
+)
+    echo "the last 100 ms (times relative to the kill): $res"
+    burst_res="$(field survived "$res") survived ($(field established_before "$res") established before the kill)"
+    if [ "$sync" = 1 ] && [ "$mode" = nat ]; then
+        some_survived() { [ "$(json "$work/burst.json" 'j["completed"]')" != 0 ]; }
+        check "the last 100 ms: some sessions survived on VS/NAT" some_survived
+    fi
+    line="$([ "$sync" = 1 ] && echo sync || echo "no sync") ${mode^^}: kill -9: $kill_res; failback: $fail_res; last 100 ms: $burst_res"
+    echo "$line"
+    summary+=("$line")
+    down
+}
+
+for mode in "${modes[@]}"; do drill "$mode"; done
+
+echo "summary ($([ "$sync" = 1 ] && echo "sync on" || echo "no sync"), $family, $backend):"
+printf '  %s\n' "${summary[@]}"
+if [ "$failures" -gt 0 ]; then
+    echo "e2e/sync.sh: $failures check(s) failed"
+    exit 1
+fi
+echo "e2e/sync.sh: all checks passed"
