@@ -77,6 +77,10 @@ if [ "${XVS_SKIP_E2E:-0}" != 1 ]; then
     testbed/e2e/ha.sh --mode tun --backend xdp --kill-only
     say "end-to-end: xvs-director's VRRP against keepalived, as master and as backup; tshark decodes both"
     testbed/e2e/ha-keepalived.sh --backend xdp
+    # The pair syncing its connections (a minute or so): NAT, DR and TUN,
+    # each on a cluster of its own.
+    say "end-to-end: two directors with connection sync (NAT, DR, TUN): kill -9 under 50 long-lived sessions, failback, sessions opened in the 100 ms before a kill (AF_XDP)"
+    testbed/e2e/sync.sh --backend xdp
 else
     left_out+=("the end-to-end suite (XVS_SKIP_E2E=1)")
 fi
