@@ -25,6 +25,9 @@ pub enum Problem {
     /// `[ha]` cannot run as written.
     #[error("{0}")]
     Ha(HaProblem),
+    /// `[sync]` cannot run as written.
+    #[error("{0}")]
+    Sync(SyncProblem),
     /// TOML syntax, a wrong type, an unknown key or a value out of range
     /// (toml's or our value check's message).
     #[error("{0}")]

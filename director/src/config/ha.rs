@@ -258,6 +258,7 @@ impl HaConfig {
             warntime: Duration::from_millis(self.warn_time),
             higher_prio_send_advert: self.higher_prio_send_advert,
             dead_time: self.dead_time.map(Duration::from_millis),
+            sync_wait: Duration::ZERO,
         }
     }
 

@@ -32,6 +32,7 @@ mod error;
 pub mod ha;
 pub mod location;
 mod model;
+pub mod sync;
 mod validate;
 mod values;
 
@@ -53,6 +54,7 @@ pub use agents::{AgentKey, AgentsConfig, KeyProblem, SilenceAction};
 pub use error::*;
 pub use ha::{HaAuth, HaConfig, HaFamily, HaKeyProblem, HaProblem, TrackScript};
 pub use model::*;
+pub use sync::{SyncConfig, SyncProblem, SyncRole};
 use values::*;
 
 #[cfg(test)]

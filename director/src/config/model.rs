@@ -34,6 +34,10 @@ pub struct ClusterConfig {
     /// present.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ha: Option<HaConfig>,
+    /// Connection-state sync with the other director of the pair
+    /// (`[sync]`); off unless present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<SyncConfig>,
 }
 
 /// How the live director is operated (`[control]`).

@@ -276,6 +276,12 @@ impl ClusterConfig {
                 (path(&[key("ha"), key(field)]), Problem::Ha(problem))
             })?;
         }
+        if let Some(sync) = &self.sync {
+            sync.check(&names, self.ha.as_ref())
+                .map_err(|(field, problem)| {
+                    (path(&[key("sync"), key(field)]), Problem::Sync(problem))
+                })?;
+        }
         for (n, nb) in self.neighbours.iter().enumerate() {
             if !names.contains(&nb.interface.as_str()) {
                 let known = if names.is_empty() {

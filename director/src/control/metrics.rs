@@ -186,6 +186,126 @@ fn ha_metrics(registry: &Registry, plane: &ControlPlane) {
     }
 }
 
+/// `xvs_sync_*`, with `[sync]`: whether the table holds the peer's,
+/// messages and records sent and received, lost and repaired, full
+/// transfers, the lag and the queues, refusals by reason.
+fn sync_metrics(registry: &Registry, plane: &ControlPlane) {
+    use crate::sync::shared::Dropped;
+    use crate::sync::table::Refused;
+    let Some(sync) = plane.sync() else {
+        return;
+    };
+    let s = sync.stats.lock().clone();
+    for (name, help, value) in [
+        (
+            "xvs_sync_in_sync",
+            "1 when this director holds the peer's whole connection table (its backup role received a whole transfer since it last lost sync).",
+            i64::from(s.in_sync),
+        ),
+        (
+            "xvs_sync_queued_messages",
+            "Sync messages sent and not yet acknowledged by the peer.",
+            s.queued as i64,
+        ),
+        (
+            "xvs_sync_lag_milliseconds",
+            "How long the oldest unacknowledged sync message has waited.",
+            i64::try_from(s.lag_ms).unwrap_or(i64::MAX),
+        ),
+        (
+            "xvs_sync_feed_queued_events",
+            "Connection events waiting for the sync (main queue and half-open queue).",
+            (s.feed_len.0 + s.feed_len.1) as i64,
+        ),
+    ] {
+        gauge(registry, name, help, &[])
+            .with_label_values(&[] as &[&str])
+            .set(value);
+    }
+    for (name, help, value) in [
+        (
+            "xvs_sync_messages_sent_total",
+            "Sync data messages sent (first transmissions).",
+            s.sender.sent,
+        ),
+        (
+            "xvs_sync_messages_resent_total",
+            "Sync data messages sent again for the peer's negative acknowledgements.",
+            s.sender.resent,
+        ),
+        (
+            "xvs_sync_messages_dropped_total",
+            "Sync data messages dropped unacknowledged from the full resend queue (repaired by a full transfer).",
+            s.sender.dropped,
+        ),
+        (
+            "xvs_sync_records_sent_total",
+            "Connection records sent to the peer (events, refreshes and transfers).",
+            s.records_sent,
+        ),
+        (
+            "xvs_sync_transfers_sent_total",
+            "Whole connection tables sent to the peer.",
+            s.transfers_sent,
+        ),
+        (
+            "xvs_sync_messages_received_total",
+            "Sync data messages received from the peer.",
+            s.receiver.received,
+        ),
+        (
+            "xvs_sync_messages_lost_total",
+            "Sync data messages found missing (a gap in the sequence).",
+            s.receiver.lost,
+        ),
+        (
+            "xvs_sync_messages_repaired_total",
+            "Missing sync data messages that arrived later (resent).",
+            s.receiver.repaired,
+        ),
+        (
+            "xvs_sync_transfers_received_total",
+            "Whole connection tables received from the peer.",
+            s.receiver.bulks_completed,
+        ),
+        (
+            "xvs_sync_connections_received_total",
+            "Connections inserted, updated or deleted by the peer's records.",
+            s.import.inserted + s.import.updated + s.import.deleted,
+        ),
+        (
+            "xvs_sync_feed_dropped_total",
+            "Connection events the workers' full queues dropped (repaired by the next refresh).",
+            s.feed_dropped.0 + s.feed_dropped.1,
+        ),
+    ] {
+        counter(registry, name, help, &[])
+            .with_label_values(&[] as &[&str])
+            .inc_by(value);
+    }
+    let refused = counter(
+        registry,
+        "xvs_sync_records_refused_total",
+        "The peer's connection records not applied, by reason.",
+        &["reason"],
+    );
+    for reason in Refused::ALL {
+        refused
+            .with_label_values(&[reason.name()])
+            .inc_by(s.import.refused_for(reason));
+    }
+    refused.with_label_values(&["own_newer"]).inc_by(s.kept);
+    let dropped = counter(
+        registry,
+        "xvs_sync_datagrams_dropped_total",
+        "Sync datagrams refused before reading, by reason.",
+        &["reason"],
+    );
+    for (reason, n) in Dropped::ALL.iter().zip(s.dropped) {
+        dropped.with_label_values(&[reason.name()]).inc_by(n);
+    }
+}
+
 /// `xvs_agent_*`, with `[agents]`: reports by result, and per real server
 /// the configured and effective weights, the report's age, the capacity,
 /// the agent's state and each load figure it could measure (a figure it
@@ -472,6 +592,7 @@ pub fn render(
 
     agent_metrics(&registry, plane, now);
     ha_metrics(&registry, plane);
+    sync_metrics(&registry, plane);
 
     let drops = counter(
         &registry,

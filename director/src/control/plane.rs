@@ -200,6 +200,7 @@ pub struct ControlPlane {
     checker_down: FxHashSet<crate::health::TargetKey>,
     /// The HA router's counters and view, with `[ha]` (the metrics).
     ha: Option<Arc<crate::ha::router::Shared>>,
+    sync: Option<Arc<crate::sync::shared::SyncShared>>,
 }
 
 fn stats_view(t: TrafficCounters) -> StatsView {
@@ -241,7 +242,19 @@ impl ControlPlane {
             agents: None,
             checker_down: FxHashSet::default(),
             ha: None,
+            sync: None,
         }
+    }
+
+    /// Shows the connection sync sharing `shared` in the metrics.
+    pub fn with_sync(&mut self, shared: Arc<crate::sync::shared::SyncShared>) {
+        self.sync = Some(shared);
+    }
+
+    /// The connection sync's figures, with `[sync]`.
+    #[must_use]
+    pub fn sync(&self) -> Option<&crate::sync::shared::SyncShared> {
+        self.sync.as_deref()
     }
 
     /// Shows the HA router sharing `shared` in the metrics.
@@ -501,6 +514,12 @@ impl ControlPlane {
             // The daemon answers it from its parts' status (`daemon::root`);
             // a plane alone runs no daemon.
             Request::Daemons => Reply::Daemons(DaemonsView::default()),
+            Request::StartDaemon(_) | Request::StopDaemon { .. } => {
+                Reply::Error(ControlError::new(
+                    ErrorKind::Invalid,
+                    "this director runs no connection sync: it needs [ha] with a key, or [sync], in its config file",
+                ))
+            }
             Request::Zero { service } => match self.zero(*service, counters) {
                 Ok(()) => Reply::Done,
                 Err(e) => Reply::Error(e),
@@ -855,6 +874,8 @@ pub fn describe(request: &Request) -> String {
         Request::Timeouts => "list timeouts".to_owned(),
         Request::Load => "list load".to_owned(),
         Request::Daemons => "list daemons".to_owned(),
+        Request::StartDaemon(p) => format!("start the {:?} sync daemon", p.role).to_lowercase(),
+        Request::StopDaemon { role } => format!("stop the {role:?} sync daemon").to_lowercase(),
         Request::Reload => "reload".to_owned(),
     }
 }

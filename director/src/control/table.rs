@@ -766,6 +766,8 @@ impl ServiceTable {
             | Request::Timeouts
             | Request::Load
             | Request::Daemons
+            | Request::StartDaemon(_)
+            | Request::StopDaemon { .. }
             | Request::Reload => Ok(()),
         }
     }

@@ -29,6 +29,9 @@ pub enum Error {
     /// `[ha]` could not start: what, and what to do.
     #[error("HA: {0}")]
     Ha(String),
+    /// `[sync]` could not start: what, and what to do.
+    #[error("sync: {0}")]
+    Sync(String),
     /// An `--iface` that is not `NAME=BACKEND`.
     #[error("--iface {spec}: expected NAME=xdp or NAME=packet")]
     IfaceSyntax {

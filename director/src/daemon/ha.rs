@@ -34,6 +34,7 @@ use crate::io::announce::FrameSender;
 use crate::io::vrrp_socket::VrrpSocket;
 use crate::kernel::addresses;
 use crate::pipeline::Snapshot;
+use crate::sync::shared::SyncShared;
 use crate::types::{InterfaceRole, IpNet};
 
 use super::Error;
@@ -84,6 +85,9 @@ pub struct HaPart {
     thread: Option<JoinHandle<()>>,
     vips: Vec<IpAddr>,
     stall: StallWatch,
+    /// With the sync's backup role: its "in sync" flag, and how long a
+    /// preemption waits for it.
+    sync_gate: Option<(Arc<SyncShared>, Duration)>,
 }
 
 /// What the part resolved when it started.
@@ -113,7 +117,16 @@ impl HaPart {
             thread: None,
             vips: vips_of(snapshot),
             stall: StallWatch::default(),
+            sync_gate: None,
         }
+    }
+
+    /// With `gate`: a preemption waits, at most the duration, until the
+    /// connection sync holds the peer's table.
+    #[must_use]
+    pub fn with_sync_gate(mut self, gate: Option<(Arc<SyncShared>, Duration)>) -> Self {
+        self.sync_gate = gate;
+        self
     }
 
     fn interface(&self, role: InterfaceRole) -> Option<&HaInterface> {
@@ -214,8 +227,11 @@ impl Part for HaPart {
 
     fn start(&mut self) -> Result<(), Error> {
         let (setup, advert) = self.setup()?;
-        let machine = Machine::new(self.config.settings(setup.source))
-            .map_err(|e| Error::Ha(format!("[ha]: {e}")))?;
+        let mut settings = self.config.settings(setup.source);
+        if let Some((_, wait)) = &self.sync_gate {
+            settings.sync_wait = *wait;
+        }
+        let machine = Machine::new(settings).map_err(|e| Error::Ha(format!("[ha]: {e}")))?;
         let socket = VrrpSocket::open(
             setup.family,
             &advert.name,
@@ -257,12 +273,16 @@ impl Part for HaPart {
             .map(|i| (i.name.clone(), i.ifindex))
             .collect();
         let track = self.config.track_script.clone();
+        let gate = self
+            .sync_gate
+            .as_ref()
+            .map(|(shared, _)| Arc::clone(shared));
         let router = Router::new(setup, machine, wire, Arc::clone(&self.shared));
         let (to_thread, commands) = unbounded();
         let vips = self.vips.clone();
         let thread = std::thread::Builder::new()
             .name("xvs-ha".to_owned())
-            .spawn(move || serve(router, vips, &commands, &links, track))
+            .spawn(move || serve(router, vips, &commands, &links, track, gate.as_deref()))
             .map_err(|e| Error::Ha(format!("starting the HA thread: {e}")))?;
         info!(
             "ha: node {} vrid {} priority {} on {} ({}, {}{}), auth {}",
@@ -411,6 +431,7 @@ fn serve(
     commands: &Receiver<Command>,
     links: &[(String, u32)],
     track: Option<TrackScript>,
+    sync_gate: Option<&SyncShared>,
 ) {
     let mut buf = vec![0u8; 65_536];
     router.set_vips(vips, wall_clock());
@@ -462,6 +483,9 @@ fn serve(
             && let Some(failing) = tracker.poll(now)
         {
             router.fault(Fault::TrackScript, failing, now, wall_clock());
+        }
+        if let Some(gate) = sync_gate {
+            router.set_sync_pending(!gate.in_sync());
         }
         router.wire_mut().reap();
         let wait = router

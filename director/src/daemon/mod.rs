@@ -19,12 +19,14 @@
 //!    that no worker schedules to a server meant to be down);
 //! 3. the parts *after the workers*, in this order: the control socket
 //!    ([`control_socket`]), the metrics endpoint ([`metrics`]), the agents'
-//!    receiver ([`agents`], with `[agents]`), the HA election ([`ha`], with
-//!    `[ha]`: last, so that it stops first and the VIPs are released while
-//!    the workers still forward).
+//!    receiver ([`agents`], with `[agents]`), the connection sync
+//!    ([`sync`], with `[sync]`: before HA, so that it stops after HA has
+//!    handed the addresses over), the HA election ([`ha`], with `[ha]`:
+//!    last, so that it stops first and the VIPs are released while the
+//!    workers still forward).
 //!
 //! Shutdown runs the other way, each step once: the parts after the
-//! workers in reverse (HA, agents, metrics, control socket), then the workers, the XDP
+//! workers in reverse (HA, sync, agents, metrics, control socket), then the workers, the XDP
 //! program detached, the kernel filter removed ([`data_plane::DataPlane::stop`]),
 //! then the parts before the workers in reverse (the neighbour watcher,
 //! then the last write of the stats file and the last counter lines, so
@@ -32,7 +34,7 @@
 //! stops what it had started in the same order.
 //!
 //! # A new part
-//! State sync and the dashboard each join (as the agent receiver and HA did) as one
+//! The dashboard joins (as the agent receiver, HA and the sync did) as one
 //! more [`Part`]: a file in this module with a struct built from its
 //! configuration (no side effects), `start` (threads, sockets), `reconfigure`
 //! (the difference a published snapshot makes to it), `status` (a JSON
@@ -62,6 +64,7 @@ pub mod options;
 pub mod part;
 mod root;
 pub mod stats;
+pub mod sync;
 
 pub use error::Error;
 pub use options::{Backend, ConfigSource, DaemonOptions};

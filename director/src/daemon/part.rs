@@ -11,6 +11,7 @@
 
 use serde_json::{Map, Value};
 
+use crate::control::proto::{Reply, Request};
 use crate::io::KernelCounter;
 use crate::io::xdp::{XdpCounters, XdpProgram};
 use crate::pipeline::Snapshot;
@@ -68,6 +69,14 @@ pub trait Part {
     /// part's periodic work on the main thread, if it has any.
     fn tick(&mut self, running: &mut Running<'_>) {
         let _ = running;
+    }
+
+    /// A control request only this part can answer (the sync's
+    /// `--start-daemon` / `--stop-daemon`), on the main thread; `None`:
+    /// not this part's.
+    fn command(&mut self, request: &Request) -> Option<Reply> {
+        let _ = request;
+        None
     }
 
     /// What the part is doing, as JSON: the stats file, the logs and the
@@ -140,6 +149,13 @@ impl Parts {
         for part in &mut self.parts[..self.started] {
             part.tick(running);
         }
+    }
+
+    /// The answer of the first started part that takes `request`.
+    pub fn command(&mut self, request: &Request) -> Option<Reply> {
+        self.parts[..self.started]
+            .iter_mut()
+            .find_map(|part| part.command(request))
     }
 
     /// Every part's status under its name (a part not started says so).

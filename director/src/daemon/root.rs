@@ -16,7 +16,7 @@ use crate::config::ClusterConfig;
 use crate::control::agents::{AgentShared, ReceiverSettings};
 use crate::control::health::ChannelSink;
 use crate::control::plane::{ControlMsg, ControlPlane, LoadError};
-use crate::control::proto::{DEFAULT_SOCKET, DaemonsView, HaView, Reply, Request};
+use crate::control::proto::{DEFAULT_SOCKET, DaemonsView, HaView, Reply, Request, SyncView};
 use crate::control::socket::ConnSource;
 use crate::control::table::ServiceTable;
 use crate::io::KernelCounter;
@@ -35,6 +35,10 @@ use super::neighbours::NeighbourPart;
 use super::options::{ConfigSource, DaemonOptions};
 use super::part::{Parts, Running};
 use super::stats::StatsPart;
+use super::sync::{SyncInterface, SyncPart};
+use crate::config::{SyncConfig, SyncRole};
+use crate::sync::shared::SyncShared;
+use xvs_packet::sync::AuthKey;
 
 /// How often the main loop turns when no message arrives.
 const TURN: Duration = Duration::from_millis(100);
@@ -65,6 +69,8 @@ pub struct Daemon {
     hup: Arc<AtomicBool>,
     /// The state the parts last heard of.
     published: Arc<Snapshot>,
+    /// The connection sync's figures (with `[sync]`).
+    sync: Option<Arc<SyncShared>>,
     /// Held until the daemon is dropped.
     _locks: Vec<InterfaceLock>,
 }
@@ -139,17 +145,27 @@ impl Daemon {
             .ha
             .as_ref()
             .map(|_| Arc::new(crate::ha::router::Shared::new(Instant::now())));
+        // The connection sync's figures and its "in sync" flag, shared by
+        // the part, the HA part (a preemption waits on it), the stats file
+        // and the metrics.
+        let sync_setup = sync_setup(&config)?;
+        let sync_shared = sync_setup
+            .as_ref()
+            .map(|(s, _)| Arc::new(SyncShared::new(!s.has(SyncRole::Backup))));
         let mut before_workers = Parts::new();
-        before_workers.add(Box::new(StatsPart::new(
-            Arc::clone(&director),
-            options.stats_file.clone(),
-            options.stats_interval,
-            options.log_interval,
-            agents
-                .as_ref()
-                .map(|(_, shared)| (Arc::clone(shared), clock)),
-            ha_shared.clone(),
-        )));
+        before_workers.add(Box::new(
+            StatsPart::new(
+                Arc::clone(&director),
+                options.stats_file.clone(),
+                options.stats_interval,
+                options.log_interval,
+                agents
+                    .as_ref()
+                    .map(|(_, shared)| (Arc::clone(shared), clock)),
+                ha_shared.clone(),
+            )
+            .with_sync(sync_shared.clone()),
+        ));
         // Neighbours: learned from the kernel and followed; the real
         // servers' and gateways' are asked for at once.
         before_workers.add(Box::new(NeighbourPart::new(
@@ -226,6 +242,37 @@ impl Daemon {
         if let Some((listen, shared)) = agents {
             after_workers.add(Box::new(AgentPart::new(listen, shared, to_main.clone())));
         }
+        // The connection sync before HA: it stops after HA has handed the
+        // addresses over, and its "in sync" flag exists when HA starts.
+        // It runs with `[sync]`; with `[ha]`'s key alone it is there but
+        // idle until `xvsadm --start-daemon`.
+        if let (Some((sync, key)), Some(shared)) = (&sync_setup, &sync_shared) {
+            let state = director.state();
+            let interfaces = state
+                .interfaces
+                .iter()
+                .filter_map(|iface| {
+                    let fact = facts.iter().find(|f| f.id == iface.id)?;
+                    Some(SyncInterface {
+                        name: iface.name.clone(),
+                        ifindex: fact.ifindex,
+                        addresses: iface.addresses.iter().map(|n| n.addr).collect(),
+                        client: iface.role == crate::types::InterfaceRole::Client,
+                    })
+                })
+                .collect();
+            plane.with_sync(Arc::clone(shared));
+            after_workers.add(Box::new(SyncPart::new(
+                sync.clone(),
+                config.ha.as_ref().and_then(|h| h.interface.clone()),
+                key.clone(),
+                interfaces,
+                Arc::clone(&director),
+                clock,
+                ha_shared.clone(),
+                Arc::clone(shared),
+            )));
+        }
         // HA last: it stops first, so the VIPs are released (and the
         // backup told, priority 0) while the workers still forward.
         if let (Some(ha), Some(shared)) = (&config.ha, &ha_shared) {
@@ -245,16 +292,27 @@ impl Daemon {
                 })
                 .collect();
             plane.with_ha(Arc::clone(shared));
-            after_workers.add(Box::new(HaPart::new(
-                ha.clone(),
-                interfaces,
-                &state,
-                Arc::clone(shared),
-            )));
+            // With the sync's backup role, a preemption waits for the
+            // peer's table (at most transfer_timeout).
+            let sync_gate = sync_setup
+                .as_ref()
+                .map(|(s, _)| s)
+                .zip(sync_shared.as_ref())
+                .map(|(s, shared)| {
+                    (
+                        Arc::clone(shared),
+                        Duration::from_millis(s.transfer_timeout),
+                    )
+                });
+            after_workers.add(Box::new(
+                HaPart::new(ha.clone(), interfaces, &state, Arc::clone(shared))
+                    .with_sync_gate(sync_gate),
+            ));
         }
         drop(to_main);
 
         let mut daemon = Self {
+            sync: sync_shared,
             clock,
             published: director.state(),
             director,
@@ -324,6 +382,15 @@ impl Daemon {
                                 "reload: [ha] changed; the election keeps the settings it started with until the director restarts (the services' VIPs follow at once)"
                             );
                         }
+                        if self
+                            .plane
+                            .running_config()
+                            .is_some_and(|c| c.sync != new.sync)
+                        {
+                            warn!(
+                                "reload: [sync] changed; the sync keeps the settings it started with until the director restarts"
+                            );
+                        }
                         match self
                             .plane
                             .reload(&new, self.clock.now(), &mut self.data.hooks)
@@ -385,6 +452,7 @@ impl Daemon {
                 .filter(|s| s.get("state").is_some())
                 .and_then(|s| serde_json::from_value::<HaView>(s.clone()).ok())
                 .map(Box::new),
+            sync: self.sync.as_deref().map(|s| Box::new(sync_view(s))),
         }
     }
 
@@ -416,6 +484,10 @@ impl Daemon {
                 if let Some((request, reply_to)) = pending.take() {
                     if matches!(request, Request::Daemons) {
                         let _ = reply_to.send(Reply::Daemons(self.daemons_view()));
+                        return;
+                    }
+                    if let Some(reply) = self.after_workers.command(&request) {
+                        let _ = reply_to.send(reply);
                         return;
                     }
                     let (counters, _) = self.data.live.counters();
@@ -514,6 +586,54 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// The sync's settings and key: `[sync]`'s; without it, with `[ha]`'s
+/// key, ipvsadm's defaults and no role (`--start-daemon` starts one);
+/// `None` without either.
+fn sync_setup(config: &ClusterConfig) -> Result<Option<(SyncConfig, AuthKey)>, Error> {
+    if let Some(sync) = &config.sync {
+        let key = sync
+            .read_key(config.ha.as_ref())
+            .map_err(|e| Error::Sync(format!("[sync] key_file: {e}")))?;
+        return Ok(Some((sync.clone(), key)));
+    }
+    let Some(Ok(Some(key))) = config.ha.as_ref().map(crate::config::HaConfig::read_key) else {
+        return Ok(None);
+    };
+    let mut idle: SyncConfig =
+        toml::from_str("").map_err(|e| Error::Sync(format!("the default settings: {e}")))?;
+    idle.roles.clear();
+    Ok(Some((idle, key)))
+}
+
+/// The sync's figures as `-L --daemon` shows them.
+fn sync_view(shared: &SyncShared) -> SyncView {
+    let s = shared.stats.lock().clone();
+    SyncView {
+        master: s.master,
+        backup: s.backup,
+        options: s.describe.clone(),
+        peer: s.peer.map(|p| p.to_string()),
+        last_heard_ms: s
+            .last_heard
+            .map(|t| t.elapsed().as_millis().try_into().unwrap_or(u64::MAX)),
+        in_sync: s.in_sync,
+        sent: s.sender.sent,
+        resent: s.sender.resent,
+        dropped: s.sender.dropped,
+        queued: s.queued as u64,
+        lag_ms: s.lag_ms,
+        records_sent: s.records_sent,
+        transfers_sent: s.transfers_sent,
+        received: s.receiver.received,
+        lost: s.receiver.lost,
+        repaired: s.receiver.repaired,
+        transfers_received: s.receiver.bulks_completed,
+        imported: s.import.inserted + s.import.updated + s.import.deleted,
+        refused: s.import.refused.iter().sum(),
+        feed_dropped: s.feed_dropped.0 + s.feed_dropped.1,
     }
 }
 

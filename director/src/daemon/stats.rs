@@ -35,9 +35,18 @@ pub struct StatsPart {
     agents: Option<(Arc<AgentShared>, Clock)>,
     /// The HA router's view and counters (with `[ha]`).
     ha: Option<Arc<crate::ha::router::Shared>>,
+    /// The connection sync's figures (with `[sync]`).
+    sync: Option<Arc<crate::sync::shared::SyncShared>>,
 }
 
 impl StatsPart {
+    /// Writes the connection sync's figures too (`"sync"`).
+    #[must_use]
+    pub fn with_sync(mut self, sync: Option<Arc<crate::sync::shared::SyncShared>>) -> Self {
+        self.sync = sync;
+        self
+    }
+
     /// Counters of `director`'s workers: to `file` every `file_every`, to
     /// the log every `log_every`; with `agents`, the agents' reports by
     /// result and their figures in the file too; with `ha`, the HA state
@@ -62,6 +71,7 @@ impl StatsPart {
             partial_notice: PartialChecksumNotice::default(),
             agents,
             ha,
+            sync: None,
         }
     }
 
@@ -75,6 +85,7 @@ impl StatsPart {
             running,
             self.agents.as_ref(),
             self.ha.as_deref(),
+            self.sync.as_deref(),
         );
         self.writes += 1;
     }
@@ -142,6 +153,7 @@ fn write_stats(
     running: &mut Running<'_>,
     agents: Option<&(Arc<AgentShared>, Clock)>,
     ha: Option<&crate::ha::router::Shared>,
+    sync: Option<&crate::sync::shared::SyncShared>,
 ) {
     let mut doc = live.stats_json();
     if let Some((shared, clock)) = agents {
@@ -149,6 +161,9 @@ fn write_stats(
     }
     if let Some(ha) = ha {
         doc["ha"] = ha.json(Instant::now());
+    }
+    if let Some(sync) = sync {
+        doc["sync"] = sync.json(Instant::now());
     }
     if let Some(c) = running.xdp() {
         // As the metrics count them: a frame for the director that found no

@@ -105,6 +105,11 @@ pub struct Settings {
     /// RFC's, from the master's advertised interval. A priority-0 advert
     /// still leaves Skew_Time only.
     pub dead_time: Option<Duration>,
+    /// With connection sync (`[sync]`): a backup that would preempt a live
+    /// lower-priority master first waits, at most this long, until its
+    /// sync holds the peer's table ([`Machine::set_sync_pending`]); zero:
+    /// no wait. A master that is down or stopping is taken over at once.
+    pub sync_wait: Duration,
 }
 
 /// Settings a machine cannot run with.
@@ -289,6 +294,20 @@ pub enum Action {
         /// Since the last advert (or since start-up).
         silent_for: Duration,
     },
+    /// A backup would preempt but its sync does not hold the peer's
+    /// table yet: it waits, at most `up_to`.
+    WaitForSync {
+        /// The longest wait (`Settings::sync_wait`).
+        up_to: Duration,
+    },
+    /// The wait for the table is over: it arrived (`complete`) or the
+    /// wait timed out; the preemption goes ahead.
+    SyncWaitOver {
+        /// How long it waited.
+        waited: Duration,
+        /// The table arrived.
+        complete: bool,
+    },
 }
 
 /// The election of one virtual router on this director.
@@ -312,6 +331,12 @@ pub struct Machine {
     advert_at: Option<Instant>,
     second_burst_at: Option<Instant>,
     refresh_at: Option<Instant>,
+    /// Backup: a lower-priority master was last heard then (preemption).
+    lower_heard_at: Option<Instant>,
+    /// The sync does not hold the peer's table (the caller says).
+    sync_pending: bool,
+    /// Backup: waiting for the table since then, until the second.
+    sync_wait: Option<(Instant, Instant)>,
 }
 
 impl Machine {
@@ -339,6 +364,9 @@ impl Machine {
             advert_at: None,
             second_burst_at: None,
             refresh_at: None,
+            lower_heard_at: None,
+            sync_pending: false,
+            sync_wait: None,
         })
     }
 
@@ -392,10 +420,30 @@ impl Machine {
     }
 
     /// A backup takes over at its master-down timer, or later if a
-    /// preempt delay runs.
+    /// preempt delay runs, or, while it waits for the sync's table to
+    /// preempt a live master, at the end of that wait or when that master
+    /// falls silent.
     fn takeover_at(&self) -> Option<Instant> {
         let down = self.master_down_at?;
-        Some(self.preempt_at.map_or(down, |p| p.max(down)))
+        let at = self.preempt_at.map_or(down, |p| p.max(down));
+        match (self.sync_wait, self.lower_heard_at) {
+            (Some((_, until)), Some(heard)) if self.sync_pending => {
+                Some(at.max(until.min(heard + self.master_down_interval())))
+            }
+            _ => Some(at),
+        }
+    }
+
+    /// The sync holds the peer's table (`false`) or not (`true`): with
+    /// `Settings::sync_wait`, a preemption waits while it does not.
+    pub fn set_sync_pending(&mut self, pending: bool) {
+        self.sync_pending = pending;
+    }
+
+    /// Whether taking over now would preempt a live lower-priority master.
+    fn preempting(&self, now: Instant) -> bool {
+        self.lower_heard_at
+            .is_some_and(|heard| now < heard + self.master_down_interval())
     }
 
     /// Handles `event` at `now`; returns what to do, in order.
@@ -486,8 +534,11 @@ impl Machine {
             self.master_adver_interval_cs = max_advert_interval_cs;
             self.master_down_at = Some(now + self.master_down_interval());
             self.preempt_at = None;
+            self.lower_heard_at = None;
+            self.sync_wait = None;
             return;
         }
+        self.lower_heard_at = Some(now);
         // A lower priority and preemption on: the advert is discarded and
         // the master-down timer runs on; with a preempt delay, not before
         // that delay after the first such advert.
@@ -549,7 +600,23 @@ impl Machine {
         if let Some(at) = self.takeover_at()
             && now >= at
         {
-            let reason = if self.preempt_at.is_some() {
+            if self.preempting(now) && !self.settings.sync_wait.is_zero() {
+                match self.sync_wait {
+                    None if self.sync_pending => {
+                        self.sync_wait = Some((now, now + self.settings.sync_wait));
+                        out.push(Action::WaitForSync {
+                            up_to: self.settings.sync_wait,
+                        });
+                        return;
+                    }
+                    Some((since, _)) => out.push(Action::SyncWaitOver {
+                        waited: now.saturating_duration_since(since),
+                        complete: !self.sync_pending,
+                    }),
+                    None => {}
+                }
+            }
+            let reason = if self.preempt_at.is_some() || self.preempting(now) {
                 Reason::Preempted
             } else if self.master_stopping {
                 Reason::MasterStopped
@@ -665,6 +732,8 @@ impl Machine {
         self.advert_at = None;
         self.second_burst_at = None;
         self.refresh_at = None;
+        self.lower_heard_at = None;
+        self.sync_wait = None;
     }
 
     fn advert_interval(&self) -> Duration {
@@ -751,6 +820,7 @@ mod tests {
             warntime: Duration::ZERO,
             higher_prio_send_advert: true,
             dead_time: None,
+            sync_wait: Duration::ZERO,
         }
     }
 
@@ -1015,6 +1085,85 @@ mod tests {
         // Discarded: the timer set at start-up fires as if nothing was heard.
         assert_eq!(transitions(&out), vec![(State::Backup, State::Master)]);
         assert_eq!(m.state(), State::Master);
+    }
+
+    #[test]
+    fn a_preemption_waits_for_the_sync_table_a_dead_master_does_not() {
+        // Adverts every second from a lower-priority master; the backup's
+        // timer fires at 3.41 s, its sync has no table yet.
+        let clock = Clock::new();
+        let mut s = settings(150, A_ADDR);
+        s.sync_wait = Duration::from_secs(30);
+        let hear_until = |m: &mut Machine, from: u64, to: u64, out: &mut Vec<Action>| {
+            for t in (from..=to).map(|i| i * 1_000) {
+                out.extend(run_until(m, clock.ms(t)));
+                out.extend(m.handle(advert(100, B_ADDR), clock.ms(t)));
+            }
+        };
+        let mut m = started_backup(s, &clock);
+        m.set_sync_pending(true);
+        let mut out = Vec::new();
+        hear_until(&mut m, 1, 10, &mut out);
+        assert_eq!(
+            out,
+            vec![Action::WaitForSync {
+                up_to: Duration::from_secs(30)
+            }]
+        );
+        assert_eq!(m.state(), State::Backup);
+        // The table arrives at 10.5 s: the preemption goes ahead at once.
+        m.set_sync_pending(false);
+        assert!(m.next_deadline().is_some_and(|d| d <= clock.ms(10_500)));
+        let out = m.handle(Event::Timer, clock.ms(10_500));
+        assert_eq!(
+            out[0],
+            Action::SyncWaitOver {
+                waited: Duration::from_micros(10_500_000 - 3_414_062),
+                complete: true
+            }
+        );
+        assert_eq!(reason(&out), Some(Reason::Preempted));
+        assert_eq!(m.state(), State::Master);
+
+        // The table never comes: at most sync_wait.
+        let mut m = started_backup(s, &clock);
+        m.set_sync_pending(true);
+        let mut out = Vec::new();
+        hear_until(&mut m, 1, 33, &mut out);
+        assert_eq!(m.state(), State::Backup, "{out:?}");
+        out.clear();
+        hear_until(&mut m, 34, 34, &mut out);
+        assert!(
+            out.contains(&Action::SyncWaitOver {
+                waited: Duration::from_secs(30),
+                complete: false
+            }),
+            "{out:?}"
+        );
+        assert_eq!(m.state(), State::Master);
+
+        // The lower-priority master dies while the backup waits: taken
+        // over one master-down interval after its last advert, not later.
+        let mut m = started_backup(s, &clock);
+        m.set_sync_pending(true);
+        let mut out = Vec::new();
+        hear_until(&mut m, 1, 5, &mut out);
+        assert_eq!(m.state(), State::Backup);
+        out.clear();
+        out.extend(run_until(&mut m, clock.ms(8_414)));
+        assert_eq!(m.state(), State::Backup, "{out:?}");
+        out.extend(run_until(&mut m, clock.ms(8_415)));
+        assert_eq!(m.state(), State::Master, "{out:?}");
+        assert!(
+            !out.iter().any(|a| matches!(a, Action::SyncWaitOver { .. })),
+            "not a preemption: {out:?}"
+        );
+
+        // A master that is simply down: no wait at all.
+        let mut m = started_backup(s, &clock);
+        m.set_sync_pending(true);
+        let out = run_until(&mut m, clock.ms(3_500));
+        assert_eq!(reason(&out), Some(Reason::MasterDown));
     }
 
     #[test]

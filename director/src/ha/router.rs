@@ -431,6 +431,12 @@ impl<W: Wire> Router<W> {
         }
     }
 
+    /// Whether the connection sync still lacks the peer's table (a
+    /// preemption waits for it: `Settings::sync_wait`).
+    pub fn set_sync_pending(&mut self, pending: bool) {
+        self.machine.set_sync_pending(pending);
+    }
+
     /// A fault began or ended.
     pub fn fault(&mut self, fault: Fault, raised: bool, now: Instant, wall: WallClock) {
         let event = if raised {
@@ -611,6 +617,25 @@ impl<W: Wire> Router<W> {
                 }
                 if let Reason::HigherPriority { priority, sender } = reason {
                     view.master = Some((sender, priority));
+                }
+            }
+            Action::WaitForSync { up_to } => {
+                log::info!(
+                    "ha: would preempt the lower-priority master, but the connection sync does not hold its table yet: waiting for it (at most {} s)",
+                    up_to.as_secs()
+                );
+            }
+            Action::SyncWaitOver { waited, complete } => {
+                if complete {
+                    log::info!(
+                        "ha: the connection sync holds the peer's table after {} ms: preempting",
+                        waited.as_millis()
+                    );
+                } else {
+                    log::warn!(
+                        "ha: the peer's table did not arrive within {} ms: preempting without it (connections it did not send are lost)",
+                        waited.as_millis()
+                    );
                 }
             }
             Action::LateAdvert { silent_for } => {

@@ -32,6 +32,7 @@ pub mod mixed;
 pub mod packet;
 pub(crate) mod packet_sys;
 pub mod queues;
+pub mod sync_socket;
 pub mod vrrp_socket;
 pub mod xdp;
 

@@ -16,9 +16,10 @@
 //! with `Director::set_feed`. The messages on the wire are
 //! `xvs_packet::sync` (defined once, in the packet crate);
 //! [`reliable::Envelope::header`] and [`reliable::Envelope::from_header`]
-//! map between the two. Not built yet: the daemon part (sockets,
-//! `xvsadm --start-daemon`, `[sync]`, draining the feed, the periodic
-//! refresh by export).
+//! map between the two. The daemon part that drives them over a socket
+//! (`[sync]`) is `crate::daemon::sync`; what it shows the rest of the
+//! director (the "in sync" flag the HA part waits on, its figures) is
+//! [`shared`].
 //!
 //! How a daemon drives it, per peer: one epoch (a random non-zero `u32`
 //! drawn at start) shared by a [`reliable::Sender`] and a
@@ -30,4 +31,5 @@
 //! signed.
 
 pub mod reliable;
+pub mod shared;
 pub mod table;

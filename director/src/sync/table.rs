@@ -194,13 +194,27 @@ pub fn export_chunk(
     max: usize,
     now: Millis,
 ) -> (Vec<Record>, Option<ExportCursor>) {
+    export_chunk_where(table, cursor, max, now, |_| true)
+}
+
+/// [`export_chunk`] of the live connections `keep` accepts only (the
+/// periodic refresh sends the connections this director forwards, not the
+/// copies the peer sent it).
+#[must_use]
+pub fn export_chunk_where(
+    table: &ConnTable,
+    cursor: ExportCursor,
+    max: usize,
+    now: Millis,
+    keep: impl Fn(&Connection) -> bool,
+) -> (Vec<Record>, Option<ExportCursor>) {
     let mut records = Vec::with_capacity(max.min(1024));
     if max == 0 {
         return (records, Some(cursor));
     }
     let budget = max.saturating_mul(EXAMINED_PER_RECORD);
     let next = table.walk(cursor.0, budget, |conn| {
-        if conn.deadline > now {
+        if conn.deadline > now && keep(conn) {
             records.push(upsert_of(conn, now));
         }
         if records.len() >= max {

@@ -15,8 +15,13 @@
 //!   fails, none of it (ipvsadm stops at the failing line with the lines
 //!   before it applied).
 //! - Firewall-mark services, SCTP, `--pe`, `-o` (one-packet scheduling),
-//!   GUE/GRE tunnels and the sync daemon are refused with a sentence saying
-//!   so: the director has no such feature yet.
+//!   and GUE/GRE tunnels are refused with a sentence saying so: the
+//!   director has no such feature yet.
+//! - `--start-daemon` / `--stop-daemon` start and stop a role of the
+//!   director's connection sync (it needs `[sync]` or `[ha]`'s key); the
+//!   options left out keep the running sync's (or `[sync]`'s) values, and
+//!   `--mcast-interface` left out means the director's sync interface, not
+//!   ipvsadm's `eth0`.
 //! - Names (without `-n`) come from `/etc/hosts` and `/etc/services` only;
 //!   xvsadm never waits on DNS.
 
@@ -26,11 +31,13 @@ use std::collections::HashMap;
 use xvs_proto::ForwardMethod;
 use xvs_proto::control::client::{ClientError, ControlClient};
 use xvs_proto::control::{
-    ConnView, ControlError, Persistence, Reply, Request, ServerParams, ServiceId, ServiceParams,
-    TableView, TimeoutSet,
+    ConnView, ControlError, DaemonParams, Persistence, Reply, Request, ServerParams, ServiceId,
+    ServiceParams, SyncRoleName, TableView, TimeoutSet,
 };
 
-use super::args::{Command, ListTarget, Resolver, ServerSpec, ServiceSpec, parse_args_with};
+use super::args::{
+    Command, DaemonState, ListTarget, Resolver, ServerSpec, ServiceSpec, parse_args_with,
+};
 use super::format::{
     self, ConnectionView, ListFormat, Names, Rates, ServerView, ServiceView, Stats, TableInfo,
 };
@@ -230,6 +237,13 @@ impl Resolver for FileNames {
 }
 
 /// A command the director cannot carry out, whatever its state.
+fn role_name(state: DaemonState) -> SyncRoleName {
+    match state {
+        DaemonState::Master => SyncRoleName::Master,
+        DaemonState::Backup => SyncRoleName::Backup,
+    }
+}
+
 fn unsupported(what: &'static str) -> Unsupported {
     Unsupported { what }
 }
@@ -325,9 +339,18 @@ pub fn change_request(command: &Command) -> Result<Option<Request>, Unsupported>
             tcp_fin: t.tcp_fin,
             udp: t.udp,
         }),
-        Command::StartDaemon(_) | Command::StopDaemon { .. } => {
-            return Err(unsupported("the connection-sync daemon"));
-        }
+        Command::StartDaemon(d) => Request::StartDaemon(DaemonParams {
+            role: role_name(d.state),
+            interface: d.mcast_interface.clone(),
+            syncid: d.syncid,
+            maxlen: d.sync_maxlen,
+            group: d.mcast_group,
+            port: d.mcast_port,
+            ttl: d.mcast_ttl,
+        }),
+        Command::StopDaemon { state, .. } => Request::StopDaemon {
+            role: role_name(*state),
+        },
         Command::List(_)
         | Command::Save { .. }
         | Command::Restore
@@ -617,12 +640,18 @@ fn list(
                 format!("unexpected answer from the director: {other:?}"),
             )),
         },
-        // No sync daemon runs yet (ipvsadm prints nothing then); the HA
-        // election, with `[ha]`, has a line of its own.
+        // The sync's roles (ipvsadm's lines; nothing without `[sync]`, as
+        // ipvsadm prints nothing when no daemon runs), then the HA
+        // election, with `[ha]`, on a line of its own.
         ListTarget::Daemon => match call(transport, Request::Daemons)? {
-            Reply::Daemons(view) => Ok(Outcome::out(
-                view.ha.as_deref().map(format::ha_line).unwrap_or_default(),
-            )),
+            Reply::Daemons(view) => Ok(Outcome::out(format!(
+                "{}{}",
+                view.sync
+                    .as_deref()
+                    .map(format::sync_lines)
+                    .unwrap_or_default(),
+                view.ha.as_deref().map(format::ha_line).unwrap_or_default()
+            ))),
             Reply::Error(e) => Err(refused(&e)),
             other => Err(Outcome::fail(
                 EXIT_USAGE,

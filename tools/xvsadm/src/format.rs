@@ -457,7 +457,8 @@ pub fn list_daemons(daemons: &[DaemonSpec]) -> String {
         let _ = write!(
             out,
             "{kind} sync daemon (mcast={}, syncid={}",
-            daemon.mcast_interface, daemon.syncid
+            daemon.mcast_interface.as_deref().unwrap_or("eth0"),
+            daemon.syncid.unwrap_or(0)
         );
         if let Some(maxlen) = daemon.sync_maxlen {
             let _ = write!(out, ", maxlen={maxlen}");
@@ -472,6 +473,52 @@ pub fn list_daemons(daemons: &[DaemonSpec]) -> String {
             let _ = write!(out, ", ttl={ttl}");
         }
         out.push_str(")\n");
+    }
+    out
+}
+
+/// The sync lines of `-L --daemon`: ipvsadm's `master sync daemon (…)`
+/// and `backup sync daemon (…)`, one per role running, each extended
+/// with what it is doing.
+pub fn sync_lines(sync: &xvs_proto::control::SyncView) -> String {
+    let mut out = String::new();
+    let peer = sync.peer.as_deref().unwrap_or("not heard yet");
+    let heard = sync
+        .last_heard_ms
+        .map(|ms| format!(" {:.1}s ago", ms as f64 / 1000.0))
+        .unwrap_or_default();
+    if sync.master {
+        let _ = writeln!(
+            out,
+            "master sync daemon ({}): peer {peer}{heard}, sent {} (resent {}, dropped {}), queued {}, lag {} ms, records {}, transfers sent {}, events dropped {}",
+            sync.options,
+            sync.sent,
+            sync.resent,
+            sync.dropped,
+            sync.queued,
+            sync.lag_ms,
+            sync.records_sent,
+            sync.transfers_sent,
+            sync.feed_dropped
+        );
+    }
+    if sync.backup {
+        let _ = writeln!(
+            out,
+            "backup sync daemon ({}): {}, peer {peer}{heard}, received {} (lost {}, repaired {}), transfers received {}, connections applied {}, refused {}",
+            sync.options,
+            if sync.in_sync {
+                "in sync"
+            } else {
+                "NOT in sync"
+            },
+            sync.received,
+            sync.lost,
+            sync.repaired,
+            sync.transfers_received,
+            sync.imported,
+            sync.refused
+        );
     }
     out
 }
@@ -1449,8 +1496,8 @@ UDP  10.0.0.100:53 rr
         );
         let master = DaemonSpec {
             state: DaemonState::Master,
-            mcast_interface: "eth0".into(),
-            syncid: 0,
+            mcast_interface: Some("eth0".into()),
+            syncid: Some(0),
             sync_maxlen: None,
             mcast_group: None,
             mcast_port: None,
@@ -1458,8 +1505,8 @@ UDP  10.0.0.100:53 rr
         };
         let backup = DaemonSpec {
             state: DaemonState::Backup,
-            mcast_interface: "eth1".into(),
-            syncid: 9,
+            mcast_interface: Some("eth1".into()),
+            syncid: Some(9),
             sync_maxlen: Some(1472),
             mcast_group: Some("224.0.0.81".parse().unwrap()),
             mcast_port: Some(8848),

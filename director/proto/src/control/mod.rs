@@ -66,8 +66,9 @@ pub use crate::service::{ForwardMethod, Protocol, ServiceId};
 /// The protocol's version; bumped on every incompatible change (2: the
 /// envelope's `wait_ms`, streamed connection listings, capped replies; 3:
 /// [`Request::Load`], which a version-2 director could only call
-/// malformed; 4: [`Request::Daemons`]).
-pub const PROTOCOL_VERSION: u32 = 4;
+/// malformed; 4: [`Request::Daemons`]; 5: [`Request::StartDaemon`] and
+/// [`Request::StopDaemon`]).
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// The longest request line the director reads.
 pub const MAX_REQUEST_BYTES: usize = 4 << 20;
@@ -219,6 +220,14 @@ pub enum Request {
     Load,
     /// The daemons beside the data path: the HA election (`-L --daemon`).
     Daemons,
+    /// `--start-daemon master|backup`: start a role of the connection
+    /// sync.
+    StartDaemon(DaemonParams),
+    /// `--stop-daemon master|backup`: stop a role of the connection sync.
+    StopDaemon {
+        /// The role.
+        role: SyncRoleName,
+    },
     /// Reload the config file (as SIGHUP does).
     Reload,
 }
@@ -232,6 +241,36 @@ impl Request {
             Self::List | Self::Connections | Self::Timeouts | Self::Load | Self::Daemons
         )
     }
+}
+
+/// A role of the connection sync (ipvsadm's daemon state).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncRoleName {
+    /// Sends this director's connections.
+    Master,
+    /// Receives the peer's.
+    Backup,
+}
+
+/// `--start-daemon`'s options; what is left out keeps the running sync's
+/// value (or `[sync]`'s, or ipvsadm's default).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonParams {
+    /// `master` or `backup`.
+    pub role: SyncRoleName,
+    /// `--mcast-interface`.
+    pub interface: Option<String>,
+    /// `--syncid`.
+    pub syncid: Option<u8>,
+    /// `--sync-maxlen`.
+    pub maxlen: Option<u16>,
+    /// `--mcast-group`.
+    pub group: Option<IpAddr>,
+    /// `--mcast-port`.
+    pub port: Option<u16>,
+    /// `--mcast-ttl`.
+    pub ttl: Option<u8>,
 }
 
 /// A request as it travels: the protocol version, then the request.
@@ -420,6 +459,55 @@ pub struct TableView {
 pub struct DaemonsView {
     /// The HA election, with `[ha]`.
     pub ha: Option<Box<HaView>>,
+    /// The connection-state sync, with `[sync]` (absent from a director
+    /// older than the sync).
+    #[serde(default)]
+    pub sync: Option<Box<SyncView>>,
+}
+
+/// The connection-state sync, as `-L --daemon` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SyncView {
+    /// The master role runs (this director's connections are sent).
+    pub master: bool,
+    /// The backup role runs (the peer's are received).
+    pub backup: bool,
+    /// ipvsadm's daemon options: `mcast=IF, syncid=N, maxlen=…`.
+    pub options: String,
+    /// The peer, once heard (`address:port`).
+    pub peer: Option<String>,
+    /// Milliseconds since the peer was last heard.
+    pub last_heard_ms: Option<u64>,
+    /// The backup role holds the peer's whole table.
+    pub in_sync: bool,
+    /// Data messages sent, resent, dropped from the full queue.
+    pub sent: u64,
+    /// Resent for a Nack.
+    pub resent: u64,
+    /// Dropped unacknowledged from the full queue.
+    pub dropped: u64,
+    /// Waiting for an acknowledgement.
+    pub queued: u64,
+    /// How long the oldest of them has waited, ms.
+    pub lag_ms: u64,
+    /// Connection records sent.
+    pub records_sent: u64,
+    /// Whole tables sent.
+    pub transfers_sent: u64,
+    /// Data messages received.
+    pub received: u64,
+    /// Found missing.
+    pub lost: u64,
+    /// Of those, arrived later.
+    pub repaired: u64,
+    /// Whole tables received.
+    pub transfers_received: u64,
+    /// Connections inserted, updated, deleted by the peer's records.
+    pub imported: u64,
+    /// Records refused (unknown service or server, table full…).
+    pub refused: u64,
+    /// Events the workers' queues dropped (full): repaired by a refresh.
+    pub feed_dropped: u64,
 }
 
 /// This director's virtual router, as `-L --daemon` shows it.

@@ -103,6 +103,7 @@ fn router(source: &str, priority: u8, key: Option<AuthKey>, t0: Instant) -> Rout
         warntime: Duration::ZERO,
         higher_prio_send_advert: true,
         dead_time: None,
+        sync_wait: Duration::ZERO,
     })
     .unwrap();
     let mut r = Router::new(
@@ -334,6 +335,7 @@ fn unicast_peers_only_are_heard_and_every_peer_is_sent_to() {
         warntime: Duration::ZERO,
         higher_prio_send_advert: true,
         dead_time: None,
+        sync_wait: Duration::ZERO,
     })
     .unwrap();
     let mut b = Router::new(s, machine, Recorder::default(), Arc::new(Shared::new(t0)));

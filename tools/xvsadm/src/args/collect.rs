@@ -367,12 +367,8 @@ impl Collected {
             CommandKind::Restore => Ok(Command::Restore),
             CommandKind::StartDaemon => Ok(Command::StartDaemon(DaemonSpec {
                 state: self.daemon_state.unwrap_or(DaemonState::Master),
-                mcast_interface: self
-                    .mcast_interface
-                    .take()
-                    .filter(|name| !name.is_empty())
-                    .unwrap_or_else(|| "eth0".to_owned()),
-                syncid: self.syncid.unwrap_or(0),
+                mcast_interface: self.mcast_interface.take().filter(|name| !name.is_empty()),
+                syncid: self.syncid,
                 sync_maxlen: self.sync_maxlen,
                 mcast_group: self.mcast_group,
                 mcast_port: self.mcast_port,

@@ -101,10 +101,9 @@ pub enum Command {
     },
     /// `-R`: read commands from standard input ([`super::restore`]).
     Restore,
-    /// `--start-daemon`: start a connection-sync daemon. Not supported by
-    /// the director yet.
+    /// `--start-daemon`: start a role of the director's connection sync.
     StartDaemon(DaemonSpec),
-    /// `--stop-daemon`: stop one. Not supported by the director yet.
+    /// `--stop-daemon`: stop one.
     StopDaemon {
         /// Which daemon.
         state: DaemonState,
@@ -196,10 +195,11 @@ pub enum DaemonState {
 pub struct DaemonSpec {
     /// `master` or `backup`.
     pub state: DaemonState,
-    /// `--mcast-interface`, default `eth0`.
-    pub mcast_interface: String,
-    /// `--syncid`, 0 … 255, default 0.
-    pub syncid: u8,
+    /// `--mcast-interface` (left out: the director's `[sync]` or `[ha]`
+    /// interface, else its client-side one; ipvsadm's is `eth0`).
+    pub mcast_interface: Option<String>,
+    /// `--syncid`, 0 … 255 (left out: `[sync]`'s, else 0).
+    pub syncid: Option<u8>,
     /// `--sync-maxlen`, 1 … 65507.
     pub sync_maxlen: Option<u16>,
     /// `--mcast-group` (a multicast address).
@@ -924,8 +924,8 @@ mod tests {
                 "--start-daemon master --mcast-interface eth1 --syncid 5 --mcast-group 239.1.2.3 --mcast-port 8849 --mcast-ttl 2 --sync-maxlen 1400",
                 Command::StartDaemon(DaemonSpec {
                     state: DaemonState::Master,
-                    mcast_interface: "eth1".into(),
-                    syncid: 5,
+                    mcast_interface: Some("eth1".into()),
+                    syncid: Some(5),
                     sync_maxlen: Some(1400),
                     mcast_group: Some("239.1.2.3".parse().unwrap()),
                     mcast_port: Some(8849),
@@ -937,8 +937,8 @@ mod tests {
                 "--start-daemon backup",
                 Command::StartDaemon(DaemonSpec {
                     state: DaemonState::Backup,
-                    mcast_interface: "eth0".into(),
-                    syncid: 0,
+                    mcast_interface: None,
+                    syncid: None,
                     sync_maxlen: None,
                     mcast_group: None,
                     mcast_port: None,
