@@ -17,18 +17,28 @@
 # lib/http-loop.py; outage.py reads its log). Per mode:
 #   1. the pair comes up, director1 MASTER, director2 BACKUP, and
 #      director2's backup sync daemon says "in sync";
-#   2. kill -9 director1 under the load, once director2's table holds the
-#      50 sessions' connections (same real server as director1's): every
-#      long-lived session completes; the new connections that failed and
-#      when they were served again for good are reported;
+#   2. kill -9 director1 (the process) under the load, once director2's
+#      table holds the 50 sessions' connections (same real server as
+#      director1's): every long-lived session completes; the new
+#      connections that failed and when they were served again for good
+#      are reported;
 #   3. director1 started again under the same load (fresh sessions, on
-#      director2): it waits for director2's table before it preempts
-#      (its log says how long), and no long-lived session is lost;
+#      director2): it holds director2's table before it preempts (its log:
+#      "sync: in sync" before "-> MASTER", and how long the preemption
+#      waited for it), and no long-lived session is lost;
 #   4. the last 100 ms: 20 sessions opened one after the other in the
-#      100 ms before a kill -9 of director1 (some still half-open): the
-#      share that survived is reported (with sync on, none surviving on
-#      VS/NAT fails the drill).
-# One summary line per mode at the end.
+#      100 ms before a kill -9 of director1 (the process; some may still be
+#      half-open): the share that survived is reported (with sync on, none
+#      surviving on VS/NAT fails the drill);
+#   5. director1 (started again, preempting as in 3) dies with its host:
+#      the switch cuts it off both segments, then kill -9, under 50
+#      long-lived sessions, new connections and 20 sessions opened in its
+#      last 100 ms: the checks of 2 and 4 again.
+# Why 2 and 5 both: a killed process leaves its host up, holding the
+# floating addresses with its XDP program attached and no socket behind
+# it, so that host's kernel answers what still reaches it (until the
+# client's neighbour entry moves) with resets of its own; a dead host
+# answers nothing. One summary line per mode at the end.
 #
 # --no-sync runs the same drills on a pair without [sync]: the control that
 # shows the checks can fail (on VS/NAT the long-lived sessions die at the
@@ -74,7 +84,7 @@ e2e_preflight sync.sh "${bins[@]}"
 # kill drill (the kill comes KILL_AFTER s after they all have a page) and
 # in the failback drill (director1 starts FAILBACK_AFTER s after), and the
 # last-100-ms sessions' life.
-LONG=50 KILL_LIFE=7 KILL_AFTER=2 FAILBACK_LIFE=12 FAILBACK_AFTER=1 BURST=20 BURST_LIFE=5
+LONG=50 KILL_LIFE=6 KILL_AFTER=2 FAILBACK_LIFE=10 FAILBACK_AFTER=1 BURST=20 BURST_LIFE=4
 
 cluster_up=0
 work=$(mktemp -d)
@@ -161,14 +171,15 @@ conns() {
     XVSADM_SOCKET=$(dir_socket "$1") "$XVS_BIN/xvsadm" -L -c -n 2>/dev/null |
         awk -v vip="$VIP4:80" '$3 == "ESTABLISHED" && $5 == vip { n = split($4, s, ":"); print s[n], $6 }' | sort
 }
-# backup_holds NAME: director2's table holds every live session of NAME
-# (its client port), with the real server director1 chose.
+# backup_holds NAME: director2's table holds every session of NAME that
+# had a page (its client port: longlived.py's ready file), with the real
+# server director1 chose.
 backup_holds() {
     conns 1 >"$work/conns1"
     conns 2 >"$work/conns2"
-    "$PY" - "$work/$1.json" "$work/conns1" "$work/conns2" <<'EOF'
+    "$PY" - "$work/$1.ready" "$work/conns1" "$work/conns2" <<'EOF'
 import json, sys
-ports = [s["port"] for s in json.load(open(sys.argv[1]))["opened"] if s["port"] and not s["lost"]]
+ports = [s["port"] for s in json.load(open(sys.argv[1]))]
 one, two = ({int(p): d for p, d in (l.split() for l in open(f))} for f in sys.argv[2:])
 missing = [p for p in ports if p not in two]
 differ = [p for p in ports if p in two and one.get(p) != two[p]]
@@ -178,9 +189,106 @@ sys.exit(1 if missing or differ or not ports else 0)
 EOF
 }
 
-# --- the drills, per mode -------------------------------------------------------------
+# --- killing director1 ------------------------------------------------------------
+# kill_at AT HOW: at AT (seconds since the epoch; now if in the past),
+# SIGKILL director1: the process only (HOW=process: its host lives on, with
+# the addresses it held and its XDP program), or its whole host (HOW=host:
+# first the switch drops every frame to and from director1's two ports, in
+# one nftables transaction, then the process is killed). Sets killed to
+# the instant. The host is cut off at the switch rather than by taking
+# its links down: a port going down empties the bridge's forwarding
+# entries for it, the bridge then floods director1's frames to every port,
+# and director2's XDP program (a veth has no MAC filter before it) would
+# see and forward them as a backup, hiding the takeover.
+kill_at() {
+    local pid
+    pid=$(cat "$STATE/director.pid")
+    sleep "$(awk -v t="$1" -v n="$(now)" 'BEGIN { d = t - n; printf "%.3f", (d > 0 ? d : 0) }')"
+    if [ "$2" = host ]; then
+        ip netns exec "$(ns_of switch)" nft -f - <<'NFT'
+table bridge xvs_sync_cut {
+    chain forward {
+        type filter hook forward priority filter; policy accept;
+        iifname { "sw-cli1", "sw-dir" } drop
+        oifname { "sw-cli1", "sw-dir" } drop
+    }
+}
+NFT
+    fi
+    killed=$(now)
+    kill -KILL "$pid"
+    rm -f "$STATE/director.pid"
+}
+# burst_start NAME AT: BURST sessions opened over the 100 ms before AT.
+burst_start() {
+    client "$PY" "$LIB/longlived.py" "$URL" --burst "$BURST" --at "$2" --seconds "$BURST_LIFE" \
+        --stop-file "$work/stop" --out "$work/$1.json" &
+    pids+=("$!")
+    burst_pid=$!
+}
+# burst_end NAME: waits for them; sets burst_res to the share that survived
+# the kill at `killed`, and prints the details.
+burst_end() {
+    local res
+    wait "$burst_pid" || true
+    res=$("$PY" - "$work/$1.json" "$killed" <<'PY'
+import json, sys
+j, killed = json.load(open(sys.argv[1])), float(sys.argv[2])
+o = j["opened"]
+before = [s for s in o if s["at"] < killed]
+est = [s for s in before if s["established"] and s["established"] < killed]
+print("survived=%d/%d opened_before=%d established_before=%d first_opened=%+.3f last_opened=%+.3f lost=%s"
+      % (j["completed"], j["sessions"], len(before), len(est), min(s["at"] for s in o) - killed,
+         max(s["at"] for s in o) - killed, json.dumps(j["reasons"] or "none").replace(" ", "")))
+PY
+    )
+    echo "$1, the last 100 ms (times relative to the kill): $res"
+    burst_res="$(field survived "$res") survived ($(field established_before "$res") established before the kill)"
+}
+# some_survived NAME: one session of NAME at least ran to its end.
+some_survived() { echo "$(json "$work/$1.json" 'j["completed"]') of $BURST survived"; [ "$(json "$work/$1.json" 'j["completed"]')" != 0 ]; }
+# long_res NAME: NAME's long-lived sessions, for the summary.
+long_res() { echo "$(json "$work/$1.json" 'j["completed"]')/$LONG long-lived (longest wait $(json "$work/$1.json" 'j["max_wait"]') s)"; }
+# loop_res NAME AT: NAME's new connections through an event at AT.
+loop_res() {
+    local res
+    res=$(outage "$1" "$2")
+    echo "$1, new connections: $res" >&2
+    echo "new connections: $(field failed "$res") of $(field requests "$res") failed, served again $(field served_after "$res") s after"
+}
+
+# restart1 NAME: director1 started again; it preempts once its sync holds
+# director2's table. Sets took, and restart_res to what it did.
+restart1() {
+    local at synced log section
+    at=$(now)
+    start_director 1
+    synced=-
+    if [ "$sync" = 1 ] && wait_for 8 in_sync 1 >/dev/null; then synced=$(since "$at"); fi
+    check "$1: director1 preempts: MASTER, director2 BACKUP" wait_for 8 pair_is MASTER BACKUP
+    took=$(since "$at")
+    # director1's log since this start: the sync's and the preemption's lines.
+    # shellcheck disable=SC2016 # sed's $ (the last line)
+    section=$(sed -n '/^--- testbed\/cluster.sh: .*(director1) starting at/h; //!H; ${x;p}' "$STATE/director.log")
+    log=$(grep -E 'sync: in sync|ha: would preempt|ha: the connection sync holds|ha: the peer.s table did not arrive|ha: BACKUP -> MASTER' <<<"$section" || true)
+    [ -z "$log" ] || awk '{ print "  director1: " $0 }' <<<"$log"
+    restart_res="MASTER $took s after its start"
+    [ "$sync" = 1 ] || return 0
+    restart_res+=", in sync after $synced s, $(
+        sed -n 's/.*holds the peer.s table after \([0-9]*\) ms: preempting.*/waited \1 ms for the table/p' <<<"$log" | grep . ||
+            echo "no wait (in sync before its preempt delay ran out)"
+    )"
+    # The table first, then the VIPs: "in sync" logged before "-> MASTER",
+    # and no preemption without it.
+    table_first() {
+        awk '/sync: in sync/ && !m { s = 1 } /-> MASTER/ { m = 1 } /did not arrive/ { bad = 1 } END { exit !(s && m && !bad) }' <<<"$log"
+    }
+    check "$1: director1 held director2's table before it preempted (its log)" table_first
+}
+
+# --- the drills, per mode -----------------------------------------------------------
 drill() {
-    local mode=$1 at took waited_for line res kill_res fail_res burst_res pid killed
+    local mode=$1 at line kill_res fail_res burst1_res host_res
     rm -f "$work"/stop*
     say "a ${mode^^} pair $([ "$sync" = 1 ] && echo "with sync" || echo "WITHOUT sync (--no-sync)"): director1 (150) and director2 (100), $family adverts, xvs-director on $backend"
     local up=(up --ha --ha-family "$family" --mode "$mode")
@@ -199,22 +307,18 @@ drill() {
     fi
 
     # 2. kill -9 the master under load.
-    say "${mode^^}: kill -9 director1 under $LONG long-lived sessions and new connections"
+    say "${mode^^}: kill -9 director1 (the process) under $LONG long-lived sessions and new connections"
     sessions kill "$KILL_LIFE"
     loop kill
     sleep "$KILL_AFTER"
     [ "$sync" = 0 ] || check_shown "director2's table holds the $LONG sessions' connections, same real servers" backup_holds kill
-    at=$(now)
-    "$CLUSTER" balancer kill --director 1 >/dev/null
+    kill_at "$(now)" process
     check "director2 becomes MASTER" wait_for 5 is_state 2 MASTER
-    echo "director2 MASTER $(since "$at") s after the kill"
+    echo "director2 MASTER $(since "$killed") s after the kill"
     sessions_end kill
     loop_end kill
     check_shown "kill -9: all $LONG long-lived sessions completed" all_completed kill
-    kill_res="$(json "$work/kill.json" 'j["completed"]')/$LONG long-lived (longest wait $(json "$work/kill.json" 'j["max_wait"]') s)"
-    res=$(outage kill "$at")
-    echo "kill -9, new connections: $res"
-    kill_res+=", new connections: $(field failed "$res") of $(field requests "$res") failed, served again $(field served_after "$res") s after"
+    kill_res="$(long_res kill), $(loop_res kill "$killed")"
 
     # 3. director1 back: it preempts once it holds director2's table.
     say "${mode^^}: director1 started again under $LONG fresh long-lived sessions (on director2) and new connections"
@@ -222,58 +326,48 @@ drill() {
     loop failback
     sleep "$FAILBACK_AFTER"
     at=$(now)
-    start_director 1
-    check "director1 preempts: MASTER, director2 BACKUP" wait_for 8 pair_is MASTER BACKUP
-    took=$(since "$at")
-    echo "director1 MASTER $took s after its start"
+    restart1 failback
     # The sessions must outlive the preemption, or it tested nothing.
-    preempted_in_time() {
-        awk -v t="$took" -v l="$((FAILBACK_LIFE - FAILBACK_AFTER - 2))" 'BEGIN { exit !(t < l) }'
-    }
-    check "the preemption came while the sessions ran (before the last 2 s of their life)" preempted_in_time
-    waited_for=$(sed -n "/^--- testbed\/cluster.sh: .*(director1) starting at/h; //!H; \${x;p}" "$STATE/director.log" |
-        grep -iE 'sync.*(wait|transfer|table)|(wait|transfer|table).*sync' | head -3 || true)
-    echo "director1's log on its wait for the table: ${waited_for:-(nothing)}"
+    preempted_in_time() { awk -v t="$took" -v l="$((FAILBACK_LIFE - FAILBACK_AFTER - 2))" 'BEGIN { exit !(t < l) }'; }
+    check "failback: the preemption came while the sessions ran (before the last 2 s of their life)" preempted_in_time
     sessions_end failback
     loop_end failback
     check_shown "failback: no long-lived session lost" all_completed failback
-    fail_res="$(json "$work/failback.json" 'j["completed"]')/$LONG long-lived (longest wait $(json "$work/failback.json" 'j["max_wait"]') s), preempted $took s after its start"
-    res=$(outage failback "$at")
-    echo "failback, new connections: $res"
-    fail_res+=", new connections: $(field failed "$res") of $(field requests "$res") failed"
+    fail_res="$(long_res failback), director1 $restart_res, $(loop_res failback "$at")"
 
-    # 4. The last 100 ms before a kill.
-    say "${mode^^}: $BURST sessions opened in the 100 ms before kill -9 director1"
+    # 4. The last 100 ms before a kill -9 of the process.
+    say "${mode^^}: $BURST sessions opened in the 100 ms before kill -9 director1 (the process)"
     [ "$sync" = 0 ] || check "director2's backup sync daemon is in sync again" wait_for 10 in_sync 2
-    pid=$(cat "$STATE/director.pid")
     at=$(awk -v t="$(now)" 'BEGIN { printf "%.3f", t + 1.5 }')
-    client "$PY" "$LIB/longlived.py" "$URL" --burst "$BURST" --at "$at" --seconds "$BURST_LIFE" \
-        --stop-file "$work/stop" --out "$work/burst.json" &
-    pids+=("$!")
-    sessions_pid=$!
-    sleep "$(awk -v t="$at" -v n="$(now)" 'BEGIN { d = t - n; printf "%.3f", (d > 0 ? d : 0) }')"
-    kill -KILL "$pid"
-    killed=$(now)
+    burst_start burst "$at"
+    kill_at "$at" process
     check "director2 becomes MASTER" wait_for 5 is_state 2 MASTER
-    sessions_end burst
-    res=$("$PY" - "$work/burst.json" "$killed" <<'EOF'
-import json, sys
-j, killed = json.load(open(sys.argv[1])), float(sys.argv[2])
-o = j["opened"]
-before = [s for s in o if s["at"] < killed]
-est = [s for s in before if s["established"] and s["established"] < killed]
-print("survived=%d/%d opened_before=%d established_before=%d first_opened=%+.3f last_opened=%+.3f lost=%s"
-      % (j["completed"], j["sessions"], len(before), len(est), min(s["at"] for s in o) - killed,
-         max(s["at"] for s in o) - killed, json.dumps(j["reasons"] or "none").replace(" ", "")))
-EOF
-)
-    echo "the last 100 ms (times relative to the kill): $res"
-    burst_res="$(field survived "$res") survived ($(field established_before "$res") established before the kill)"
-    if [ "$sync" = 1 ] && [ "$mode" = nat ]; then
-        some_survived() { [ "$(json "$work/burst.json" 'j["completed"]')" != 0 ]; }
-        check "the last 100 ms: some sessions survived on VS/NAT" some_survived
-    fi
-    line="$([ "$sync" = 1 ] && echo sync || echo "no sync") ${mode^^}: kill -9: $kill_res; failback: $fail_res; last 100 ms: $burst_res"
+    burst_end burst
+    burst1_res=$burst_res
+    [ "$sync" = 0 ] || [ "$mode" != nat ] || check_shown "the last 100 ms before kill -9: some sessions survived on VS/NAT" some_survived burst
+
+    # 5. The master's host dies: kill -9 and its links down at once, under
+    # long-lived sessions, new connections and a burst in the last 100 ms.
+    say "${mode^^}: director1's host dies (cut off at the switch, then kill -9) under $LONG long-lived sessions, new connections and $BURST sessions opened in its last 100 ms"
+    restart1 "host crash"
+    [ "$sync" = 0 ] || check "director2's backup sync daemon is in sync again" wait_for 10 in_sync 2
+    sessions host "$KILL_LIFE"
+    loop host
+    sleep 1
+    [ "$sync" = 0 ] || check_shown "director2's table holds the $LONG sessions' connections, same real servers" backup_holds host
+    at=$(awk -v t="$(now)" 'BEGIN { printf "%.3f", t + 1 }')
+    burst_start hostburst "$at"
+    kill_at "$at" host
+    check "director2 becomes MASTER" wait_for 5 is_state 2 MASTER
+    echo "director2 MASTER $(since "$killed") s after the crash"
+    sessions_end host
+    loop_end host
+    burst_end hostburst
+    check_shown "host crash: all $LONG long-lived sessions completed" all_completed host
+    [ "$sync" = 0 ] || [ "$mode" != nat ] || check_shown "host crash, the last 100 ms: some sessions survived on VS/NAT" some_survived hostburst
+    host_res="$(long_res host), $(loop_res host "$killed"), last 100 ms: $burst_res"
+
+    line="$([ "$sync" = 1 ] && echo sync || echo "no sync") ${mode^^}: kill -9: $kill_res; failback: $fail_res; last 100 ms before kill -9: $burst1_res; host crash: $host_res"
     echo "$line"
     summary+=("$line")
     down

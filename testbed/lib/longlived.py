@@ -20,7 +20,9 @@ Two ways to open them:
 
   longlived.py URL --sessions 50 --seconds 12 --out F [--ready-file R] [--stop-file S]
       N sessions opened at once; R is written once every one has had
-      its first response (the drill kills the master after that).
+      its first response (the drill kills the master after that): a
+      JSON list of the sessions that have one, {session, port, server}
+      each (port: the client's).
 
   longlived.py URL --burst 20 --at EPOCH --seconds 6 --out F
   longlived.py URL --burst 20 --on-signal --seconds 6 --out F
@@ -239,7 +241,8 @@ def main():
         if a.ready_file:
             for s in sessions:
                 s.first.wait(a.timeout + 1)
-            write(a.ready_file, "%d sessions\n" % sum(1 for s in sessions if s.server))
+            ready = [{"session": s.index, "port": s.client_port, "server": s.server} for s in sessions if s.server]
+            write(a.ready_file, json.dumps(ready) + "\n")
     else:
         go = threading.Event()
         if a.on_signal:
