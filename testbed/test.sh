@@ -77,10 +77,15 @@ if [ "${XVS_SKIP_E2E:-0}" != 1 ]; then
     testbed/e2e/ha.sh --mode tun --backend xdp --kill-only
     say "end-to-end: xvs-director's VRRP against keepalived, as master and as backup; tshark decodes both"
     testbed/e2e/ha-keepalived.sh --backend xdp
-    # The pair syncing its connections (a minute or so): NAT, DR and TUN,
-    # each on a cluster of its own.
-    say "end-to-end: two directors with connection sync (NAT, DR, TUN): kill -9 under 50 long-lived sessions, failback, sessions opened in the 100 ms before a kill (AF_XDP)"
-    testbed/e2e/sync.sh --backend xdp
+    # The pair syncing its connections (half a minute a mode): kill -9 of
+    # the master's process and of its whole host under long-lived sessions,
+    # a failback, sessions opened in the last 100 ms; DR syncs over IPv6.
+    say "end-to-end: two directors with connection sync on VS/NAT: kill -9, a host crash, failback, the last 100 ms (AF_XDP)"
+    testbed/e2e/sync.sh --mode nat --backend xdp
+    say "end-to-end: two directors with connection sync on VS/DR, adverts and sync over IPv6 (AF_XDP)"
+    testbed/e2e/sync.sh --mode dr --backend xdp --family ipv6
+    say "end-to-end: two directors with connection sync on VS/TUN (AF_XDP)"
+    testbed/e2e/sync.sh --mode tun --backend xdp
 else
     left_out+=("the end-to-end suite (XVS_SKIP_E2E=1)")
 fi
