@@ -33,7 +33,9 @@
 #   5. director1 (started again, preempting as in 3) dies with its host:
 #      the switch cuts it off both segments, then kill -9, under 50
 #      long-lived sessions, new connections and 20 sessions opened in its
-#      last 100 ms: the checks of 2 and 4 again.
+#      last 100 ms, half of them held half-open (the real servers drop
+#      their SYN-ACKs until the kill, then send them again): the checks of
+#      2 and 4 again, and the share of half-open ones that survived.
 # Why 2 and 5 both: a killed process leaves its host up, holding the
 # floating addresses with its XDP program attached and no socket behind
 # it, so that host's kernel answers what still reaches it (until the
@@ -84,7 +86,9 @@ e2e_preflight sync.sh "${bins[@]}"
 # kill drill (the kill comes KILL_AFTER s after they all have a page) and
 # in the failback drill (director1 starts FAILBACK_AFTER s after), and the
 # last-100-ms sessions' life.
-LONG=50 KILL_LIFE=6 KILL_AFTER=2 FAILBACK_LIFE=10 FAILBACK_AFTER=1 BURST=20 BURST_LIFE=4
+LONG=50 KILL_LIFE=6 KILL_AFTER=2 FAILBACK_LIFE=10 FAILBACK_AFTER=1 BURST=20 BURST_LIFE=5
+# The burst's client ports (outside the client's ephemeral range).
+HALF_OPEN_PORT=20000
 
 cluster_up=0
 work=$(mktemp -d)
@@ -219,10 +223,36 @@ NFT
     kill -KILL "$pid"
     rm -f "$STATE/director.pid"
 }
-# burst_start NAME AT: BURST sessions opened over the 100 ms before AT.
+# hold_synacks on|off: every real server drops (on), or sends again (off),
+# its SYN-ACKs to the first half of a burst's sessions (client ports
+# HALF_OPEN_PORT onwards): held from before the burst to just after the
+# kill, those connections are half-open when it comes, in the director's
+# table as SYN_RECV (what IPVS never syncs). A real server sends its
+# SYN-ACK again 1 s later, and the client its SYN: a takeover has to
+# forward them as director1 would have.
+hold_synacks() {
+    local k servers
+    servers=$(sed -n 's/^XVS_SERVERS=//p' "$STATE/cluster.env")
+    for ((k = 1; k <= servers; k++)); do
+        if [ "$1" = on ]; then
+            ip netns exec "$(ns_of "rs$k")" nft -f - <<NFT
+table inet xvs_sync_half_open {
+    chain output {
+        type filter hook output priority filter; policy accept;
+        tcp sport 80 tcp dport $HALF_OPEN_PORT-$((HALF_OPEN_PORT + BURST / 2 - 1)) tcp flags & (syn | ack) == syn | ack drop
+    }
+}
+NFT
+        else
+            ip netns exec "$(ns_of "rs$k")" nft delete table inet xvs_sync_half_open
+        fi
+    done
+}
+# burst_start NAME AT: BURST sessions opened over the 100 ms before AT,
+# session i from the client's port HALF_OPEN_PORT + i.
 burst_start() {
     client "$PY" "$LIB/longlived.py" "$URL" --burst "$BURST" --at "$2" --seconds "$BURST_LIFE" \
-        --stop-file "$work/stop" --out "$work/$1.json" &
+        --source-port "$HALF_OPEN_PORT" --stop-file "$work/stop" --out "$work/$1.json" &
     pids+=("$!")
     burst_pid=$!
 }
@@ -237,13 +267,23 @@ j, killed = json.load(open(sys.argv[1])), float(sys.argv[2])
 o = j["opened"]
 before = [s for s in o if s["at"] < killed]
 est = [s for s in before if s["established"] and s["established"] < killed]
-print("survived=%d/%d opened_before=%d established_before=%d first_opened=%+.3f last_opened=%+.3f lost=%s"
-      % (j["completed"], j["sessions"], len(before), len(est), min(s["at"] for s in o) - killed,
-         max(s["at"] for s in o) - killed, json.dumps(j["reasons"] or "none").replace(" ", "")))
+half = [s for s in before if s not in est]
+alive = lambda group: sum(1 for s in group if not s["lost"])
+print("survived=%d/%d opened_before=%d established=%d/%d half_open=%d/%d first_opened=%+.3f last_opened=%+.3f lost=%s"
+      % (j["completed"], j["sessions"], len(before), alive(est), len(est), alive(half), len(half),
+         min(s["at"] for s in o) - killed, max(s["at"] for s in o) - killed,
+         json.dumps(j["reasons"] or "none").replace(" ", "")))
+for s in o:
+    if s["lost"]:
+        print("  lost: session %d (client port %s) opened %+.3f s, established %s, then %s at %+.3f s" % (
+            s["session"], s["port"], s["at"] - killed,
+            "%+.3f s" % (s["established"] - killed) if s["established"] else "never", s["lost"],
+            next(l["at"] for l in j["lost_sessions"] if l["session"] == s["session"]) - killed
+            if any(l["session"] == s["session"] for l in j["lost_sessions"]) else float("nan")), file=sys.stderr)
 PY
     )
     echo "$1, the last 100 ms (times relative to the kill): $res"
-    burst_res="$(field survived "$res") survived ($(field established_before "$res") established before the kill)"
+    burst_res="$(field survived "$res") survived (of those established at the kill $(field established "$res"), of those half-open $(field half_open "$res"))"
 }
 # some_survived NAME: one session of NAME at least ran to its end.
 some_survived() { echo "$(json "$work/$1.json" 'j["completed"]') of $BURST survived"; [ "$(json "$work/$1.json" 'j["completed"]')" != 0 ]; }
@@ -356,8 +396,10 @@ drill() {
     sleep 1
     [ "$sync" = 0 ] || check_shown "director2's table holds the $LONG sessions' connections, same real servers" backup_holds host
     at=$(awk -v t="$(now)" 'BEGIN { printf "%.3f", t + 1 }')
+    hold_synacks on
     burst_start hostburst "$at"
     kill_at "$at" host
+    hold_synacks off
     check "director2 becomes MASTER" wait_for 5 is_state 2 MASTER
     echo "director2 MASTER $(since "$killed") s after the crash"
     sessions_end host

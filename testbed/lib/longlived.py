@@ -33,6 +33,8 @@ Two ways to open them:
       kill, some still half-open when it comes. Each runs for --seconds
       from its opening.
 
+--source-port P has session i connect from the client's port P + i (a
+drill can then single out some sessions' packets, in nftables rules).
 Every session ends by --seconds (at most 600), or when the stop file
 appears, and is then closed by us. The summary (JSON, --out):
 
@@ -129,7 +131,8 @@ class Session:
         try:
             self.opened = time.time()
             try:
-                sock = socket.create_connection((self.host, self.port), timeout=self.opts.timeout)
+                source = ("", self.opts.source_port + self.index) if self.opts.source_port else None
+                sock = socket.create_connection((self.host, self.port), self.opts.timeout, source)
             except ConnectionRefusedError:
                 raise Lost("refused") from None
             except ConnectionResetError:
@@ -196,6 +199,7 @@ def main():
     p.add_argument("--burst", type=int, help="K sessions opened over --window before --at, or after SIGUSR1")
     p.add_argument("--at", type=float, help="with --burst: the instant (seconds since the epoch) the window ends")
     p.add_argument("--on-signal", action="store_true", help="with --burst: open them when SIGUSR1 arrives")
+    p.add_argument("--source-port", type=int, default=0, help="session i connects from this port + i (default: any)")
     p.add_argument("--window", type=float, default=0.1, help="seconds the burst is spread over (default 0.1)")
     p.add_argument("--seconds", type=float, default=10.0, help="each session's life (at most 600)")
     p.add_argument("--every", type=float, default=0.1, help="seconds between a session's requests (default 0.1)")
