@@ -43,8 +43,8 @@
 # answers nothing. One summary line per mode at the end.
 #
 # --no-sync runs the same drills on a pair without [sync]: the control that
-# shows the checks can fail (on VS/NAT the long-lived sessions die at the
-# kill, and the drill fails).
+# shows the checks can fail (the long-lived sessions die at each kill and
+# at the failback, in every mode, and the drill fails).
 #
 #   testbed/e2e/sync.sh [--mode nat|dr|tun|all] [--backend xdp|packet] [--family ipv4|ipv6] [--no-sync]
 #                                                    (under flock /tmp/xvs-netns.lock)
