@@ -400,9 +400,9 @@ drill() {
     [ "$sync" = 0 ] || check_shown "director2's table holds the $LONG sessions' connections, same real servers" backup_holds host
     at=$(awk -v t="$(now)" 'BEGIN { printf "%.3f", t + 1 }')
     hold_synacks on
-    # The cut takes effect some 30 ms after nft starts (its transaction,
+    # The cut takes effect some 20-40 ms after nft starts (its transaction,
     # in the switch's namespace): the burst's window ends then.
-    burst_start hostburst "$(awk -v t="$at" 'BEGIN { printf "%.3f", t + 0.03 }')"
+    burst_start hostburst "$(awk -v t="$at" 'BEGIN { printf "%.3f", t + 0.02 }')"
     kill_at "$at" host
     hold_synacks off
     check "director2 becomes MASTER" wait_for 5 is_state 2 MASTER
