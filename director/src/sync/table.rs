@@ -1257,4 +1257,98 @@ mac = "02:00:00:00:00:61"
         );
         assert_eq!(small.len(), (1, 1));
     }
+
+    /// What sync is not needed for: a flow the new master never heard of
+    /// continues on the real server the old master chose when its service
+    /// uses `mh` (the same Maglev table from the same config, whatever the
+    /// director's own seed) and `sloppy` (an entry from any segment, not
+    /// only a SYN), in NAT and DR; without `sloppy` its next segment is
+    /// dropped (no entry, not a SYN).
+    #[test]
+    fn without_sync_mh_and_sloppy_keep_a_flow_on_its_real_server() {
+        let config = |sloppy: bool| {
+            let mut c = String::from(crate::test_support::two_interfaces!());
+            for (vip, method) in [("203.0.113.10", "nat"), ("203.0.113.20", "dr")] {
+                c.push_str(&format!(
+                    "\n[[services]]\nproto = \"tcp\"\nvip = \"{vip}\"\nport = 80\nscheduler = \"mh\"\nsched_flags = [\"mh-port\"]\nsloppy = {sloppy}\n"
+                ));
+                for rs in 11..=14 {
+                    c.push_str(&format!(
+                        "[[services.real_servers]]\naddress = \"192.0.2.{rs}\"\nmethod = \"{method}\"\n"
+                    ));
+                }
+            }
+            for rs in 11..=14 {
+                c.push_str(&format!(
+                    "\n[[neighbours]]\ninterface = \"s0\"\naddress = \"192.0.2.{rs}\"\nmac = \"02:00:00:00:00:{rs}\"\n"
+                ));
+            }
+            c.push_str("\n[[neighbours]]\ninterface = \"c0\"\naddress = \"198.51.100.7\"\nmac = \"02:00:00:00:00:07\"\n");
+            ClusterConfig::parse("mh.toml", &c).unwrap()
+        };
+        let now = 1_000;
+        for sloppy in [true, false] {
+            let config = config(sloppy);
+            let old = Director::new(&config, 0, 11).unwrap();
+            let new = Director::new(&config, 0, 97).unwrap();
+            let (mut w_old, mut w_new) = (old.worker(1), new.worker(2));
+            let mut servers = std::collections::BTreeSet::new();
+            let seg = |vip: &str, cport: u16, flags: &str| {
+                frame(
+                    (CLIENT_MAC, CLIENT_IF_MAC),
+                    (addr("198.51.100.7"), cport),
+                    (addr(vip), 80),
+                    flags,
+                    if flags == "S" { b"" } else { b"data" },
+                )
+            };
+            let key = |vip: &str, cport: u16| FlowKey {
+                proto: IpProtocol::Tcp,
+                src: addr("198.51.100.7"),
+                dst: addr(vip),
+                sport: cport,
+                dport: 80,
+            };
+            let flows: Vec<(&str, u16)> = ["203.0.113.10", "203.0.113.20"]
+                .into_iter()
+                .flat_map(|vip| (41_000..41_040).map(move |p| (vip, p)))
+                .collect();
+            let mut chosen = Vec::new();
+            for &(vip, cport) in &flows {
+                let (v, _) = once(&old, &mut w_old, &seg(vip, cport, "S"), CLIENT, now);
+                assert!(matches!(v, Verdict::Transmit { .. }));
+                let rs = old
+                    .table()
+                    .lookup_inbound(&key(vip, cport), now)
+                    .unwrap()
+                    .real_server;
+                servers.insert(rs);
+                chosen.push(rs);
+            }
+            // The old master is gone; the next segments reach the new one,
+            // which has no entry for them, in another order.
+            for (&(vip, cport), rs) in flows.iter().zip(&chosen).rev() {
+                let (v, _) = once(&new, &mut w_new, &seg(vip, cport, "PA"), CLIENT, now + 10);
+                if sloppy {
+                    assert!(
+                        matches!(v, Verdict::Transmit { .. }),
+                        "{vip}:{cport}: {v:?}"
+                    );
+                    let conn = new
+                        .table()
+                        .lookup_inbound(&key(vip, cport), now + 10)
+                        .unwrap();
+                    assert_eq!(conn.real_server, *rs, "{vip} port {cport}");
+                } else {
+                    assert!(!matches!(v, Verdict::Transmit { .. }), "{v:?}");
+                    assert!(
+                        new.table()
+                            .lookup_inbound(&key(vip, cport), now + 10)
+                            .is_none()
+                    );
+                }
+            }
+            assert!(servers.len() > 1, "the flows spread: {servers:?}");
+        }
+    }
 }
