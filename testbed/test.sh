@@ -77,6 +77,15 @@ if [ "${XVS_SKIP_E2E:-0}" != 1 ]; then
     testbed/e2e/ha.sh --mode tun --backend xdp --kill-only
     say "end-to-end: the pair's connection sync: a backup started late gets 100,000 connections; 5 % of the sync datagrams dropped under load (AF_XDP)"
     testbed/e2e/sync-bulk.sh --backend xdp
+    # The pair syncing its connections (half a minute a mode): kill -9 of
+    # the master's process and of its whole host under long-lived sessions,
+    # a failback, sessions opened in the last 100 ms; DR syncs over IPv6.
+    say "end-to-end: two directors with connection sync on VS/NAT: kill -9, a host crash, failback, the last 100 ms (AF_XDP)"
+    testbed/e2e/sync.sh --mode nat --backend xdp
+    say "end-to-end: two directors with connection sync on VS/DR, adverts and sync over IPv6 (AF_XDP)"
+    testbed/e2e/sync.sh --mode dr --backend xdp --family ipv6
+    say "end-to-end: two directors with connection sync on VS/TUN (AF_XDP)"
+    testbed/e2e/sync.sh --mode tun --backend xdp
     say "end-to-end: xvs-director's VRRP against keepalived, as master and as backup; tshark decodes both"
     testbed/e2e/ha-keepalived.sh --backend xdp
 else
