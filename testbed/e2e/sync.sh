@@ -37,10 +37,11 @@
 #      their SYN-ACKs until the kill, then send them again): the checks of
 #      2 and 4 again, and the share of half-open ones that survived.
 # Why 2 and 5 both: a killed process leaves its host up, holding the
-# floating addresses with its XDP program attached and no socket behind
-# it, so that host's kernel answers what still reaches it (until the
-# client's neighbour entry moves) with resets of its own; a dead host
-# answers nothing. One summary line per mode at the end.
+# floating addresses, its XDP program gone with it: what still reaches
+# that host (until the client's neighbour entry moves) would be answered
+# by its kernel with resets of its own, but for the nftables table the
+# director keeps with [ha] (2 checks it does not); a dead host answers
+# nothing. One summary line per mode at the end.
 #
 # --no-sync runs the same drills on a pair without [sync]: the control that
 # shows the checks can fail (the long-lived sessions die at each kill and
@@ -248,11 +249,12 @@ NFT
         fi
     done
 }
-# burst_start NAME AT: BURST sessions opened over the 100 ms before AT,
-# session i from the client's port HALF_OPEN_PORT + i.
+# burst_start NAME AT PORT: BURST sessions opened over the 100 ms before
+# AT, session i from the client's port PORT + i (each burst its own ports:
+# the sessions of one that completed leave theirs in TIME_WAIT).
 burst_start() {
     client "$PY" "$LIB/longlived.py" "$URL" --burst "$BURST" --at "$2" --seconds "$BURST_LIFE" \
-        --source-port "$HALF_OPEN_PORT" --stop-file "$work/stop" --out "$work/$1.json" &
+        --source-port "$3" --stop-file "$work/stop" --out "$work/$1.json" &
     pids+=("$!")
     burst_pid=$!
 }
@@ -382,7 +384,7 @@ drill() {
     say "${mode^^}: $BURST sessions opened in the 100 ms before kill -9 director1 (the process)"
     [ "$sync" = 0 ] || check "director2's backup sync daemon is in sync again" wait_for 10 in_sync 2
     at=$(awk -v t="$(now)" 'BEGIN { printf "%.3f", t + 1.5 }')
-    burst_start burst "$at"
+    burst_start burst "$at" "$((HALF_OPEN_PORT + 1000))"
     kill_at "$at" process
     check "director2 becomes MASTER" wait_for 5 is_state 2 MASTER
     burst_end burst
@@ -402,7 +404,7 @@ drill() {
     hold_synacks on
     # The cut takes effect some 20-40 ms after nft starts (its transaction,
     # in the switch's namespace): the burst's window ends then.
-    burst_start hostburst "$(awk -v t="$at" 'BEGIN { printf "%.3f", t + 0.02 }')"
+    burst_start hostburst "$(awk -v t="$at" 'BEGIN { printf "%.3f", t + 0.02 }')" "$HALF_OPEN_PORT"
     kill_at "$at" host
     hold_synacks off
     check "director2 becomes MASTER" wait_for 5 is_state 2 MASTER
