@@ -35,7 +35,7 @@ use super::neighbours::NeighbourPart;
 use super::options::{ConfigSource, DaemonOptions};
 use super::part::{Parts, Running};
 use super::stats::StatsPart;
-use super::sync::{SyncInterface, SyncPart};
+use super::sync::SyncPart;
 use crate::config::{SyncConfig, SyncRole};
 use crate::sync::shared::SyncShared;
 use xvs_packet::sync::AuthKey;
@@ -248,42 +248,10 @@ impl Daemon {
         if let Some((listen, shared)) = agents {
             after_workers.add(Box::new(AgentPart::new(listen, shared, to_main.clone())));
         }
-        // The connection sync before HA: it stops after HA has handed the
-        // addresses over, and its "in sync" flag exists when HA starts.
-        // It runs with `[sync]`; with `[ha]`'s key alone it is there but
-        // idle until `xvsadm --start-daemon`.
-        if let (Some((sync, key)), Some(shared)) = (&sync_setup, &sync_shared) {
+        // The interfaces as the sync and HA parts need them.
+        let part_interfaces: Vec<HaInterface> = {
             let state = director.state();
-            let interfaces = state
-                .interfaces
-                .iter()
-                .filter_map(|iface| {
-                    let fact = facts.iter().find(|f| f.id == iface.id)?;
-                    Some(SyncInterface {
-                        name: iface.name.clone(),
-                        ifindex: fact.ifindex,
-                        addresses: iface.addresses.iter().map(|n| n.addr).collect(),
-                        client: iface.role == crate::types::InterfaceRole::Client,
-                    })
-                })
-                .collect();
-            plane.with_sync(Arc::clone(shared));
-            after_workers.add(Box::new(SyncPart::new(
-                sync.clone(),
-                config.ha.as_ref().and_then(|h| h.interface.clone()),
-                key.clone(),
-                interfaces,
-                Arc::clone(&director),
-                clock,
-                ha_shared.clone(),
-                Arc::clone(shared),
-            )));
-        }
-        // HA last: it stops first, so the VIPs are released (and the
-        // backup told, priority 0) while the workers still forward.
-        if let (Some(ha), Some(shared)) = (&config.ha, &ha_shared) {
-            let state = director.state();
-            let interfaces = state
+            state
                 .interfaces
                 .iter()
                 .filter_map(|iface| {
@@ -296,7 +264,30 @@ impl Daemon {
                         addresses: iface.addresses.clone(),
                     })
                 })
-                .collect();
+                .collect()
+        };
+        // The connection sync before HA: it stops after HA has handed the
+        // addresses over, and its "in sync" flag exists when HA starts.
+        // It runs with `[sync]`; with `[ha]`'s key alone it is there but
+        // idle until `xvsadm --start-daemon`.
+        if let (Some((sync, key)), Some(shared)) = (&sync_setup, &sync_shared) {
+            plane.with_sync(Arc::clone(shared));
+            after_workers.add(Box::new(SyncPart::new(
+                sync.clone(),
+                config.ha.as_ref().and_then(|h| h.interface.clone()),
+                key.clone(),
+                part_interfaces.clone(),
+                Arc::clone(&director),
+                clock,
+                ha_shared.clone(),
+                Arc::clone(shared),
+            )));
+        }
+        // HA last: it stops first, so the VIPs are released (and the
+        // backup told, priority 0) while the workers still forward.
+        if let (Some(ha), Some(shared)) = (&config.ha, &ha_shared) {
+            let state = director.state();
+            let interfaces = part_interfaces;
             plane.with_ha(Arc::clone(shared));
             // With the sync's backup role, a preemption waits for the
             // peer's table (at most transfer_timeout).

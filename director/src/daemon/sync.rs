@@ -74,7 +74,9 @@ use crate::sync::table::{
 use crate::io::sync_socket::{SyncSocket, SyncTarget};
 
 use super::Error;
+use super::ha::HaInterface;
 use super::part::{Part, Running};
+use crate::types::InterfaceRole;
 
 /// The longest the thread sleeps between two turns.
 pub const TURN: Duration = Duration::from_millis(5);
@@ -106,19 +108,6 @@ const DATAGRAMS_PER_TURN: usize = 1024;
 /// How often the figures are published.
 const PUBLISH_EVERY: Duration = Duration::from_millis(200);
 
-/// One interface the sync may run on: its name, index and addresses.
-#[derive(Debug, Clone)]
-pub struct SyncInterface {
-    /// Kernel name.
-    pub name: String,
-    /// Its index.
-    pub ifindex: u32,
-    /// Its addresses.
-    pub addresses: Vec<IpAddr>,
-    /// The client-side interface (the default).
-    pub client: bool,
-}
-
 /// The sync part: runs the engine for the roles configured (`[sync]`) or
 /// started since (`xvsadm --start-daemon`).
 pub struct SyncPart {
@@ -127,7 +116,7 @@ pub struct SyncPart {
     /// `[ha]`'s interface, the default one after `interface`.
     ha_interface: Option<String>,
     key: AuthKey,
-    interfaces: Vec<SyncInterface>,
+    interfaces: Vec<HaInterface>,
     director: Arc<Director>,
     clock: Clock,
     ha: Option<Arc<crate::ha::router::Shared>>,
@@ -157,7 +146,7 @@ impl SyncPart {
         config: SyncConfig,
         ha_interface: Option<String>,
         key: AuthKey,
-        interfaces: Vec<SyncInterface>,
+        interfaces: Vec<HaInterface>,
         director: Arc<Director>,
         clock: Clock,
         ha: Option<Arc<crate::ha::router::Shared>>,
@@ -178,7 +167,7 @@ impl SyncPart {
     }
 
     /// The interface the settings name.
-    fn interface(&self, config: &SyncConfig) -> Result<&SyncInterface, String> {
+    fn interface(&self, config: &SyncConfig) -> Result<&HaInterface, String> {
         let wanted = config.interface.as_ref().or(self.ha_interface.as_ref());
         match wanted {
             Some(name) => self.interfaces.iter().find(|i| &i.name == name).ok_or_else(|| {
@@ -194,7 +183,7 @@ impl SyncPart {
             None => self
                 .interfaces
                 .iter()
-                .find(|i| i.client)
+                .find(|i| i.role == InterfaceRole::Client)
                 .or_else(|| self.interfaces.first())
                 .ok_or_else(|| "the director has no interface to sync on".to_owned()),
         }
@@ -220,7 +209,11 @@ impl SyncPart {
         };
         let source = self.config.source.or_else(|| {
             let v4 = self.config.destination().is_ipv4();
-            iface.addresses.iter().copied().find(|a| a.is_ipv4() == v4)
+            iface
+                .addresses
+                .iter()
+                .map(|n| n.addr)
+                .find(|a| a.is_ipv4() == v4)
         });
         let socket = SyncSocket::open(
             &name,
@@ -1046,6 +1039,7 @@ mod tests {
     use crate::io::KernelCounter;
     use crate::pipeline::{HEADROOM, Verdict};
     use crate::types::IfaceId;
+    use crate::types::IpNet;
 
     const CONFIG: &str = concat!(
         crate::test_support::two_interfaces!(),
@@ -1144,11 +1138,15 @@ mac = "02:00:00:00:00:14"
             config,
             None,
             AuthKey::new(1, &[0x42; 32]).unwrap(),
-            vec![SyncInterface {
+            vec![HaInterface {
                 name: "lo".to_owned(),
                 ifindex,
-                addresses: vec![own.parse().unwrap()],
-                client: true,
+                role: InterfaceRole::Client,
+                mac: [0; 6],
+                addresses: vec![IpNet {
+                    addr: own.parse().unwrap(),
+                    prefix_len: 8,
+                }],
             }],
             Arc::clone(d),
             clock,
