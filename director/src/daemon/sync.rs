@@ -10,6 +10,8 @@
 //! flood the half-open queue fills and drops (counted) while the
 //! established connections' events still flow (*lower priority*, not a
 //! delay: a connection opened just before a takeover has its best chance).
+//! A new connection of a persistent service goes with its template, so
+//! that the peer sends the client's next connections to the same server.
 //! The records are batched into messages of at most `maxlen` bytes,
 //! numbered, kept until acknowledged and resent on a Nack. The sender's
 //! queue has a fixed size: while it is full the feed is not drained (its
@@ -57,7 +59,7 @@ use xvs_packet::sync::{
 };
 
 use crate::config::{SyncConfig, SyncRole};
-use crate::conn::{ConnFeed, ConnFlags, Millis};
+use crate::conn::{ConnEvent, ConnEventKind, ConnFeed, ConnFlags, Millis};
 use crate::control::proto::{ControlError, DaemonParams, ErrorKind, Reply, Request, SyncRoleName};
 use crate::ha::machine::State as HaState;
 use crate::pipeline::Director;
@@ -68,7 +70,7 @@ use crate::sync::reliable::{
 use crate::sync::shared::{Dropped, SyncShared};
 use crate::sync::table::{
     self, ExportCursor, ImportCounts, TemplateCursor, event_record, export_chunk,
-    export_chunk_where, export_templates,
+    export_chunk_where, export_templates, template_record,
 };
 
 use crate::io::sync_socket::{SyncSocket, SyncTarget};
@@ -711,9 +713,7 @@ impl Engine {
                 break;
             };
             handled += 1;
-            if let Some(record) = event_record(self.director.table(), &event, now) {
-                self.add(record);
-            }
+            self.add_event(&event, now);
         }
         if handled < EVENTS_PER_TURN && feed.len().0 == 0 {
             for _ in 0..HALF_OPEN_PER_TURN {
@@ -723,10 +723,22 @@ impl Engine {
                 let Some(event) = feed.pop_half_open() else {
                     break;
                 };
-                if let Some(record) = event_record(self.director.table(), &event, now) {
-                    self.add(record);
-                }
+                self.add_event(&event, now);
             }
+        }
+    }
+
+    /// Adds the records of a worker's event: the connection's state (a
+    /// delete for a removal) and, for a new connection of a persistent
+    /// service, its template.
+    fn add_event(&mut self, event: &ConnEvent, now: Millis) {
+        if let Some(record) = event_record(self.director.table(), event, now) {
+            self.add(record);
+        }
+        if event.kind == ConnEventKind::Created
+            && let Some(record) = template_record(&self.director, &event.key, now)
+        {
+            self.add(record);
         }
     }
 

@@ -39,6 +39,7 @@
 //! fwmark services have no VIP to name them and are not exported; a
 //! template is never deleted by the peer (each side's timer frees it).
 
+use core::net::IpAddr;
 use core::ops::ControlFlow;
 
 use xvs_packet::sync::{ConnKey, ConnState, Record};
@@ -103,23 +104,7 @@ pub fn export_templates(
                 if t.expires <= now {
                     return;
                 }
-                records.push(Record::Upsert(ConnState {
-                    key: ConnKey {
-                        proto: IpProtocol::from(t.key.proto),
-                        client: t.key.client_net,
-                        cport: 0,
-                        vip,
-                        vport: t.key.vport,
-                        template: true,
-                    },
-                    real_server: rs.addr(),
-                    rport: rs.port(),
-                    method: dest.method.code(),
-                    tcp_state: TcpState::None.code(),
-                    active: false,
-                    no_output: false,
-                    timeout_ms: u32::try_from(t.expires - now).unwrap_or(u32::MAX),
-                }));
+                records.push(template_upsert(t, vip, rs, dest.method, now));
             })
         } else {
             None
@@ -136,6 +121,60 @@ pub fn export_templates(
         };
     }
     (records, None)
+}
+
+/// The upsert of template `t` (of VIP `vip`, pinning to `rs` by
+/// `method`), with the time it has left at `now`.
+fn template_upsert(
+    t: &xvs_sched::Template,
+    vip: IpAddr,
+    rs: &xvs_sched::RealServer,
+    method: ForwardMethod,
+    now: Millis,
+) -> Record {
+    Record::Upsert(ConnState {
+        key: ConnKey {
+            proto: IpProtocol::from(t.key.proto),
+            client: t.key.client_net,
+            cport: 0,
+            vip,
+            vport: t.key.vport,
+            template: true,
+        },
+        real_server: rs.addr(),
+        rport: rs.port(),
+        method: method.code(),
+        tcp_state: TcpState::None.code(),
+        active: false,
+        no_output: false,
+        timeout_ms: u32::try_from(t.expires.saturating_sub(now)).unwrap_or(u32::MAX),
+    })
+}
+
+/// The upsert of the persistence template that pins the client of `flow`
+/// (an inbound key: client to VIP) when its service is persistent: sent
+/// with a new connection's record, so that the peer sends the client's
+/// next connections where this director does at once, not after the next
+/// refresh (IPVS syncs the controlling template alongside too). `None`:
+/// not a persistent service, or no live template.
+#[must_use]
+pub fn template_record(director: &Director, flow: &FlowKey, now: Millis) -> Option<Record> {
+    let st = director.state();
+    let svc = &st.services[st.find_service(flow.proto, flow.dst, flow.dport)? as usize];
+    let persist = svc.sched.config().persistence?;
+    let key = svc.sched.template_key(&persist, flow);
+    let TemplateVaddr::Addr(vip) = key.vaddr else {
+        return None;
+    };
+    let templates = svc.templates.lock();
+    let t = templates.get(templates.find(&key)?)?;
+    if t.expires <= now {
+        return None;
+    }
+    let servers = svc.sched.servers();
+    let rs = servers.get(t.server)?;
+    let dest = st.dests.get(svc.dest_of[t.server.index()])?;
+    Some(template_upsert(t, vip, rs, dest.method, now))
 }
 
 /// Where a walk of the table resumes.
@@ -1008,6 +1047,27 @@ mac = "02:00:00:00:00:61"
             cursor = next;
         }
         assert_eq!(exported.len(), 2, "{exported:?}");
+        // A new connection's template, as the sync sends it with the
+        // connection: the same record as the walk's.
+        for (client, cport) in [("198.51.100.7", 41000), ("198.51.100.8", 41001)] {
+            let flow = FlowKey {
+                proto: IpProtocol::Tcp,
+                src: addr(client),
+                dst: vip.0,
+                sport: cport,
+                dport: vip.1,
+            };
+            let record = template_record(&master, &flow, 2000).expect("its template");
+            assert!(exported.contains(&record), "{record:?}");
+        }
+        let not_persistent = FlowKey {
+            proto: IpProtocol::Tcp,
+            src: addr("198.51.100.7"),
+            dst: addr("203.0.113.10"),
+            sport: 41000,
+            dport: 80,
+        };
+        assert_eq!(template_record(&master, &not_persistent, 2000), None);
         for r in &exported {
             let Record::Upsert(c) = r else { unreachable!() };
             assert!(c.key.template && c.key.cport == 0 && c.key.vport == 80);
