@@ -13,7 +13,7 @@
 //! | `-S [-n]` | [`save`] |
 //! | `-L -c [--persistent-conn]` | [`list_connections`] |
 //! | `-L --timeout` | [`list_timeouts`] |
-//! | `-L --daemon` | [`list_daemons`] (sync daemons), [`ha_line`] (the HA election) |
+//! | `-L --daemon` | [`sync_lines`] (the sync's roles, ipvsadm's lines extended), [`ha_line`] (the HA election); [`list_daemons`] is ipvsadm's own form |
 //!
 //! # Details ipvs-behaviour.md does not spell out (taken from ipvsadm 1.31)
 //! - **Column headers** of `--stats`/`--rate`: `Prot LocalAddress:Port`
