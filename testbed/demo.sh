@@ -6,11 +6,12 @@
 #   testbed/demo.sh
 #
 # Installs what it needs, builds the workspace (release), brings the pair
-# cluster of testbed/cluster.sh up (`up --ha`), starts both directors on
-# AF_XDP, drives 20 s of short HTTP connections from the client with wrk
+# cluster of testbed/cluster.sh up (`up --ha --sync`), starts both directors
+# on AF_XDP, drives 20 s of short HTTP connections from the client with wrk
 # while printing the master's per-real-server counters every 2 s; then, in a
-# second act, kills the master (SIGKILL) under a loop of requests and shows
-# the backup taking over; then tears everything down. Non-interactive;
+# second act, kills the master (SIGKILL) under a loop of requests and 20
+# long-lived keep-alive sessions, and shows the backup taking over and the
+# sessions carrying on (connection sync); then tears everything down. Non-interactive;
 # cleans up whatever happens.
 set -euo pipefail
 # shellcheck source=lib/common.sh
@@ -41,9 +42,11 @@ cargo build --release --workspace --quiet
     die "a testbed cluster is already up: run testbed/cluster.sh down first"
 work=$(mktemp -d)
 wrk_pid=""
+long_pid=""
 cleanup() {
     local rc=$?
     if [ -n "$wrk_pid" ]; then kill "$wrk_pid" 2>/dev/null || true; fi
+    if [ -n "$long_pid" ]; then kill "$long_pid" 2>/dev/null || true; fi
     if [ -f "$STATE/cluster.env" ]; then
         say "8/8 tearing the cluster down"
         "$CLUSTER" down >/dev/null 2>&1 || true
@@ -58,9 +61,10 @@ explain "client 198.51.100.2 --+-- d-cli [director1, priority 150] d-srv --+-- r
     "                       +-- d-cli [director2, priority 100] d-srv --+" \
     "Two directors share the client's segment and the servers' segment. They elect a master by" \
     "VRRP (adverts every 100 ms, HMAC-signed); the master holds the VIP $VIP and the real" \
-    "servers' gateway 192.0.2.1, the backup holds neither. Each real server runs nginx, whose" \
-    "page is its own name ('rs1'...). NAT: replies come back through the master."
-"$CLUSTER" up --ha --servers 3 --weights 1,2,3 --scheduler wlc </dev/null | sed 's/^/    /'
+    "servers' gateway 192.0.2.1, the backup holds neither. They sync their connection tables" \
+    "both ways (UDP, signed). Each real server runs nginx, whose page is its own name" \
+    "('rs1'...). NAT: replies come back through the master."
+"$CLUSTER" up --ha --sync --servers 3 --weights 1,2,3 --scheduler wlc </dev/null | sed 's/^/    /'
 
 [ -x "$XVS_BIN/xvs-director" ] || die "the build left no $XVS_BIN/xvs-director"
 say "3/8 starting both directors on AF_XDP (configs $STATE/director1.toml, director2.toml)"
@@ -112,7 +116,12 @@ say "6/8 second act: kill -9 the master while the client keeps making requests"
 explain "A new connection every 20 ms for 6 s (each given 1 s); after 2 s director1 is killed with" \
     "SIGKILL: no goodbye advert. director2 hears no advert for its master-down interval" \
     "(3 x 100 ms + skew = 0.36 s), takes the VIP and the gateway, and announces them (gratuitous" \
-    "ARP / unsolicited NA) so that the client and the real servers send to its MAC."
+    "ARP / unsolicited NA) so that the client and the real servers send to its MAC." \
+    "Meanwhile 20 keep-alive sessions each send a request every 100 ms on one connection:" \
+    "director2 holds their connections (synced), so they carry on through the takeover."
+ip netns exec "$(ns_of client)" "$PY" testbed/lib/longlived.py "http://$VIP/" --sessions 20 --seconds 6 \
+    --out "$work/longlived.json" </dev/null >/dev/null 2>&1 &
+long_pid=$!
 ip netns exec "$(ns_of client)" "$PY" testbed/lib/http-loop.py "http://$VIP/" --every 0.02 --timeout 1 \
     --seconds 6 --max 400 --out "$work/loop.json" --log "$work/loop.log" </dev/null >/dev/null 2>&1 &
 wrk_pid=$!
@@ -127,6 +136,13 @@ read -r requests failed after < <("$PY" testbed/lib/outage.py "$work/loop.log" -
     tr ' ' '\n' | sed -n 's/^\(requests\|failed\|served_after\)=//p' | xargs)
 explain "requests: $requests, failed: $failed; served again ${after} s after the kill (each failed" \
     "request is one that the dead master was to answer before the client's ARP entry moved)."
+wait "$long_pid" || true
+long_pid=""
+if [ -s "$work/longlived.json" ]; then
+    read -r completed sessions stall < <("$PY" -c 'import json,sys; j=json.load(open(sys.argv[1])); print(j["completed"], j["sessions"], "%.2f" % j["max_wait"])' "$work/longlived.json")
+    explain "long-lived sessions: $completed of $sessions kept their connection to the end (the longest" \
+        "wait for a response, the takeover's stall: $stall s)."
+fi
 explain "Who is master now:"
 ha_lines
 sleep 1
