@@ -60,8 +60,8 @@
 # "–". Small-packet rows give CPU 1's busy time (/proc/stat), the core the
 # balancer and everything downstream of it run on.
 #
-# --quick: fewer and shorter runs (under 2 min in all, plus the sync
-# benchmark's ~1 min). --no-append:
+# --quick: fewer and shorter runs (under 2 min in all, plus about half a
+# minute for the sync benchmark; a full run's takes about a minute). --no-append:
 # print the section, leave BENCHMARKS.md alone. --sync-only: the sync
 # benchmark alone (no namespaces, no root needed). --profile: after the
 # measurements, one more xvs NAT small-packet run and one more short-
