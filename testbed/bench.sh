@@ -2,7 +2,7 @@
 # Where xvs stands against what an operator would use instead, measured in
 # one run on one machine, and appended as a dated section to BENCHMARKS.md.
 #
-#   testbed/bench.sh [--quick] [--no-append] [--profile]
+#   testbed/bench.sh [--quick] [--no-append] [--profile] [--sync-only]
 #
 # Two clusters of testbed/cluster.sh, up side by side (two real servers,
 # round robin), PREFIX = $XVS_NS_PREFIX (default "bench", so that it never
@@ -38,6 +38,14 @@
 #               the kernel paths' forwarding is steered there by RPS on the
 #               director's client-side veth. GRO is on on that veth during
 #               these runs: a veth peer must have NAPI to take XDP frames.
+#   sync        before the clusters come up, the connection-state sync's
+#               micro-benchmark (`cargo bench -p xvs-director --bench sync`,
+#               director/benches/sync.rs, one process, no namespaces): the
+#               SYN path with sync off and on, the master's sync work and
+#               the connections per second a backup absorbs, per new
+#               connection, and the issue's two targets from them (the
+#               backup keeps up with the master's new-connection rate; sync
+#               adds under 10 % to the master's SYN path).
 #
 # Isolation: each path has its own client source-port range
 # (ip_local_port_range in the client namespace), so short connections of
@@ -52,8 +60,10 @@
 # "–". Small-packet rows give CPU 1's busy time (/proc/stat), the core the
 # balancer and everything downstream of it run on.
 #
-# --quick: fewer and shorter runs (under 2 min in all). --no-append:
-# print the section, leave BENCHMARKS.md alone. --profile: after the
+# --quick: fewer and shorter runs (under 2 min in all, plus about half a
+# minute for the sync benchmark; a full run's takes about a minute). --no-append:
+# print the section, leave BENCHMARKS.md alone. --sync-only: the sync
+# benchmark alone (no namespaces, no root needed). --profile: after the
 # measurements, one more xvs NAT small-packet run and one more short-
 # connection run under `perf record` (CPU 1, and the whole machine), their
 # hottest symbols written to the work directory (/run/xvs-bench-PREFIX).
@@ -71,12 +81,13 @@ export XVS_NS_PREFIX
 . "$(dirname "$0")/lib/common.sh"
 cd "$XVS_ROOT"
 
-quick=0 append=1 profile=0
+quick=0 append=1 profile=0 sync_only=0
 while [ $# -gt 0 ]; do
     case $1 in
     --quick) quick=1; shift ;;
     --no-append) append=0; shift ;;
     --profile) profile=1; shift ;;
+    --sync-only) sync_only=1; shift ;;
     *) sed -n '/^#   testbed\/bench.sh/s/^#   //p' "$0" >&2; exit 2 ;;
     esac
 done
@@ -101,6 +112,7 @@ else
 fi
 # Offered rates of the small-packet sweep, frames per second.
 PPS_RATES=(100000 200000 300000 450000 650000 900000 1200000)
+[ "$sync_only" = 1 ] && [ "$profile" = 1 ] && die "--profile profiles the clusters' paths: not with --sync-only"
 for v in REPS PPS_REPS HTTP_S PPS_S; do
     if ! [[ "${!v}" =~ ^[0-9]+$ ]] || [ "${!v}" -lt 1 ] || [ "${!v}" -gt 120 ]; then
         die "$v=${!v}: give a whole number from 1 to 120"
@@ -112,17 +124,22 @@ RS1=192.0.2.11
 RS2=192.0.2.12
 CLIENT4=198.51.100.2
 
-need_root "testbed/bench.sh"
-# shellcheck disable=SC2153 # XVS_BENCH_PACKAGES comes from common.sh
-ensure_packages "${XVS_PACKAGES[@]}" "${XVS_BENCH_PACKAGES[@]}"
+if [ "$sync_only" = 0 ]; then
+    need_root "testbed/bench.sh"
+    # shellcheck disable=SC2153 # XVS_BENCH_PACKAGES comes from common.sh
+    ensure_packages "${XVS_PACKAGES[@]}" "${XVS_BENCH_PACKAGES[@]}"
+fi
 ensure_rust
-say "building (cargo build --release: director, agent, tools)"
-cargo build --release -p xvs-director -p xvs-agent -p xvs-tools --quiet
+if [ "$sync_only" = 0 ]; then
+    say "building (cargo build --release: director, agent, tools)"
+    cargo build --release -p xvs-director -p xvs-agent -p xvs-tools --quiet
+fi
 
 ours() { ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^($NAT_PREFIX|$DR_PREFIX)-(client|director|switch|router|rs[0-9]+)\$" || true; }
-[ -z "$(ours)" ] || die "namespaces of a previous run are up ($(ours | xargs)): XVS_NS_PREFIX=$NAT_PREFIX testbed/cluster.sh down; XVS_NS_PREFIX=$DR_PREFIX testbed/cluster.sh down"
+[ "$sync_only" = 1 ] || [ -z "$(ours)" ] || die "namespaces of a previous run are up ($(ours | xargs)): XVS_NS_PREFIX=$NAT_PREFIX testbed/cluster.sh down; XVS_NS_PREFIX=$DR_PREFIX testbed/cluster.sh down"
 
 WORK=/run/xvs-bench-$NAT_PREFIX
+[ "$sync_only" = 1 ] && [ ! -w /run ] && WORK=${TMPDIR:-/tmp}/xvs-bench-$NAT_PREFIX
 rm -rf "$WORK"
 mkdir -p "$WORK"
 RESULTS=$WORK/results.jsonl
@@ -152,6 +169,9 @@ cleanup() {
     trap - EXIT INT TERM
     stop_pid "$XDPFWD_PID" xvs-xdpfwd
     stop_pid "$HAPROXY_PID" haproxy
+    # --sync-only brought no cluster up: namespaces of that prefix are
+    # someone else's.
+    [ "$sync_only" = 1 ] && exit "$rc"
     XVS_NS_PREFIX=$NAT_PREFIX "$CLUSTER" down >/dev/null 2>&1 || true
     XVS_NS_PREFIX=$DR_PREFIX "$CLUSTER" down >/dev/null 2>&1 || true
     if [ -n "$(ours)" ]; then
@@ -169,15 +189,36 @@ state_of() { echo "/run/xvs-testbed-$1"; }
 
 mac_of() { ip -n "$1" -j link show "$2" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)[0]["address"])'; }
 
-say "bringing up two clusters: $NAT_PREFIX-* (NAT) and $DR_PREFIX-* (DR), two real servers each, round robin"
-# Offload off, as every figure of BENCHMARKS.md was measured: the director
-# then forwards full checksums and never sums a payload to complete one.
-nat up --mode nat --servers 2 --weights 1,1 --scheduler rr --offload-off </dev/null | sed 's/^/    /'
-dr up --mode dr --servers 2 --weights 1,1 --scheduler rr --offload-off </dev/null | sed 's/^/    /'
+# ----------------------------------------------------------------- sync ---
+
+# The state sync's micro-benchmark, before any cluster loads the machine:
+# its figures go to $WORK/sync.json for the report (none if it failed).
+started=$(date +%s)
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+say "the connection-state sync's benchmark (cargo bench -p xvs-director --bench sync)"
+sync_args=()
+[ "$quick" = 1 ] && sync_args=(-- --warm-up-time 0.5 --measurement-time 1.5)
+if ! XVS_SYNC_BENCH_JSON=$WORK/sync.json cargo bench -p xvs-director --bench sync --quiet "${sync_args[@]}" \
+    >"$WORK/sync-bench.log" 2>&1; then
+    echo "    the sync benchmark failed (its output: $WORK/sync-bench.log)" >&2
+    rm -f "$WORK/sync.json"
+fi
+# Criterion's estimates, not its comparisons with an earlier run.
+grep -E '^sync:|^sync/|time:' "$WORK/sync-bench.log" | grep -v 'time: *\[[-+−]' | sed 's/^/    /' || true
+say "sync benchmark: $(($(date +%s) - started)) s"
+if [ "$sync_only" = 1 ]; then
+    REPS=0 PPS_REPS=0
+else
+    say "bringing up two clusters: $NAT_PREFIX-* (NAT) and $DR_PREFIX-* (DR), two real servers each, round robin"
+    # Offload off, as every figure of BENCHMARKS.md was measured: the director
+    # then forwards full checksums and never sums a payload to complete one.
+    nat up --mode nat --servers 2 --weights 1,1 --scheduler rr --offload-off </dev/null | sed 's/^/    /'
+    dr up --mode dr --servers 2 --weights 1,1 --scheduler rr --offload-off </dev/null | sed 's/^/    /'
+fi
 
 # The small-packet sink: every real server counts and drops UDP to port 7
 # at its interface's ingress (the clusters' UDP echo never sees the load).
-for prefix in "$NAT_PREFIX" "$DR_PREFIX"; do
+[ "$sync_only" = 1 ] || for prefix in "$NAT_PREFIX" "$DR_PREFIX"; do
     for k in 1 2; do
         ip netns exec "$prefix-rs$k" nft -f - <<EOF
 table netdev bench_sink {
@@ -406,15 +447,13 @@ pps_round() {
 
 # ---------------------------------------------------------------- runs ---
 
-started=$(date +%s)
-load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 HTTP_PATHS=(direct xvs-nat xvs-dr nft haproxy)
 PPS_PATHS=(xdpfwd xvs-nat xvs-dr nft kernel-fwd)
 for ((rep = 1; rep <= REPS; rep++)); do
     say "HTTP, round $rep of $REPS (${HTTP_S} s per wrk run): ${HTTP_PATHS[*]}"
     for path in "${HTTP_PATHS[@]}"; do http_round "$rep" "$path"; done
 done
-pps_setup
+[ "$sync_only" = 1 ] || pps_setup
 for ((rep = 1; rep <= PPS_REPS; rep++)); do
     say "64-byte UDP, round $rep of $PPS_REPS (${STEP_S} s per offered rate, then ${PPS_S} s flat out): ${PPS_PATHS[*]}"
     for path in "${PPS_PATHS[@]}"; do pps_round "$rep" "$path"; done
@@ -465,7 +504,10 @@ json.dump({
     "date": "$(date -u '+%Y-%m-%d %H:%M UTC')",
     "machine": "$(nproc) vCPU ($cpu_model), $mem, kernel $(uname -r)",
     "commit": "$commit",
-    "mode": "$([ "$quick" = 1 ] && echo quick || echo full)",
+    "mode": "$([ "$quick" = 1 ] && echo quick || echo full)$([ "$sync_only" = 1 ] && echo ", sync only")",
+    "sync": "$([ -f "$WORK/sync.json" ] && echo "$WORK/sync.json")",
+    "sync_cmd": "cargo bench -p xvs-director --bench sync${sync_args[*]:+ ${sync_args[*]}}",
+    "sync_only": $([ "$sync_only" = 1 ] && echo True || echo False),
     "reps": $REPS, "pps_reps": $PPS_REPS, "http_s": $HTTP_S, "pps_s": $PPS_S, "step_s": $STEP_S,
     "rates": "$(IFS=,; echo "${PPS_RATES[*]}")",
     "load": "load average $load_before before the measurements, $load_after after",

@@ -20,7 +20,9 @@
 RESULTS is JSON lines, one per measurement:
   {"test", "path", "rep", "value", "unit", "lb_cpu_s", "lb_cpu_what",
    "window_s", "busy_s", "units", "errors", "offered", "note"}
-META is a JSON object: date, machine, commit, mode, reps, durations, generator.
+META is a JSON object: date, machine, commit, mode, reps, durations, generator;
+sync (the file director/benches/sync.rs wrote with XVS_SYNC_BENCH_JSON, or
+""), sync_cmd, sync_only (no cluster measurements: the sync part alone).
 """
 import json
 import os
@@ -165,6 +167,52 @@ def fmt(value, unit):
     return f"{value:.0f}"
 
 
+def sync_part(meta):
+    """The state sync benchmark's lines (a table) and its targets."""
+    cmd = meta.get("sync_cmd", "cargo bench -p xvs-director --bench sync")
+    path = meta.get("sync")
+    if not path:
+        return [f"State sync (`{cmd}`): not measured (the benchmark failed)."], [
+            "- sync: backup absorbs ≥ the master's SYN-path rate: not measured — MISS",
+            "- sync: sync adds < 10 % to the master's SYN path: not measured — MISS"]
+    with open(path) as f:
+        s = json.load(f)
+
+    def row(what, ns, rate=True):
+        per_s = f"{1e3 / ns:.2f} M" if rate else "–"
+        return f"| {what} | {ns:.0f} ns | {per_s} |"
+
+    lines = [
+        f"State sync (`{cmd}`, director/benches/sync.rs; one thread; medians of "
+        f"{s['phases']} interleaved phases, per new connection of the master: the SYN path in a "
+        "table of 1M connections; the master's work from its feed to signed messages of 1472 "
+        f"bytes, {s['events_per_conn']:.2f} events per connection (its creation, its removal); "
+        "a backup absorbing a full transfer of 100,000 connections, and the master's live "
+        "stream, each into a fresh director):",
+        "",
+        "| measurement | per connection | connections/s |",
+        "|---|---|---|",
+        row("SYN path, sync off", s["syn_off_ns"]),
+        row("SYN path, sync on", s["syn_on_ns"]),
+        row("master's sync work", s["master_work_ns"], rate=False),
+        row("backup absorbs a transfer", s["absorb_transfer_ns"]),
+        row("backup absorbs the live stream", s["absorb_live_ns"]),
+    ]
+
+    def verdict(ok):
+        return "PASS" if ok else "MISS"
+
+    targets = [
+        f"- sync: backup absorbs a transfer ≥ the master's SYN-path rate: {s['keeps_up']:.2f} "
+        f"(need ≥ 1.00) — **{verdict(s['keeps_up'] >= 1)}**",
+        f"- sync: backup absorbs the live stream ≥ the master's SYN-path rate: {s['keeps_up_live']:.2f} "
+        f"(need ≥ 1.00) — **{verdict(s['keeps_up_live'] >= 1)}**",
+        f"- sync: (SYN path sync on − off + master's sync work) ÷ SYN path sync off: "
+        f"{100 * s['master_cost']:.1f} % (need < 10 %) — **{verdict(s['master_cost'] < 0.1)}**",
+    ]
+    return lines, targets
+
+
 def table(results_path, meta_path):
     with open(meta_path) as f:
         meta = json.load(f)
@@ -190,6 +238,15 @@ def table(results_path, meta_path):
     out.append(f"Machine: {meta['machine']}; {meta.get('load', 'load not recorded')} "
                "(the machine is shared with other work: the load before is theirs).")
     out.append("")
+    sync_lines, sync_targets = sync_part(meta)
+    if meta.get("sync_only"):
+        out.extend(sync_lines)
+        out.append("")
+        out.append("Targets (medians of this run):")
+        out.append("")
+        out.extend(sync_targets)
+        out.append("")
+        return "\n".join(out)
     out.append(
         f"HTTP: {meta['reps']} repetitions per path, {meta['http_s']} s per wrk run; small packets: "
         f"{meta.get('pps_reps', meta['reps'])} repetitions, offered rates {meta.get('rates', '?')}/s, "
@@ -250,6 +307,8 @@ def table(results_path, meta_path):
                 f"| {'; '.join(flags)} |"
             )
     out.append("")
+    out.extend(sync_lines)
+    out.append("")
     out.append("Targets (medians of this run):")
     out.append("")
 
@@ -269,6 +328,7 @@ def table(results_path, meta_path):
     target("HTTP short, xvs NAT ≥ 1.5× HAProxy", ("http-short", "xvs-nat"), ("http-short", "haproxy"), 1.5)
     target("HTTP short, xvs DR ≥ nftables DNAT", ("http-short", "xvs-dr"), ("http-short", "nft"), 1.0)
     target("HTTP short, xvs DR ≥ 1.5× HAProxy", ("http-short", "xvs-dr"), ("http-short", "haproxy"), 1.5)
+    out.extend(sync_targets)
     out.append("")
     out.append(
         "Columns: ratio = median / the reference path's median (HTTP and latency: direct; "
