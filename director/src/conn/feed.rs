@@ -1,7 +1,7 @@
 //! The connection events the workers report to the state sync (issue
 //! #18): a connection was created, its TCP state changed, it was removed
-//! or expired. The sync daemon drains them and sends the peer director
-//! what changed.
+//! (an expiry is not reported: the peer's copy expires on its own timer).
+//! The sync daemon drains them and sends the peer director what changed.
 //!
 //! Contract: [`ConnFeed::report`] never blocks, never allocates and takes
 //! no lock: the events go into fixed-size lock-free queues
@@ -40,7 +40,7 @@ pub enum ConnEventKind {
     Created,
     /// A packet changed its TCP state.
     StateChanged,
-    /// It was removed (reused port, deleted real server) or expired.
+    /// It was removed (a reused port, a deleted real server).
     Removed,
 }
 

@@ -528,12 +528,13 @@ impl Director {
     /// The control thread's periodic work at `now`: reclaims up to `budget`
     /// expired connections (unbinding each from its real server and
     /// template), expires persistence templates, runs scheduler timers.
-    /// Returns how many connections were reclaimed.
+    /// Returns how many connections were reclaimed. An expiry is not
+    /// reported to the state sync: the peer's copy carries the time it had
+    /// left when last sent, and expires on its own no later than this one.
     pub fn housekeeping(&self, now: Millis, budget: usize) -> usize {
         let st = self.state.load_full();
-        let feed = self.feed.load_full();
         let reclaimed = self.table.expire(now, budget, |conn| {
-            self.unbind(&st, conn, feed.as_deref());
+            self.unbind(&st, conn, None);
         });
         for svc in &st.services {
             svc.templates.lock().expire(now, svc.sched.servers());
