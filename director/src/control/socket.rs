@@ -898,12 +898,14 @@ capacity = 131072
     #[test]
     fn another_releases_request_is_refused_for_its_version() {
         // Version 1 had no wait_ms, version 2 no load listing, version 3
-        // no daemons' listing; a future one may have more fields.
+        // no daemons' listing, version 4 no --start-daemon; a future one
+        // may have more fields.
         for line in [
             r#"{"version":1,"request":{"op":"list"}}"#,
             r#"{"version":2,"request":{"op":"list"}}"#,
             r#"{"version":3,"request":{"op":"list"}}"#,
-            r#"{"version":5,"request":{"op":"list_everything"}}"#,
+            r#"{"version":4,"request":{"op":"daemons"}}"#,
+            r#"{"version":6,"request":{"op":"list_everything"}}"#,
         ] {
             let Err(Reply::Error(e)) = read_envelope(line) else {
                 panic!("{line}")
@@ -911,7 +913,11 @@ capacity = 131072
             assert_eq!(e.kind, ErrorKind::Version, "{line}");
             assert!(e.message.contains("same release"), "{}", e.message);
         }
-        assert!(read_envelope(r#"{"version":4,"request":{"op":"daemons"}}"#).is_ok());
+        assert!(read_envelope(r#"{"version":5,"request":{"op":"daemons"}}"#).is_ok());
+        assert!(
+            read_envelope(r#"{"version":5,"request":{"op":"stop_daemon","role":"backup"}}"#)
+                .is_ok()
+        );
         let Err(Reply::Error(e)) = read_envelope("{") else {
             panic!()
         };
