@@ -156,6 +156,6 @@ explain "" "Next, the same cluster by hand (as root; the cluster is down again n
     "  testbed/cluster.sh exec director xvsadm -L -n            # its table, as ipvsadm -L -n" \
     "  testbed/cluster.sh status                                # namespaces, addresses, processes" \
     "  testbed/cluster.sh down" \
-    "(add --ha to up for the pair; testbed/cluster.sh balancer kill --director 1 is the second act)" \
+    "(add --ha --sync to up for the pair; testbed/cluster.sh balancer kill --director 1 is the second act)" \
     "testbed/test.sh runs every test; testbed/e2e/nat.sh, control.sh, health.sh and ha.sh run the" \
     "end-to-end suites one at a time."
