@@ -35,7 +35,8 @@
 #      long-lived sessions, new connections and 20 sessions opened in its
 #      last 100 ms, half of them held half-open (the real servers drop
 #      their SYN-ACKs until the kill, then send them again): the checks of
-#      2 and 4 again, and the share of half-open ones that survived.
+#      2 and 4 again, and, with sync on, every one still half-open at the
+#      kill must survive (their SYN_RECV entries were synced).
 # Why 2 and 5 both: a killed process leaves its host up, holding the
 # floating addresses, its XDP program gone with it: what still reaches
 # that host (until the client's neighbour entry moves) would be answered
@@ -292,6 +293,15 @@ PY
 }
 # some_survived NAME: one session of NAME at least ran to its end.
 some_survived() { echo "$(json "$work/$1.json" 'j["completed"]') of $BURST survived"; [ "$(json "$work/$1.json" 'j["completed"]')" != 0 ]; }
+# half_open_survived: every session of the last burst (burst_res) that was
+# still half-open at the kill survived: its SYN_RECV entry, held 100 ms and
+# more, was synced (what IPVS never syncs).
+half_open_survived() {
+    local h
+    h=$(sed -n 's/.*of those half-open \([0-9]*\/[0-9]*\).*/\1/p' <<<"$burst_res")
+    echo "half-open at the kill: ${h:-none} survived"
+    [ -n "$h" ] && [ "${h#*/}" != 0 ] && [ "${h%/*}" = "${h#*/}" ]
+}
 # long_res NAME: NAME's long-lived sessions, for the summary.
 long_res() { echo "$(json "$work/$1.json" 'j["completed"]')/$LONG long-lived (longest wait $(json "$work/$1.json" 'j["max_wait"]') s)"; }
 # loop_res NAME AT: NAME's new connections through an event at AT.
@@ -416,6 +426,7 @@ drill() {
     [ "$sync" = 0 ] || json "$STATE/stats2.json" '"director2 imported %s; its receiver: %s" % (j["sync"]["import"], {k: v for k, v in j["sync"]["receiver"].items() if v})' ||
         echo "(director2's stats file has no sync figures)"
     [ "$sync" = 0 ] || [ "$mode" != nat ] || check_shown "host crash, the last 100 ms: some sessions survived on VS/NAT" some_survived hostburst
+    [ "$sync" = 0 ] || check_shown "host crash, the last 100 ms: every session still half-open at the kill survived" half_open_survived
     host_res="$(long_res host), $(loop_res host "$killed"), last 100 ms: $burst_res"
 
     line="$([ "$sync" = 1 ] && echo sync || echo "no sync") ${mode^^}: kill -9: $kill_res; failback: $fail_res; last 100 ms before kill -9: $burst1_res; host crash: $host_res"
