@@ -95,13 +95,8 @@ cleanup() {
 trap cleanup EXIT
 
 # --- the pair's state, addresses and neighbours -----------------------------
-dir_ns() { if [ "$1" = 1 ]; then ns_of director; else ns_of director2; fi; }
-dir_socket() { if [ "$1" = 1 ]; then echo "$STATE/control.sock"; else echo "$STATE/control2.sock"; fi; }
 # ha_line N: director N's HA line of xvsadm -L --daemon (empty if it runs not).
-ha_line() { XVSADM_SOCKET=$(dir_socket "$1") "$XVS_BIN/xvsadm" -L --daemon 2>/dev/null | grep '^HA ' || true; }
-state() { ha_line "$1" | awk '{ print $3 }'; }
-is_state() { [ "$(state "$1")" = "$2" ]; }
-pair_is() { is_state 1 "$1" && is_state 2 "$2"; }
+ha_line() { dir_daemons "$1" | grep '^HA ' || true; }
 # The floating addresses, "interface address/len" each.
 floating() {
     printf 'd-cli %s/32\nd-cli %s/128\n' "$VIP4" "$VIP6"
@@ -130,7 +125,6 @@ loop_end() {
 }
 # outage NAME AT: outage.py's key=value line for loop NAME and an event at AT.
 outage() { "$PY" "$LIB/outage.py" "$work/$1.log" --at "$2"; }
-field() { tr ' ' '\n' <<<"$2" | sed -n "s/^$1=//p"; }
 # served_since NAME AT: loop NAME has had a request started at or after AT served.
 served_since() { [ -s "$work/$1.log" ] && [ "$(field served_after "$(outage "$1" "$2")")" != - ]; }
 # takeover NAME AT LIMIT WHAT: waits for loop NAME to be served again after
@@ -153,7 +147,6 @@ takeover() {
     echo "$numbers"
     [ "$after" != - ] && awk -v t="$after" -v l="$limit" 'BEGIN { exit !(t < l) }'
 }
-start_director() { "$CLUSTER" balancer start xvs --director "$1" --backend "$backend" -- --log-interval 0 >/dev/null; }
 edit_director1() {
     "$PY" "$LIB/edit-config.py" "$STATE/director1.toml" "${@/#/--ha=}" >"$work/director1.toml"
     cat "$work/director1.toml" >"$STATE/director1.toml"

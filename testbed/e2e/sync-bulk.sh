@@ -99,34 +99,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# within SECONDS CMD...: wait_for bounded by the clock rather than by a
-# count of polls (these CMDs list 100,000 connections: not instantaneous).
-within() {
-    local limit=$1 start
-    shift
-    start=$(now)
-    until "$@"; do
-        if awk -v t="$(since "$start")" -v l="$limit" 'BEGIN { exit !(t >= l) }'; then
-            echo "not within $limit s"
-            return 1
-        fi
-        sleep 0.1
-    done
-    waited=$(since "$start")
-    echo "after $waited s"
-}
 
 # --- the pair -----------------------------------------------------------------
-dir_ns() { if [ "$1" = 1 ]; then ns_of director; else ns_of director2; fi; }
-dir_socket() { if [ "$1" = 1 ]; then echo "$STATE/control.sock"; else echo "$STATE/control2.sock"; fi; }
 dir_stats() { if [ "$1" = 1 ]; then echo "$STATE/stats.json"; else echo "$STATE/stats2.json"; fi; }
-dir_daemon() { XVSADM_SOCKET=$(dir_socket "$1") "$XVS_BIN/xvsadm" -L --daemon 2>&1 | sed "s/^/director$1: /"; }
-state() { XVSADM_SOCKET=$(dir_socket "$1") "$XVS_BIN/xvsadm" -L --daemon 2>/dev/null | awk '/^HA / { print $3 }'; }
-is_state() { [ "$(state "$1")" = "$2" ]; }
+dir_daemon() { dir_daemons "$1" | sed "s/^/director$1: /"; }
 # The stats file is written every 0.2 s (--stats-interval below).
-start_director() {
-    "$CLUSTER" balancer start xvs --director "$1" --backend "$backend" -- --log-interval 0 --stats-interval 0.2 >/dev/null
-}
 # stat N EXPR: a value of director N's stats file (EXPR in Python, over d).
 stat() { "$PY" -c 'import json, sys; d = json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$(dir_stats "$1")" "$2"; }
 # in_sync N: director N's stats file says its sync receiver is in sync;
@@ -183,7 +160,7 @@ for n in 1 2; do
     [ "$capacity" -ge $((2 * BULK_FLOWS + LOAD_FLOWS + 100000)) ] ||
         die "director$n.toml: conn_table.capacity $capacity is too small for the drills' $((2 * BULK_FLOWS + LOAD_FLOWS)) UDP flows and HTTP connections"
 done
-start_director 1
+start_director 1 --stats-interval 0.2
 check "director1 alone is MASTER" wait_for 5 is_state 1 MASTER
 dir1_mac=$(ip -n "$(dir_ns 1)" -o link show d-cli | grep -o 'link/ether [0-9a-f:]*' | cut -d' ' -f2)
 client ip addr add 198.51.100.3/24 dev eth0
@@ -206,8 +183,8 @@ check "director1 holds at least $((2 * BULK_FLOWS)) connections ($held)" holds_b
 
 say "director2 starts: its sync receiver asks director1 for its table"
 at=$(now)
-start_director 2
-check "director2 reports itself in sync (stats file: sync.in_sync)" within 60 in_sync 2
+start_director 2 --stats-interval 0.2
+check "director2 reports itself in sync (stats file: sync.in_sync)" wait_for 60 in_sync 2
 transfer=$(since "$at")
 if [ "$synced" = 1 ]; then
     sync_note="in sync $transfer s after its start (holding $at_sync then)"
@@ -264,7 +241,7 @@ converged() {
 }
 last_try=$(now)
 converge_note="NOT equal 30 s after the load stopped"
-check "director2's table equals director1's, per real server and entry by entry" within 30 converged
+check "director2's table equals director1's, per real server and entry by entry" wait_for 30 converged
 echo "the tables: $converge_note"
 cat "$work/loss.out"
 read -r seen1 dropped1 < <(loss_counters 1)

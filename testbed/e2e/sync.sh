@@ -128,16 +128,9 @@ check_shown() {
 }
 
 # --- the pair ---------------------------------------------------------------------
-dir_ns() { if [ "$1" = 1 ]; then ns_of director; else ns_of director2; fi; }
-dir_socket() { if [ "$1" = 1 ]; then echo "$STATE/control.sock"; else echo "$STATE/control2.sock"; fi; }
-daemon_lines() { XVSADM_SOCKET=$(dir_socket "$1") "$XVS_BIN/xvsadm" -L --daemon 2>/dev/null || true; }
-state() { daemon_lines "$1" | awk '/^HA / { print $3 }'; }
-is_state() { [ "$(state "$1")" = "$2" ]; }
-pair_is() { is_state 1 "$1" && is_state 2 "$2"; }
 # in_sync N: director N's backup sync daemon says it holds its peer's table.
-in_sync() { daemon_lines "$1" | grep -q '^backup sync daemon.*: in sync'; }
-sync_lines() { daemon_lines "$1" | grep ' sync daemon' | sed "s/^/  director$1: /"; }
-start_director() { "$CLUSTER" balancer start xvs --director "$1" --backend "$backend" -- --log-interval 0 >/dev/null; }
+in_sync() { dir_daemons "$1" | grep -q '^backup sync daemon.*: in sync'; }
+sync_lines() { dir_daemons "$1" | grep ' sync daemon' | sed "s/^/  director$1: /"; }
 
 # --- the load ---------------------------------------------------------------------
 # sessions NAME LIFE: LONG long-lived sessions of LIFE s in the background
@@ -169,7 +162,6 @@ loop() {
 }
 loop_end() { touch "$work/stop-$1"; wait "$loop_pid" || true; }
 outage() { "$PY" "$LIB/outage.py" "$work/$1-loop.log" --at "$2"; }
-field() { tr ' ' '\n' <<<"$2" | sed -n "s/^$1=//p"; }
 
 # conns N: director N's established connections from the client to the
 # IPv4 VIP's port 80, "client-port real-server" a line.

@@ -86,23 +86,24 @@ check() {
     fi
 }
 
-# wait_for SECONDS CMD...: polls CMD every 0.1 s; prints how long it took
-# and sets waited to it (in seconds), or says it gave up after SECONDS.
+# wait_for SECONDS CMD...: polls CMD every 0.1 s until it succeeds or
+# SECONDS have passed on the clock (however long each CMD takes: some list
+# 100,000 connections); prints how long it took and sets waited to it (in
+# seconds), or says it gave up after SECONDS.
 waited=0
 wait_for() {
-    local limit=$1 i start
+    local limit=$1 start
     shift
-    start=$(date +%s.%N)
-    for ((i = 0; i < limit * 10; i++)); do
-        if "$@"; then
-            waited=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
-            echo "after $waited s"
-            return 0
+    start=$(now)
+    until "$@"; do
+        if awk -v t="$(since "$start")" -v l="$limit" 'BEGIN { exit !(t >= l) }'; then
+            echo "not within $limit s"
+            return 1
         fi
         sleep 0.1
     done
-    echo "not within $limit s"
-    return 1
+    waited=$(awk -v a="$start" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }')
+    echo "after $waited s"
 }
 
 # scrape: the director's metrics page (it listens on METRICS in its namespace).
@@ -170,6 +171,26 @@ ha_holds_none() {
 ha_mac_of() { ip -n "$1" -o link show d-cli | grep -o 'link/ether [0-9a-f:]*' | cut -d' ' -f2; }
 # ha_neigh_mac ADDR: the client's neighbour entry for ADDR (its MAC, or nothing).
 ha_neigh_mac() { ip -n "$(ns_of client)" neigh show "$1" dev eth0 | awk '{ for (i = 1; i < NF; i++) if ($i == "lladdr") print $(i + 1) }'; }
+# The pair of `cluster.sh up --ha` (e2e/ha.sh, e2e/sync.sh,
+# e2e/sync-bulk.sh), director N = 1 or 2:
+# dir_ns N: its namespace; dir_socket N: its control socket;
+# dir_daemons N: its `xvsadm -L --daemon` (empty if it runs not);
+# dir_state N: its HA state (MASTER, BACKUP, FAULT, INIT or nothing);
+# is_state N STATE; pair_is STATE1 STATE2: director1's and director2's.
+dir_ns() { if [ "$1" = 1 ]; then ns_of director; else ns_of director2; fi; }
+dir_socket() { if [ "$1" = 1 ]; then echo "$STATE/control.sock"; else echo "$STATE/control2.sock"; fi; }
+dir_daemons() { XVSADM_SOCKET=$(dir_socket "$1") "$XVS_BIN/xvsadm" -L --daemon 2>/dev/null || true; }
+dir_state() { dir_daemons "$1" | awk '/^HA / { print $3 }'; }
+is_state() { [ "$(dir_state "$1")" = "$2" ]; }
+pair_is() { is_state 1 "$1" && is_state 2 "$2"; }
+# start_director N [DIRECTOR-OPTION...]: director N started on $backend.
+start_director() {
+    local n=$1
+    shift
+    "$CLUSTER" balancer start xvs --director "$n" --backend "$backend" -- --log-interval 0 "$@" >/dev/null
+}
+# field NAME "A=1 B=2 ...": NAME's value in a line of NAME=VALUE pairs.
+field() { tr ' ' '\n' <<<"$2" | sed -n "s/^$1=//p"; }
 # ha_neigh_is NS LABEL ADDR: the client's entry for ADDR is NS's d-cli MAC.
 ha_neigh_is() {
     local got
