@@ -357,7 +357,8 @@ drill() {
     say "${mode^^}: kill -9 director1 (the process) under $LONG long-lived sessions and new connections"
     sessions kill "$KILL_LIFE"
     loop kill
-    sleep "$KILL_AFTER"
+    sleep "$KILL_AFTER" # the load runs a while before the kill
+    [ "$sync" = 0 ] || wait_for 5 backup_holds kill >/dev/null || true
     [ "$sync" = 0 ] || check_shown "director2's table holds the $LONG sessions' connections, same real servers" backup_holds kill
     kill_at "$(now)" process
     check "director2 becomes MASTER" wait_for 5 is_state 2 MASTER
@@ -400,7 +401,7 @@ drill() {
     [ "$sync" = 0 ] || check "director2's backup sync daemon is in sync again" wait_for 10 in_sync 2
     sessions host "$KILL_LIFE"
     loop host
-    sleep 1
+    [ "$sync" = 0 ] || wait_for 5 backup_holds host >/dev/null || true
     [ "$sync" = 0 ] || check_shown "director2's table holds the $LONG sessions' connections, same real servers" backup_holds host
     at=$(awk -v t="$(now)" 'BEGIN { printf "%.3f", t + 1 }')
     hold_synacks on
