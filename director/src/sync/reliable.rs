@@ -959,20 +959,13 @@ mod tests {
     const MASTER: u32 = 0x1111_1111;
     const BACKUP: u32 = 0x2222_2222;
 
-    /// SplitMix64: seeded, so that every run sees the same channel.
-    struct Rng(u64);
+    /// The scheduler crate's SplitMix64, seeded, so that every run sees
+    /// the same channel.
+    struct Rng(xvs_sched::SplitMix64);
 
     impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        }
-
         fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
+            self.0.next_u64() % n
         }
 
         fn permille(&mut self, p: u64) -> bool {
@@ -998,7 +991,7 @@ mod tests {
     impl Channel {
         fn new(seed: u64, loss_permille: u64) -> Self {
             Self {
-                rng: Rng(seed),
+                rng: Rng(xvs_sched::SplitMix64::new(seed)),
                 loss_permille,
                 dup_permille: 10,
                 max_delay: 5,
@@ -1088,7 +1081,7 @@ mod tests {
             receiver: ReceiverConfig,
         ) -> Self {
             Self {
-                rng: Rng(seed),
+                rng: Rng(xvs_sched::SplitMix64::new(seed)),
                 now: 0,
                 master: BTreeMap::new(),
                 sender: Sender::new(MASTER, sender),
@@ -1167,7 +1160,7 @@ mod tests {
                         self.master.remove(&k);
                         self.batch.push((k, None));
                     } else {
-                        let v = self.rng.next() as u32;
+                        let v = self.rng.0.next_u64() as u32;
                         self.master.insert(k, v);
                         self.batch.push((k, Some(v)));
                     }
