@@ -941,6 +941,55 @@ weight = 3
     }
 
     #[test]
+    fn sync_metrics_show_the_figures_the_sync_publishes() {
+        use crate::sync::shared::{Dropped, SyncShared};
+        use crate::sync::table::Refused;
+        let config = ClusterConfig::parse("t.toml", CONFIG).unwrap();
+        let table = ServiceTable::from_config(&config, 1).unwrap();
+        let director = Arc::new(Director::with_snapshot(
+            table.snapshot(),
+            &config,
+            9,
+            Arc::new(Neighbours::new()),
+        ));
+        let mut plane = ControlPlane::new(table, Arc::clone(&director), 4096);
+        let counters = director.worker(0).counters;
+        let text = render(&plane, &counters, &IoStats::default(), None, 0, &[], 0);
+        assert!(!text.contains("xvs_sync_"), "no sync, no sync metrics");
+        let shared = Arc::new(SyncShared::new(false));
+        {
+            let mut s = shared.stats.lock();
+            s.in_sync = true;
+            s.sender.sent = 41;
+            s.receiver.lost = 5;
+            s.receiver.repaired = 4;
+            s.receiver.bulks_completed = 2;
+            s.import.inserted = 100;
+            s.import.updated = 7;
+            s.import.refused[Refused::UnknownService as usize] = 3;
+            s.kept = 9;
+            s.dropped[Dropped::Auth as usize] = 6;
+            s.queued = 12;
+        }
+        plane.with_sync(shared);
+        let text = render(&plane, &counters, &IoStats::default(), None, 0, &[], 0);
+        for line in [
+            "xvs_sync_in_sync 1",
+            "xvs_sync_messages_sent_total 41",
+            "xvs_sync_messages_lost_total 5",
+            "xvs_sync_messages_repaired_total 4",
+            "xvs_sync_transfers_received_total 2",
+            "xvs_sync_connections_received_total 107",
+            "xvs_sync_records_refused_total{reason=\"unknown_service\"} 3",
+            "xvs_sync_records_refused_total{reason=\"own_newer\"} 9",
+            "xvs_sync_datagrams_dropped_total{reason=\"auth\"} 6",
+            "xvs_sync_queued_messages 12",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
+        }
+    }
+
+    #[test]
     fn agent_metrics_per_real_server_and_reports_by_result() {
         let config = ClusterConfig::parse("t.toml", CONFIG).unwrap();
         let table = ServiceTable::from_config(&config, 1).unwrap();
