@@ -186,6 +186,25 @@ impl SyncConfig {
         if self.roles.is_empty() {
             return Err(("roles", SyncProblem::NoRole));
         }
+        self.check_values()?;
+        if let Some(name) = &self.interface
+            && !interfaces.contains(&name.as_str())
+        {
+            return Err((
+                "interface",
+                SyncProblem::UnknownInterface {
+                    name: name.clone(),
+                    known: interfaces.join(", "),
+                },
+            ));
+        }
+        self.read_key(ha).map(|_| ()).map_err(|e| ("key_file", e))
+    }
+
+    /// What is wrong with the values themselves, whatever the director
+    /// (the field and why): also what `xvsadm --start-daemon`'s options
+    /// are checked with.
+    pub fn check_values(&self) -> Result<(), (&'static str, SyncProblem)> {
         if MaxLen::new(self.maxlen).is_err() {
             return Err(("maxlen", SyncProblem::MaxLen(self.maxlen)));
         }
@@ -198,24 +217,13 @@ impl SyncConfig {
         if self.peers.len() > 1 {
             return Err(("peers", SyncProblem::Peers));
         }
-        if let Some(name) = &self.interface
-            && !interfaces.contains(&name.as_str())
-        {
-            return Err((
-                "interface",
-                SyncProblem::UnknownInterface {
-                    name: name.clone(),
-                    known: interfaces.join(", "),
-                },
-            ));
-        }
         let dest = self.destination();
         if let Some(source) = self.source
             && source.is_ipv4() != dest.is_ipv4()
         {
             return Err(("source", SyncProblem::FamilyMismatch(source, dest)));
         }
-        self.read_key(ha).map(|_| ()).map_err(|e| ("key_file", e))
+        Ok(())
     }
 
     /// Where messages go: the peer, else the group.

@@ -379,21 +379,15 @@ impl SyncPart {
         if let Some(v) = params.ttl {
             next.ttl = v;
         }
-        if MaxLen::new(next.maxlen).is_err() {
-            return Err(format!(
-                "--sync-maxlen {}: use 256 to 65507 (1472 fits a 1500-byte link)",
-                next.maxlen
-            ));
-        }
-        if next.ttl == 0 {
-            return Err("--mcast-ttl 0: use 1 to 255".to_owned());
-        }
-        if next.peers.is_empty() && !next.group.is_multicast() {
-            return Err(format!(
-                "--mcast-group {}: not a multicast address (224.0.0.81 is IPVS's default)",
-                next.group
-            ));
-        }
+        next.check_values().map_err(|(field, problem)| {
+            let option = match field {
+                "maxlen" => "--sync-maxlen",
+                "ttl" => "--mcast-ttl",
+                "group" => "--mcast-group",
+                other => other,
+            };
+            format!("{option}: {problem}")
+        })?;
         self.interface(&next)?;
         let running = !self.config.roles.is_empty();
         if running {
@@ -1223,6 +1217,14 @@ mac = "02:00:00:00:00:14"
         refused(
             part_b.command(&start(SyncRoleName::Master, Some(9))),
             "give the same options",
+        );
+        let Request::StartDaemon(mut zero_ttl) = start(SyncRoleName::Master, None) else {
+            unreachable!()
+        };
+        zero_ttl.ttl = Some(0);
+        refused(
+            part_b.command(&Request::StartDaemon(zero_ttl)),
+            "--mcast-ttl: a TTL of 0",
         );
         assert_eq!(
             part_b.command(&start(SyncRoleName::Master, Some(0))),
